@@ -1,0 +1,87 @@
+"""Configuration: one immutable value built from the command line (and env for secrets)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+PASSWORD_ENV = "DATA_SERVICE_COUCHDB_PASSWORD"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A flag or file that makes starting impossible; the message says which."""
+
+
+@dataclass(frozen=True)
+class Config:
+    couchdb_url: str = "http://127.0.0.1:5984"
+    database: str = "data_service"
+    listen: str = "127.0.0.1"
+    port: int = 8080
+    couchdb_user: str | None = None
+    couchdb_password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    verify_tls: bool = True
+    connect_timeout: float = 5.0
+    request_timeout: float = 30.0
+    max_connections: int = 100
+    log_level: str = "info"
+
+    @property
+    def couchdb_auth(self) -> tuple[str, str] | None:
+        if self.couchdb_user is None:
+            return None
+        return (self.couchdb_user, self.couchdb_password or "")
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> "Config":
+        """Build from docopt's dict; raise ConfigError naming the bad flag."""
+        url = args["--couchdb"]
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"--couchdb: {url!r} is not an http(s) URL")
+        if parts.username or parts.password:
+            raise ConfigError(
+                "--couchdb: no credentials in the URL (they would show in the process list); "
+                f"use --couchdb-user and --couchdb-password-file or ${PASSWORD_ENV}"
+            )
+        level = args["--log-level"].lower()
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"--log-level: one of {', '.join(LOG_LEVELS)}")
+        return cls(
+            couchdb_url=url.rstrip("/"),
+            database=args["--database"],
+            listen=args["--listen"],
+            port=_number(args, "--port", int),
+            couchdb_user=args["--couchdb-user"],
+            couchdb_password=_password(args["--couchdb-password-file"], env),
+            ca_file=args["--ca-file"],
+            verify_tls=not args["--no-verify-tls"],
+            connect_timeout=_number(args, "--connect-timeout", float),
+            request_timeout=_number(args, "--request-timeout", float),
+            max_connections=_number(args, "--max-connections", int),
+            log_level=level,
+        )
+
+
+def _number(args: Mapping[str, Any], flag: str, kind: type) -> Any:
+    try:
+        value = kind(args[flag])
+    except (TypeError, ValueError):
+        raise ConfigError(f"{flag}: {args[flag]!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{flag}: must be positive")
+    return value
+
+
+def _password(file: str | None, env: Mapping[str, str]) -> str | None:
+    if file:
+        try:
+            return Path(file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"--couchdb-password-file: cannot read {file}: {exc.strerror}") from None
+    return env.get(PASSWORD_ENV)

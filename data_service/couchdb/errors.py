@@ -1,0 +1,103 @@
+"""CouchDB failures as typed exceptions.
+
+Every exception keeps the request's method and path (never credentials), the
+HTTP status when there was a response, and CouchDB's ``error``/``reason``::
+
+    CouchDBError
+     ├── BadRequest(ValueError)            400
+     ├── Unauthorized(PermissionError)     401
+     ├── Forbidden(PermissionError)        403  (also validate_doc_update refusals)
+     ├── NotFound(KeyError)                404
+     │    └── Unsupported                  the server lacks the endpoint (dev server)
+     ├── Conflict                          409  stale or missing rev
+     ├── PreconditionFailed                412  e.g. database already exists
+     └── Unavailable(ConnectionError)      5xx, connect failure, timeout
+          ├── ConnectFailed                nothing was sent
+          └── Timeout(TimeoutError)        no answer in time
+
+Other statuses raise plain ``CouchDBError``.
+"""
+
+from __future__ import annotations
+
+
+class CouchDBError(Exception):
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        status: int | None = None,
+        error: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(method, path, status, error, reason)
+        self.method = method
+        self.path = path
+        self.status = status
+        self.error = error
+        self.reason = reason
+
+    def __str__(self) -> str:
+        status = f"{self.status} " if self.status is not None else ""
+        detail = ": ".join(p for p in (self.error, self.reason) if p)
+        return f"{status}{self.method} {self.path}" + (f" ({detail})" if detail else "")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self})"
+
+
+class BadRequest(CouchDBError, ValueError):
+    pass
+
+
+class Unauthorized(CouchDBError, PermissionError):
+    pass
+
+
+class Forbidden(CouchDBError, PermissionError):
+    pass
+
+
+class NotFound(CouchDBError, KeyError):
+    pass
+
+
+class Unsupported(NotFound):
+    """The server does not offer this endpoint (e.g. node config on pouchdb-server)."""
+
+
+class Conflict(CouchDBError):
+    pass
+
+
+class PreconditionFailed(CouchDBError):
+    pass
+
+
+class Unavailable(CouchDBError, ConnectionError):
+    """CouchDB could not serve the request now; trying again later may work."""
+
+
+class ConnectFailed(Unavailable):
+    pass
+
+
+class Timeout(Unavailable, TimeoutError):
+    pass
+
+
+_BY_STATUS: dict[int, type[CouchDBError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    412: PreconditionFailed,
+}
+
+
+def error_for_status(status: int) -> type[CouchDBError]:
+    """The exception class for an HTTP error status from CouchDB."""
+    if status >= 500:
+        return Unavailable
+    return _BY_STATUS.get(status, CouchDBError)

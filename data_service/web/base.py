@@ -1,0 +1,66 @@
+"""The request seams every handler shares: JSON out, problems for every error."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from tornado.web import RequestHandler
+
+from ..config import Config
+from ..couchdb import CouchDB, CouchDBError, Database
+from ..problems import Problem, from_exception
+
+log = logging.getLogger("data_service.web")
+
+
+@dataclass
+class Context:
+    """What handlers may use; built once by ``server.serve``."""
+
+    config: Config
+    couch: CouchDB
+    db: Database
+
+
+class BaseHandler(RequestHandler):
+    def initialize(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def write_json(self, body: Any, status: int = 200, content_type: str = "application/json") -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", content_type)
+        self.finish(orjson.dumps(body))
+
+    def allowed_methods(self) -> list[str]:
+        own = type(self)
+        return [m for m in self.SUPPORTED_METHODS
+                if getattr(own, m.lower()) is not getattr(RequestHandler, m.lower())]
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        problem = from_exception(exc, status_code)
+        self.clear()
+        for name, value in problem.headers.items():
+            self.set_header(name, value)
+        if problem.status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
+        self.write_json(problem.body(self.request.path), problem.status_code, "application/problem+json")
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, Problem):
+            if value.status_code >= 500:
+                log.warning("%s %s: %s", self.request.method, self.request.path, value.code)
+        elif isinstance(value, CouchDBError):
+            log.warning("%s %s: CouchDB %r", self.request.method, self.request.path, value)
+        else:
+            super().log_exception(typ, value, tb)
+
+
+class NotFoundHandler(BaseHandler):
+    """Every path no route matched."""
+
+    def prepare(self) -> None:
+        raise Problem("not_found", f"no resource at {self.request.path}")

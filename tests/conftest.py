@@ -1,0 +1,63 @@
+"""Shared fixtures. Every test runs against a real CouchDB-API server: the one in
+``$COUCHDB_URL`` (admin credentials in the URL) or else a pouchdb-server this
+session starts in memory on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+
+import aiohttp
+import pytest
+
+from data_service.config import Config
+from data_service.couchdb import CouchDB
+from data_service.couchdb.client import split_credentials
+from support import devcouch, running_sidecar, unique_name
+
+
+@pytest.fixture(scope="session")
+def couchdb_url(tmp_path_factory) -> str:
+    """Admin URL of the server under test (credentials included)."""
+    url = os.environ.get("COUCHDB_URL")
+    if url:
+        yield url.rstrip("/")
+        return
+    directory = tmp_path_factory.mktemp("devcouch")
+    server = devcouch.start(directory, memory=True)
+    yield server.admin_url
+    devcouch.stop(directory)
+
+
+@pytest.fixture
+async def couch(couchdb_url):
+    async with CouchDB(couchdb_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def db(couch):
+    database = couch.database(unique_name())
+    await database.create()
+    yield database
+    await database.drop(missing_ok=True)
+
+
+@pytest.fixture
+def config(couchdb_url, db) -> Config:
+    """Sidecar configuration for the test database, credentials split off the URL."""
+    url, auth = split_credentials(couchdb_url)
+    user, password = auth or (None, None)
+    return Config(couchdb_url=url, database=db.name, couchdb_user=user, couchdb_password=password,
+                  connect_timeout=2, request_timeout=5)
+
+
+@pytest.fixture
+async def sidecar(config):
+    async with running_sidecar(config) as base:
+        yield base
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -1,0 +1,231 @@
+"""The CouchDB client against a real CouchDB-API server (dev server or $COUCHDB_URL)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiohttp import web
+
+from data_service.couchdb import (
+    Conflict,
+    ConnectFailed,
+    CouchDB,
+    IdPool,
+    NotFound,
+    PreconditionFailed,
+    Timeout,
+    Timeouts,
+    Unauthorized,
+    Unavailable,
+    Unsupported,
+)
+from data_service.couchdb.client import split_credentials
+from data_service.retry import RetryPolicy
+from support import dead_port, unique_name
+
+
+async def test_server_info_tells_the_kind(couch):
+    info = await couch.server_info()
+    assert info.kind in ("couchdb", "pouchdb-server")
+    assert info.version
+
+
+async def test_database_lifecycle(couch):
+    db = couch.database(unique_name())
+    assert not await db.exists()
+    with pytest.raises(NotFound):
+        await db.info()
+    assert await db.create() is True
+    try:
+        with pytest.raises(PreconditionFailed):
+            await db.create()
+        assert await db.create(exist_ok=True) is False
+        info = await db.info()
+        assert info["db_name"] == db.name and info["doc_count"] == 0
+    finally:
+        await db.drop()
+    assert not await db.exists()
+    await db.drop(missing_ok=True)
+
+
+async def test_document_crud_with_revs(db):
+    docid = "odd id/with?chars&+%"
+    created = await db.put({"_id": docid, "n": 1})
+    assert created.id == docid and created.rev.startswith("1-")
+    doc = await db.get(docid)
+    assert doc["_rev"] == created.rev and doc["n"] == 1
+
+    updated = await db.put({**doc, "n": 2})
+    assert updated.rev.startswith("2-")
+    assert (await db.get(docid, rev=created.rev))["n"] == 1  # old rev still readable
+
+    with pytest.raises(Conflict) as stale:
+        await db.put({**doc, "n": 3})  # doc still carries rev 1
+    assert stale.value.status == 409 and stale.value.error == "conflict"
+    with pytest.raises(Conflict):
+        await db.put({"_id": docid, "n": 3})  # no rev at all on an existing doc
+    with pytest.raises(Conflict):
+        await db.delete(docid, created.rev)
+
+    deleted = await db.delete(docid, updated.rev)
+    assert deleted.rev.startswith("3-")
+    with pytest.raises(NotFound) as gone:
+        await db.get(docid)
+    assert isinstance(gone.value, KeyError)
+
+
+async def test_real_conflicts_via_new_edits_false(db):
+    await db.bulk_docs([
+        {"_id": "c1", "_rev": "1-aaaa", "v": 0},
+        {"_id": "c1", "_rev": "2-bbbb", "_revisions": {"start": 2, "ids": ["bbbb", "aaaa"]}, "v": "left"},
+        {"_id": "c1", "_rev": "2-cccc", "_revisions": {"start": 2, "ids": ["cccc", "aaaa"]}, "v": "right"},
+    ], new_edits=False)
+    doc = await db.get("c1", conflicts=True)
+    assert doc["_rev"] == "2-cccc" and doc["_conflicts"] == ["2-bbbb"]  # highest rev id wins
+    leaves = await db.open_revs("c1")
+    assert sorted(leaf["ok"]["v"] for leaf in leaves) == ["left", "right"]
+    (one,) = await db.open_revs("c1", ["2-bbbb"])
+    assert one["ok"]["v"] == "left"
+
+    results = await db.bulk_docs([
+        {"_id": "c1", "_rev": "2-cccc", "v": "merged"},
+        {"_id": "c1", "_rev": "2-bbbb", "_deleted": True},
+    ])
+    assert all(r.get("ok") for r in results)
+    resolved = await db.get("c1", conflicts=True)
+    assert resolved["v"] == "merged" and "_conflicts" not in resolved
+
+
+async def test_bulk_get(db):
+    first = await db.put({"_id": "a", "n": 1})
+    await db.put({"_id": "b", "n": 2})
+    results = await db.bulk_get([{"id": "a", "rev": first.rev}, {"id": "b"}, {"id": "missing"}])
+    by_id = {r["id"]: r["docs"][0] for r in results}
+    assert by_id["a"]["ok"]["n"] == 1 and by_id["b"]["ok"]["n"] == 2
+    assert "ok" not in by_id["missing"]  # CouchDB: {"error": ...}; pouchdb-server: {}
+
+
+VIEW = {"views": {"by_group": {"map": "function (doc) { if (doc.group) { emit(doc.group, null); } }"}}}
+
+
+async def test_view_paging_with_startkey_docid(db):
+    await db.put_design("by_group", VIEW)
+    await db.bulk_docs([{"_id": f"doc{i:02}", "group": "g1" if i < 11 else "g2"} for i in range(15)])
+
+    seen, start = [], None
+    for _ in range(10):  # keyset paging: fetch one extra row, the next page starts at it
+        options = {"startkey": "g1", "endkey": "g1", "limit": 4, "include_docs": True}
+        if start:
+            options["startkey_docid"] = start
+        page = await db.view("by_group", "by_group", **options)
+        seen += [row["doc"]["_id"] for row in page.rows[:3]]
+        if len(page.rows) < 4:
+            break
+        start = page.rows[3]["id"]
+    assert seen == [f"doc{i:02}" for i in range(11)]
+
+    result = await db.view("by_group", "by_group", keys=["g2"])
+    assert [row["id"] for row in result.rows] == ["doc11", "doc12", "doc13", "doc14"]
+    result = await db.view("by_group", "by_group", startkey="g2", endkey="g1", descending=True,
+                           inclusive_end=False, limit=2)
+    assert [row["key"] for row in result.rows] == ["g2", "g2"] and result.total_rows == 15
+
+
+async def test_uuid_pool_under_concurrent_demand(couch):
+    pool = IdPool(couch, batch=100, low_water=20)
+    ids = await asyncio.gather(*(pool.take() for _ in range(1000)))
+    assert len(ids) == len(set(ids)) == 1000
+    assert all(isinstance(i, str) and len(i) >= 32 for i in ids)
+
+
+async def test_security_round_trip(db):
+    security = {"admins": {"names": [], "roles": ["_admin"]},
+                "members": {"names": [], "roles": ["_admin", "data-service"]}}
+    await db.put_security(security)
+    assert (await db.security())["members"]["roles"] == ["_admin", "data-service"]
+
+
+async def test_node_config_or_detected_absence(couch):
+    info = await couch.server_info()
+    if info.supports_node_config:
+        assert isinstance(await couch.config_get("uuids"), dict)
+    else:
+        with pytest.raises(Unsupported):
+            await couch.config_get("uuids")
+
+
+async def test_changes_normal_and_longpoll(db):
+    await db.put({"_id": "x"})
+    normal = await db.changes()
+    assert [r["id"] for r in normal["results"]] == ["x"]
+    since = normal["last_seq"]
+    started = time.monotonic()
+    quiet = await db.changes(feed="longpoll", since=since, timeout=0.5)
+    assert quiet["results"] == [] and time.monotonic() - started < 10
+
+    waiter = asyncio.ensure_future(db.changes(feed="longpoll", since=since, timeout=10))
+    await asyncio.sleep(0.2)
+    await db.put({"_id": "y"})
+    woke = await asyncio.wait_for(waiter, 15)
+    assert [r["id"] for r in woke["results"]] == ["y"]
+
+
+async def test_wrong_password_raises_unauthorized(couchdb_url, db):
+    url, auth = split_credentials(couchdb_url)
+    async with CouchDB(url, auth=((auth or ("admin", ""))[0], "wrong-password")) as intruder:
+        with pytest.raises(Unauthorized) as caught:
+            await intruder.database(db.name).info()
+    assert caught.value.status == 401 and "wrong-password" not in str(caught.value)
+
+
+async def test_stopped_server_is_unavailable_quickly():
+    started = time.monotonic()
+    async with CouchDB(f"http://127.0.0.1:{dead_port()}", retry=RetryPolicy(attempts=2, base=0.01)) as couch:
+        with pytest.raises(ConnectFailed) as caught:
+            await couch.database("db").info()
+    assert isinstance(caught.value, (Unavailable, ConnectionError))
+    assert time.monotonic() - started < 2
+
+
+async def test_silent_server_times_out_within_the_limit():
+    async def accept_and_say_nothing(reader, writer):
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    started = time.monotonic()
+    try:
+        async with CouchDB(f"http://127.0.0.1:{port}", timeouts=Timeouts(connect=1, request=0.5),
+                           retry=RetryPolicy(attempts=1)) as couch:
+            with pytest.raises(Timeout):
+                await couch.database("db").info()
+    finally:
+        server.close()
+    assert time.monotonic() - started < 3
+
+
+async def test_only_idempotent_requests_are_retried_against_a_real_server():
+    hits: dict[str, int] = {"GET": 0, "POST": 0, "PUT": 0}
+
+    async def always_503(request: web.Request) -> web.Response:
+        hits[request.method] += 1
+        return web.json_response({"error": "unavailable"}, status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", always_503)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with CouchDB(f"http://127.0.0.1:{port}", retry=RetryPolicy(attempts=3, base=0.01)) as couch:
+            db = couch.database("db")
+            for call in (db.info(), db.bulk_docs([{"_id": "a"}]), db.put({"_id": "a"})):
+                with pytest.raises(Unavailable):
+                    await call
+    finally:
+        await runner.cleanup()
+    assert hits == {"GET": 3, "POST": 1, "PUT": 3}
