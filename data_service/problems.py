@@ -27,16 +27,28 @@ class Kind:
 
 TABLE: dict[str, Kind] = {
     "bad_request": Kind(400, "The request is malformed"),
+    "invalid_json": Kind(400, "The body is not valid JSON"),
+    "invalid_id": Kind(400, "Not a valid document id"),
+    "invalid_query": Kind(400, "The query cannot be answered"),
     "not_found": Kind(404, "No such resource"),
+    "unknown_type": Kind(404, "No such document type"),
     "method_not_allowed": Kind(405, "Method not allowed on this resource"),
     "not_acceptable": Kind(406, "Only application/json can be produced"),
+    "stale_revision": Kind(412, "The document changed since you read it; "
+                                "re-apply your change to `current` and retry", retryable=True),
     "payload_too_large": Kind(413, "The request body is too large"),
-    "unsupported_media_type": Kind(415, "The request body must be JSON"),
+    "unsupported_media_type": Kind(415, "Unsupported request content type"),
+    "validation_failed": Kind(422, "The document does not match its type's schema"),
+    "reserved_property": Kind(422, "The body sets names reserved for the service"),
+    "idempotency_key_mismatch": Kind(422, "This Idempotency-Key was used with another body"),
+    "precondition_required": Kind(428, "If-Match with the document's ETag is required"),
     "internal_error": Kind(500, "Internal error"),
+    "integrity_violation": Kind(500, "The stored document failed its integrity check"),
     "couchdb_refused": Kind(502, "CouchDB refused the service's credentials"),
     "couchdb_error": Kind(502, "CouchDB answered unexpectedly"),
     "couchdb_unavailable": Kind(503, "CouchDB is unavailable", retryable=True),
     "database_missing": Kind(503, "The database does not exist (run the installer)", retryable=True),
+    "conflict_retries_exhausted": Kind(503, "The document kept changing; try again", retryable=True),
 }
 
 # For statuses Tornado raises by itself (unknown method, malformed request ...).

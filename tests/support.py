@@ -12,7 +12,7 @@ from tornado.testing import bind_unused_port
 from data_service.config import Config
 from data_service.server import build
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 sys.path.insert(0, str(ROOT / "scripts"))
 import devcouch  # noqa: E402
 

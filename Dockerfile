@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# data-service: build the wheel (the same `pip wheel .` that `make dist-check` runs in CI),
+# then install it with its dependencies into a slim runtime image as a non-root user.
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY api_spec ./api_spec
+COPY data_service ./data_service
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[speed]'
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin dataservice
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir --no-index --find-links=/wheels 'data-service[speed]' \
+    && rm -rf /wheels
+COPY models /etc/data-service/models
+USER 10001
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/_health', timeout=2).status != 200)"]
+ENTRYPOINT ["data-service"]
+CMD ["serve", "--listen=0.0.0.0", "--port=8080"]

@@ -1,0 +1,40 @@
+# The README's two commands: `make run` (dev server + service) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install run test dist-check devcouch-stop clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,speed]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+## Run the service on 127.0.0.1:$(PORT) against the dev CouchDB (pouchdb-server).
+run: install
+	scripts/dev.sh
+
+## Run the whole test suite (against $$COUCHDB_URL when set, else a private dev server).
+## pytest's exit 5 (no test collected) counts as a failure.
+test: install
+	@$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: no test was collected" >&2; exit 1; fi; exit $$status
+
+## Build the wheel the Dockerfile installs and check what it carries.
+dist-check: install
+	rm -rf build dist
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	$(BIN)/python scripts/check_wheel.py dist/*.whl
+
+devcouch-stop:
+	$(PYTHON) scripts/devcouch.py stop
+
+clean: devcouch-stop
+	rm -rf $(VENV) node_modules build dist .devcouch *.egg-info

@@ -1,0 +1,98 @@
+"""The walking skeleton over HTTP: health, problem+json errors, and the real command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import aiohttp
+
+from data_service.config import PASSWORD_ENV
+from support import ROOT, dead_port, running_sidecar, unique_name
+
+PROBLEM = "application/problem+json"
+
+
+async def test_liveness_needs_nothing(config, http):
+    async with running_sidecar(replace(config, couchdb_url=f"http://127.0.0.1:{dead_port()}")) as base:
+        async with http.get(f"{base}/_health") as resp:
+            assert resp.status == 200 and await resp.json() == {"status": "ok"}
+
+
+async def test_readiness_when_database_exists(sidecar, http, db):
+    async with http.get(f"{sidecar}/_health?quick=false") as resp:
+        body = await resp.json()
+    assert resp.status == 200 and resp.content_type == "application/json"
+    assert body["status"] == "ok" and body["database"]["name"] == db.name
+    assert body["couchdb"]["kind"] in ("couchdb", "pouchdb-server")
+
+
+async def test_readiness_missing_database_is_503(config, http):
+    async with running_sidecar(replace(config, database=unique_name("absent"))) as base:
+        async with http.get(f"{base}/_health?quick=false") as resp:
+            body = await resp.json(content_type=None)
+    assert resp.status == 503 and resp.content_type == PROBLEM
+    assert resp.headers["Retry-After"] == "1"
+    assert body["code"] == "database_missing" and body["retryable"] is True
+
+
+async def test_readiness_couchdb_down_is_503(config, http):
+    async with running_sidecar(replace(config, couchdb_url=f"http://127.0.0.1:{dead_port()}")) as base:
+        async with http.get(f"{base}/_health?quick=false") as resp:
+            body = await resp.json(content_type=None)
+    assert resp.status == 503 and "Retry-After" in resp.headers
+    assert body["code"] == "couchdb_unavailable" and body["status"] == 503
+
+
+async def test_unknown_path_and_wrong_method_are_problems(sidecar, http):
+    async with http.get(f"{sidecar}/nowhere") as resp:
+        body = await resp.json(content_type=None)
+    assert resp.status == 404 and resp.content_type == PROBLEM
+    assert body["code"] == "not_found" and body["instance"] == "/nowhere"
+    async with http.post(f"{sidecar}/_health", data=b"{}") as resp:
+        body = await resp.json(content_type=None)
+    assert resp.status == 405 and resp.headers["Allow"] == "GET"
+    assert body["code"] == "method_not_allowed" and resp.content_type == PROBLEM
+
+
+def test_cli_help_and_bad_flags():
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "data_service", *args], capture_output=True,
+                              text=True, timeout=60)
+    helped = run("--help")
+    assert helped.returncode == 0 and "data-service serve" in helped.stdout and "--couchdb=URL" in helped.stdout
+    leaked = run("serve", "--couchdb=http://admin:hunter2@127.0.0.1:5984")
+    assert leaked.returncode == 2 and "no credentials in the URL" in leaked.stderr
+    assert "hunter2" not in leaked.stderr
+    assert run("serve", "--port=zero").returncode == 2
+
+
+async def test_serve_command_end_to_end(config, http):
+    """The installed console script, as the README runs it, answers readiness 200."""
+    port = dead_port()
+    env = {**os.environ, PASSWORD_ENV: config.couchdb_password or ""}
+    cmd = [os.path.join(os.path.dirname(sys.executable), "data-service"), "serve",
+           f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--port={port}"]
+    if config.couchdb_user:
+        cmd.append(f"--couchdb-user={config.couchdb_user}")
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        status = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and status != 200:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/_health?quick=false") as resp:
+                    status = resp.status
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+        assert status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=20)[0].decode()
+    assert proc.returncode == 0, output
+    assert "listening on" in output and (config.couchdb_password or "\0") not in output
