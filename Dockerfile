@@ -21,4 +21,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/_health', timeout=2).status != 200)"]
 ENTRYPOINT ["data-service"]
-CMD ["serve", "--listen=0.0.0.0", "--port=8080"]
+CMD ["serve", "--listen=0.0.0.0", "--port=8080", "--models=/etc/data-service/models/sample.yaml"]

@@ -9,6 +9,7 @@ Commands:
   serve                       Run the HTTP service.
 
 Options:
+  --models=FILE               Models file (YAML or JSON) declaring the document types.
   --couchdb=URL               CouchDB base URL, without credentials
                               [default: http://127.0.0.1:5984]
   --database=NAME             Database holding the documents [default: data_service]
@@ -22,6 +23,7 @@ Options:
   --max-connections=N         Keep-alive connections to CouchDB [default: 100]
   --listen=ADDRESS            Address to listen on [default: 127.0.0.1]
   --port=PORT                 Port to listen on [default: 8080]
+  --max-body=BYTES            Largest request body accepted [default: 1048576]
   --log-level=LEVEL           debug, info, warning or error [default: info]
   -h --help                   Show this text.
   --version                   Show the version.
@@ -52,9 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args["serve"]:
+        from .models import ModelError
         from .server import run
 
-        run(config)
+        try:
+            run(config)
+        except ModelError as exc:
+            print(f"data-service: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -30,6 +30,8 @@ class Config:
     request_timeout: float = 30.0
     max_connections: int = 100
     log_level: str = "info"
+    models_path: str | None = None
+    max_body: int = 1024 * 1024
 
     @property
     def couchdb_auth(self) -> tuple[str, str] | None:
@@ -65,6 +67,8 @@ class Config:
             request_timeout=_number(args, "--request-timeout", float),
             max_connections=_number(args, "--max-connections", int),
             log_level=level,
+            models_path=args["--models"],
+            max_body=_number(args, "--max-body", int),
         )
 
 

@@ -13,7 +13,10 @@ from typing import Any
 
 from tornado.web import HTTPError
 
+from . import store
 from .couchdb import errors as couch
+from .etags import etag
+from .models import ValidationFailed
 
 RETRY_AFTER_SECONDS = 1
 
@@ -97,12 +100,31 @@ def from_couchdb(exc: couch.CouchDBError) -> Problem:
     return Problem("couchdb_error", f"CouchDB answered {exc.status}")
 
 
+def from_store(exc: Exception) -> Problem | None:
+    """The answer to each ``store`` error (None if ``exc`` is not one)."""
+    if isinstance(exc, store.StaleRevision):
+        return Problem("stale_revision", headers={"ETag": etag(exc.current["_rev"])},
+                       current=exc.representation)
+    if isinstance(exc, store.DocumentNotFound):
+        return Problem("not_found", "no such document")
+    if isinstance(exc, ValidationFailed):
+        code = "reserved_property" if isinstance(exc, store.ReservedNames) else "validation_failed"
+        return Problem(code, errors=[{"path": v.path, "message": v.message} for v in exc.violations])
+    if isinstance(exc, store.RetriesExhausted):
+        return Problem("conflict_retries_exhausted")
+    if isinstance(exc, store.IdempotencyMismatch):
+        return Problem("idempotency_key_mismatch")
+    return None
+
+
 def from_exception(exc: BaseException | None, status: int) -> Problem:
     """Any exception (or bare status) as a Problem; unknown ones are 500s without detail."""
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, couch.CouchDBError):
         return from_couchdb(exc)
+    if isinstance(exc, Exception) and (problem := from_store(exc)) is not None:
+        return problem
     if isinstance(exc, HTTPError):
         status = exc.status_code
     return Problem(_BY_STATUS.get(status) or ("internal_error" if status >= 500 else "bad_request"))

@@ -9,7 +9,10 @@ import signal
 from tornado.httpserver import HTTPServer
 
 from .config import Config
-from .couchdb import TLS, CouchDB, Limits, Timeouts
+from .couchdb import TLS, CouchDB, IdPool, Limits, Timeouts
+from .models import Models, load_models
+from .openapi import spec_for
+from .store import DocumentStore
 from .web import Context, make_app
 
 log = logging.getLogger("data_service")
@@ -26,8 +29,12 @@ def connect(config: Config) -> CouchDB:
 
 
 def build(config: Config) -> tuple[Context, HTTPServer]:
+    """The app and its parts; raises ModelError for a bad models file."""
+    models = load_models(config.models_path) if config.models_path else Models({})
     couch = connect(config)
-    ctx = Context(config=config, couch=couch, db=couch.database(config.database))
+    db = couch.database(config.database)
+    ctx = Context(config=config, couch=couch, db=db, models=models,
+                  store=DocumentStore(db, IdPool(couch)), spec=spec_for(models))
     return ctx, HTTPServer(make_app(ctx), xheaders=False)
 
 

@@ -12,4 +12,4 @@ trap '.venv/bin/python scripts/devcouch.py stop' EXIT
 .venv/bin/data-service serve \
   --couchdb="http://127.0.0.1:$COUCH_PORT" --database="$DATABASE" \
   --couchdb-user=admin --couchdb-password-file=.devcouch/admin-password \
-  --port="$PORT" "$@"
+  --models=models/sample.yaml --port="$PORT" "$@"

@@ -12,7 +12,8 @@ import pytest
 from data_service.config import Config
 from data_service.couchdb import CouchDB
 from data_service.couchdb.client import split_credentials
-from support import devcouch, running_sidecar, unique_name
+from openapi_check import SpecChecker
+from support import ROOT, Api, devcouch, running_sidecar, unique_name
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +49,7 @@ def config(couchdb_url, db) -> Config:
     url, auth = split_credentials(couchdb_url)
     user, password = auth or (None, None)
     return Config(couchdb_url=url, database=db.name, couchdb_user=user, couchdb_password=password,
-                  connect_timeout=2, request_timeout=5)
+                  connect_timeout=2, request_timeout=5, models_path=str(ROOT / "models" / "sample.yaml"))
 
 
 @pytest.fixture
@@ -61,3 +62,11 @@ async def sidecar(config):
 async def http():
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def api(sidecar, http):
+    """A spec-checking client of the running sidecar."""
+    async with http.get(f"{sidecar}/openapi.json") as resp:
+        spec = await resp.json()
+    return Api(http, sidecar, SpecChecker(spec))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from tornado.testing import bind_unused_port
 
@@ -38,3 +43,70 @@ async def running_sidecar(config: Config):
         server.stop()
         await server.close_all_connections()
         await ctx.couch.aclose()
+
+
+class Api:
+    """An HTTP client for the sidecar that checks every response against the
+    OpenAPI spec the sidecar itself serves (with the declared types)."""
+
+    def __init__(self, session, base: str, checker) -> None:
+        self.session, self.base, self.checker = session, base, checker
+
+    async def request(self, method: str, path: str, *, json=None, data: bytes | None = None,
+                      headers: dict | None = None):
+        headers = dict(headers or {})
+        if json is not None:
+            data = orjson.dumps(json)
+            headers.setdefault("Content-Type", "application/json")
+        async with self.session.request(method, self.base + path, data=data, headers=headers) as resp:
+            raw = await resp.read()
+            self.checker.check(method, path, resp.status, resp.headers, raw)
+            return Reply(resp.status, resp.headers, orjson.loads(raw) if raw else None)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Any
+    body: Any
+
+    @property
+    def etag(self) -> str:
+        return self.headers["ETag"]
+
+
+class TcpProxy:
+    """A loopback TCP relay to ``target`` that can be stopped and restarted on the
+    same port: a CouchDB that goes away and comes back, whatever server is behind."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = devcouch.free_port()
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader, writer) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}

@@ -212,6 +212,13 @@ class Database:
     def _path(self, *segments: str) -> str:
         return path(self.name, *segments)
 
+    def _doc_path(self, docid: str) -> str:
+        """``_design/x`` and ``_local/x`` keep their slash; any other id is one segment."""
+        prefix, slash, rest = docid.partition("/")
+        if slash and prefix in ("_design", "_local"):
+            return self._path(prefix, rest)
+        return self._path(docid)
+
     # -- the database ---------------------------------------------------------
 
     async def create(self, exist_ok: bool = False) -> bool:
@@ -258,20 +265,20 @@ class Database:
         revs: bool = False,
     ) -> dict:
         params = {"rev": rev, "conflicts": conflicts or None, "revs": revs or None}
-        return await self.couch.json("GET", self._path(docid), params=params)
+        return await self.couch.json("GET", self._doc_path(docid), params=params)
 
     async def open_revs(self, docid: str, revs: Iterable[str] | None = None) -> list[dict]:
         """Leaf revisions (all, or the given ones): ``[{"ok": doc} | {"missing": rev}]``."""
         which = "all" if revs is None else orjson.dumps(list(revs)).decode()
-        return await self.couch.json("GET", self._path(docid), params={"open_revs": which})
+        return await self.couch.json("GET", self._doc_path(docid), params={"open_revs": which})
 
     async def put(self, doc: dict) -> WriteResult:
         """Create or update ``doc`` (``_id`` required; ``_rev`` to update)."""
-        response = await self.couch.request("PUT", self._path(doc["_id"]), json=doc)
+        response = await self.couch.request("PUT", self._doc_path(doc["_id"]), json=doc)
         return _write_result(response)
 
     async def delete(self, docid: str, rev: str) -> WriteResult:
-        response = await self.couch.request("DELETE", self._path(docid), params={"rev": rev})
+        response = await self.couch.request("DELETE", self._doc_path(docid), params={"rev": rev})
         return _write_result(response)
 
     async def bulk_docs(self, docs: list[dict], *, new_edits: bool = True) -> list[dict]:

@@ -5,15 +5,20 @@ from __future__ import annotations
 import tornado.web
 
 from .base import Context, NotFoundHandler
+from .documents import CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler
 from .health import HealthHandler
 
 
 def make_app(ctx: Context) -> tornado.web.Application:
     routes = [
-        (r"/_health", HealthHandler, {"ctx": ctx}),
+        (r"/_health", HealthHandler),
+        (r"/openapi.json", OpenApiHandler),
+        (r"/v1/_types", TypesHandler),
+        (r"/v1/([^/]+)", CollectionHandler),
+        (r"/v1/([^/]+)/([^/]+)", DocumentHandler),
     ]
     return tornado.web.Application(
-        routes,
+        [(pattern, handler, {"ctx": ctx}) for pattern, handler in routes],
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx},
         compress_response=False,

@@ -11,6 +11,8 @@ from tornado.web import RequestHandler
 
 from ..config import Config
 from ..couchdb import CouchDB, CouchDBError, Database
+from ..models import Models
+from ..store import DocumentStore
 from ..problems import Problem, from_exception
 
 log = logging.getLogger("data_service.web")
@@ -23,11 +25,17 @@ class Context:
     config: Config
     couch: CouchDB
     db: Database
+    models: Models
+    store: DocumentStore
+    spec: dict  # the OpenAPI document served at /openapi.json
 
 
 class BaseHandler(RequestHandler):
     def initialize(self, ctx: Context) -> None:
         self.ctx = ctx
+
+    def compute_etag(self) -> None:
+        return None  # ETags are revisions, set by the handlers that have one
 
     def write_json(self, body: Any, status: int = 200, content_type: str = "application/json") -> None:
         self.set_status(status)

@@ -1,0 +1,96 @@
+"""Stored documents and their representation (pure: no I/O).
+
+A stored document (the envelope) is flat, CouchDB style::
+
+    {"_id": "<couchdb uuid>", "_rev": "...", "type": "user_v1.0",
+     "meta": {"created_at": "...Z", "updated_at": "...Z", "deleted_at": "...Z"?},
+     <property>: <stored value>, ...}
+
+Callers see the representation::
+
+    {"id": "<id>", "meta": {"type": "user", "version": "1.0", "created_at": ..., "updated_at": ...},
+     <readable property>: <value>, ...}
+
+``id``, ``type``, ``meta``, ``sig`` and ``_``-prefixed names are reserved, so
+properties never collide with the envelope.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from .models import ModelType
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+TYPE_TAG = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_v(?P<major>\d+)\.(?P<minor>\d+)$")
+_ENVELOPE = ("_id", "_rev", "type", "meta", "sig", "_conflicts", "_deleted_conflicts", "_revisions")
+
+
+def now() -> str:
+    """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-26T15:00:00.123Z``."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def valid_id(docid: str) -> bool:
+    return bool(ID_PATTERN.match(docid))
+
+
+def is_of(model: ModelType, doc: dict) -> bool:
+    """A stored doc belongs to ``model`` when its tag has the same name and major version."""
+    match = TYPE_TAG.match(str(doc.get("type", "")))
+    return bool(match and match["name"] == model.name and int(match["major"]) == model.major)
+
+
+def is_deleted(doc: dict) -> bool:
+    return bool(doc.get("meta", {}).get("deleted_at"))
+
+
+def properties(doc: dict) -> dict[str, Any]:
+    """The stored properties of a document (everything but the envelope)."""
+    return {k: v for k, v in doc.items() if k not in _ENVELOPE}
+
+
+def new(model: ModelType, docid: str, props: dict[str, Any], at: str) -> dict:
+    return {"_id": docid, "type": model.tag, "meta": {"created_at": at, "updated_at": at}, **props}
+
+
+def replaced(model: ModelType, current: dict, props: dict[str, Any], at: str) -> dict:
+    """``current`` with new properties; keeps id, rev and creation time."""
+    meta = {**current.get("meta", {}), "updated_at": at}
+    return {"_id": current["_id"], "_rev": current["_rev"], "type": model.tag, "meta": meta, **props}
+
+
+def soft_deleted(current: dict, at: str) -> dict:
+    meta = {**current.get("meta", {}), "updated_at": at, "deleted_at": at}
+    return {**current, "meta": meta}
+
+
+def representation(model: ModelType, doc: dict, props: dict[str, Any]) -> dict:
+    """What callers see: ``props`` are already unprotected; unreadable ones are dropped."""
+    meta = doc.get("meta", {})
+    out_meta = {"type": model.name, "version": _version(doc), "created_at": meta.get("created_at"),
+                "updated_at": meta.get("updated_at")}
+    if meta.get("deleted_at"):
+        out_meta["deleted_at"] = meta["deleted_at"]
+    readable = {k: v for k, v in props.items() if k in model.properties and model.properties[k].readable}
+    return {"id": doc["_id"], "meta": out_meta, **readable}
+
+
+def _version(doc: dict) -> str:
+    match = TYPE_TAG.match(str(doc.get("type", "")))
+    return f"{match['major']}.{match['minor']}" if match else ""
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON Merge Patch: objects merge recursively, ``null`` removes."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result

@@ -1,0 +1,135 @@
+"""``/v1``: typed documents over HTTP. Parse the request, call the store, answer."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from tornado.web import stream_request_body
+
+from .. import etags
+from ..documents import valid_id
+from ..models import ModelType
+from ..problems import Problem
+from .base import BaseHandler
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+@stream_request_body
+class ApiHandler(BaseHandler):
+    """Reads the body itself so an oversized one is refused before it is buffered."""
+
+    def prepare(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        length = self.request.headers.get("Content-Length")
+        if length is not None:
+            if not length.isdigit():
+                raise Problem("bad_request", "Content-Length is not a number")
+            self._check_size(int(length))
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size <= self.ctx.config.max_body:
+            self._chunks.append(chunk)
+
+    def _check_size(self, size: int) -> None:
+        if size > self.ctx.config.max_body:
+            raise Problem("payload_too_large", f"the limit is {self.ctx.config.max_body} bytes")
+
+    def json_body(self, *media_types: str) -> Any:
+        self._check_size(self._size)
+        content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type not in media_types:
+            raise Problem("unsupported_media_type", f"send {' or '.join(media_types)}")
+        try:
+            return orjson.loads(b"".join(self._chunks))
+        except orjson.JSONDecodeError as exc:
+            raise Problem("invalid_json", str(exc)) from None
+
+    def model(self, name: str) -> ModelType:
+        model = self.ctx.models.get(name)
+        if model is None:
+            raise Problem("unknown_type", f"no type {name!r}; GET /v1/_types lists them")
+        return model
+
+    def document_id(self, docid: str) -> str:
+        if not valid_id(docid):
+            raise Problem("invalid_id", "ids are 1-128 letters, digits, '_' or '-'")
+        return docid
+
+    def if_match(self, required: bool = True) -> frozenset[str] | None:
+        revisions = etags.parse(self.request.headers.get("If-Match"))
+        if revisions is None and required:
+            raise Problem("precondition_required", "send If-Match with the ETag you last read")
+        return revisions
+
+    def write_document(self, model: ModelType, doc: dict, status: int = 200) -> None:
+        self.set_header("ETag", etags.etag(doc["_rev"]))
+        self.write_json(self.ctx.store.representation(model, doc), status)
+
+
+class CollectionHandler(ApiHandler):
+    async def post(self, type_name: str) -> None:
+        model = self.model(type_name)
+        body = self.json_body(JSON)
+        key = self.request.headers.get("Idempotency-Key")
+        if key is not None and not IDEMPOTENCY_KEY.match(key):
+            raise Problem("bad_request", "Idempotency-Key must be 1-200 visible ASCII characters")
+        doc, created = await self.ctx.store.create(model, body, key)
+        self.set_header("Location", f"/v1/{model.name}/{doc['_id']}")
+        self.write_document(model, doc, 201 if created else 200)
+
+
+class DocumentHandler(ApiHandler):
+    async def get(self, type_name: str, docid: str) -> None:
+        model, docid = self.model(type_name), self.document_id(docid)
+        doc = await self.ctx.store.read(model, docid)
+        if etags.none_match(self.request.headers.get("If-None-Match"), doc["_rev"]):
+            self.set_header("ETag", etags.etag(doc["_rev"]))
+            self.set_status(304)
+            self.finish()
+            return
+        self.write_document(model, doc)
+
+    async def put(self, type_name: str, docid: str) -> None:
+        model, docid = self.model(type_name), self.document_id(docid)
+        body = self.json_body(JSON)
+        doc = await self.ctx.store.replace(model, docid, body, self.if_match())
+        self.write_document(model, doc)
+
+    async def patch(self, type_name: str, docid: str) -> None:
+        model, docid = self.model(type_name), self.document_id(docid)
+        patch = self.json_body(MERGE_PATCH)
+        doc = await self.ctx.store.patch(model, docid, patch, self.if_match(required=False))
+        self.write_document(model, doc)
+
+    async def delete(self, type_name: str, docid: str) -> None:
+        model, docid = self.model(type_name), self.document_id(docid)
+        await self.ctx.store.delete(model, docid, self.if_match())
+        self.set_status(204)
+        self.finish()
+
+
+class TypesHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json({"types": [
+            {
+                "name": model.name,
+                "version": model.version,
+                "delete": model.delete_policy,
+                "schema": model.input_schema(),
+                "properties": {p.name: {"protection": p.protection, "indexed": p.indexed}
+                               for p in model.properties.values()},
+            }
+            for model in self.ctx.models
+        ]})
+
+
+class OpenApiHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json(self.ctx.spec)
