@@ -83,7 +83,8 @@ class DocumentStore:
         returns the first document with ``created=False``."""
         _validate(model, body)
         if idempotency_key is None:
-            return await self._insert(model, await self.ids.take(), body), True
+            doc, _ = await self._insert(model, await self.ids.take(), body)
+            return doc, True  # a 409 here can only be our own retried PUT
         digest = hashlib.sha256(f"{model.name}\0{idempotency_key}".encode()).hexdigest()
         record_id = f"_local/idempotency_{digest}"
         body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -96,25 +97,26 @@ class DocumentStore:
                     await self.db.put({"_id": record_id, "doc_id": docid, "body_hash": body_hash})
                 except Conflict:
                     continue
-                return await self._insert(model, docid, body), True
+                return await self._insert(model, docid, body)
             if record["body_hash"] != body_hash:
                 raise IdempotencyMismatch(idempotency_key)
             try:
                 return await self.read(model, record["doc_id"]), False
-            except DocumentNotFound:  # the first attempt claimed the key but stored nothing
-                return await self._insert(model, record["doc_id"], body), True
+            except DocumentNotFound:  # claimed, not stored yet (in flight, or that attempt died)
+                return await self._insert(model, record["doc_id"], body)
 
-    async def _insert(self, model: ModelType, docid: str, props: dict) -> dict:
+    async def _insert(self, model: ModelType, docid: str, props: dict) -> tuple[dict, bool]:
+        """PUT a new document; (doc, True) if this call stored it. A 409 with the same
+        content means the doc is already there (our retried PUT, or a twin request)."""
         doc = documents.new(model, docid, props, documents.now())
         try:
             result = await self.db.put(doc)
         except Conflict:
-            # Our own PUT may have landed before a retry: then the stored doc is ours.
             existing = await self.db.get(docid)
             if existing.get("type") == doc["type"] and documents.properties(existing) == props:
-                return existing
+                return existing, False
             raise
-        return {**doc, "_rev": result.rev}
+        return {**doc, "_rev": result.rev}, True
 
     async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> dict:
         _validate(model, body)
