@@ -1,15 +1,39 @@
 """data-service: sidecar HTTP data-access service in front of CouchDB.
 
 Usage:
-  data-service serve [options]
+  data-service serve --keys-dir=DIR [--models=FILE] [--kek-file=FILE] [options]
+  data-service keys create --keys-dir=DIR [--kek-file=FILE]
+  data-service keys rotate --keys-dir=DIR --purpose=P [--kek-file=FILE]
+  data-service keys (disable | enable) --keys-dir=DIR --purpose=P --key-id=N [--kek-file=FILE]
+  data-service keys list --keys-dir=DIR [--kek-file=FILE]
+  data-service keys new-kek --out=FILE
+  data-service verify --keys-dir=DIR [--kek-file=FILE] [options]
+  data-service reencrypt --keys-dir=DIR --models=FILE [--kek-file=FILE] [options]
   data-service -h | --help
   data-service --version
 
 Commands:
   serve                       Run the HTTP service.
+  keys create                 Write a new Tink keyset per purpose (signing, encryption,
+                              deterministic, lookup) into --keys-dir, files 0600; never
+                              overwrites.
+  keys rotate                 Add a new primary key for --purpose; old keys keep working.
+  keys disable | enable       Change a key's status (the primary cannot be disabled).
+  keys list                   Show every key: purpose, id, status, primary.
+  keys new-kek                Write a key-encryption key: with --kek-file (or the KEK
+                              itself in $DATA_SERVICE_KEK) keysets are stored encrypted.
+  verify                      Check every document's signature; lists failing ids and
+                              exits 1 if any fail.
+  reencrypt                   Re-protect and re-sign every document under the primary
+                              keys (after a rotation); resumable, safe beside traffic.
 
 Options:
   --models=FILE               Models file (YAML or JSON) declaring the document types.
+  --keys-dir=DIR              Directory of Tink keysets (see keys create).
+  --kek-file=FILE             Key-encryption key for encrypted keysets.
+  --purpose=P                 signing, encryption, deterministic or lookup.
+  --key-id=N                  A key id as `keys list` shows it.
+  --out=FILE                  Where to write (refuses to overwrite).
   --couchdb=URL               CouchDB base URL, without credentials
                               [default: http://127.0.0.1:5984]
   --database=NAME             Database holding the documents [default: data_service]
@@ -28,42 +52,103 @@ Options:
   -h --help                   Show this text.
   --version                   Show the version.
 
-Passwords are never taken from flags or URLs: they would show in the process list.
+Passwords and keys are never taken from flags or URLs: they would show in the
+process list.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import sys
 
 from docopt import docopt
 
 from . import __version__
 from .config import Config, ConfigError
+from .keys import PURPOSES, KeysDir, KeysetError, kek_from, new_kek
+from .models import ModelError
 
 
 def main(argv: list[str] | None = None) -> int:
     args = docopt(__doc__, argv=argv, version=f"data-service {__version__}")
     try:
+        if args["keys"]:
+            return keys_command(args)
         config = Config.from_args(args)
-    except ConfigError as exc:
+        logging.basicConfig(level=config.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args["serve"]:
+            from .server import run
+
+            run(config)
+            return 0
+        return asyncio.run(scan_command(args, config))
+    except (ConfigError, ModelError, KeysetError) as exc:
         print(f"data-service: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if args["serve"]:
-        from .models import ModelError
-        from .server import run
 
+
+def keys_command(args: dict) -> int:
+    if args["new-kek"]:
+        fd = _create_private(args["--out"])
+        with os.fdopen(fd, "w") as out:
+            out.write(new_kek())
+        print(f"wrote {args['--out']}")
+        return 0
+    keys = KeysDir(args["--keys-dir"], kek_from(args["--kek-file"]))
+    purpose = args["--purpose"]
+    if purpose is not None and purpose not in PURPOSES:
+        raise ConfigError(f"--purpose: one of {', '.join(PURPOSES)}")
+    if args["create"]:
+        for path in keys.create():
+            print(f"wrote {path}")
+    elif args["rotate"]:
+        print(f"{purpose}: new primary key {keys.rotate(purpose)}")
+    elif args["disable"] or args["enable"]:
+        status = "DISABLED" if args["disable"] else "ENABLED"
         try:
-            run(config)
-        except ModelError as exc:
-            print(f"data-service: {exc}", file=sys.stderr)
-            return 2
+            key_id = int(args["--key-id"])
+        except ValueError:
+            raise ConfigError("--key-id: a number, as `keys list` shows") from None
+        keys.set_status(purpose, key_id, status)
+        print(f"{purpose}: key {key_id} {status.lower()}")
+    else:
+        print(f"{'purpose':<14} {'key id':>10}  {'status':<9} primary")
+        for info in keys.list():
+            print(f"{info.purpose:<14} {info.key_id:>10}  {info.status:<9} {'*' if info.primary else ''}")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _create_private(path: str) -> int:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path}: exists; refusing to overwrite") from None
+
+
+async def scan_command(args: dict, config: Config) -> int:
+    from .maintenance import Progress, reencrypt_database, verify_database
+    from .models import load_models
+    from .server import connect, protector
+
+    guard = protector(config)
+    async with connect(config) as couch:
+        db = couch.database(config.database)
+        total = (await db.info())["doc_count"]
+        if args["verify"]:
+            report = await verify_database(db, guard, Progress("verify", total))
+            for docid, reason in report.failures:
+                print(f"FAILED {docid}: {reason}")
+            print(f"verify: {report.checked} documents checked, {len(report.failures)} failed")
+            return 1 if report.failures else 0
+        report = await reencrypt_database(db, guard, load_models(config.models_path), Progress("reencrypt", total))
+        for docid, why in report.skipped:
+            print(f"SKIPPED {docid}: {why}")
+        print(f"reencrypt: {report.checked} checked, {report.rewritten} rewritten, "
+              f"{report.current} already current, {len(report.skipped)} skipped")
+        if report.stale_lookup_hashes:
+            print(f"reencrypt: {report.stale_lookup_hashes} sha3-512 values stay under older lookup keys "
+                  "(a hash cannot be re-keyed without its plaintext); keep those keys enabled")
+        return 1 if report.skipped else 0

@@ -32,6 +32,8 @@ class Config:
     log_level: str = "info"
     models_path: str | None = None
     max_body: int = 1024 * 1024
+    keys_dir: str | None = None
+    kek_file: str | None = None
 
     @property
     def couchdb_auth(self) -> tuple[str, str] | None:
@@ -69,6 +71,8 @@ class Config:
             log_level=level,
             models_path=args["--models"],
             max_body=_number(args, "--max-body", int),
+            keys_dir=args["--keys-dir"],
+            kek_file=args["--kek-file"],
         )
 
 

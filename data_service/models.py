@@ -30,6 +30,7 @@ PROTECTIONS = ("plain", "bcrypt", "sha3-512", "encrypt", "encrypt-deterministic"
 DELETE_POLICIES = ("hard", "soft")
 HASHED = ("bcrypt", "sha3-512")
 DEFAULT_BCRYPT_COST = 12
+BCRYPT_MAX_BYTES = 72  # bcrypt ignores the rest; refuse rather than truncate silently
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
 TAG_PATTERN = r"^[a-z][a-z0-9_]*_v\d+\.\d+$"
@@ -262,8 +263,10 @@ class ModelType:
         return {name: Draft202012Validator(p.schema, format_checker=FORMAT_CHECKER)
                 for name, p in self.properties.items()}
 
-    def validate(self, body: object) -> None:
-        """Raise ValidationFailed listing every violation of ``body``."""
+    def validate(self, body: object, kept: frozenset[str] = frozenset()) -> None:
+        """Raise ValidationFailed listing every violation of ``body``. ``kept`` names
+        properties present in stored form only (hashed ones a PATCH leaves alone):
+        they satisfy ``required`` without being validated."""
         if not isinstance(body, dict):
             raise ValidationFailed([Violation("", "must be a JSON object")])
         validators = self._validators
@@ -274,11 +277,13 @@ class ModelType:
                 message = "reserved name" if is_reserved(name) else "unknown property"
                 found.add(Violation(_pointer([name]), message))
                 continue
-            plain = self.properties[name].protection == "plain"
+            protection = self.properties[name].protection
             for error in validator.iter_errors(value):
-                found.update(_violations(error, name, plain))
+                found.update(_violations(error, name, protection == "plain"))
+            if protection == "bcrypt" and isinstance(value, str) and len(value.encode()) > BCRYPT_MAX_BYTES:
+                found.add(Violation(_pointer([name]), f"is longer than {BCRYPT_MAX_BYTES} bytes"))
         for name in self.required:
-            if name not in body:
+            if name not in body and name not in kept:
                 found.add(Violation(_pointer([name]), "is required"))
         if found:
             raise ValidationFailed(list(found))

@@ -17,6 +17,7 @@ from . import store
 from .couchdb import errors as couch
 from .etags import etag
 from .models import ValidationFailed
+from .protection import IntegrityViolation, KeyUnavailable
 
 RETRY_AFTER_SECONDS = 1
 
@@ -47,6 +48,7 @@ TABLE: dict[str, Kind] = {
     "precondition_required": Kind(428, "If-Match with the document's ETag is required"),
     "internal_error": Kind(500, "Internal error"),
     "integrity_violation": Kind(500, "The stored document failed its integrity check"),
+    "key_unavailable": Kind(500, "The document is protected by a disabled or missing key"),
     "couchdb_refused": Kind(502, "CouchDB refused the service's credentials"),
     "couchdb_error": Kind(502, "CouchDB answered unexpectedly"),
     "couchdb_unavailable": Kind(503, "CouchDB is unavailable", retryable=True),
@@ -101,7 +103,7 @@ def from_couchdb(exc: couch.CouchDBError) -> Problem:
 
 
 def from_store(exc: Exception) -> Problem | None:
-    """The answer to each ``store`` error (None if ``exc`` is not one)."""
+    """The answer to each ``store`` / protection error (None if ``exc`` is not one)."""
     if isinstance(exc, store.StaleRevision):
         return Problem("stale_revision", headers={"ETag": etag(exc.current["_rev"])},
                        current=exc.representation)
@@ -114,6 +116,10 @@ def from_store(exc: Exception) -> Problem | None:
         return Problem("conflict_retries_exhausted")
     if isinstance(exc, store.IdempotencyMismatch):
         return Problem("idempotency_key_mismatch")
+    if isinstance(exc, IntegrityViolation):
+        return Problem("integrity_violation", f"document {exc.docid} failed its signature check")
+    if isinstance(exc, KeyUnavailable):
+        return Problem("key_unavailable", f"needs {exc.purpose} key {exc.key_id}; run reencrypt before disabling keys")
     return None
 
 

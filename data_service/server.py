@@ -8,10 +8,12 @@ import signal
 
 from tornado.httpserver import HTTPServer
 
-from .config import Config
+from .config import Config, ConfigError
 from .couchdb import TLS, CouchDB, IdPool, Limits, Timeouts
+from .keys import KeysDir, kek_from
 from .models import Models, load_models
 from .openapi import spec_for
+from .protection import Protector
 from .store import DocumentStore
 from .web import Context, make_app
 
@@ -28,13 +30,21 @@ def connect(config: Config) -> CouchDB:
     )
 
 
+def protector(config: Config) -> Protector:
+    """The keysets of ``--keys-dir``; KeysetError says which file is wrong."""
+    if not config.keys_dir:
+        raise ConfigError("--keys-dir is required (create one: data-service keys create --keys-dir=DIR)")
+    return Protector(KeysDir(config.keys_dir, kek_from(config.kek_file)))
+
+
 def build(config: Config) -> tuple[Context, HTTPServer]:
-    """The app and its parts; raises ModelError for a bad models file."""
+    """The app and its parts; raises ModelError, KeysetError or ConfigError at startup."""
     models = load_models(config.models_path) if config.models_path else Models({})
+    guard = protector(config)
     couch = connect(config)
     db = couch.database(config.database)
     ctx = Context(config=config, couch=couch, db=db, models=models,
-                  store=DocumentStore(db, IdPool(couch)), spec=spec_for(models))
+                  store=DocumentStore(db, IdPool(couch), guard), spec=spec_for(models))
     return ctx, HTTPServer(make_app(ctx), xheaders=False)
 
 

@@ -1,8 +1,10 @@
-"""Typed documents in CouchDB: create, read, replace, patch, delete.
+"""Typed documents in CouchDB: create, read, replace, patch, delete, verify.
 
 The rules live here, apart from HTTP: ids from the ``_uuids`` pool and created
 with PUT (a retried create never duplicates), revision checks, the sidecar's
-own read-modify-write loop for PATCH, soft deletes, idempotency keys.
+own read-modify-write loop for PATCH, soft deletes, idempotency keys, and
+protection: values are protected and the document signed before every write;
+every read verifies the signature first. bcrypt runs in a thread pool.
 Errors are the exceptions below; ``problems.py`` says how each is answered.
 """
 
@@ -10,14 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Awaitable, Callable
 
 import orjson
 
 from . import documents
 from .couchdb import Conflict, Database, IdPool, NotFound
-from .models import ModelType, ValidationFailed, Violation, is_reserved
+from .models import BCRYPT_MAX_BYTES, DEFAULT_BCRYPT_COST, ModelType, ValidationFailed, Violation, is_reserved
+from .protection import IntegrityViolation, Protector, check_password, hash_password
 from .retry import RetryPolicy
+
+log = logging.getLogger("data_service.store")
 
 ANY_REVISION = "*"
 Revisions = frozenset  # the revisions an If-Match accepts; ANY_REVISION for "*"
@@ -54,27 +61,78 @@ class DocumentStore:
         self,
         db: Database,
         ids: IdPool,
+        protector: Protector,
+        hasher: Executor | None = None,
         patch_retry: RetryPolicy = RetryPolicy(attempts=30, base=0.01, cap=0.25),
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.db = db
         self.ids = ids
+        self.protector = protector
+        self.hasher = hasher or ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
         self.patch_retry = patch_retry
         self._sleep = sleep
+        self.integrity_violations = 0
 
     # -- reading ----------------------------------------------------------------
 
     async def read(self, model: ModelType, docid: str) -> dict:
+        """The stored doc, signature verified; DocumentNotFound unless it is a live ``model``."""
         try:
             doc = await self.db.get(docid)
         except NotFound:
             raise DocumentNotFound(docid) from None
         if not documents.is_of(model, doc) or documents.is_deleted(doc):
             raise DocumentNotFound(docid)
+        self.verify(doc)
         return doc
 
+    def verify(self, doc: dict) -> None:
+        try:
+            self.protector.verify(doc)
+        except IntegrityViolation as exc:
+            self.integrity_violations += 1
+            log.warning("integrity violation: document %s: %s", exc.docid, exc.reason)
+            raise
+
     def representation(self, model: ModelType, doc: dict) -> dict:
-        return documents.representation(model, doc, documents.properties(doc))
+        return documents.representation(model, doc, self._revealed(model, doc))
+
+    def _revealed(self, model: ModelType, doc: dict) -> dict:
+        """The readable properties in clear."""
+        return {name: self.protector.reveal(model, doc["_id"], name, value)
+                for name, value in documents.properties(doc).items()
+                if name in model.properties and model.properties[name].readable}
+
+    async def verify_secrets(self, model: ModelType, docid: str, candidates: Any) -> dict[str, bool]:
+        """Which candidate values match the stored bcrypt / sha3-512 ones (constant time)."""
+        if not isinstance(candidates, dict) or not candidates:
+            raise ValidationFailed([Violation("", "send an object of property: candidate value")])
+        def problem(name: str, value: Any) -> str | None:
+            prop = model.properties.get(name)
+            if prop is None or prop.readable:
+                return "not a bcrypt or sha3-512 property"
+            if not isinstance(value, str):
+                return "must be a string"
+            if prop.protection == "bcrypt" and len(value.encode()) > BCRYPT_MAX_BYTES:
+                return f"is longer than {BCRYPT_MAX_BYTES} bytes"
+            return None
+
+        wrong = [Violation(f"/{n}", m) for n, v in candidates.items() if (m := problem(n, v))]
+        if wrong:
+            raise ValidationFailed(wrong)
+        doc = await self.read(model, docid)
+        loop = asyncio.get_running_loop()
+        result = {}
+        for name, candidate in candidates.items():
+            stored = doc.get(name)
+            if stored is None:
+                result[name] = False
+            elif model.properties[name].protection == "bcrypt":
+                result[name] = await loop.run_in_executor(self.hasher, check_password, candidate, stored)
+            else:
+                result[name] = self.protector.matches_hash(model, name, candidate, stored)
+        return result
 
     # -- writing ----------------------------------------------------------------
 
@@ -83,8 +141,8 @@ class DocumentStore:
         returns the first document with ``created=False``."""
         _validate(model, body)
         if idempotency_key is None:
-            doc, _ = await self._insert(model, await self.ids.take(), body)
-            return doc, True  # a 409 here can only be our own retried PUT
+            doc, _ = await self._insert(model, await self.ids.take(), body, twin_ok=False)
+            return doc, True
         digest = hashlib.sha256(f"{model.name}\0{idempotency_key}".encode()).hexdigest()
         record_id = f"_local/idempotency_{digest}"
         body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -97,31 +155,47 @@ class DocumentStore:
                     await self.db.put({"_id": record_id, "doc_id": docid, "body_hash": body_hash})
                 except Conflict:
                     continue
-                return await self._insert(model, docid, body)
+                return await self._insert(model, docid, body, twin_ok=True)
             if record["body_hash"] != body_hash:
                 raise IdempotencyMismatch(idempotency_key)
             try:
                 return await self.read(model, record["doc_id"]), False
             except DocumentNotFound:  # claimed, not stored yet (in flight, or that attempt died)
-                return await self._insert(model, record["doc_id"], body)
+                return await self._insert(model, record["doc_id"], body, twin_ok=True)
 
-    async def _insert(self, model: ModelType, docid: str, props: dict) -> tuple[dict, bool]:
-        """PUT a new document; (doc, True) if this call stored it. A 409 with the same
-        content means the doc is already there (our retried PUT, or a twin request)."""
-        doc = documents.new(model, docid, props, documents.now())
+    async def _insert(self, model: ModelType, docid: str, props: dict, twin_ok: bool) -> tuple[dict, bool]:
+        """PUT a new document; (doc, True) if this call stored it. On a 409 the doc is
+        already there: our own retried PUT (same signature), or with ``twin_ok`` the
+        work of a request with the same idempotency key and body."""
+        stored = await self._protect(model, docid, props)
+        doc = self.protector.sign(documents.new(model, docid, stored, documents.now()))
         try:
             result = await self.db.put(doc)
         except Conflict:
-            existing = await self.db.get(docid)
-            if existing.get("type") == doc["type"] and documents.properties(existing) == props:
+            existing = await self.read(model, docid)
+            if twin_ok or existing.get("sig") == doc["sig"]:
                 return existing, False
             raise
         return {**doc, "_rev": result.rev}, True
 
+    async def _protect(self, model: ModelType, docid: str, props: dict, kept: dict | None = None) -> dict:
+        """Stored forms of ``props`` (bcrypt in the thread pool) plus ``kept`` ones as they are."""
+        loop = asyncio.get_running_loop()
+        stored = {}
+        for name, value in props.items():
+            prop = model.properties[name]
+            if prop.protection == "bcrypt":
+                cost = prop.bcrypt_cost or DEFAULT_BCRYPT_COST
+                stored[name] = await loop.run_in_executor(self.hasher, hash_password, value, cost)
+            else:
+                stored[name] = self.protector.protect(model, docid, name, value)
+        return {**stored, **(kept or {})}
+
     async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> dict:
         _validate(model, body)
         current = await self.read(model, docid)
-        return await self._write_over(model, current, body, if_match)
+        self._check_revision(model, current, if_match)
+        return await self._write_checked(model, current, await self._protect(model, docid, body))
 
     async def patch(self, model: ModelType, docid: str, patch: Any, if_match: Revisions | None) -> dict:
         """RFC 7396 merge patch. With ``if_match`` it is a checked write; without,
@@ -131,29 +205,36 @@ class DocumentStore:
         _check_reserved(patch)
         if if_match is not None:
             current = await self.read(model, docid)
-            return await self._write_over(model, current, self._patched(model, current, patch), if_match)
+            self._check_revision(model, current, if_match)
+            return await self._write_checked(model, current, await self._patched(model, current, patch))
         for attempt in range(self.patch_retry.attempts):
             current = await self.read(model, docid)
-            doc = documents.replaced(model, current, self._patched(model, current, patch), documents.now())
             try:
-                return {**doc, "_rev": (await self.db.put(doc)).rev}
+                return await self._write_over(model, current, await self._patched(model, current, patch))
             except Conflict:
                 await self._sleep(self.patch_retry.delay(attempt))
         raise RetriesExhausted(docid)
 
-    def _patched(self, model: ModelType, current: dict, patch: dict) -> dict:
-        props = documents.merge_patch(documents.properties(current), patch)
-        _validate(model, props)
-        return props
+    async def _patched(self, model: ModelType, current: dict, patch: dict) -> dict:
+        """Stored properties after ``patch``: applied to the readable values in clear;
+        hashed values the patch does not touch are kept as stored."""
+        merged = documents.merge_patch(self._revealed(model, current), patch)
+        kept = {name: value for name, value in documents.properties(current).items()
+                if name in model.properties and not model.properties[name].readable and name not in patch}
+        model.validate(merged, kept=frozenset(kept))
+        return await self._protect(model, current["_id"], merged, kept)
 
-    async def _write_over(self, model: ModelType, current: dict, props: dict, if_match: Revisions) -> dict:
-        self._check_revision(model, current, if_match)
-        doc = documents.replaced(model, current, props, documents.now())
+    async def _write_over(self, model: ModelType, current: dict, stored: dict) -> dict:
+        """Write ``stored`` properties over ``current``, signed; Conflict propagates."""
+        doc = self.protector.sign(documents.replaced(model, current, stored, documents.now()))
+        return {**doc, "_rev": (await self.db.put(doc)).rev}
+
+    async def _write_checked(self, model: ModelType, current: dict, stored: dict) -> dict:
+        """``_write_over`` for a caller who named a revision: a 409 is StaleRevision."""
         try:
-            result = await self.db.put(doc)
+            return await self._write_over(model, current, stored)
         except Conflict:
             raise await self._stale(model, current["_id"]) from None
-        return {**doc, "_rev": result.rev}
 
     async def delete(self, model: ModelType, docid: str, if_match: Revisions) -> None:
         """Hard delete, or for ``delete: soft`` types keep the doc marked deleted."""
@@ -161,7 +242,7 @@ class DocumentStore:
         self._check_revision(model, current, if_match)
         try:
             if model.delete_policy == "soft":
-                await self.db.put(documents.soft_deleted(current, documents.now()))
+                await self.db.put(self.protector.sign(documents.soft_deleted(current, documents.now())))
             else:
                 await self.db.delete(docid, current["_rev"])
         except Conflict:

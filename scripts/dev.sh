@@ -9,7 +9,8 @@ DATABASE=${DATABASE:-dev}
 
 .venv/bin/python scripts/devcouch.py start --port "$COUCH_PORT" --database "$DATABASE"
 trap '.venv/bin/python scripts/devcouch.py stop' EXIT
+[ -f .devcouch/keys/signing.json ] || .venv/bin/data-service keys create --keys-dir=.devcouch/keys
 .venv/bin/data-service serve \
   --couchdb="http://127.0.0.1:$COUCH_PORT" --database="$DATABASE" \
   --couchdb-user=admin --couchdb-password-file=.devcouch/admin-password \
-  --models=models/sample.yaml --port="$PORT" "$@"
+  --models=models/sample.yaml --keys-dir=.devcouch/keys --port="$PORT" "$@"

@@ -12,6 +12,7 @@ import pytest
 from data_service.config import Config
 from data_service.couchdb import CouchDB
 from data_service.couchdb.client import split_credentials
+from data_service.keys import KeysDir
 from openapi_check import SpecChecker
 from support import ROOT, Api, devcouch, running_sidecar, unique_name
 
@@ -43,13 +44,22 @@ async def db(couch):
     await database.drop(missing_ok=True)
 
 
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory) -> str:
+    """A keys directory shared by the tests that never rotate keys."""
+    directory = tmp_path_factory.mktemp("keys")
+    KeysDir(directory).create()
+    return str(directory)
+
+
 @pytest.fixture
-def config(couchdb_url, db) -> Config:
+def config(couchdb_url, db, keys_dir) -> Config:
     """Sidecar configuration for the test database, credentials split off the URL."""
     url, auth = split_credentials(couchdb_url)
     user, password = auth or (None, None)
     return Config(couchdb_url=url, database=db.name, couchdb_user=user, couchdb_password=password,
-                  connect_timeout=2, request_timeout=5, models_path=str(ROOT / "models" / "sample.yaml"))
+                  connect_timeout=2, request_timeout=5, models_path=str(ROOT / "models" / "sample.yaml"),
+                  keys_dir=keys_dir)
 
 
 @pytest.fixture

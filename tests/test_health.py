@@ -60,16 +60,29 @@ async def test_unknown_path_and_wrong_method_are_problems(sidecar, http):
     assert body["code"] == "method_not_allowed" and resp.content_type == PROBLEM
 
 
-def test_cli_help_and_bad_flags():
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "data_service", *args], capture_output=True,
-                              text=True, timeout=60)
-    helped = run("--help")
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "data_service", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_cli_help_and_bad_flags(keys_dir):
+    helped = run_cli("--help")
     assert helped.returncode == 0 and "data-service serve" in helped.stdout and "--couchdb=URL" in helped.stdout
-    leaked = run("serve", "--couchdb=http://admin:hunter2@127.0.0.1:5984")
+    leaked = run_cli("serve", f"--keys-dir={keys_dir}", "--couchdb=http://admin:hunter2@127.0.0.1:5984")
     assert leaked.returncode == 2 and "no credentials in the URL" in leaked.stderr
     assert "hunter2" not in leaked.stderr
-    assert run("serve", "--port=zero").returncode == 2
+    assert run_cli("serve", f"--keys-dir={keys_dir}", "--port=zero").returncode == 2
+    no_keys = run_cli("serve", f"--keys-dir={keys_dir}/missing")
+    assert no_keys.returncode == 2 and "missing/signing.json: cannot read" in no_keys.stderr
+
+
+def test_bad_models_file_stops_startup(tmp_path, keys_dir):
+    models = tmp_path / "models.yaml"
+    models.write_text("types:\n  user:\n    version: '1.0'\n    properties:\n"
+                      "      email: {type: string, protection: rot13}\n")
+    result = run_cli("serve", f"--keys-dir={keys_dir}", f"--models={models}")
+    assert result.returncode == 2
+    assert "type 'user'" in result.stderr and "property 'email'" in result.stderr and "rot13" in result.stderr
 
 
 async def test_serve_command_end_to_end(config, http):
@@ -77,14 +90,14 @@ async def test_serve_command_end_to_end(config, http):
     port = dead_port()
     env = {**os.environ, PASSWORD_ENV: config.couchdb_password or ""}
     cmd = [os.path.join(os.path.dirname(sys.executable), "data-service"), "serve",
-           f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--port={port}"]
+           f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--port={port}", f"--keys-dir={config.keys_dir}"]
     if config.couchdb_user:
         cmd.append(f"--couchdb-user={config.couchdb_user}")
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         status = None
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and status != 200:
+        while time.monotonic() < deadline and status != 200 and proc.poll() is None:
             try:
                 async with http.get(f"http://127.0.0.1:{port}/_health?quick=false") as resp:
                     status = resp.status

@@ -27,7 +27,8 @@ CONTRACT = {
     "unsupported_media_type": (415, False), "validation_failed": (422, False),
     "reserved_property": (422, False), "idempotency_key_mismatch": (422, False),
     "precondition_required": (428, False), "internal_error": (500, False),
-    "integrity_violation": (500, False), "couchdb_refused": (502, False),
+    "integrity_violation": (500, False),
+    "key_unavailable": (500, False), "couchdb_refused": (502, False),
     "couchdb_error": (502, False), "couchdb_unavailable": (503, True),
     "database_missing": (503, True), "conflict_retries_exhausted": (503, True),
 }
@@ -120,6 +121,7 @@ def test_spec_documents_every_path_and_method():
     assert paths == {
         "/_health": ["get"], "/openapi.json": ["get"], "/v1/_types": ["get"],
         "/v1/{type}": ["post"], "/v1/{type}/{id}": ["delete", "get", "patch", "put"],
+        "/v1/{type}/{id}/verify": ["post"],
     }
 
 
@@ -234,6 +236,7 @@ PROBLEM_CASES = [
     ("DELETE", "/v1/user/abc123", "precondition_required", {}, {}),
     ("GET", "/openapi.json", "internal_error", {}, {}),
     ("GET", "/v1/user/abc123", "integrity_violation", {}, {}),
+    ("PATCH", "/v1/user/abc123", "key_unavailable", {}, {}),
     ("GET", "/_health?quick=false", "couchdb_refused", {}, {}),
     ("DELETE", "/v1/user/abc123", "couchdb_error", {}, {}),
     ("GET", "/_health?quick=false", "couchdb_unavailable", {"Retry-After": "1"}, {}),

@@ -374,8 +374,9 @@ class Database:
         if feed == "longpoll":
             params["timeout"] = int(timeout * 1000)
         try:
-            return await self.couch.json(
-                "GET", self._path("_changes"), params=params, timeout=timeout + 2.0
+            return await self.couch.json(  # a longpoll timing out is an answer, not a failure to retry
+                "GET", self._path("_changes"), params=params, timeout=timeout + 2.0,
+                idempotent=feed != "longpoll",
             )
         except Timeout:
             if feed != "longpoll":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tornado.web
 
 from .base import Context, NotFoundHandler
-from .documents import CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler
+from .documents import CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler, VerifyHandler
 from .health import HealthHandler
 
 
@@ -16,6 +16,7 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/v1/_types", TypesHandler),
         (r"/v1/([^/]+)", CollectionHandler),
         (r"/v1/([^/]+)/([^/]+)", DocumentHandler),
+        (r"/v1/([^/]+)/([^/]+)/verify", VerifyHandler),
     ]
     return tornado.web.Application(
         [(pattern, handler, {"ctx": ctx}) for pattern, handler in routes],

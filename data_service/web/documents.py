@@ -115,6 +115,15 @@ class DocumentHandler(ApiHandler):
         self.finish()
 
 
+class VerifyHandler(ApiHandler):
+    """``POST /v1/{type}/{id}/verify``: do candidates match the hashed properties?"""
+
+    async def post(self, type_name: str, docid: str) -> None:
+        model, docid = self.model(type_name), self.document_id(docid)
+        candidates = self.json_body(JSON)
+        self.write_json({"matches": await self.ctx.store.verify_secrets(model, docid, candidates)})
+
+
 class TypesHandler(BaseHandler):
     def get(self) -> None:
         self.write_json({"types": [

@@ -1,0 +1,681 @@
+#!/usr/bin/env python3
+"""Benchmark the data-service sidecar against direct CouchDB, in one run.
+
+For each workload (get, create, update) and each concurrency, the same number
+of requests goes first straight to CouchDB, then through the sidecar (a real
+``data-service serve`` subprocess), against the same fresh database. Reports
+requests/s, p50 and p99 latency for both, the sidecar/direct ratios, and the
+sidecar's memory (VmRSS, VmHWM) after each workload.
+
+CouchDB is ``--couchdb-url`` (admin credentials in the URL), else
+``$COUCHDB_URL``, else a private in-memory pouchdb-server started for the run
+(``scripts/devcouch.py``). The database ``bench_<random>`` is created for the
+run and deleted at the end, also on failure or Ctrl-C.
+
+This script only measures: it asserts nothing about speed. It exits 1 when
+more than 1% of the requests of any measurement failed (non-2xx or no answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import contextlib
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository
+sys.path.insert(0, str(ROOT / "scripts"))
+import devcouch  # noqa: E402
+
+SIDECAR = ROOT / ".venv" / "bin" / "data-service"
+MODELS = ROOT / "models" / "sample.yaml"
+DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
+WORKLOADS = ("get", "create", "update")
+C1_CAP = 500  # requests at concurrency 1: latency-bound, so fewer keep the run short
+GET_DOCS = 100  # docs read round-robin by the get workload
+BODY = "x" * 200
+NOTE_TAG = "note_v1.0"  # the envelope's type tag for models/sample.yaml's note 1.0
+ERROR_LIMIT = 0.01  # more failed requests than this fraction fails the run
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- CouchDB admin calls (stdlib, so cleanup never depends on the event loop) ----------
+
+
+@dataclass(frozen=True)
+class Couch:
+    url: str  # without credentials
+    user: str
+    password: str
+    pid: int | None = None  # when this run started it (pouchdb-server)
+
+    @classmethod
+    def parse(cls, url: str, pid: int | None = None) -> "Couch":
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            sys.exit(f"bench: {url!r} is not an http(s) URL")
+        if not parts.username:
+            sys.exit("bench: the CouchDB URL needs admin credentials (http://user:password@host:port)")
+        netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        if parts.port:
+            netloc += f":{parts.port}"
+        bare = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        return cls(bare, urllib.parse.unquote(parts.username),
+                   urllib.parse.unquote(parts.password or ""), pid)
+
+    @property
+    def authorization(self) -> str:
+        return "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+
+    def request(self, method: str, path: str) -> tuple[int, Any]:
+        req = urllib.request.Request(self.url + path, method=method,
+                                     headers={"Authorization": self.authorization,
+                                              "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, None
+
+
+# -- the sidecar subprocess ------------------------------------------------------------
+
+
+class Sidecar:
+    def __init__(self, couch: Couch, database: str, port: int, logfile: Path, extra: list[str]) -> None:
+        self.couch, self.database, self.port, self.logfile = couch, database, port, logfile
+        self.command = [str(SIDECAR), "serve", f"--couchdb={couch.url}", f"--couchdb-user={couch.user}",
+                        f"--database={database}", f"--models={MODELS}", f"--port={port}",
+                        "--log-level=warning", *extra]
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, seconds: float = 30.0) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "COUCHDB_URL"}
+        env["DATA_SERVICE_COUCHDB_PASSWORD"] = self.couch.password  # never on the command line
+        with open(self.logfile, "ab") as out:
+            self.proc = subprocess.Popen(self.command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + seconds
+        status = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the sidecar exited ({self.proc.returncode}):\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/_health?quick=false", timeout=2) as resp:
+                    status = resp.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError:
+                status = None
+            if status == 200:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the sidecar was not ready after {seconds:.0f}s "
+                           f"(last /_health?quick=false: {status}):\n{self.log_tail()}")
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after 10 s; returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            log(f"bench: the sidecar (pid {self.proc.pid}) ignored SIGTERM for 10 s; killing it")
+            self.proc.kill()
+            return self.proc.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def memory(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak RSS) in KiB, from /proc/<pid>/status."""
+        out = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = int(value.split()[0])
+        return {"rss_kib": out["VmRSS"], "hwm_kib": out["VmHWM"]}
+
+
+def keys_for_sidecar(directory: Path) -> list[str]:
+    """Extra ``serve`` flags: a fresh keys directory when this sidecar signs/protects
+    documents with Tink keysets (``data-service keys create``); none for older ones."""
+    usage = subprocess.run([str(SIDECAR), "--help"], capture_output=True, text=True).stdout
+    if "--keys-dir" not in usage:
+        return []
+    keys = directory / "keys"
+    done = subprocess.run([str(SIDECAR), "keys", "create", f"--keys-dir={keys}"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"data-service keys create failed ({done.returncode}): {done.stderr.strip()}")
+    return [f"--keys-dir={keys}"]
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process (its threads included)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- load generation -------------------------------------------------------------------
+
+
+Call = Callable[[aiohttp.ClientSession, int, int], Awaitable[int]]  # (session, i, worker) -> status
+
+
+@dataclass
+class Outcome:
+    requests: int
+    elapsed: float
+    latencies: list[float]  # seconds, successful and failed alike
+    statuses: collections.Counter = field(default_factory=collections.Counter)
+
+    @property
+    def errors(self) -> int:
+        return sum(n for status, n in self.statuses.items() if not (isinstance(status, int) and 200 <= status < 300))
+
+    def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.latencies)
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items(), key=lambda kv: str(kv[0]))},
+            "elapsed_s": round(self.elapsed, 4),
+            "rps": round(self.requests / self.elapsed, 1),
+            "mean_ms": round(1000 * sum(ordered) / len(ordered), 3),
+            "p50_ms": round(1000 * percentile(ordered, 0.50), 3),
+            "p90_ms": round(1000 * percentile(ordered, 0.90), 3),
+            "p99_ms": round(1000 * percentile(ordered, 0.99), 3),
+            "max_ms": round(1000 * ordered[-1], 3),
+        }
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    rank = max(1, -(-len(ordered) * q // 1))  # ceil(n*q), at least 1
+    return ordered[int(rank) - 1]
+
+
+async def drive(session: aiohttp.ClientSession, call: Call, requests: int, concurrency: int) -> Outcome:
+    """``concurrency`` workers take request numbers from one shared counter."""
+    latencies: list[float] = []
+    statuses: collections.Counter = collections.Counter()
+    counter = 0
+
+    async def worker(w: int) -> None:
+        nonlocal counter
+        while counter < requests:
+            i = counter
+            counter += 1
+            started = time.perf_counter()
+            try:
+                status = await call(session, i, w)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                status = type(exc).__name__
+            latencies.append(time.perf_counter() - started)
+            statuses[status] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return Outcome(requests, time.perf_counter() - started, latencies, statuses)
+
+
+def session_for(concurrency: int, headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=60, force_close=False)
+    return aiohttp.ClientSession(connector=connector, headers=headers,
+                                 timeout=aiohttp.ClientTimeout(total=60))
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def envelope(docid: str | None = None, rev: str | None = None, counter: int | None = None) -> dict:
+    """A note stored the way the sidecar stores one (close enough for size and shape)."""
+    at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    doc: dict[str, Any] = {}
+    if docid is not None:
+        doc["_id"] = docid
+    if rev is not None:
+        doc["_rev"] = rev
+    doc.update({"type": NOTE_TAG, "meta": {"created_at": at, "updated_at": at},
+                "title": "bench", "body": BODY})
+    if counter is not None:
+        doc["counter"] = counter
+    return doc
+
+
+class Targets:
+    """The request functions of each workload, direct and through the sidecar."""
+
+    def __init__(self, couch: Couch, database: str, sidecar_url: str) -> None:
+        self.db_url = f"{couch.url}/{database}"
+        self.sidecar_url = sidecar_url
+        self.get_ids: list[str] = []
+        self.direct_docs: list[list[str]] = []  # [id, rev] per update worker
+        self.sidecar_docs: list[list[str]] = []  # [id, etag] per update worker
+
+    # setup (not measured)
+
+    async def prepare_get(self, session: aiohttp.ClientSession) -> None:
+        for _ in range(GET_DOCS):
+            async with session.post(f"{self.sidecar_url}/v1/note", headers=JSON_HEADERS,
+                                    data=orjson.dumps({"title": "bench", "body": BODY})) as resp:
+                body = await resp.read()
+                if resp.status != 201:
+                    raise RuntimeError(f"creating a note through the sidecar: {resp.status} {body[:300]!r}")
+                self.get_ids.append(orjson.loads(body)["id"])
+
+    async def prepare_update(self, direct: aiohttp.ClientSession, sidecar: aiohttp.ClientSession,
+                             workers: int) -> None:
+        for _ in range(workers):
+            docid = uuid.uuid4().hex
+            async with direct.put(f"{self.db_url}/{docid}", headers=JSON_HEADERS,
+                                  data=orjson.dumps(envelope())) as resp:
+                body = await resp.read()
+                if resp.status not in (201, 202):
+                    raise RuntimeError(f"creating a doc in CouchDB: {resp.status} {body[:300]!r}")
+                self.direct_docs.append([docid, orjson.loads(body)["rev"]])
+            async with sidecar.post(f"{self.sidecar_url}/v1/note", headers=JSON_HEADERS,
+                                    data=orjson.dumps({"title": "bench", "body": BODY})) as resp:
+                body = await resp.read()
+                if resp.status != 201:
+                    raise RuntimeError(f"creating a note through the sidecar: {resp.status} {body[:300]!r}")
+                self.sidecar_docs.append([orjson.loads(body)["id"], resp.headers["ETag"]])
+
+    # get
+
+    async def get_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        async with session.get(f"{self.db_url}/{self.get_ids[i % len(self.get_ids)]}") as resp:
+            await resp.read()
+            return resp.status
+
+    async def get_sidecar(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        async with session.get(f"{self.sidecar_url}/v1/note/{self.get_ids[i % len(self.get_ids)]}") as resp:
+            await resp.read()
+            return resp.status
+
+    # create
+
+    async def create_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        async with session.put(f"{self.db_url}/{uuid.uuid4().hex}", headers=JSON_HEADERS,
+                               data=orjson.dumps(envelope())) as resp:
+            await resp.read()
+            return resp.status
+
+    async def create_sidecar(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        async with session.post(f"{self.sidecar_url}/v1/note", headers=JSON_HEADERS,
+                                data=orjson.dumps({"title": "bench", "body": BODY})) as resp:
+            await resp.read()
+            return resp.status
+
+    # update: worker w owns doc w; a failed write re-reads the revision (not timed apart)
+
+    async def update_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        state = self.direct_docs[w]
+        async with session.put(f"{self.db_url}/{state[0]}", headers=JSON_HEADERS,
+                               data=orjson.dumps(envelope(state[0], state[1], i))) as resp:
+            body = await resp.read()
+            if 200 <= resp.status < 300:
+                state[1] = orjson.loads(body)["rev"]
+                return resp.status
+        async with session.get(f"{self.db_url}/{state[0]}") as again:
+            state[1] = orjson.loads(await again.read())["_rev"]
+        return resp.status
+
+    async def update_sidecar(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        state = self.sidecar_docs[w]
+        async with session.put(f"{self.sidecar_url}/v1/note/{state[0]}",
+                               headers={**JSON_HEADERS, "If-Match": state[1]},
+                               data=orjson.dumps({"title": "bench", "body": BODY, "counter": i})) as resp:
+            await resp.read()
+            if 200 <= resp.status < 300:
+                state[1] = resp.headers["ETag"]
+                return resp.status
+        async with session.get(f"{self.sidecar_url}/v1/note/{state[0]}") as again:
+            await again.read()
+            state[1] = again.headers.get("ETag", state[1])
+        return resp.status
+
+
+def requests_at(concurrency: int, requests: int) -> int:
+    """Concurrency 1 is latency-bound: cap it so the run stays short."""
+    return min(requests, C1_CAP) if concurrency == 1 else requests
+
+
+async def run_workloads(args: argparse.Namespace, couch: Couch, database: str, sidecar: Sidecar) -> list[dict]:
+    targets = Targets(couch, database, sidecar.url)
+    auth = {"Authorization": couch.authorization}
+    results = []
+    async with session_for(4) as setup:
+        await targets.prepare_get(setup)
+    for workload in args.workloads:
+        if workload == "update":
+            async with session_for(4, auth) as direct, session_for(4) as side:
+                await targets.prepare_update(direct, side, max(args.concurrency))
+        for concurrency in args.concurrency:
+            n = requests_at(concurrency, args.requests)
+            row: dict[str, Any] = {"workload": workload, "concurrency": concurrency, "requests": n,
+                                   "warmup": args.warmup}
+            for target in ("direct", "sidecar"):
+                call = getattr(targets, f"{workload}_{target}")
+                async with session_for(concurrency, auth if target == "direct" else None) as session:
+                    await drive(session, call, args.warmup, concurrency)
+                    cpu = (cpu_seconds(os.getpid()), cpu_seconds(sidecar.proc.pid), cpu_seconds(couch.pid))
+                    outcome = await drive(session, call, n, concurrency)
+                    cpu_after = (cpu_seconds(os.getpid()), cpu_seconds(sidecar.proc.pid), cpu_seconds(couch.pid))
+                summary = outcome.summary()
+                # CPU milliseconds per request of each process (couchdb only when this run started it)
+                summary["cpu_ms_per_request"] = {
+                    name: (None if before is None or after is None else round(1000 * (after - before) / n, 3))
+                    for name, before, after in zip(("client", "sidecar", "couchdb"), cpu, cpu_after)
+                }
+                row[target] = summary
+                log(f"  {workload:<6} c={concurrency:<3} {target:<7} n={n}: {summary['rps']:8.1f} req/s  "
+                    f"p50 {summary['p50_ms']:7.2f} ms  p99 {summary['p99_ms']:7.2f} ms"
+                    + (f"  ERRORS {summary['errors']} {summary['statuses']}" if summary["errors"] else ""))
+            row["ratio"] = {
+                "rps": round(row["sidecar"]["rps"] / row["direct"]["rps"], 3),
+                "p50": round(row["sidecar"]["p50_ms"] / row["direct"]["p50_ms"], 3),
+            }
+            row["sidecar_memory"] = sidecar.memory()
+            results.append(row)
+    return results
+
+
+# -- machine and report ----------------------------------------------------------------
+
+
+def machine_info(couch: Couch) -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = None
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    status, root = couch.request("GET", "/")
+    root = root or {}
+    kind = "couchdb" if "couchdb" in root else "pouchdb-server" if "express-pouchdb" in root else "unknown"
+
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "mem_total_mib": mem_kib // 1024 if mem_kib else None,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "server": {"kind": kind, "version": root.get("version"), "status": status},
+        "packages": {name: version(name) for name in ("data-service", "tornado", "aiohttp", "uvloop", "orjson")},
+        "sidecar_loop": "uvloop" if version("uvloop") else "asyncio",
+        "client_loop": "uvloop" if version("uvloop") else "asyncio",
+    }
+
+
+def machine_line(machine: dict) -> str:
+    server = machine["server"]
+    return (f"{machine['nproc']} CPU ({machine['cpu_model']}), {machine['mem_total_mib']} MiB, "
+            f"Linux {machine['kernel']}, Python {machine['python']}, "
+            f"{server['kind']} {server['version']}, sidecar data-service "
+            f"{machine['packages']['data-service']} on tornado {machine['packages']['tornado']} + "
+            f"{machine['sidecar_loop']}")
+
+
+def markdown(report: dict) -> str:
+    out = [f"Machine: {machine_line(report['machine'])}",
+           f"CouchDB: {report['config']['couchdb']}; requests per measurement: "
+           + ", ".join(f"c={c}: {requests_at(c, report['config']['requests'])}" for c in report["config"]["concurrency"])
+           + f" (after {report['config']['warmup']} warm-up requests)",
+           "",
+           "| workload | c | requests | direct req/s | sidecar req/s | ratio req/s | direct p50 ms | "
+           "sidecar p50 ms | ratio p50 | direct p99 ms | sidecar p99 ms | errors d/s | sidecar RSS / peak MiB |",
+           "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for row in report["results"]:
+        d, s, mem = row["direct"], row["sidecar"], row["sidecar_memory"]
+        out.append(
+            f"| {row['workload']} | {row['concurrency']} | {row['requests']} | {d['rps']:.0f} | {s['rps']:.0f} | "
+            f"{row['ratio']['rps']:.2f} | {d['p50_ms']:.2f} | {s['p50_ms']:.2f} | {row['ratio']['p50']:.2f} | "
+            f"{d['p99_ms']:.2f} | {s['p99_ms']:.2f} | {d['errors']}/{s['errors']} | "
+            f"{mem['rss_kib'] / 1024:.1f} / {mem['hwm_kib'] / 1024:.1f} |")
+    base = report["sidecar_memory_at_start"]
+    out += ["",
+            f"Sidecar memory at start (after the readiness check): RSS {base['rss_kib'] / 1024:.1f} MiB, "
+            f"peak {base['hwm_kib'] / 1024:.1f} MiB.",
+            "",
+            "CPU ms per request (client / sidecar / couchdb; couchdb only for a server this run started):",
+            "",
+            "| workload | c | direct | sidecar |",
+            "|---|--:|--|--|"]
+
+    def cpu(summary: dict) -> str:
+        return " / ".join("-" if v is None else f"{v:.2f}" for v in summary["cpu_ms_per_request"].values())
+
+    for row in report["results"]:
+        out.append(f"| {row['workload']} | {row['concurrency']} | {cpu(row['direct'])} | {cpu(row['sidecar'])} |")
+    return "\n".join(out)
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run(coroutine: Awaitable[Any]) -> Any:
+    """Run on uvloop when installed (like the sidecar): less client CPU on a small box.
+    SIGTERM cancels the run (KeyboardInterrupt), so the caller's cleanup still happens."""
+
+    async def guarded() -> Any:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            return await coroutine
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, interrupt)
+
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        return runner(guarded())
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+
+
+def concurrency_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated positive integers") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated positive integers")
+    return values
+
+
+def workload_list(text: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [v for v in values if v not in WORKLOADS]
+    if not values or unknown:
+        raise argparse.ArgumentTypeError(f"workloads are {', '.join(WORKLOADS)}")
+    return values
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--couchdb-url", default=os.environ.get("COUCHDB_URL"),
+                        help="CouchDB with admin credentials, http://user:password@host:port "
+                             "(default: $COUCHDB_URL, else a private in-memory pouchdb-server)")
+    parser.add_argument("--requests", type=positive, default=2000,
+                        help=f"measured requests per workload, target and concurrency (default 2000; "
+                             f"at concurrency 1 at most {C1_CAP})")
+    parser.add_argument("--concurrency", type=concurrency_list, default=[1, 50],
+                        help="comma-separated concurrencies (default 1,50)")
+    parser.add_argument("--warmup", type=positive, default=50,
+                        help="unmeasured requests before each measurement (default 50)")
+    parser.add_argument("--workloads", type=workload_list, default=list(WORKLOADS),
+                        help="comma-separated subset of get,create,update (default: all)")
+    parser.add_argument("--port", type=int, help="port for the sidecar (default: a free one)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
+                        help=f"where to write the JSON report (default {DEFAULT_JSON.relative_to(ROOT)})")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM takes the Ctrl-C path, so everything started here is stopped and the database deleted.
+    signal.signal(signal.SIGTERM, interrupt)
+    started_at = dt.datetime.now(dt.timezone.utc)
+    t0 = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        if args.couchdb_url:
+            couch = Couch.parse(args.couchdb_url)
+            where = "given"
+        else:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-devcouch-")))
+            dev = devcouch.start(tmp, memory=True)
+            stack.callback(devcouch.stop, tmp)
+            couch = Couch.parse(dev.admin_url, pid=dev.pid)
+            where = f"private in-memory pouchdb-server, pid {dev.pid}"
+        log(f"bench: CouchDB {couch.url} ({where})")
+        machine = machine_info(couch)
+        if machine["server"]["status"] != 200:
+            log(f"bench: GET / on CouchDB answered {machine['server']['status']}")
+            return 2
+
+        database = f"bench_{uuid.uuid4().hex[:12]}"
+        status, body = couch.request("PUT", f"/{database}")
+        if status not in (201, 202):
+            log(f"bench: creating database {database} answered {status} {body}")
+            return 2
+
+        def drop_database() -> None:
+            code, _ = couch.request("DELETE", f"/{database}")
+            log(f"bench: deleted database {database}" if code in (200, 202)
+                else f"bench: deleting database {database} answered {code}")
+
+        stack.callback(drop_database)
+
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-sidecar-")))
+        try:
+            extra = keys_for_sidecar(workdir)
+        except RuntimeError as exc:
+            log(f"bench: {exc}")
+            return 2
+        sidecar = Sidecar(couch, database, args.port or devcouch.free_port(), workdir / "sidecar.log", extra)
+
+        def stop_sidecar() -> None:
+            code = sidecar.stop()
+            if sidecar.proc is not None:
+                log(f"bench: sidecar pid {sidecar.proc.pid} ended (exit status {code})")
+
+        stack.callback(stop_sidecar)
+        try:
+            sidecar.start()
+        except RuntimeError as exc:
+            log(f"bench: {exc}")
+            return 2
+        log(f"bench: sidecar {sidecar.url} (pid {sidecar.proc.pid}), database {database}")
+        memory_at_start = sidecar.memory()
+        try:
+            results = run(run_workloads(args, couch, database, sidecar))
+        except KeyboardInterrupt:
+            log("bench: interrupted; cleaning up")
+            return 130
+        except RuntimeError as exc:
+            log(f"bench: {exc}\n--- sidecar log ---\n{sidecar.log_tail()}")
+            return 2
+        if sidecar.proc.poll() is not None:
+            log(f"bench: the sidecar died during the run ({sidecar.proc.returncode}):\n{sidecar.log_tail()}")
+            return 2
+
+    report = {
+        "timestamp": started_at.isoformat(timespec="seconds"),
+        "duration_s": round(time.monotonic() - t0, 1),
+        "machine": machine,
+        "config": {"couchdb": machine["server"]["kind"] + (" (private, in memory)" if couch.pid else ""),
+                   "requests": args.requests, "c1_cap": C1_CAP, "concurrency": args.concurrency,
+                   "warmup": args.warmup, "workloads": args.workloads, "get_docs": GET_DOCS,
+                   "body_chars": len(BODY)},
+        "sidecar_command": [Path(part).name if i == 0 else part for i, part in enumerate(sidecar.command)],
+        "sidecar_memory_at_start": memory_at_start,
+        "results": results,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(report))
+    log(f"bench: {report['duration_s']} s; JSON report in {args.json}")
+
+    failed = [f"{row['workload']} c={row['concurrency']} {target}: {row[target]['errors']}/{row['requests']} "
+              f"failed {row[target]['statuses']}"
+              for row in results for target in ("direct", "sidecar")
+              if row[target]["errors"] > ERROR_LIMIT * row["requests"]]
+    if failed:
+        log("bench: FAILED: more than 1% of the requests failed in:\n  " + "\n  ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("bench: interrupted")
+        sys.exit(130)
