@@ -1,8 +1,39 @@
-"""Design documents the installer puts in the database (pure: generated, not I/O)."""
+"""Design documents generated from the models file (pure: no I/O).
+
+One design document per view (CouchDB compacts and reports ``_info`` per design
+document, and a changed view rebuilds only its own index):
+
+* ``_design/ds_<type>_v<major>-<prop>[-<prop>...]``, view ``index``: one per
+  declared index of a type. Its map filters on the type name and major version
+  and emits ``[value, ...]`` (the stored form: hashes/ciphertexts for protected
+  properties) with a null value; queries fetch documents with ``include_docs``.
+  Documents lacking one of the index's properties are not emitted.
+* ``_design/ds_<type>_v<major>`` , view ``index``: every document of the type by
+  creation time — what ``GET /v1/<type>`` lists when nothing is filtered.
+* ``_design/ds_conflicts``, view ``index``: documents that carry ``_conflicts``.
+* ``_design/data_service_guard``: ``validate_doc_update`` rejecting writes that
+  bypass the sidecar.
+
+Every generated design document carries ``"data_service": {"generated": true,
+"hash": <sha256 of its content>}``: the installer updates a design doc only when
+the hash differs and removes only design docs that carry the marker.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+
+from .models import ModelError, Models, ModelType
+
+VIEW = "index"
+PREFIX = "ds_"
 GUARD_NAME = "data_service_guard"
+CONFLICTS_NAME = "ds_conflicts"
+QUERYABLE = ("plain", "sha3-512", "encrypt-deterministic")
+EQUALITY_ONLY = ("sha3-512", "encrypt-deterministic")
 
 # Rejects writes that bypass the sidecar: every document must carry a versioned
 # type tag and the signature envelope. (It cannot check the MAC: CouchDB has no keys.)
@@ -19,7 +50,93 @@ VALIDATE_DOC_UPDATE = r"""function (newDoc, oldDoc, userCtx, secObj) {
   }
 }"""
 
+_CONFLICTS_MAP = """function (doc) {
+  if (doc._conflicts && doc.type) {
+    emit([doc.type, doc._id], doc._conflicts.length);
+  }
+}"""
+
+
+@dataclass(frozen=True)
+class Index:
+    """A declared index: which properties, in which order, in which design doc."""
+
+    model: ModelType
+    properties: tuple[str, ...]  # empty: the type's listing by creation time
+
+    @property
+    def design(self) -> str:
+        base = f"{PREFIX}{self.model.name}_v{self.model.major}"
+        return "-".join([base, *self.properties])
+
+    @property
+    def label(self) -> str:
+        return "[" + ", ".join(self.properties) + "]" if self.properties else "(all, by creation)"
+
+    def map_function(self) -> str:
+        type_test = f"doc.type.indexOf({_js(self.model.name + '_v' + str(self.model.major) + '.')}) === 0"
+        if not self.properties:
+            return (f"function (doc) {{\n  if (typeof doc.type === 'string' && {type_test}) {{\n"
+                    f"    emit([doc.meta && doc.meta.created_at], null);\n  }}\n}}")
+        values = ", ".join(f"doc[{_js(p)}]" for p in self.properties)
+        present = " && ".join(f"doc[{_js(p)}] !== undefined" for p in self.properties)
+        return (f"function (doc) {{\n  if (typeof doc.type === 'string' && {type_test} && {present}) {{\n"
+                f"    emit([{values}], null);\n  }}\n}}")
+
+    def design_doc(self) -> dict:
+        return _marked({"language": "javascript", "views": {VIEW: {"map": self.map_function()}}})
+
+
+def indexes(model: ModelType) -> list[Index]:
+    """The type's listing index, its declared ``indexes``, then single ``indexed`` properties.
+    Raises ModelError for an index no view can serve."""
+    found = [Index(model, ())]
+    declared = [tuple(i) if isinstance(i, list) else (i,) for i in model.extras.get("indexes", [])]
+    declared += [(p.name,) for p in model.properties.values() if p.indexed]
+    for props in declared:
+        where = f"type {model.name!r}, index [{', '.join(map(str, props))}]"
+        for name in props:
+            prop = model.properties.get(name)
+            if prop is None:
+                raise ModelError(f"{where}: {name!r} is not a declared property")
+            if prop.protection not in QUERYABLE:
+                raise ModelError(f"{where}: {prop.protection} values cannot be indexed")
+            if prop.protection in EQUALITY_ONLY and len(props) > 1:
+                raise ModelError(f"{where}: {prop.protection} properties may only be indexed alone "
+                                 "(their stored form changes with the key version)")
+        if len(set(props)) != len(props):
+            raise ModelError(f"{where}: a property is repeated")
+        index = Index(model, props)
+        if index not in found:
+            found.append(index)
+    return found
+
+
+def design_docs(models: Models) -> dict[str, dict]:
+    """Every design document the installer maintains, by name (without ``_design/``)."""
+    docs = {index.design: index.design_doc() for model in models for index in indexes(model)}
+    docs[CONFLICTS_NAME] = _marked({"language": "javascript", "views": {VIEW: {"map": _CONFLICTS_MAP}}})
+    docs[GUARD_NAME] = guard()
+    return docs
+
 
 def guard() -> dict:
     """``_design/data_service_guard``: the validate_doc_update above."""
-    return {"language": "javascript", "validate_doc_update": VALIDATE_DOC_UPDATE}
+    return _marked({"language": "javascript", "validate_doc_update": VALIDATE_DOC_UPDATE})
+
+
+def content_hash(design: dict) -> str:
+    body = {k: v for k, v in design.items() if k not in ("_id", "_rev", "data_service")}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def is_generated(design: dict) -> bool:
+    return bool((design.get("data_service") or {}).get("generated"))
+
+
+def _marked(design: dict) -> dict:
+    return {**design, "data_service": {"generated": True, "hash": content_hash(design)}}
+
+
+def _js(text: str) -> str:
+    return orjson.dumps(text).decode()

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import logging
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -56,6 +57,16 @@ class IdempotencyMismatch(Exception):
     """An Idempotency-Key was reused with a different body."""
 
 
+@dataclass
+class Stats:
+    """Counters the metrics endpoint exposes (read at scrape time)."""
+
+    integrity_violations: int = 0
+    stale_revisions: int = 0  # 412s answered
+    patch_retries: int = 0  # CouchDB conflicts the sidecar's own PATCH loop retried
+    write_conflicts: int = 0  # every 409 CouchDB answered to a document write
+
+
 class DocumentStore:
     def __init__(
         self,
@@ -72,7 +83,7 @@ class DocumentStore:
         self.hasher = hasher or ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
         self.patch_retry = patch_retry
         self._sleep = sleep
-        self.integrity_violations = 0
+        self.stats = Stats()
 
     # -- reading ----------------------------------------------------------------
 
@@ -91,7 +102,7 @@ class DocumentStore:
         try:
             self.protector.verify(doc)
         except IntegrityViolation as exc:
-            self.integrity_violations += 1
+            self.stats.integrity_violations += 1
             log.warning("integrity violation: document %s: %s", exc.docid, exc.reason)
             raise
 
@@ -212,6 +223,8 @@ class DocumentStore:
             try:
                 return await self._write_over(model, current, await self._patched(model, current, patch))
             except Conflict:
+                self.stats.write_conflicts += 1
+                self.stats.patch_retries += 1
                 await self._sleep(self.patch_retry.delay(attempt))
         raise RetriesExhausted(docid)
 
@@ -250,9 +263,13 @@ class DocumentStore:
 
     def _check_revision(self, model: ModelType, current: dict, if_match: Revisions) -> None:
         if ANY_REVISION not in if_match and current["_rev"] not in if_match:
+            self.stats.stale_revisions += 1
             raise StaleRevision(current, self.representation(model, current))
 
     async def _stale(self, model: ModelType, docid: str) -> StaleRevision:
+        """After CouchDB's 409 on a write the caller named a revision for."""
+        self.stats.write_conflicts += 1
+        self.stats.stale_revisions += 1
         current = await self.read(model, docid)
         return StaleRevision(current, self.representation(model, current))
 

@@ -7,6 +7,7 @@ feature the client says so with ``Unsupported`` instead of guessing.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -115,13 +116,17 @@ class CouchDB:
         tls: TLS = TLS(),
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        observer: Callable[[str, str, int | None, float], None] | None = None,
     ) -> None:
+        """``observer(method, path, status, seconds)`` is called after every attempt
+        (status None when no response came) — the metrics hook."""
         self.url, url_auth = split_credentials(url)
         self.transport = transport or AiohttpTransport(
             self.url, auth=auth or url_auth, timeouts=timeouts, limits=limits, tls=tls
         )
         self.retry = retry
         self._sleep = sleep
+        self.observer = observer
         self._info: ServerInfo | None = None
 
     async def __aenter__(self) -> "CouchDB":
@@ -157,18 +162,25 @@ class CouchDB:
         attempts = self.retry.attempts if idempotent else 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            started = time.perf_counter()
             try:
                 response = await self.transport.handle(request)
             except Unavailable:
+                self._observe(request, None, started)
                 if last:
                     raise
             else:
+                self._observe(request, response.status, started)
                 if response.status < 400:
                     return response
                 if last or response.status not in RETRY_STATUSES:
                     raise _error(request, response)
             await self._sleep(self.retry.delay(attempt))
         raise AssertionError("unreachable")
+
+    def _observe(self, request: Request, status: int | None, started: float) -> None:
+        if self.observer is not None:
+            self.observer(request.method, request.path, status, time.perf_counter() - started)
 
     async def json(self, method: str, target: str, **kwargs) -> Any:
         return (await self.request(method, target, **kwargs)).json()
