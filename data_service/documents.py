@@ -18,14 +18,22 @@ properties never collide with the envelope.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from typing import Any
+
+import orjson
 
 from .models import ModelType
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 TYPE_TAG = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_v(?P<major>\d+)\.(?P<minor>\d+)$")
 _ENVELOPE = ("_id", "_rev", "type", "meta", "sig", "_conflicts", "_deleted_conflicts", "_revisions")
+
+
+def digest(value: Any) -> str:
+    """A short stable digest of a JSON value (binds a cursor to its query)."""
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 def now() -> str:

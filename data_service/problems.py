@@ -18,6 +18,7 @@ from .couchdb import errors as couch
 from .etags import etag
 from .models import ValidationFailed
 from .protection import IntegrityViolation, KeyUnavailable
+from .query import QueryError
 
 RETRY_AFTER_SECONDS = 1
 
@@ -112,6 +113,8 @@ def from_store(exc: Exception) -> Problem | None:
     if isinstance(exc, ValidationFailed):
         code = "reserved_property" if isinstance(exc, store.ReservedNames) else "validation_failed"
         return Problem(code, errors=[{"path": v.path, "message": v.message} for v in exc.violations])
+    if isinstance(exc, QueryError):
+        return Problem("invalid_query", str(exc))
     if isinstance(exc, store.RetriesExhausted):
         return Problem("conflict_retries_exhausted")
     if isinstance(exc, store.IdempotencyMismatch):

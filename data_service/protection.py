@@ -44,6 +44,7 @@ from .models import ModelType
 SIGNATURE_DOMAIN = b"data-service/document/v1\n"
 UNSIGNED = frozenset({"_rev", "_conflicts", "_deleted_conflicts", "_revisions", "sig"})
 LOOKUP_INFO = b"data-service/lookup/sha3-512/v1"
+CURSOR_AD = b"data-service/cursor/v1"
 
 
 class IntegrityViolation(Exception):
@@ -158,6 +159,19 @@ class Protector:
             self.signing.primitive.verify_mac(tag, self._payload(doc, kid))
         except (ValueError, tink.TinkError):
             raise IntegrityViolation(docid, "signature does not match the content") from None
+
+    # -- opaque tokens ------------------------------------------------------------
+
+    def seal(self, payload: Any) -> str:
+        """An opaque, authenticated, encrypted token (pagination cursors)."""
+        return _b64(self.encryption.primitive.encrypt(canonical(payload), CURSOR_AD))
+
+    def unseal(self, token: str) -> Any:
+        """The payload of a ``seal`` token; ValueError if forged, edited or garbled."""
+        try:
+            return orjson.loads(self.encryption.primitive.decrypt(_unb64(token), CURSOR_AD))
+        except (ValueError, tink.TinkError):
+            raise ValueError("not a valid token") from None
 
     # -- property values ----------------------------------------------------------
 

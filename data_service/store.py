@@ -21,8 +21,10 @@ import orjson
 
 from . import documents
 from .couchdb import Conflict, Database, IdPool, NotFound
+from .design import VIEW
 from .models import BCRYPT_MAX_BYTES, DEFAULT_BCRYPT_COST, ModelType, ValidationFailed, Violation, is_reserved
-from .protection import IntegrityViolation, Protector, check_password, hash_password
+from .protection import IntegrityViolation, KeyUnavailable, Protector, check_password, hash_password
+from .query import Query, QueryError, plan
 from .retry import RetryPolicy
 
 log = logging.getLogger("data_service.store")
@@ -65,6 +67,16 @@ class Stats:
     stale_revisions: int = 0  # 412s answered
     patch_retries: int = 0  # CouchDB conflicts the sidecar's own PATCH loop retried
     write_conflicts: int = 0  # every 409 CouchDB answered to a document write
+
+
+@dataclass
+class Page:
+    """One page of a collection query: representations, the next cursor, and the
+    documents left out because they failed verification (logged and counted too)."""
+
+    items: list[dict]
+    next: str | None
+    omitted: list[dict]
 
 
 class DocumentStore:
@@ -114,6 +126,65 @@ class DocumentStore:
         return {name: self.protector.reveal(model, doc["_id"], name, value)
                 for name, value in documents.properties(doc).items()
                 if name in model.properties and model.properties[name].readable}
+
+    async def query(self, model: ModelType, query: Query) -> Page:
+        """A page of documents from the index view serving ``query`` (keyset paging:
+        the cursor holds the segment, key and id of the last item returned)."""
+        chosen = plan(model, query, self.protector.lookup_values)
+        bound_to = documents.digest(query.signature())
+        segment, after = 0, None
+        if query.cursor is not None:
+            try:
+                cursor = self.protector.unseal(query.cursor)
+                segment, after = int(cursor["s"]), (cursor["k"], cursor["d"])
+                valid = cursor["q"] == bound_to
+            except (ValueError, KeyError, TypeError):
+                valid = False
+            if not valid:
+                raise QueryError("cursor: not a cursor of this query (forged, edited or for other filters)")
+        found: list[tuple[dict, int, tuple]] = []  # (representation, segment, (key, id))
+        omitted: list[dict] = []
+        while segment < len(chosen.segments) and len(found) <= query.limit:
+            want = query.limit + 1 - len(found) + (after is not None)
+            rows, exhausted = await self._rows(chosen, segment, after, want)
+            for row in rows:
+                after = (row["key"], row["id"])
+                doc = row.get("doc")
+                if doc is None or not chosen.accepts(row["key"]):
+                    continue
+                if documents.is_deleted(doc) and not query.include_deleted:
+                    continue
+                try:
+                    self.verify(doc)
+                    found.append((self.representation(model, doc), segment, after))
+                except (IntegrityViolation, KeyUnavailable) as exc:
+                    omitted.append({"id": doc["_id"], "code": "integrity_violation"
+                                    if isinstance(exc, IntegrityViolation) else "key_unavailable"})
+                if len(found) > query.limit:
+                    break
+            if exhausted and len(found) <= query.limit:
+                segment, after = segment + 1, None
+        next_cursor = None
+        if len(found) > query.limit:
+            found = found[:query.limit]
+            _, last_segment, (key, docid) = found[-1]
+            next_cursor = self.protector.seal({"q": bound_to, "s": last_segment, "k": key, "d": docid})
+        return Page([item for item, _, _ in found], next_cursor, omitted)
+
+    async def _rows(self, chosen, segment: int, after: tuple | None, want: int) -> tuple[list[dict], bool]:
+        """Rows of one segment after ``after`` (exclusive); True when the segment ended."""
+        seg = chosen.segments[segment]
+        start, end = (seg.high, seg.low) if chosen.descending else (seg.low, seg.high)
+        options: dict[str, Any] = {"startkey": start, "endkey": end, "include_docs": True, "limit": want}
+        if chosen.descending:
+            options["descending"] = True
+        if after is not None:
+            options["startkey"], options["startkey_docid"] = after
+        rows = (await self.db.view(chosen.index.design, VIEW, **options)).rows
+        exhausted = len(rows) < want
+        if after is not None and rows and (rows[0]["key"], rows[0]["id"]) == tuple(after):
+            rows = rows[1:]
+        return rows, exhausted
 
     async def verify_secrets(self, model: ModelType, docid: str, candidates: Any) -> dict[str, bool]:
         """Which candidate values match the stored bcrypt / sha3-512 ones (constant time)."""

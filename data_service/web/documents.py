@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from tornado.web import stream_request_body
 
-from .. import etags
+from .. import etags, query
 from ..documents import valid_id
 from ..models import ModelType
 from ..problems import Problem
@@ -74,6 +75,19 @@ class ApiHandler(BaseHandler):
 
 
 class CollectionHandler(ApiHandler):
+    async def get(self, type_name: str) -> None:
+        """A page of documents matching the query; ``next`` / ``Link`` continue it."""
+        model = self.model(type_name)
+        args = {name: self.get_query_arguments(name) for name in self.request.query_arguments}
+        page = await self.ctx.store.query(model, query.parse(model, args))
+        if page.next is not None:
+            following = {**{k: v[0] for k, v in args.items()}, "cursor": page.next}
+            self.set_header("Link", f'<{self.request.path}?{urlencode(following)}>; rel="next"')
+        body = {"items": page.items, "next": page.next}
+        if page.omitted:
+            body["omitted"] = page.omitted
+        self.write_json(body)
+
     async def post(self, type_name: str) -> None:
         model = self.model(type_name)
         body = self.json_body(JSON)
