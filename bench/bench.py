@@ -52,6 +52,7 @@ SIDECAR = ROOT / ".venv" / "bin" / "data-service"
 MODELS = ROOT / "models" / "sample.yaml"
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
 WORKLOADS = ("get", "create", "update")
+PREHEAT_CONCURRENCY = 10
 C1_CAP = 500  # requests at concurrency 1: latency-bound, so fewer keep the run short
 GET_DOCS = 100  # docs read round-robin by the get workload
 BODY = "x" * 200
@@ -118,11 +119,10 @@ class Sidecar:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, seconds: float = 30.0) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "COUCHDB_URL"}
-        env["DATA_SERVICE_COUCHDB_PASSWORD"] = self.couch.password  # never on the command line
         with open(self.logfile, "ab") as out:
-            self.proc = subprocess.Popen(self.command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(self.command, cwd=ROOT, env=sidecar_env(self.couch),
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         deadline = time.monotonic() + seconds
         status = None
         while time.monotonic() < deadline:
@@ -162,25 +162,51 @@ class Sidecar:
     def memory(self) -> dict[str, int]:
         """VmRSS and VmHWM (peak RSS) in KiB, from /proc/<pid>/status."""
         out = {}
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    out[key] = int(value.split()[0])
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    if key in ("VmRSS", "VmHWM"):
+                        out[key] = int(value.split()[0])
+        except OSError:
+            pass
+        if len(out) < 2 or self.proc.poll() is not None:
+            raise RuntimeError(f"the sidecar (pid {self.proc.pid}) is gone")
         return {"rss_kib": out["VmRSS"], "hwm_kib": out["VmHWM"]}
 
 
-def keys_for_sidecar(directory: Path) -> list[str]:
-    """Extra ``serve`` flags: a fresh keys directory when this sidecar signs/protects
-    documents with Tink keysets (``data-service keys create``); none for older ones."""
+def sidecar_env(couch: Couch) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "COUCHDB_URL"}
+    env["DATA_SERVICE_COUCHDB_PASSWORD"] = couch.password  # never on the command line
+    return env
+
+
+def prepare_sidecar(couch: Couch, database: str, directory: Path, steps: list[str]) -> list[str]:
+    """What this version of the sidecar needs before ``serve``; returns extra ``serve`` flags.
+
+    - Tink keysets (``--keys-dir``): a fresh set in ``directory`` (``data-service keys create``);
+    - an installer (``data-service install``): run on the fresh database, so the design docs
+      and ``_security`` are there (readiness checks them). Its time is not measured.
+    Both are skipped for a sidecar whose usage does not mention them."""
     usage = subprocess.run([str(SIDECAR), "--help"], capture_output=True, text=True).stdout
-    if "--keys-dir" not in usage:
-        return []
-    keys = directory / "keys"
-    done = subprocess.run([str(SIDECAR), "keys", "create", f"--keys-dir={keys}"], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"data-service keys create failed ({done.returncode}): {done.stderr.strip()}")
-    return [f"--keys-dir={keys}"]
+    extra: list[str] = []
+
+    def step(*command: str) -> None:
+        done = subprocess.run([str(SIDECAR), *command], capture_output=True, text=True, cwd=ROOT,
+                              env=sidecar_env(couch), stdin=subprocess.DEVNULL, timeout=300)
+        steps.append(" ".join(command[:2]) if command[0] == "keys" else command[0])
+        if done.returncode != 0:
+            raise RuntimeError(f"data-service {command[0]} failed ({done.returncode}):\n"
+                               f"{(done.stdout + done.stderr).strip()}")
+
+    if "--keys-dir" in usage:
+        keys = directory / "keys"
+        step("keys", "create", f"--keys-dir={keys}")
+        extra.append(f"--keys-dir={keys}")
+    if "data-service install" in usage:
+        step("install", *extra, f"--models={MODELS}", f"--couchdb={couch.url}",
+             f"--couchdb-user={couch.user}", f"--database={database}", "--log-level=warning")
+    return extra
 
 
 def cpu_seconds(pid: int | None) -> float | None:
@@ -210,7 +236,8 @@ class Outcome:
 
     @property
     def errors(self) -> int:
-        return sum(n for status, n in self.statuses.items() if not (isinstance(status, int) and 200 <= status < 300))
+        return sum(n for status, n in self.statuses.items()
+                   if not (isinstance(status, int) and 200 <= status < 300))
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.latencies)
@@ -248,7 +275,7 @@ async def drive(session: aiohttp.ClientSession, call: Call, requests: int, concu
             started = time.perf_counter()
             try:
                 status = await call(session, i, w)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except Exception as exc:  # no answer (or an unreadable one): an error, named by its type
                 status = type(exc).__name__
             latencies.append(time.perf_counter() - started)
             statuses[status] += 1
@@ -267,19 +294,8 @@ def session_for(concurrency: int, headers: dict[str, str] | None = None) -> aioh
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-def envelope(docid: str | None = None, rev: str | None = None, counter: int | None = None) -> dict:
-    """A note stored the way the sidecar stores one (close enough for size and shape)."""
-    at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    doc: dict[str, Any] = {}
-    if docid is not None:
-        doc["_id"] = docid
-    if rev is not None:
-        doc["_rev"] = rev
-    doc.update({"type": NOTE_TAG, "meta": {"created_at": at, "updated_at": at},
-                "title": "bench", "body": BODY})
-    if counter is not None:
-        doc["counter"] = counter
-    return doc
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Targets:
@@ -289,12 +305,30 @@ class Targets:
         self.db_url = f"{couch.url}/{database}"
         self.sidecar_url = sidecar_url
         self.get_ids: list[str] = []
+        # What a direct write sends: a note as the sidecar stores it (type tag, meta, signature
+        # envelope, properties), copied from one the sidecar wrote. Same size and shape, and it
+        # passes the installer's validate_doc_update (which checks the envelope's shape; it
+        # cannot check the MAC). Direct docs are never read through the sidecar.
+        self.template: dict[str, Any] = {"type": NOTE_TAG, "meta": {}, "title": "bench", "body": BODY}
         self.direct_docs: list[list[str]] = []  # [id, rev] per update worker
         self.sidecar_docs: list[list[str]] = []  # [id, etag] per update worker
 
     # setup (not measured)
 
-    async def prepare_get(self, session: aiohttp.ClientSession) -> None:
+    def envelope(self, docid: str | None = None, rev: str | None = None, counter: int | None = None) -> dict:
+        at = now()
+        doc: dict[str, Any] = {}
+        if docid is not None:
+            doc["_id"] = docid
+        if rev is not None:
+            doc["_rev"] = rev
+        doc.update(self.template)
+        doc["meta"] = {**self.template.get("meta", {}), "created_at": at, "updated_at": at}
+        if counter is not None:
+            doc["counter"] = counter
+        return doc
+
+    async def prepare_get(self, session: aiohttp.ClientSession, direct: aiohttp.ClientSession) -> None:
         for _ in range(GET_DOCS):
             async with session.post(f"{self.sidecar_url}/v1/note", headers=JSON_HEADERS,
                                     data=orjson.dumps({"title": "bench", "body": BODY})) as resp:
@@ -302,13 +336,18 @@ class Targets:
                 if resp.status != 201:
                     raise RuntimeError(f"creating a note through the sidecar: {resp.status} {body[:300]!r}")
                 self.get_ids.append(orjson.loads(body)["id"])
+        async with direct.get(f"{self.db_url}/{self.get_ids[0]}") as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"reading a note from CouchDB: {resp.status} {body[:300]!r}")
+            self.template = {k: v for k, v in orjson.loads(body).items() if not k.startswith("_")}
 
     async def prepare_update(self, direct: aiohttp.ClientSession, sidecar: aiohttp.ClientSession,
                              workers: int) -> None:
         for _ in range(workers):
             docid = uuid.uuid4().hex
             async with direct.put(f"{self.db_url}/{docid}", headers=JSON_HEADERS,
-                                  data=orjson.dumps(envelope())) as resp:
+                                  data=orjson.dumps(self.envelope())) as resp:
                 body = await resp.read()
                 if resp.status not in (201, 202):
                     raise RuntimeError(f"creating a doc in CouchDB: {resp.status} {body[:300]!r}")
@@ -336,7 +375,7 @@ class Targets:
 
     async def create_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
         async with session.put(f"{self.db_url}/{uuid.uuid4().hex}", headers=JSON_HEADERS,
-                               data=orjson.dumps(envelope())) as resp:
+                               data=orjson.dumps(self.envelope())) as resp:
             await resp.read()
             return resp.status
 
@@ -351,7 +390,7 @@ class Targets:
     async def update_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
         state = self.direct_docs[w]
         async with session.put(f"{self.db_url}/{state[0]}", headers=JSON_HEADERS,
-                               data=orjson.dumps(envelope(state[0], state[1], i))) as resp:
+                               data=orjson.dumps(self.envelope(state[0], state[1], i))) as resp:
             body = await resp.read()
             if 200 <= resp.status < 300:
                 state[1] = orjson.loads(body)["rev"]
@@ -384,12 +423,22 @@ async def run_workloads(args: argparse.Namespace, couch: Couch, database: str, s
     targets = Targets(couch, database, sidecar.url)
     auth = {"Authorization": couch.authorization}
     results = []
-    async with session_for(4) as setup:
-        await targets.prepare_get(setup)
+    preheat_c = min(PREHEAT_CONCURRENCY, max(args.concurrency))
+    async with session_for(4) as setup, session_for(4, auth) as direct:
+        await targets.prepare_get(setup, direct)
+    if "update" in args.workloads:
+        async with session_for(4, auth) as direct, session_for(4) as side:
+            await targets.prepare_update(direct, side, max(args.concurrency))
+    if args.preheat:
+        # Once, before any measurement: CouchDB's JIT (pouchdb-server is node) and the sidecar
+        # warm up on every code path, so the first measurement (always a direct one) is not
+        # penalised for going first.
+        log(f"  preheat: {args.preheat} requests per workload and target at c={preheat_c} (not measured)")
+        for workload in args.workloads:
+            for target in ("direct", "sidecar"):
+                async with session_for(preheat_c, auth if target == "direct" else None) as session:
+                    await drive(session, getattr(targets, f"{workload}_{target}"), args.preheat, preheat_c)
     for workload in args.workloads:
-        if workload == "update":
-            async with session_for(4, auth) as direct, session_for(4) as side:
-                await targets.prepare_update(direct, side, max(args.concurrency))
         for concurrency in args.concurrency:
             n = requests_at(concurrency, args.requests)
             row: dict[str, Any] = {"workload": workload, "concurrency": concurrency, "requests": n,
@@ -447,6 +496,7 @@ def machine_info(couch: Couch) -> dict[str, Any]:
 
     return {
         "nproc": len(os.sched_getaffinity(0)),
+        "loadavg_at_start": loadavg(),
         "cpu_model": model,
         "mem_total_mib": mem_kib // 1024 if mem_kib else None,
         "kernel": platform.release(),
@@ -456,6 +506,14 @@ def machine_info(couch: Couch) -> dict[str, Any]:
         "sidecar_loop": "uvloop" if version("uvloop") else "asyncio",
         "client_loop": "uvloop" if version("uvloop") else "asyncio",
     }
+
+
+def loadavg() -> list[float] | None:
+    try:
+        with open("/proc/loadavg") as f:
+            return [float(x) for x in f.read().split()[:3]]
+    except OSError:
+        return None
 
 
 def machine_line(machine: dict) -> str:
@@ -468,10 +526,12 @@ def machine_line(machine: dict) -> str:
 
 
 def markdown(report: dict) -> str:
+    config = report["config"]
     out = [f"Machine: {machine_line(report['machine'])}",
-           f"CouchDB: {report['config']['couchdb']}; requests per measurement: "
-           + ", ".join(f"c={c}: {requests_at(c, report['config']['requests'])}" for c in report["config"]["concurrency"])
-           + f" (after {report['config']['warmup']} warm-up requests)",
+           f"CouchDB: {config['couchdb']}; requests per measurement: "
+           + ", ".join(f"c={c}: {requests_at(c, config['requests'])}" for c in config["concurrency"])
+           + f" (each after {report['config']['warmup']} warm-up requests; {report['config']['preheat']} "
+             "preheat requests per workload and target at the start)",
            "",
            "| workload | c | requests | direct req/s | sidecar req/s | ratio req/s | direct p50 ms | "
            "sidecar p50 ms | ratio p50 | direct p99 ms | sidecar p99 ms | errors d/s | sidecar RSS / peak MiB |",
@@ -484,7 +544,10 @@ def markdown(report: dict) -> str:
             f"{d['p99_ms']:.2f} | {s['p99_ms']:.2f} | {d['errors']}/{s['errors']} | "
             f"{mem['rss_kib'] / 1024:.1f} / {mem['hwm_kib'] / 1024:.1f} |")
     base = report["sidecar_memory_at_start"]
+    start, end = report["machine"]["loadavg_at_start"], report["loadavg_at_end"]
     out += ["",
+            f"Load average (1/5/15 min) at start {start}, at end {end}: the client, the sidecar and "
+            "CouchDB share these CPUs; anything else running skews the numbers.",
             f"Sidecar memory at start (after the readiness check): RSS {base['rss_kib'] / 1024:.1f} MiB, "
             f"peak {base['hwm_kib'] / 1024:.1f} MiB.",
             "",
@@ -558,6 +621,13 @@ def positive(text: str) -> int:
     return value
 
 
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--couchdb-url", default=os.environ.get("COUCHDB_URL"),
@@ -570,6 +640,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated concurrencies (default 1,50)")
     parser.add_argument("--warmup", type=positive, default=50,
                         help="unmeasured requests before each measurement (default 50)")
+    parser.add_argument("--preheat", type=non_negative, default=300,
+                        help="unmeasured requests per workload and target once at the start, to warm up "
+                             "CouchDB and the sidecar (default 300; 0 skips)")
     parser.add_argument("--workloads", type=workload_list, default=list(WORKLOADS),
                         help="comma-separated subset of get,create,update (default: all)")
     parser.add_argument("--port", type=int, help="port for the sidecar (default: a free one)")
@@ -613,10 +686,11 @@ def main(argv: list[str] | None = None) -> int:
 
         stack.callback(drop_database)
 
+        steps: list[str] = []  # what prepare_sidecar ran
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-sidecar-")))
         try:
-            extra = keys_for_sidecar(workdir)
-        except RuntimeError as exc:
+            extra = prepare_sidecar(couch, database, workdir, steps)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
             log(f"bench: {exc}")
             return 2
         sidecar = Sidecar(couch, database, args.port or devcouch.free_port(), workdir / "sidecar.log", extra)
@@ -649,12 +723,14 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "timestamp": started_at.isoformat(timespec="seconds"),
         "duration_s": round(time.monotonic() - t0, 1),
+        "loadavg_at_end": loadavg(),
         "machine": machine,
         "config": {"couchdb": machine["server"]["kind"] + (" (private, in memory)" if couch.pid else ""),
                    "requests": args.requests, "c1_cap": C1_CAP, "concurrency": args.concurrency,
-                   "warmup": args.warmup, "workloads": args.workloads, "get_docs": GET_DOCS,
-                   "body_chars": len(BODY)},
+                   "warmup": args.warmup, "preheat": args.preheat, "workloads": args.workloads,
+                   "get_docs": GET_DOCS, "body_chars": len(BODY)},
         "sidecar_command": [Path(part).name if i == 0 else part for i, part in enumerate(sidecar.command)],
+        "sidecar_preparation": [f"data-service {step}" for step in steps],
         "sidecar_memory_at_start": memory_at_start,
         "results": results,
     }

@@ -1,7 +1,8 @@
 """data-service: sidecar HTTP data-access service in front of CouchDB.
 
 Usage:
-  data-service serve --keys-dir=DIR [--models=FILE] [--kek-file=FILE] [options]
+  data-service serve --keys-dir=DIR [--models=FILE] [--kek-file=FILE] [--auto-install] [options]
+  data-service install --keys-dir=DIR --models=FILE [--seed=FILE] [--dry-run] [--delete --yes] [--kek-file=FILE] [options]
   data-service keys create --keys-dir=DIR [--kek-file=FILE]
   data-service keys rotate --keys-dir=DIR --purpose=P [--kek-file=FILE]
   data-service keys (disable | enable) --keys-dir=DIR --purpose=P --key-id=N [--kek-file=FILE]
@@ -13,7 +14,15 @@ Usage:
   data-service --version
 
 Commands:
-  serve                       Run the HTTP service.
+  serve                       Run the HTTP service. With --auto-install it first runs
+                              the steps of `install` (no seeds), then listens.
+  install                     Make the database what the models file says: create it,
+                              set _security, create/update/remove the generated design
+                              docs (never ones without the data_service marker), set
+                              uuids/algorithm = sequential, warm new views, upsert the
+                              seed documents. Idempotent: a second run changes nothing.
+                              With --dry-run it prints the plan and changes nothing;
+                              with --delete --yes it drops the whole database instead.
   keys create                 Write a new Tink keyset per purpose (signing, encryption,
                               deterministic, lookup) into --keys-dir, files 0600; never
                               overwrites.
@@ -31,6 +40,12 @@ Options:
   --models=FILE               Models file (YAML or JSON) declaring the document types.
   --keys-dir=DIR              Directory of Tink keysets (see keys create).
   --kek-file=FILE             Key-encryption key for encrypted keysets.
+  --seed=FILE                 Seed documents (YAML or JSON):
+                              {"seeds": [{"type": T, "key": K, "data": {...}}, ...]}
+  --dry-run                   Print what install would do; change nothing.
+  --delete                    Delete the whole database (needs --yes).
+  --yes                       Confirm --delete.
+  --auto-install              Run the install steps before listening.
   --purpose=P                 signing, encryption, deterministic or lookup.
   --key-id=N                  A key id as `keys list` shows it.
   --out=FILE                  Where to write (refuses to overwrite).
@@ -67,6 +82,7 @@ from docopt import docopt
 
 from . import __version__
 from .config import Config, ConfigError
+from .couchdb import CouchDBError
 from .keys import PURPOSES, KeysDir, KeysetError, kek_from, new_kek
 from .models import ModelError
 
@@ -82,12 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         if args["serve"]:
             from .server import run
 
-            run(config)
+            run(config, auto_install=args["--auto-install"])
             return 0
+        if args["install"]:
+            return asyncio.run(install_command(args, config))
         return asyncio.run(scan_command(args, config))
     except (ConfigError, ModelError, KeysetError) as exc:
         print(f"data-service: {exc}", file=sys.stderr)
         return 2
+    except CouchDBError as exc:  # the message names method, path and CouchDB's reason; never credentials
+        print(f"data-service: CouchDB at {args['--couchdb']} failed: {exc}", file=sys.stderr)
+        return 1
 
 
 def keys_command(args: dict) -> int:
@@ -126,6 +147,36 @@ def _create_private(path: str) -> int:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise ConfigError(f"{path}: exists; refusing to overwrite") from None
+
+
+async def install_command(args: dict, config: Config) -> int:
+    from .installer import InstallFailed, drop, install, load_seeds
+    from .models import load_models
+    from .server import connect, protector
+
+    if args["--delete"]:
+        if not args["--yes"]:
+            raise ConfigError(f"install --delete drops the whole database {config.database!r} "
+                              "and every document in it; add --yes to confirm")
+        if args["--dry-run"]:
+            print(f"would delete database {config.database} (dry run: nothing was changed)")
+            return 0
+        async with connect(config) as couch:
+            existed = await drop(couch, config.database)
+        print(f"deleted database {config.database}" if existed
+              else f"database {config.database} does not exist; nothing to delete")
+        return 0
+    models = load_models(config.models_path)
+    guard = protector(config)
+    seeds = load_seeds(args["--seed"]) if args["--seed"] else None
+    async with connect(config) as couch:
+        try:
+            await install(couch, config.database, models, guard, user=config.couchdb_user, seeds=seeds,
+                          dry_run=args["--dry-run"])
+        except InstallFailed as exc:
+            print(f"data-service: install failed: {exc}", file=sys.stderr)
+            return 1
+    return 0
 
 
 async def scan_command(args: dict, config: Config) -> int:

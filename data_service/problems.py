@@ -54,6 +54,8 @@ TABLE: dict[str, Kind] = {
     "couchdb_error": Kind(502, "CouchDB answered unexpectedly"),
     "couchdb_unavailable": Kind(503, "CouchDB is unavailable", retryable=True),
     "database_missing": Kind(503, "The database does not exist (run the installer)", retryable=True),
+    "not_installed": Kind(503, "The database's design documents are missing or outdated "
+                               "(run data-service install)", retryable=True),
     "conflict_retries_exhausted": Kind(503, "The document kept changing; try again", retryable=True),
 }
 

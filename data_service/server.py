@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
+from typing import Callable
 
 from tornado.httpserver import HTTPServer
 
 from .config import Config, ConfigError
 from .couchdb import TLS, CouchDB, IdPool, Limits, Timeouts
+from .design import design_docs
 from .keys import KeysDir, kek_from
+from .metrics import Metrics
 from .models import Models, load_models
 from .openapi import spec_for
 from .protection import Protector
@@ -20,13 +24,15 @@ from .web import Context, make_app
 log = logging.getLogger("data_service")
 
 
-def connect(config: Config) -> CouchDB:
+def connect(config: Config, observer: Callable[[str, str, int | None, float], None] | None = None) -> CouchDB:
+    """The CouchDB client; ``observer`` sees every request attempt (the metrics hook)."""
     return CouchDB(
         config.couchdb_url,
         auth=config.couchdb_auth,
         timeouts=Timeouts(connect=config.connect_timeout, request=config.request_timeout),
         limits=Limits(max_connections=config.max_connections),
         tls=TLS(ca_file=config.ca_file, verify=config.verify_tls),
+        observer=observer,
     )
 
 
@@ -40,16 +46,30 @@ def protector(config: Config) -> Protector:
 def build(config: Config) -> tuple[Context, HTTPServer]:
     """The app and its parts; raises ModelError, KeysetError or ConfigError at startup."""
     models = load_models(config.models_path) if config.models_path else Models({})
+    design_docs(models)  # a declared index no view can serve stops startup here
     guard = protector(config)
-    couch = connect(config)
+    metrics = Metrics()
+    couch = connect(config, observer=metrics.observe_couchdb)
     db = couch.database(config.database)
+    store = DocumentStore(db, IdPool(couch), guard)
+    metrics.watch(store)
     ctx = Context(config=config, couch=couch, db=db, models=models,
-                  store=DocumentStore(db, IdPool(couch), guard), spec=spec_for(models))
+                  store=store, spec=spec_for(models), metrics=metrics)
     return ctx, HTTPServer(make_app(ctx), xheaders=False)
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, auto_install: bool = False) -> None:
+    """Serve until SIGINT/SIGTERM; with ``auto_install`` run the installer first."""
     ctx, server = build(config)
+    if auto_install:
+        from .installer import install
+
+        try:
+            await install(ctx.couch, config.database, ctx.models, ctx.store.protector,
+                          user=config.couchdb_user, out=sys.stderr, progress_out=sys.stderr)
+        except BaseException:
+            await ctx.couch.aclose()
+            raise
     server.listen(config.port, config.listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -64,11 +84,11 @@ async def serve(config: Config) -> None:
     await ctx.couch.aclose()
 
 
-def run(config: Config) -> None:
+def run(config: Config, auto_install: bool = False) -> None:
     """Run ``serve`` on uvloop when it is installed, else on asyncio's loop."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, auto_install))
     else:
-        uvloop.run(serve(config))
+        uvloop.run(serve(config, auto_install))

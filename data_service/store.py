@@ -245,6 +245,12 @@ class DocumentStore:
             except DocumentNotFound:  # claimed, not stored yet (in flight, or that attempt died)
                 return await self._insert(model, record["doc_id"], body, twin_ok=True)
 
+    async def create_with_id(self, model: ModelType, docid: str, body: Any) -> tuple[dict, bool]:
+        """Create under a caller-chosen stable id (installer seeds); (doc, created).
+        If the id exists already with this type, that document is returned."""
+        _validate(model, body)
+        return await self._insert(model, docid, body, twin_ok=True)
+
     async def _insert(self, model: ModelType, docid: str, props: dict, twin_ok: bool) -> tuple[dict, bool]:
         """PUT a new document; (doc, True) if this call stored it. On a 409 the doc is
         already there: our own retried PUT (same signature), or with ``twin_ok`` the

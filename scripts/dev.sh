@@ -13,4 +13,4 @@ trap '.venv/bin/python scripts/devcouch.py stop' EXIT
 .venv/bin/data-service serve \
   --couchdb="http://127.0.0.1:$COUCH_PORT" --database="$DATABASE" \
   --couchdb-user=admin --couchdb-password-file=.devcouch/admin-password \
-  --models=models/sample.yaml --keys-dir=.devcouch/keys --port="$PORT" "$@"
+  --models=models/sample.yaml --keys-dir=.devcouch/keys --auto-install --port="$PORT" "$@"

@@ -22,6 +22,18 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import devcouch  # noqa: E402
 
 
+SAMPLE_MODELS = ROOT / "models" / "sample.yaml"
+
+
+async def install_design_docs(db, models_path=SAMPLE_MODELS) -> None:
+    """What ``data-service install`` puts in place, without the rest of the installer."""
+    from data_service import design
+    from data_service.models import load_models
+
+    for name, doc in design.design_docs(load_models(models_path)).items():
+        await db.put_design(name, doc)
+
+
 def unique_name(prefix: str = "test") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 

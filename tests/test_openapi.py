@@ -28,7 +28,7 @@ CONTRACT = {
     "reserved_property": (422, False), "idempotency_key_mismatch": (422, False),
     "precondition_required": (428, False), "internal_error": (500, False),
     "integrity_violation": (500, False),
-    "key_unavailable": (500, False), "couchdb_refused": (502, False),
+    "key_unavailable": (500, False), "not_installed": (503, True), "couchdb_refused": (502, False),
     "couchdb_error": (502, False), "couchdb_unavailable": (503, True),
     "database_missing": (503, True), "conflict_retries_exhausted": (503, True),
 }
@@ -119,8 +119,9 @@ def test_package_reads_the_canonical_file_through_a_relative_symlink():
 def test_spec_documents_every_path_and_method():
     paths = {path: sorted(m for m in item if m != "parameters") for path, item in load_spec()["paths"].items()}
     assert paths == {
-        "/_health": ["get"], "/openapi.json": ["get"], "/v1/_types": ["get"],
-        "/v1/{type}": ["post"], "/v1/{type}/{id}": ["delete", "get", "patch", "put"],
+        "/_health": ["get"], "/_metrics": ["get"], "/_metrics/database": ["get"],
+        "/openapi.json": ["get"], "/v1/_types": ["get"],
+        "/v1/{type}": ["get", "post"], "/v1/{type}/{id}": ["delete", "get", "patch", "put"],
         "/v1/{type}/{id}/verify": ["post"],
     }
 
@@ -237,6 +238,7 @@ PROBLEM_CASES = [
     ("GET", "/openapi.json", "internal_error", {}, {}),
     ("GET", "/v1/user/abc123", "integrity_violation", {}, {}),
     ("PATCH", "/v1/user/abc123", "key_unavailable", {}, {}),
+    ("GET", "/_health?quick=false", "not_installed", {"Retry-After": "1"}, {"missing_design_docs": ["ds_user_v1"]}),
     ("GET", "/_health?quick=false", "couchdb_refused", {}, {}),
     ("DELETE", "/v1/user/abc123", "couchdb_error", {}, {}),
     ("GET", "/_health?quick=false", "couchdb_unavailable", {"Retry-After": "1"}, {}),

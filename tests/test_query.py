@@ -9,19 +9,13 @@ from urllib.parse import quote
 
 import pytest
 
-from data_service import design
 from data_service.keys import KeysDir
 from data_service.models import load_models
 from data_service.query import Condition, Query, QueryError, parse, plan
-from support import ROOT, running_sidecar
+from support import ROOT, install_design_docs, running_sidecar
 from test_protection import ALICE, spec_api
 
 MODELS = load_models(ROOT / "models" / "sample.yaml")
-
-
-async def install_design_docs(db) -> None:
-    for name, doc in design.design_docs(MODELS).items():
-        await db.put_design(name, doc)
 
 
 @pytest.fixture

@@ -7,19 +7,22 @@ import tornado.web
 from .base import Context, NotFoundHandler
 from .documents import CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler, VerifyHandler
 from .health import HealthHandler
+from .metrics import DatabaseMetricsHandler, MetricsHandler
 
 
 def make_app(ctx: Context) -> tornado.web.Application:
-    routes = [
-        (r"/_health", HealthHandler),
-        (r"/openapi.json", OpenApiHandler),
-        (r"/v1/_types", TypesHandler),
-        (r"/v1/([^/]+)", CollectionHandler),
-        (r"/v1/([^/]+)/([^/]+)", DocumentHandler),
-        (r"/v1/([^/]+)/([^/]+)/verify", VerifyHandler),
+    routes = [  # (pattern, handler, route name: the label metrics use instead of the raw path)
+        (r"/_health", HealthHandler, "/_health"),
+        (r"/_metrics", MetricsHandler, "/_metrics"),
+        (r"/_metrics/database", DatabaseMetricsHandler, "/_metrics/database"),
+        (r"/openapi.json", OpenApiHandler, "/openapi.json"),
+        (r"/v1/_types", TypesHandler, "/v1/_types"),
+        (r"/v1/([^/]+)", CollectionHandler, "/v1/{type}"),
+        (r"/v1/([^/]+)/([^/]+)", DocumentHandler, "/v1/{type}/{id}"),
+        (r"/v1/([^/]+)/([^/]+)/verify", VerifyHandler, "/v1/{type}/{id}/verify"),
     ]
     return tornado.web.Application(
-        [(pattern, handler, {"ctx": ctx}) for pattern, handler in routes],
+        [(pattern, handler, {"ctx": ctx, "route": route}) for pattern, handler, route in routes],
         default_handler_class=NotFoundHandler,
         default_handler_args={"ctx": ctx},
         compress_response=False,

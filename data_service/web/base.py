@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -11,6 +11,7 @@ from tornado.web import RequestHandler
 
 from ..config import Config
 from ..couchdb import CouchDB, CouchDBError, Database
+from ..metrics import Metrics
 from ..models import Models
 from ..store import DocumentStore
 from ..problems import Problem, from_exception
@@ -28,11 +29,17 @@ class Context:
     models: Models
     store: DocumentStore
     spec: dict  # the OpenAPI document served at /openapi.json
+    metrics: Metrics = field(default_factory=Metrics)  # this app's registry, served at /_metrics
 
 
 class BaseHandler(RequestHandler):
-    def initialize(self, ctx: Context) -> None:
+    def initialize(self, ctx: Context, route: str = "unmatched") -> None:
         self.ctx = ctx
+        self.route = route  # the route pattern: the metrics label (never the raw path)
+
+    def on_finish(self) -> None:
+        self.ctx.metrics.observe_http(self.route, self.request.method or "", self.get_status(),
+                                      self.request.request_time())
 
     def compute_etag(self) -> None:
         return None  # ETags are revisions, set by the handlers that have one
@@ -58,13 +65,13 @@ class BaseHandler(RequestHandler):
         self.write_json(problem.body(self.request.path), problem.status_code, "application/problem+json")
 
     def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, Problem):
-            if value.status_code >= 500:
-                log.warning("%s %s: %s", self.request.method, self.request.path, value.code)
-        elif isinstance(value, CouchDBError):
-            log.warning("%s %s: CouchDB %r", self.request.method, self.request.path, value)
-        else:
+        """Tracebacks only for the unexpected; expected failures get one line (5xx) or none."""
+        problem = from_exception(value, 500)
+        if problem.code == "internal_error" and not isinstance(value, Problem):
             super().log_exception(typ, value, tb)
+        elif problem.status_code >= 500:
+            log.warning("%s %s: %s (%s)", self.request.method, self.request.path, problem.code,
+                        value if isinstance(value, CouchDBError) else type(value).__name__)
 
 
 class NotFoundHandler(BaseHandler):

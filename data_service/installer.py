@@ -1,0 +1,363 @@
+"""The database installer: make a database what the models file says it should be.
+
+``install`` first computes a plan — one ``Step`` per thing it looks at — and then
+applies the steps that change something (unless ``dry_run``), so a dry run and a
+real run share one code path. In order:
+
+1. the database (created if missing);
+2. ``_security``: the service user and role ``data-service`` as members, role
+   ``_admin`` as admins, so anonymous users are locked out;
+3. the design docs of ``design.design_docs``: created, updated when their content
+   hash differs, removed when generated earlier but no longer declared; design docs
+   without the ``data_service`` marker are never touched;
+4. ``uuids/algorithm = sequential`` where the server has node config;
+5. seed documents, upserted under ids derived from type + key, stored exactly as
+   the service stores documents (validated, protected, signed).
+
+Afterwards each created or updated view is queried once so its index is built
+before traffic arrives. Running it again on an installed database changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, TextIO
+
+import yaml
+
+from . import design, documents
+from .config import ConfigError
+from .couchdb import Conflict, CouchDB, Database, IdPool, NotFound, Timeout, Unsupported
+from .models import Models, ModelType, ValidationFailed
+from .protection import IntegrityViolation, KeyUnavailable, Protector
+from .store import ANY_REVISION, DocumentNotFound, DocumentStore
+
+SERVICE_ROLE = "data-service"
+UUIDS_ALGORITHM = "sequential"
+COUNTED = ("create", "update", "remove", "unchanged")
+
+
+class SeedError(ConfigError):
+    """A seeds file that cannot be used (unreadable, malformed, unknown type, invalid data)."""
+
+
+class InstallFailed(Exception):
+    """The database is in a state the installer will not overwrite; the message says why."""
+
+
+@dataclass(frozen=True)
+class Seed:
+    type: str
+    key: str
+    data: dict
+
+    @property
+    def label(self) -> str:
+        return f"seed {self.type}/{self.key}"
+
+    @property
+    def docid(self) -> str:
+        return seed_id(self.type, self.key)
+
+
+def seed_id(type_name: str, key: str) -> str:
+    """The stable document id of a seed: re-running an install never duplicates it."""
+    return "seed-" + hashlib.sha256(f"{type_name}\0{key}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class Step:
+    """One line of the plan. ``kind`` is create, update, remove, unchanged or note;
+    ``apply`` is None when there is nothing to do; ``warm`` names a design doc whose
+    view to query once applied."""
+
+    kind: str
+    text: str
+    apply: Callable[[], Awaitable[Any]] | None = None
+    warm: str | None = None
+
+
+@dataclass
+class InstallReport:
+    database: str
+    steps: list[Step]
+    dry_run: bool
+    counts: Counter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = Counter(step.kind for step in self.steps if step.kind in COUNTED)
+
+    @property
+    def changed(self) -> bool:
+        return any(step.apply is not None for step in self.steps)
+
+    def summary(self) -> str:
+        c = self.counts
+        if not self.changed:
+            return f"install {self.database}: nothing to change ({c['unchanged']} unchanged)"
+        if self.dry_run:
+            return (f"install {self.database} (dry run): would create {c['create']}, update {c['update']}, "
+                    f"remove {c['remove']}; {c['unchanged']} unchanged; nothing was changed")
+        return (f"install {self.database}: {c['create']} created, {c['update']} updated, "
+                f"{c['remove']} removed, {c['unchanged']} unchanged")
+
+
+# -- seeds file -------------------------------------------------------------------
+
+def load_seeds(path: str | Path) -> list[Seed]:
+    """Read ``{"seeds": [{"type": .., "key": .., "data": {..}}, ...]}`` (YAML or JSON)."""
+    source = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))  # JSON is YAML too
+    except OSError as exc:
+        raise SeedError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SeedError(f"{source}: not a YAML or JSON file: {exc}") from None
+    if not isinstance(data, dict) or set(data) != {"seeds"} or not isinstance(data["seeds"], list):
+        raise SeedError(f'{source}: expected {{"seeds": [{{"type": ..., "key": ..., "data": {{...}}}}, ...]}}')
+    seeds, seen = [], set()
+    for n, item in enumerate(data["seeds"]):
+        where = f"{source}: seeds[{n}]"
+        if not isinstance(item, dict) or set(item) != {"type", "key", "data"}:
+            raise SeedError(f"{where}: needs exactly the keys type, key and data")
+        if not isinstance(item["type"], str) or not isinstance(item["key"], str) or not item["key"]:
+            raise SeedError(f"{where}: type and key must be non-empty strings")
+        if not isinstance(item["data"], dict):
+            raise SeedError(f"{where} ({item['type']}/{item['key']}): data must be an object")
+        if (item["type"], item["key"]) in seen:
+            raise SeedError(f"{where}: seed {item['type']}/{item['key']} appears twice")
+        seen.add((item["type"], item["key"]))
+        try:
+            values = json.loads(json.dumps(item["data"]))  # YAML dates and the like are not JSON
+        except (TypeError, ValueError) as exc:
+            raise SeedError(f"{where} ({item['type']}/{item['key']}): data is not JSON: {exc}") from None
+        seeds.append(Seed(item["type"], item["key"], values))
+    return seeds
+
+
+def check_seeds(models: Models, seeds: list[Seed]) -> None:
+    """Raise SeedError naming every seed of an unknown type or with invalid data."""
+    problems = []
+    for seed in seeds:
+        model = models.get(seed.type)
+        if model is None:
+            known = ", ".join(m.name for m in models) or "none"
+            problems.append(f"{seed.label}: unknown type {seed.type!r} (the models file declares: {known})")
+            continue
+        try:
+            model.validate(seed.data)
+        except ValidationFailed as exc:
+            problems.append(f"{seed.label}: " + "; ".join(f"{v.path or '/'}: {v.message}" for v in exc.violations))
+    if problems:
+        raise SeedError("invalid seeds, nothing installed:\n  " + "\n  ".join(problems))
+
+
+# -- the plan ---------------------------------------------------------------------
+
+def wanted_security(existing: dict, user: str | None) -> dict:
+    return {**existing, "admins": {"names": [], "roles": ["_admin"]},
+            "members": {"names": [user] if user else [], "roles": [SERVICE_ROLE]}}
+
+
+def _normal(security: dict) -> dict:
+    """Order and absent lists do not count as differences."""
+    groups = {part: {k: sorted((security.get(part) or {}).get(k) or []) for k in ("names", "roles")}
+              for part in ("admins", "members")}
+    return {**security, **groups}
+
+
+def _who(group: dict) -> str:
+    return " + ".join([f"user {n}" for n in group["names"]] + [f"role {r}" for r in group["roles"]])
+
+
+async def _security_step(db: Database, exists: bool, user: str | None) -> Step:
+    existing = await db.security() if exists else {}
+    wanted = wanted_security(existing, user)
+    if _normal(existing) == _normal(wanted):
+        return Step("unchanged", "unchanged _security")
+    text = f"set _security: members = {_who(wanted['members'])}; admins = {_who(wanted['admins'])}"
+    return Step("update", text, lambda: db.put_security(wanted))
+
+
+async def _design_steps(db: Database, exists: bool, models: Models) -> list[Step]:
+    wanted = design.design_docs(models)
+    existing: dict[str, dict] = {}
+    if exists:
+        rows = (await db.all_docs(startkey="_design/", endkey="_design0", include_docs=True)).rows
+        existing = {row["id"].removeprefix("_design/"): row["doc"] for row in rows if row.get("doc")}
+    steps = []
+    for name in sorted(wanted):
+        doc, current = wanted[name], existing.get(name)
+        warm = name if doc.get("views") else None
+        if current is None:
+            steps.append(Step("create", f"create _design/{name}", _put_design(db, name, doc, None), warm))
+        elif not design.is_generated(current):
+            raise InstallFailed(f"_design/{name} exists without the data_service marker (not made by the installer); "
+                                "rename or remove it, then run install again")
+        elif design.content_hash(current) != design.content_hash(doc):
+            steps.append(Step("update", f"update _design/{name} (content changed)",
+                              _put_design(db, name, doc, current["_rev"]), warm))
+        else:
+            steps.append(Step("unchanged", f"unchanged _design/{name}"))
+    for name in sorted(set(existing) - set(wanted)):
+        if design.is_generated(existing[name]):
+            steps.append(Step("remove", f"remove _design/{name} (generated earlier, no longer declared)",
+                              _delete_design(db, name, existing[name]["_rev"])))
+        else:
+            steps.append(Step("note", f"leave _design/{name} (no data_service marker: not managed here)"))
+    return steps
+
+
+def _put_design(db: Database, name: str, doc: dict, rev: str | None) -> Callable[[], Awaitable[None]]:
+    async def apply() -> None:
+        try:
+            await db.put_design(name, {**doc, "_rev": rev} if rev else doc)
+        except Conflict:  # our own retried PUT, or another installer: fine if it now holds what we want
+            current = await db.get(f"_design/{name}")
+            if design.content_hash(current) != design.content_hash(doc):
+                raise InstallFailed(f"_design/{name} changed while installing; run install again") from None
+    return apply
+
+
+def _delete_design(db: Database, name: str, rev: str) -> Callable[[], Awaitable[None]]:
+    async def apply() -> None:
+        try:
+            await db.delete(f"_design/{name}", rev)
+        except (Conflict, NotFound):
+            try:
+                await db.get(f"_design/{name}")
+            except NotFound:
+                return  # already gone
+            raise InstallFailed(f"_design/{name} changed while installing; run install again") from None
+    return apply
+
+
+async def _uuids_step(couch: CouchDB) -> Step:
+    info = await couch.server_info()
+    unsupported = Step("note", f"uuids/algorithm: not supported by {info.kind}; ids stay as the server makes them")
+    if not info.supports_node_config:
+        return unsupported
+    try:
+        current = await couch.config_get("uuids", "algorithm")
+    except Unsupported:
+        return unsupported
+    except NotFound:
+        current = None
+    if current == UUIDS_ALGORITHM:
+        return Step("unchanged", f"unchanged uuids/algorithm = {UUIDS_ALGORITHM}")
+    return Step("update", f"set uuids/algorithm = {UUIDS_ALGORITHM} (was {current or 'unset'})",
+                lambda: couch.config_put("uuids", "algorithm", UUIDS_ALGORITHM))
+
+
+async def _seed_step(store: DocumentStore, exists: bool, model: ModelType, seed: Seed) -> Step:
+    docid = seed.docid
+    create = Step("create", f"create {seed.label} ({docid})", lambda: store.create_with_id(model, docid, seed.data))
+    if not exists:
+        return create
+    try:
+        doc = await store.read(model, docid)
+    except DocumentNotFound:
+        try:
+            await store.db.get(docid)
+        except NotFound:
+            return create
+        return Step("note", f"leave {seed.label}: {docid} is deleted or not a {model.name} v{model.major}")
+    except (IntegrityViolation, KeyUnavailable) as exc:
+        raise InstallFailed(f"{seed.label}: document {docid} fails its check ({exc}); not overwritten") from None
+    if await _same(store, model, doc, seed.data):
+        return Step("unchanged", f"unchanged {seed.label}")
+    return Step("update", f"update {seed.label} ({docid}: properties differ)",
+                lambda: store.replace(model, docid, seed.data, frozenset({ANY_REVISION})))
+
+
+async def _same(store: DocumentStore, model: ModelType, doc: dict, data: dict) -> bool:
+    """Whether ``doc`` holds ``data``: readable values compared in clear, hashed ones verified."""
+    def readable(name: str) -> bool:
+        return model.properties[name].readable
+
+    shown = {k: v for k, v in store.representation(model, doc).items() if k not in ("id", "meta")}
+    if shown != {k: v for k, v in data.items() if readable(k)}:
+        return False
+    secrets = {k: v for k, v in data.items() if not readable(k)}
+    stored = {k for k in documents.properties(doc) if k in model.properties and not readable(k)}
+    if set(secrets) != stored or not all(isinstance(v, str) for v in secrets.values()):
+        return False
+    return not secrets or all((await store.verify_secrets(model, doc["_id"], secrets)).values())
+
+
+async def plan(couch: CouchDB, store: DocumentStore, models: Models, *, user: str | None,
+               seeds: list[Seed]) -> list[Step]:
+    """Every step of an install, reading but never writing."""
+    db = store.db
+    exists = await db.exists()
+    steps = [] if exists else [Step("create", f"create database {db.name}", lambda: db.create(exist_ok=True))]
+    steps.append(await _security_step(db, exists, user))
+    steps += await _design_steps(db, exists, models)
+    steps.append(await _uuids_step(couch))
+    for seed in seeds:
+        steps.append(await _seed_step(store, exists, models.get(seed.type), seed))
+    return steps
+
+
+# -- applying ---------------------------------------------------------------------
+
+async def warm(db: Database, names: list[str], out: TextIO) -> None:
+    """Query each design doc's view once so CouchDB builds its index now."""
+    for n, name in enumerate(names, 1):
+        started = time.monotonic()
+        try:
+            await db.view(name, design.VIEW, limit=0)
+        except Timeout:
+            out.write(f"warm {n}/{len(names)} {name}: still building; CouchDB finishes it in the background\n")
+        else:
+            out.write(f"warm {n}/{len(names)} {name} ({time.monotonic() - started:.1f} s)\n")
+        out.flush()
+
+
+async def install(
+    couch: CouchDB,
+    db_name: str,
+    models: Models,
+    protector: Protector,
+    *,
+    user: str | None = None,
+    seeds: list[Seed] | None = None,
+    dry_run: bool = False,
+    out: TextIO = sys.stdout,
+    progress_out: TextIO = sys.stderr,
+) -> InstallReport:
+    """Plan, print each step, apply the ones that change something (unless ``dry_run``),
+    then warm the new views. Raises SeedError before anything is read or written when
+    a seed is invalid; InstallFailed or CouchDBError when the database cannot be installed."""
+    seeds = list(seeds or [])
+    check_seeds(models, seeds)
+    db = couch.database(db_name)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt") as hasher:
+        store = DocumentStore(db, IdPool(couch), protector, hasher=hasher)
+        report = InstallReport(db_name, await plan(couch, store, models, user=user, seeds=seeds), dry_run)
+        if dry_run:
+            print(f"install {db_name}: dry run, nothing will be changed", file=out)
+        for step in report.steps:
+            print(step.text, file=out, flush=True)
+            if step.apply is not None and not dry_run:
+                await step.apply()
+        if not dry_run:
+            await warm(db, [step.warm for step in report.steps if step.warm], progress_out)
+    print(report.summary(), file=out, flush=True)
+    return report
+
+
+async def drop(couch: CouchDB, db_name: str) -> bool:
+    """Delete the whole database; False if there was none."""
+    db = couch.database(db_name)
+    if not await db.exists():
+        return False
+    await db.drop(missing_ok=True)
+    return True

@@ -1,0 +1,216 @@
+"""Prometheus metrics and the database report (``GET /_metrics``, ``GET /_metrics/database``).
+
+Every app has its own ``Metrics`` (its own ``CollectorRegistry``, never the global
+one), fed from three places:
+
+* ``observe_http``: called by ``web.base.BaseHandler.on_finish`` for every request,
+  labelled by route *pattern* (``/v1/{type}/{id}``), never the raw path;
+* ``observe_couchdb``: the ``CouchDB(observer=...)`` hook, called after every
+  attempt, labelled by an ``operation`` derived from the path without ids;
+* ``watch(store)``: a collector reading ``store.stats``, the id pool and the
+  bcrypt executor at scrape time.
+
+``database_report`` asks CouchDB for database and view index sizes; ``Metrics``
+caches its answer for ``DATABASE_REPORT_TTL`` seconds so scrapes don't hammer CouchDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable
+from urllib.parse import unquote
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from . import design
+from .couchdb import CouchDB, Database, NotFound
+from .couchdb.client import path
+from .models import Models
+
+# The classic text format generate_latest writes (prometheus_client >= 0.22 names
+# version 1.0.0 "latest"; our metric names need none of its UTF-8 escaping).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DATABASE_REPORT_TTL = 5.0  # seconds
+UNAVAILABLE = "unavailable"
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS"})
+
+_DB_OPERATIONS = {"_all_docs": "all_docs", "_bulk_docs": "bulk_docs", "_bulk_get": "bulk_get",
+                  "_changes": "changes", "_security": "security"}
+
+
+def couchdb_operation(target: str) -> str:
+    """What a CouchDB request path does, without ids: ``/db/abc`` → ``doc``."""
+    parts = [p for p in target.split("?", 1)[0].split("/") if p]
+    if not parts:
+        return "server"
+    if parts[0] == "_uuids":
+        return "uuids"
+    if parts[0] == "_node" and "_config" in parts:
+        return "node_config"
+    if parts[0].startswith("_"):
+        return "other"
+    rest = parts[1:]
+    if not rest:
+        return "db"
+    first = unquote(rest[0])
+    if first in _DB_OPERATIONS and len(rest) == 1:
+        return _DB_OPERATIONS[first]
+    if first == "_local" or first.startswith("_local/"):
+        return "local_doc"
+    if first == "_design" or first.startswith("_design/"):
+        tail = rest[2:] if first == "_design" else rest[1:]
+        if not tail:
+            return "design_doc"
+        if tail[0] == "_view":
+            return "view"
+        if tail == ["_info"]:
+            return "design_info"
+        return "other"
+    if first.startswith("_") or len(rest) > 1:
+        return "other"
+    return "doc"
+
+
+class Metrics:
+    def __init__(self, report_ttl: float = DATABASE_REPORT_TTL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.registry = CollectorRegistry()
+        self.http_requests = Counter(
+            "data_service_http_requests", "HTTP requests answered, by route pattern, method and status.",
+            ["route", "method", "status"], registry=self.registry)
+        self.http_duration = Histogram(
+            "data_service_http_request_duration_seconds", "Time to answer an HTTP request.",
+            ["route", "method"], registry=self.registry)
+        self.couchdb_requests = Counter(
+            "data_service_couchdb_requests", "CouchDB request attempts, by operation, method and "
+            "status (`none`: no response came).", ["operation", "method", "status"], registry=self.registry)
+        self.couchdb_duration = Histogram(
+            "data_service_couchdb_request_duration_seconds", "Time of a CouchDB request attempt.",
+            ["operation", "method"], registry=self.registry)
+        self.database_report = Cached(report_ttl, clock)
+
+    def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method if method in HTTP_METHODS else "other"
+        self.http_requests.labels(route, method, str(status)).inc()
+        self.http_duration.labels(route, method).observe(seconds)
+
+    def observe_couchdb(self, method: str, target: str, status: int | None, seconds: float) -> None:
+        """The ``CouchDB(observer=...)`` hook."""
+        operation = couchdb_operation(target)
+        self.couchdb_requests.labels(operation, method, "none" if status is None else str(status)).inc()
+        self.couchdb_duration.labels(operation, method).observe(seconds)
+
+    def watch(self, store: Any) -> None:
+        """Expose ``store``'s counters and queues (read at scrape time)."""
+        self.registry.register(StoreCollector(store))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class StoreCollector:
+    """``DocumentStore.stats`` as counters; id pool size and bcrypt queue depth as gauges."""
+
+    COUNTERS = {
+        "integrity_violations": "Documents read whose signature check failed.",
+        "stale_revisions": "Writes answered 412 stale_revision.",
+        "patch_retries": "CouchDB conflicts the service's own PATCH loop retried.",
+        "write_conflicts": "409 conflicts CouchDB answered to document writes.",
+    }
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def collect(self):
+        for name, documentation in self.COUNTERS.items():
+            yield CounterMetricFamily(f"data_service_{name}", documentation,
+                                      value=getattr(self.store.stats, name))
+        yield GaugeMetricFamily("data_service_id_pool_size", "CouchDB-generated ids prefetched and unused.",
+                                value=len(self.store.ids))
+        # ThreadPoolExecutor keeps work not yet picked up by a thread in _work_queue.
+        queue = getattr(self.store.hasher, "_work_queue", None)
+        if queue is not None:
+            yield GaugeMetricFamily("data_service_bcrypt_queue_depth",
+                                    "bcrypt hash/check jobs waiting for a thread.", value=queue.qsize())
+
+
+class Cached:
+    """One value, recomputed when older than ``ttl`` seconds; concurrent callers
+    share one computation, and a failed one is not cached."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.clock = ttl, clock
+        self._task: asyncio.Future | None = None
+        self._at = 0.0
+
+    async def get(self, compute: Callable[[], Awaitable[Any]]) -> Any:
+        if not self._fresh():
+            self._at = self.clock()
+            self._task = asyncio.ensure_future(compute())
+        return await asyncio.shield(self._task)
+
+    def _fresh(self) -> bool:
+        task = self._task
+        if task is None:
+            return False
+        if not task.done():
+            return True
+        if task.cancelled() or task.exception() is not None:
+            return False
+        return self.clock() - self._at < self.ttl
+
+
+async def database_report(couch: CouchDB, db: Database, models: Models) -> dict:
+    """Database counts and sizes, and view index sizes per generated design doc.
+    What the server does not report is ``"unavailable"``, never zero."""
+    names = [name for name, doc in design.design_docs(models).items() if "views" in doc]
+    # All requests finish before any error is raised: none outlives the answer.
+    results = await asyncio.gather(db.info(), *(_view_index(couch, db.name, n) for n in names),
+                                   return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    info, *indexes = results
+    sizes = _sizes(info.get("sizes"))
+    fragmentation = None
+    if sizes != UNAVAILABLE and sizes["file"] > 0:
+        fragmentation = round((sizes["file"] - sizes["active"]) / sizes["file"], 4)
+    return {
+        "database": db.name,
+        "doc_count": info.get("doc_count"),
+        "doc_del_count": info.get("doc_del_count"),
+        "sizes": sizes,
+        "fragmentation": fragmentation,
+        "design_docs": {
+            name: {"sizes": _sizes(index.get("sizes")), "updates_pending": _pending(index.get("updates_pending"))}
+            for name, index in zip(names, indexes)
+        },
+    }
+
+
+async def _view_index(couch: CouchDB, db_name: str, name: str) -> dict:
+    """``view_index`` of ``_design/<name>/_info``; ``{}`` when not installed or a stub."""
+    try:
+        body = await couch.json("GET", path(db_name, "_design", name, "_info"))
+    except NotFound:
+        return {}
+    index = body.get("view_index") if isinstance(body, dict) else None
+    return index if isinstance(index, dict) else {}  # pouchdb-server: "Not implemented."
+
+
+def _sizes(sizes: Any) -> dict | str:
+    keys = ("file", "active", "external")
+    if isinstance(sizes, dict) and all(isinstance(sizes.get(k), int) for k in keys):
+        return {k: sizes[k] for k in keys}
+    return UNAVAILABLE
+
+
+def _pending(pending: Any) -> dict | str:
+    """CouchDB 3.x: ``{"minimum", "preferred", "total"}``."""
+    if isinstance(pending, dict) and pending and all(isinstance(v, int) for v in pending.values()):
+        return pending
+    if isinstance(pending, int):
+        return {"total": pending}
+    return UNAVAILABLE
