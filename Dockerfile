@@ -16,9 +16,13 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links=/wheels 'data-service[speed]' \
     && rm -rf /wheels
 COPY models /etc/data-service/models
+# Keysets live on a volume (or secret) mounted here; `data-service keys create` fills it.
+RUN mkdir -p /etc/data-service/keys && chown 10001 /etc/data-service/keys && chmod 700 /etc/data-service/keys
+VOLUME ["/etc/data-service/keys"]
 USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/_health', timeout=2).status != 200)"]
 ENTRYPOINT ["data-service"]
-CMD ["serve", "--listen=0.0.0.0", "--port=8080", "--models=/etc/data-service/models/sample.yaml"]
+CMD ["serve", "--listen=0.0.0.0", "--port=8080", "--models=/etc/data-service/models/sample.yaml", \
+     "--keys-dir=/etc/data-service/keys"]

@@ -51,7 +51,8 @@ import devcouch  # noqa: E402
 SIDECAR = ROOT / ".venv" / "bin" / "data-service"
 MODELS = ROOT / "models" / "sample.yaml"
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
-WORKLOADS = ("get", "create", "update")
+WORKLOADS = ("get", "query", "create", "update")
+PAGE = 50  # items per query page
 PREHEAT_CONCURRENCY = 10
 C1_CAP = 500  # requests at concurrency 1: latency-bound, so fewer keep the run short
 GET_DOCS = 100  # docs read round-robin by the get workload
@@ -368,6 +369,20 @@ class Targets:
 
     async def get_sidecar(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
         async with session.get(f"{self.sidecar_url}/v1/note/{self.get_ids[i % len(self.get_ids)]}") as resp:
+            await resp.read()
+            return resp.status
+
+    # query: the first page of 50 notes from the type's listing view (one design doc per view)
+
+    async def query_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        async with session.get(f"{self.db_url}/_design/ds_note_v1/_view/index",
+                               params={"startkey": "[]", "endkey": "[{}]", "include_docs": "true",
+                                       "limit": str(PAGE)}) as resp:
+            await resp.read()
+            return resp.status
+
+    async def query_sidecar(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        async with session.get(f"{self.sidecar_url}/v1/note", params={"limit": str(PAGE)}) as resp:
             await resp.read()
             return resp.status
 
