@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
@@ -32,6 +34,21 @@ async def install_design_docs(db, models_path=SAMPLE_MODELS) -> None:
 
     for name, doc in design.design_docs(load_models(models_path)).items():
         await db.put_design(name, doc)
+
+
+def run_command(config: Config, *args: str) -> subprocess.CompletedProcess:
+    """``data-service <args>`` against ``config``'s CouchDB and database, as an operator runs
+    it: the password only in the environment. Never a traceback, never the password."""
+    flags = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
+    if config.couchdb_user:
+        flags.append(f"--couchdb-user={config.couchdb_user}")
+    env = {**os.environ, "DATA_SERVICE_COUCHDB_PASSWORD": config.couchdb_password or ""}
+    result = subprocess.run([sys.executable, "-m", "data_service", *args, *flags], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    if config.couchdb_password:
+        assert config.couchdb_password not in result.stdout + result.stderr
+    return result
 
 
 def unique_name(prefix: str = "test") -> str:

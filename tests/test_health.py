@@ -1,19 +1,13 @@
-"""The walking skeleton over HTTP: health, problem+json errors, and the real command."""
+"""The walking skeleton over HTTP: health, problem+json errors, and the command line.
+(The console script serving end to end: tests/test_installer.py, serve --auto-install.)"""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
-import aiohttp
-
-from data_service.config import PASSWORD_ENV
-from support import ROOT, dead_port, install_design_docs, running_sidecar, unique_name
+from support import dead_port, install_design_docs, running_sidecar, unique_name
 
 PROBLEM = "application/problem+json"
 
@@ -84,35 +78,3 @@ def test_bad_models_file_stops_startup(tmp_path, keys_dir):
     result = run_cli("serve", f"--keys-dir={keys_dir}", f"--models={models}")
     assert result.returncode == 2
     assert "type 'user'" in result.stderr and "property 'email'" in result.stderr and "rot13" in result.stderr
-
-
-async def test_serve_command_end_to_end(config, http, tmp_path):
-    """The console script as the README's run command uses it (``--auto-install``)
-    answers readiness 200 and stops cleanly on SIGTERM."""
-    port = dead_port()
-    env = {**os.environ, PASSWORD_ENV: config.couchdb_password or ""}
-    cmd = [os.path.join(os.path.dirname(sys.executable), "data-service"), "serve", "--auto-install",
-           f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--port={port}",
-           f"--keys-dir={config.keys_dir}", f"--models={config.models_path}"]
-    if config.couchdb_user:
-        cmd.append(f"--couchdb-user={config.couchdb_user}")
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        status = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and status != 200 and proc.poll() is None:
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/_health?quick=false") as resp:
-                    status = resp.status
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-        assert status == 200, log.read_text()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
-    output = log.read_text()
-    assert proc.returncode == 0, output
-    assert "listening on" in output and (config.couchdb_password or "\0") not in output

@@ -24,7 +24,7 @@ from data_service.couchdb import Forbidden
 from data_service.installer import InstallFailed, Seed, SeedError, install, seed_id
 from data_service.models import load_models
 from data_service.server import protector
-from support import ROOT, dead_port, running_sidecar, unique_name
+from support import ROOT, dead_port, run_command, running_sidecar, unique_name
 
 SAMPLE = ROOT / "models" / "sample.yaml"
 MODELS = load_models(SAMPLE)
@@ -35,19 +35,8 @@ SECRETS = ["root@example.com", "s3cret-Passw0rd", "111-22-3333", '"NO"']
 
 
 def run(config, *args: str, models: Path | None = SAMPLE) -> subprocess.CompletedProcess:
-    """``data-service install`` against ``config.database``; the password only in the env."""
-    flags = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
-    if models is not None:
-        flags.append(f"--models={models}")
-    if config.couchdb_user:
-        flags.append(f"--couchdb-user={config.couchdb_user}")
-    env = {**os.environ, PASSWORD_ENV: config.couchdb_password or ""}
-    result = subprocess.run([sys.executable, "-m", "data_service", "install", *args, *flags], env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert "Traceback" not in result.stderr, result.stderr
-    if config.couchdb_password:
-        assert config.couchdb_password not in result.stdout + result.stderr
-    return result
+    """``data-service install`` against ``config.database``."""
+    return run_command(config, "install", *args, *([f"--models={models}"] if models is not None else []))
 
 
 @pytest.fixture

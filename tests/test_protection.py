@@ -6,22 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
 from dataclasses import replace
 
 import orjson
 import pytest
 
-from data_service.config import PASSWORD_ENV
 from data_service.couchdb import Forbidden
 from data_service.design import GUARD_NAME, guard
 from data_service.keys import KeysDir
 from data_service.models import load_models
 from data_service.protection import Protector
 from openapi_check import SpecChecker
-from support import ROOT, Api, running_sidecar
+from support import ROOT, Api, run_command, running_sidecar
 
 ALICE = {"email": "alice@example.com", "name": "Alice", "password": "p4ss-w0rd-Ω", "ssn": "123-45-6789",
          "country": "GB", "age": 41}
@@ -37,16 +33,6 @@ async def create_user(api, **overrides) -> dict:
     reply = await api.request("POST", "/v1/user", json={**ALICE, **overrides})
     assert reply.status == 201, reply.body
     return reply.body
-
-
-def cli(config, *args: str) -> subprocess.CompletedProcess:
-    """A data-service command against the test database, password through the env."""
-    flags = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
-    if config.couchdb_user:
-        flags.append(f"--couchdb-user={config.couchdb_user}")
-    env = {**os.environ, PASSWORD_ENV: config.couchdb_password or ""}
-    return subprocess.run([sys.executable, "-m", "data_service", *args, *flags], env=env, capture_output=True,
-                          text=True, timeout=120)
 
 
 @pytest.fixture
@@ -163,7 +149,7 @@ async def test_every_kind_of_tampering_is_detected(api, db, config, caplog, tmp_
     logged = caplog.text
     assert all(f"document {docid}" in logged for docid in tampered) and "Mallory" not in logged
 
-    result = cli(config, "verify")
+    result = run_command(config, "verify")
     assert result.returncode == 1, result.stderr
     failed = {line.split()[1].rstrip(":") for line in result.stdout.splitlines() if line.startswith("FAILED")}
     assert failed == set(tampered)
@@ -174,7 +160,7 @@ async def test_every_kind_of_tampering_is_detected(api, db, config, caplog, tmp_
 async def test_verify_command_passes_a_clean_database(api, config):
     for i in range(3):
         await create_user(api, name=f"n{i}")
-    result = cli(config, "verify")
+    result = run_command(config, "verify")
     assert result.returncode == 0 and "3 documents checked, 0 failed" in result.stdout
 
 
@@ -194,11 +180,11 @@ async def test_rotation_reencrypt_and_disable(own_keys, db, http):
     snapshot_a = await raw(db, under_a["id"])
     assert snapshot_a["sig"]["kid"] == old["signing"]
 
-    result = cli(config, "reencrypt", f"--models={ROOT / 'models' / 'sample.yaml'}")
+    result = run_command(config, "reencrypt", f"--models={ROOT / 'models' / 'sample.yaml'}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 checked, 1 rewritten, 1 already current, 0 skipped" in result.stdout
     assert "1 sha3-512 values stay under older lookup keys" in result.stdout
-    again = cli(config, "reencrypt", f"--models={ROOT / 'models' / 'sample.yaml'}")
+    again = run_command(config, "reencrypt", f"--models={ROOT / 'models' / 'sample.yaml'}")
     assert "0 rewritten, 2 already current" in again.stdout  # resumable: done work is skipped
 
     rewritten = await raw(db, under_a["id"])
