@@ -207,3 +207,13 @@ def test_planner_picks_the_serving_index():
     assert planned(sort="-kind").index.properties == ("kind",)
     with pytest.raises(QueryError, match="no index"):
         plan(event, Query((Condition("kind", "eq", "x"), Condition("owner", "eq", "y"))), lambda m, p, v: [v])
+
+
+async def test_query_values_never_reach_the_access_log(api, installed, caplog):
+    caplog.set_level("INFO", logger="tornado.access")
+    await create_all(api, "user", [{**ALICE, "email": "hidden.person@example.com"}])
+    reply = await api.request("GET", f"/v1/user?email={quote('hidden.person@example.com')}")
+    assert len(reply.body["items"]) == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "tornado.access"]
+    assert any("GET /v1/user?…" in line for line in lines)
+    assert not any("hidden" in line for line in lines)

@@ -13,8 +13,8 @@ from ..config import Config
 from ..couchdb import CouchDB, CouchDBError, Database
 from ..metrics import Metrics
 from ..models import Models
-from ..store import DocumentStore
 from ..problems import Problem, from_exception
+from ..store import DocumentStore
 
 log = logging.getLogger("data_service.web")
 
