@@ -1,7 +1,7 @@
 """data-service: sidecar HTTP data-access service in front of CouchDB.
 
 Usage:
-  data-service serve --keys-dir=DIR [--models=FILE] [--kek-file=FILE] [--auto-install] [options]
+  data-service serve --keys-dir=DIR [--models=FILE] [--kek-file=FILE] [--auto-install] [--reconcile-interval=SECONDS] [options]
   data-service install --keys-dir=DIR --models=FILE [--seed=FILE] [--dry-run] [--delete --yes] [--kek-file=FILE] [options]
   data-service keys create --keys-dir=DIR [--kek-file=FILE]
   data-service keys rotate --keys-dir=DIR --purpose=P [--kek-file=FILE]
@@ -10,12 +10,15 @@ Usage:
   data-service keys new-kek --out=FILE
   data-service verify --keys-dir=DIR [--kek-file=FILE] [options]
   data-service reencrypt --keys-dir=DIR --models=FILE [--kek-file=FILE] [options]
+  data-service reconcile --keys-dir=DIR --models=FILE [--kek-file=FILE] [options]
   data-service -h | --help
   data-service --version
 
 Commands:
   serve                       Run the HTTP service. With --auto-install it first runs
-                              the steps of `install` (no seeds), then listens.
+                              the steps of `install` (no seeds), then listens. It
+                              reconciles the documents the ds_conflicts view lists
+                              (replication conflicts) every reconcile interval.
   install                     Make the database what the models file says: create it,
                               set _security, create/update/remove the generated design
                               docs (never ones without the data_service marker), set
@@ -35,6 +38,12 @@ Commands:
                               exits 1 if any fail.
   reencrypt                   Re-protect and re-sign every document under the primary
                               keys (after a rotation); resumable, safe beside traffic.
+                              Reconciles replication conflicts first.
+  reconcile                   One pass over the documents with replication conflicts
+                              (the ds_conflicts view): merge each per its type's
+                              conflict policy, write the winner, delete the losing
+                              revisions. Lists unresolvable documents and discarded
+                              (tampered) revisions; exits 1 unless all were resolved.
 
 Options:
   --models=FILE               Models file (YAML or JSON) declaring the document types.
@@ -46,6 +55,8 @@ Options:
   --delete                    Delete the whole database (needs --yes).
   --yes                       Confirm --delete.
   --auto-install              Run the install steps before listening.
+  --reconcile-interval=SECONDS  Seconds between conflict sweeps; 0 disables them
+                              [default: 60]
   --purpose=P                 signing, encryption, deterministic or lookup.
   --key-id=N                  A key id as `keys list` shows it.
   --out=FILE                  Where to write (refuses to overwrite).
@@ -102,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args["install"]:
             return asyncio.run(install_command(args, config))
+        if args["reconcile"]:
+            return asyncio.run(reconcile_command(config))
         return asyncio.run(scan_command(args, config))
     except (ConfigError, ModelError, KeysetError) as exc:
         print(f"data-service: {exc}", file=sys.stderr)
@@ -187,6 +200,12 @@ async def scan_command(args: dict, config: Config) -> int:
     guard = protector(config)
     async with connect(config) as couch:
         db = couch.database(config.database)
+        if args["reencrypt"]:  # merge conflicted documents first: their losing revisions hold old ciphertexts too
+            report = await _reconcile_pass(db, guard, load_models(config.models_path), sys.stderr, required=False)
+            if report is None:
+                print("reencrypt: no _design/ds_conflicts view; conflicts were not reconciled first")
+            elif not report.complete:
+                print("reencrypt: some conflicts remain (see above); their losing revisions are not re-encrypted")
         total = (await db.info())["doc_count"]
         if args["verify"]:
             report = await verify_database(db, guard, Progress("verify", total))
@@ -203,3 +222,44 @@ async def scan_command(args: dict, config: Config) -> int:
             print(f"reencrypt: {report.stale_lookup_hashes} sha3-512 values stay under older lookup keys "
                   "(a hash cannot be re-keyed without its plaintext); keep those keys enabled")
         return 1 if report.skipped else 0
+
+
+async def _reconcile_pass(db, guard, models, out, required: bool = True):
+    """One sweep with progress on ``out``; prints what is left. Without the conflicts
+    view (not installed): ConfigError, or None when not ``required``."""
+    from .couchdb import NotFound
+    from .maintenance import Progress
+    from .reconcile import Reconciler
+    from .store import Stats
+
+    reconciler = Reconciler(db, guard, Stats())
+    try:
+        total = await reconciler.conflicted_count()
+        report = await reconciler.sweep(models, Progress("reconcile", total, out=out))
+    except NotFound:
+        if not required:
+            return None
+        raise ConfigError(f"database {db.name!r} or its _design/ds_conflicts view is missing; "
+                          "run data-service install") from None
+    for outcome in report.outcomes:
+        for rev, why in outcome.discarded:
+            print(f"DISCARDED {outcome.docid} {rev}: {why}")
+        if outcome.status in ("unresolvable", "busy"):
+            print(f"{outcome.status.upper()} {outcome.docid}: {outcome.reason}")
+    print(f"reconcile: {report.conflicted} conflicted, {report.resolved} resolved, "
+          f"{len(report.unresolvable)} unresolvable, {len(report.busy)} busy, "
+          f"{len(report.discarded)} tampered revisions discarded")
+    return report
+
+
+async def reconcile_command(config: Config) -> int:
+    from .models import load_models
+    from .server import connect, protector
+
+    if not config.models_path:
+        raise ConfigError("--models is required")
+    models = load_models(config.models_path)
+    guard = protector(config)
+    async with connect(config) as couch:
+        report = await _reconcile_pass(couch.database(config.database), guard, models, sys.stderr)
+    return 0 if report.complete else 1

@@ -34,6 +34,7 @@ class Config:
     max_body: int = 1024 * 1024
     keys_dir: str | None = None
     kek_file: str | None = None
+    reconcile_interval: float = 60.0  # seconds between conflict sweeps in serve; 0: none
 
     @property
     def couchdb_auth(self) -> tuple[str, str] | None:
@@ -73,6 +74,7 @@ class Config:
             max_body=_number(args, "--max-body", int),
             keys_dir=args["--keys-dir"],
             kek_file=args["--kek-file"],
+            reconcile_interval=_interval(args.get("--reconcile-interval", "60")),
         )
 
 
@@ -83,6 +85,16 @@ def _number(args: Mapping[str, Any], flag: str, kind: type) -> Any:
         raise ConfigError(f"{flag}: {args[flag]!r} is not a number") from None
     if value <= 0:
         raise ConfigError(f"{flag}: must be positive")
+    return value
+
+
+def _interval(text: Any) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--reconcile-interval: {text!r} is not a number") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError("--reconcile-interval: seconds, 0 or more (0 disables the sweeper)")
     return value
 
 

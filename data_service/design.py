@@ -86,6 +86,18 @@ class Index:
     def design_doc(self) -> dict:
         return _marked({"language": "javascript", "views": {VIEW: {"map": self.map_function()}}})
 
+    def key(self, doc: dict) -> list | None:
+        """The key ``map_function`` emits for ``doc`` (None: not emitted), computed here."""
+        tag = doc.get("type")
+        if not isinstance(tag, str) or not tag.startswith(f"{self.model.name}_v{self.model.major}."):
+            return None
+        if not self.properties:
+            meta = doc.get("meta")
+            return [meta.get("created_at") if isinstance(meta, dict) else None]
+        if any(p not in doc for p in self.properties):
+            return None
+        return [doc[p] for p in self.properties]
+
 
 def indexes(model: ModelType) -> list[Index]:
     """The type's listing index, its declared ``indexes``, then single ``indexed`` properties.

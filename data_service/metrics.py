@@ -118,6 +118,10 @@ class StoreCollector:
         "stale_revisions": "Writes answered 412 stale_revision.",
         "patch_retries": "CouchDB conflicts the service's own PATCH loop retried.",
         "write_conflicts": "409 conflicts CouchDB answered to document writes.",
+        "conflicts_found": "Replication-conflicted documents the reconciler looked at (each time).",
+        "conflicts_resolved": "Conflicted documents merged and their losing revisions deleted.",
+        "conflicts_unresolvable": "Conflicted documents left as they are (e.g. immutable values differ).",
+        "conflict_leaves_discarded": "Conflicting revisions discarded because they failed their signature check.",
     }
 
     def __init__(self, store: Any) -> None:

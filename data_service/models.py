@@ -1,10 +1,11 @@
 """The models file: versioned document types, their properties and protections (pure).
 
-A models file (YAML or JSON) declares each type's version, delete policy, required
-properties and, per property, a JSON Schema (draft 2020-12) for the value plus our
-keywords beside it: ``protection``, ``indexed`` and ``bcrypt_cost``. ``parse_models``
-checks the whole file against ``MODELS_SCHEMA`` and then the semantic rules, raising
-``ModelError`` naming the type, the property and the problem. ``ModelType.validate``
+A models file (YAML or JSON) declares each type's version, delete policy, conflict
+policy (``latest`` or ``merge``, see ``reconcile.py``), required properties and, per
+property, a JSON Schema (draft 2020-12) for the value plus our keywords beside it:
+``protection``, ``indexed``, ``bcrypt_cost``, ``merge`` (``set`` or ``counter``) and
+``immutable``. ``parse_models`` checks the whole file against ``MODELS_SCHEMA`` and then
+the semantic rules, raising ``ModelError`` naming the type, the property and the problem. ``ModelType.validate``
 checks a request body with validators compiled once (one per property); its messages never
 echo the value of a protected property.
 """
@@ -28,14 +29,16 @@ from jsonschema.exceptions import ValidationError, best_match
 
 PROTECTIONS = ("plain", "bcrypt", "sha3-512", "encrypt", "encrypt-deterministic")
 DELETE_POLICIES = ("hard", "soft")
+CONFLICT_POLICIES = ("latest", "merge")
+MERGE_KINDS = ("set", "counter")
 HASHED = ("bcrypt", "sha3-512")
 DEFAULT_BCRYPT_COST = 12
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores the rest; refuse rather than truncate silently
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
 TAG_PATTERN = r"^[a-z][a-z0-9_]*_v\d+\.\d+$"
-EXTRA_KEYS = ("indexes", "conflict")
-OUR_KEYWORDS = ("protection", "indexed", "bcrypt_cost")
+EXTRA_KEYS = ("indexes",)
+OUR_KEYWORDS = ("protection", "indexed", "bcrypt_cost", "merge", "immutable")
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _RESERVED = frozenset({"id", "type", "meta", "sig"})
 
@@ -170,7 +173,7 @@ MODELS_SCHEMA: dict[str, Any] = {
                     "additionalProperties": {"$ref": "#/$defs/property"},
                 },
                 "indexes": {"type": "array"},
-                "conflict": {"type": "string"},
+                "conflict": {"enum": list(CONFLICT_POLICIES)},
             },
         },
         "property": {
@@ -179,6 +182,8 @@ MODELS_SCHEMA: dict[str, Any] = {
                 "protection": {"enum": list(PROTECTIONS)},
                 "indexed": {"type": "boolean"},
                 "bcrypt_cost": {"type": "integer", "minimum": 4, "maximum": 31},
+                "merge": {"enum": list(MERGE_KINDS)},
+                "immutable": {"type": "boolean"},
             },
         },
     },
@@ -196,6 +201,8 @@ class Property:
     protection: str = "plain"
     indexed: bool = False
     bcrypt_cost: int | None = None
+    merge: str | None = None  # "set" | "counter": how replication conflicts merge it (conflict: merge)
+    immutable: bool = False  # once set, never changed or removed
 
     @property
     def readable(self) -> bool:
@@ -211,6 +218,7 @@ class ModelType:
     properties: dict[str, Property]
     required: tuple[str, ...] = ()
     delete_policy: str = "hard"
+    conflict_policy: str = "latest"
     extras: dict = field(default_factory=dict)
     description: str | None = None
 
@@ -287,6 +295,12 @@ class ModelType:
                 found.add(Violation(_pointer([name]), "is required"))
         if found:
             raise ValidationFailed(list(found))
+
+    def check_value(self, name: str, value: object) -> list[Violation]:
+        """The violations of one property's value (a merged set or counter, say)."""
+        plain = self.properties[name].protection == "plain"
+        found = {v for error in self._validators[name].iter_errors(value) for v in _violations(error, name, plain)}
+        return sorted(found, key=lambda v: (v.path, v.message))
 
 
 @dataclass(frozen=True)
@@ -393,10 +407,16 @@ def _model_type(name: str, spec: dict, problems: list[str]) -> ModelType:
     for rname in spec.get("required", ()):
         if rname not in properties:
             problems.append(f"{where}: required names undeclared property {rname!r}")
+    policy = spec.get("conflict", "latest")
+    for prop in properties.values():
+        if prop.merge and policy != "merge":
+            problems.append(f"{where}, property {prop.name!r}: merge: {prop.merge} needs conflict: merge "
+                            f"on the type (it is {policy})")
     model = ModelType(
         name=name, major=major, minor=minor, properties=properties,
         required=tuple(spec.get("required", ())), delete_policy=spec.get("delete", "hard"),
-        extras={k: spec[k] for k in EXTRA_KEYS if k in spec}, description=spec.get("description"),
+        conflict_policy=policy, extras={k: spec[k] for k in EXTRA_KEYS if k in spec},
+        description=spec.get("description"),
     )
     if not re.fullmatch(TAG_PATTERN, model.tag):
         problems.append(f"{where}: tag {model.tag!r} does not match {TAG_PATTERN}")
@@ -415,6 +435,21 @@ def _property(name: str, spec: dict, where: str, problems: list[str]) -> Propert
     if spec.get("indexed") and protection in ("bcrypt", "encrypt"):
         problems.append(f"{where}: cannot be indexed with protection {protection!r} "
                         "(its stored form differs for every write)")
+    merge, immutable = spec.get("merge"), bool(spec.get("immutable", False))
+    declared = schema.get("type", "any")
+    if merge == "set" and declared not in ("array", ["array"]):
+        problems.append(f"{where}: merge: set needs type array, not {declared}")
+    if merge == "counter":
+        if declared not in ("integer", "number", ["integer"], ["number"]):
+            problems.append(f"{where}: merge: counter needs type integer or number, not {declared}")
+        if protection != "plain":
+            problems.append(f"{where}: merge: counter needs protection plain, not {protection} "
+                            "(its increments are kept in clear in the document metadata)")
+    if merge and immutable:
+        problems.append(f"{where}: merge: {merge} and immutable exclude each other (an immutable value never changes)")
+    if immutable and protection == "bcrypt":
+        problems.append(f"{where}: immutable cannot be combined with protection bcrypt "
+                        "(a bcrypt hash cannot be compared with another one)")
     error = best_match(_SCHEMA_VALIDATOR.iter_errors(schema))
     if error is not None:
         at = _pointer(list(error.absolute_path)) or "/"
@@ -424,6 +459,7 @@ def _property(name: str, spec: dict, where: str, problems: list[str]) -> Propert
     return Property(
         name=name, schema=schema, protection=protection, indexed=bool(spec.get("indexed", False)),
         bcrypt_cost=(int(cost) if cost is not None else DEFAULT_BCRYPT_COST) if protection == "bcrypt" else None,
+        merge=merge, immutable=immutable,
     )
 
 

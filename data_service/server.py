@@ -18,6 +18,7 @@ from .metrics import Metrics
 from .models import Models, load_models
 from .openapi import spec_for
 from .protection import Protector
+from .reconcile import run_sweeper
 from .store import DocumentStore
 from .web import Context, make_app
 
@@ -71,6 +72,9 @@ async def serve(config: Config, auto_install: bool = False) -> None:
             await ctx.couch.aclose()
             raise
     server.listen(config.port, config.listen)
+    sweeper = None
+    if config.reconcile_interval > 0:
+        sweeper = asyncio.create_task(run_sweeper(ctx.store.reconciler, ctx.models, config.reconcile_interval))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -79,6 +83,9 @@ async def serve(config: Config, auto_install: bool = False) -> None:
              config.listen, config.port, config.couchdb_url, config.database)
     await stop.wait()
     log.info("shutting down")
+    if sweeper is not None:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
     server.stop()
     await server.close_all_connections()
     await ctx.couch.aclose()

@@ -5,6 +5,10 @@ with PUT (a retried create never duplicates), revision checks, the sidecar's
 own read-modify-write loop for PATCH, soft deletes, idempotency keys, and
 protection: values are protected and the document signed before every write;
 every read verifies the signature first. bcrypt runs in a thread pool.
+Every read also asks CouchDB for replication conflicts and reconciles a conflicted
+document before answering (``reconcile.py``); writes of ``conflict: merge`` types
+record what the merge needs (``reconcile.stamp``), and ``immutable`` properties
+cannot be changed once set.
 Errors are the exceptions below; ``problems.py`` says how each is answered.
 """
 
@@ -19,7 +23,7 @@ from typing import Any, Awaitable, Callable
 
 import orjson
 
-from . import documents
+from . import documents, reconcile
 from .couchdb import Conflict, Database, IdPool, NotFound
 from .design import VIEW
 from .models import BCRYPT_MAX_BYTES, DEFAULT_BCRYPT_COST, ModelType, ValidationFailed, Violation, is_reserved
@@ -67,6 +71,10 @@ class Stats:
     stale_revisions: int = 0  # 412s answered
     patch_retries: int = 0  # CouchDB conflicts the sidecar's own PATCH loop retried
     write_conflicts: int = 0  # every 409 CouchDB answered to a document write
+    conflicts_found: int = 0  # conflicted documents the reconciler looked at (each time)
+    conflicts_resolved: int = 0  # ... merged and their losing revisions deleted
+    conflicts_unresolvable: int = 0  # ... left as they are (immutable values differ, ...)
+    conflict_leaves_discarded: int = 0  # losing revisions that failed their signature check
 
 
 @dataclass
@@ -88,7 +96,10 @@ class DocumentStore:
         hasher: Executor | None = None,
         patch_retry: RetryPolicy = RetryPolicy(attempts=30, base=0.01, cap=0.25),
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        writer: str | None = None,
     ) -> None:
+        """``writer`` names this process in counters' metadata (random by default;
+        never share one between processes)."""
         self.db = db
         self.ids = ids
         self.protector = protector
@@ -96,16 +107,25 @@ class DocumentStore:
         self.patch_retry = patch_retry
         self._sleep = sleep
         self.stats = Stats()
+        self.writer = writer or reconcile.new_writer_id()
+        self.reconciler = reconcile.Reconciler(db, protector, self.stats)
 
     # -- reading ----------------------------------------------------------------
 
     async def read(self, model: ModelType, docid: str) -> dict:
-        """The stored doc, signature verified; DocumentNotFound unless it is a live ``model``."""
+        """The stored doc, reconciled if it was conflicted, signature verified;
+        DocumentNotFound unless it is a live ``model``."""
         try:
-            doc = await self.db.get(docid)
+            doc = await self.db.get(docid, conflicts=True)
         except NotFound:
             raise DocumentNotFound(docid) from None
-        if not documents.is_of(model, doc) or documents.is_deleted(doc):
+        if not documents.is_of(model, doc):
+            raise DocumentNotFound(docid)
+        if doc.get("_conflicts"):
+            doc = await self.reconciler.resolve(model, doc)
+            if doc is None or not documents.is_of(model, doc):
+                raise DocumentNotFound(docid)
+        if documents.is_deleted(doc):
             raise DocumentNotFound(docid)
         self.verify(doc)
         return doc
@@ -152,6 +172,10 @@ class DocumentStore:
                 doc = row.get("doc")
                 if doc is None or not chosen.accepts(row["key"]):
                     continue
+                if doc.get("_conflicts"):  # reconciled here; skipped if that moved it in the index
+                    doc = await self.reconciler.resolve(model, doc)
+                    if doc is None or chosen.index.key(doc) != row["key"]:
+                        continue
                 if documents.is_deleted(doc) and not query.include_deleted:
                     continue
                 try:
@@ -175,7 +199,8 @@ class DocumentStore:
         """Rows of one segment after ``after`` (exclusive); True when the segment ended."""
         seg = chosen.segments[segment]
         start, end = (seg.high, seg.low) if chosen.descending else (seg.low, seg.high)
-        options: dict[str, Any] = {"startkey": start, "endkey": end, "include_docs": True, "limit": want}
+        options: dict[str, Any] = {"startkey": start, "endkey": end, "include_docs": True, "conflicts": True,
+                                   "limit": want}
         if chosen.descending:
             options["descending"] = True
         if after is not None:
@@ -256,7 +281,9 @@ class DocumentStore:
         already there: our own retried PUT (same signature), or with ``twin_ok`` the
         work of a request with the same idempotency key and body."""
         stored = await self._protect(model, docid, props)
-        doc = self.protector.sign(documents.new(model, docid, stored, documents.now()))
+        doc = reconcile.stamp(model, self.protector, None, documents.new(model, docid, stored, documents.now()),
+                              self.writer)
+        doc = self.protector.sign(doc)
         try:
             result = await self.db.put(doc)
         except Conflict:
@@ -283,7 +310,7 @@ class DocumentStore:
         _validate(model, body)
         current = await self.read(model, docid)
         self._check_revision(model, current, if_match)
-        return await self._write_checked(model, current, await self._protect(model, docid, body))
+        return await self._write_checked(model, current, await self._protect_update(model, current, body, {}))
 
     async def patch(self, model: ModelType, docid: str, patch: Any, if_match: Revisions | None) -> dict:
         """RFC 7396 merge patch. With ``if_match`` it is a checked write; without,
@@ -312,11 +339,40 @@ class DocumentStore:
         kept = {name: value for name, value in documents.properties(current).items()
                 if name in model.properties and not model.properties[name].readable and name not in patch}
         model.validate(merged, kept=frozenset(kept))
-        return await self._protect(model, current["_id"], merged, kept)
+        return await self._protect_update(model, current, merged, kept)
+
+    async def _protect_update(self, model: ModelType, current: dict, clear: dict, kept: dict) -> dict:
+        """``_protect`` for a write over ``current``: an ``immutable`` property already
+        set must keep its value (else ValidationFailed) and keeps its stored form."""
+        same, wrong = {}, []
+        for name, prop in model.properties.items():
+            if not prop.immutable or name not in current or name in kept:
+                continue
+            if name not in clear:
+                wrong.append(Violation(f"/{name}", "is immutable: it cannot be removed once set"))
+            elif self._holds(model, current, name, clear[name]):
+                same[name] = current[name]
+            else:
+                wrong.append(Violation(f"/{name}", "is immutable: it cannot be changed once set"))
+        if wrong:
+            raise ValidationFailed(wrong)
+        props = {name: value for name, value in clear.items() if name not in same}
+        return await self._protect(model, current["_id"], props, {**kept, **same})
+
+    def _holds(self, model: ModelType, doc: dict, name: str, value: Any) -> bool:
+        """Whether ``doc`` stores ``value`` for ``name`` (not for bcrypt: models forbid it)."""
+        stored, protection = doc[name], model.properties[name].protection
+        try:
+            if protection == "sha3-512":
+                return self.protector.matches_hash(model, name, value, stored)
+            return self.protector.reveal(model, doc["_id"], name, stored) == value
+        except (ValueError, IntegrityViolation, KeyUnavailable):
+            return False
 
     async def _write_over(self, model: ModelType, current: dict, stored: dict) -> dict:
         """Write ``stored`` properties over ``current``, signed; Conflict propagates."""
-        doc = self.protector.sign(documents.replaced(model, current, stored, documents.now()))
+        doc = documents.replaced(model, current, stored, documents.now())
+        doc = self.protector.sign(reconcile.stamp(model, self.protector, current, doc, self.writer))
         return {**doc, "_rev": (await self.db.put(doc)).rev}
 
     async def _write_checked(self, model: ModelType, current: dict, stored: dict) -> dict:
@@ -332,7 +388,8 @@ class DocumentStore:
         self._check_revision(model, current, if_match)
         try:
             if model.delete_policy == "soft":
-                await self.db.put(self.protector.sign(documents.soft_deleted(current, documents.now())))
+                doc = documents.soft_deleted(current, documents.now())
+                await self.db.put(self.protector.sign(reconcile.stamp(model, self.protector, current, doc, self.writer)))
             else:
                 await self.db.delete(docid, current["_rev"])
         except Conflict:

@@ -1,0 +1,568 @@
+"""Replication conflicts: the merge rules (pure), the reconciler against a real server
+(tampered leaves, a crash between writing the winner and deleting the losers, racing
+reconcilers, queries), two replicating databases with a sidecar on each, and
+``data-service reconcile`` over 500 conflicted documents."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import orjson
+import pytest
+from tornado.testing import bind_unused_port
+
+from data_service import documents, query
+from data_service.config import PASSWORD_ENV, Config
+from data_service.couchdb import IdPool, NotFound
+from data_service.couchdb.client import split_credentials
+from data_service import design
+from data_service.design import CONFLICTS_NAME, VIEW
+from data_service.models import ModelError, ValidationFailed, load_models, parse_models
+from data_service.protection import Protector
+from data_service.keys import KeysDir
+from data_service.reconcile import Reconciler, Unresolvable, merge, rev_key, run_sweeper, stamp
+from data_service.server import build
+from data_service.store import DocumentStore, Stats
+from support import ROOT, unique_name
+
+import devcouch_pair  # noqa: E402  (scripts/ is on sys.path through support)
+
+MODELS_PATH = ROOT / "tests" / "conflict_models.yaml"
+MODELS = load_models(MODELS_PATH)
+PROFILE, CART = MODELS.get("profile"), MODELS.get("cart")
+
+
+async def install_design_docs(db) -> None:
+    """The views of the test models. Not the guard: pouchdb-server's validation plugin
+    replaces the ``_revisions`` of every ``new_edits: false`` write (replication's too)
+    with the stored document's, which silently drops new revisions, whenever a database
+    has a ``validate_doc_update``. Apache CouchDB has no such problem."""
+    for name, doc in design.design_docs(MODELS).items():
+        if name != design.GUARD_NAME:
+            await db.put_design(name, doc)
+
+
+@pytest.fixture(scope="module")
+def protector(keys_dir) -> Protector:
+    return Protector(KeysDir(keys_dir))
+
+
+def at(n: float) -> str:
+    """A timestamp n seconds into a fixed minute (pure tests choose their own clock)."""
+    return f"2026-01-01T00:00:{n:06.3f}Z"
+
+
+def make(protector, model, props: dict, when: str, writer: str = "w0", docid: str | None = None,
+         rev: str = "1-0a") -> dict:
+    """A document as a sidecar creates it (stamped and signed), with ``rev``."""
+    docid = docid or uuid.uuid4().hex
+    stored = {k: protector.protect(model, docid, k, v) for k, v in props.items()}
+    doc = stamp(model, protector, None, documents.new(model, docid, stored, when), writer)
+    return protector.sign({**doc, "_rev": rev})
+
+
+def edit(protector, model, current: dict, changes: dict, when: str, writer: str, rev: str) -> dict:
+    """``current`` after a sidecar's write of ``changes`` (None removes), with ``rev``."""
+    props = dict(documents.properties(current))
+    for name, value in changes.items():
+        if value is None:
+            props.pop(name, None)
+        else:
+            props[name] = protector.protect(model, current["_id"], name, value)
+    doc = documents.replaced(model, current, props, when)
+    return protector.sign({**stamp(model, protector, current, doc, writer), "_rev": rev})
+
+
+def clear(protector, model, doc: dict) -> dict:
+    return {k: protector.reveal(model, doc["_id"], k, v) for k, v in documents.properties(doc).items()}
+
+
+def body(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in ("_rev", "sig", "_conflicts")}
+
+
+# --- the models file ------------------------------------------------------------
+
+
+def test_models_declare_policies_and_property_rules():
+    assert (PROFILE.conflict_policy, CART.conflict_policy) == ("latest", "merge")
+    assert PROFILE.properties["account"].immutable and not PROFILE.properties["name"].immutable
+    assert CART.properties["items"].merge == "set" and CART.properties["visits"].merge == "counter"
+    assert CART.properties["tags"].protection == "encrypt" and CART.properties["owner"].merge is None
+    assert parse_models({"types": {"t": {"version": "1.0", "properties": {}}}}).get("t").conflict_policy == "latest"
+    assert "conflict" not in CART.extras
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"conflict": "newest"}, "type 't': conflict 'newest' is not one of latest, merge"),
+    ({"properties": {"p": {"type": "array", "merge": "set"}}},
+     "type 't', property 'p': merge: set needs conflict: merge on the type (it is latest)"),
+    ({"conflict": "merge", "properties": {"p": {"type": "string", "merge": "set"}}},
+     "type 't', property 'p': merge: set needs type array, not string"),
+    ({"conflict": "merge", "properties": {"p": {"type": "string", "merge": "counter"}}},
+     "type 't', property 'p': merge: counter needs type integer or number, not string"),
+    ({"conflict": "merge", "properties": {"p": {"type": "integer", "merge": "counter", "protection": "encrypt"}}},
+     "type 't', property 'p': merge: counter needs protection plain, not encrypt"),
+    ({"conflict": "merge", "properties": {"p": {"type": "integer", "merge": "sum"}}},
+     "type 't', property 'p': merge 'sum' is not one of set, counter"),
+    ({"conflict": "merge", "properties": {"p": {"type": "array", "merge": "set", "immutable": True}}},
+     "type 't', property 'p': merge: set and immutable exclude each other"),
+    ({"properties": {"p": {"type": "string", "protection": "bcrypt", "immutable": True}}},
+     "type 't', property 'p': immutable cannot be combined with protection bcrypt"),
+    ({"properties": {"p": {"type": "string", "immutable": "yes"}}}, "type 't', property 'p': immutable"),
+])
+def test_models_errors_name_type_property_and_problem(spec, message):
+    with pytest.raises(ModelError) as caught:
+        parse_models({"types": {"t": {"version": "1.0", "properties": {}, **spec}}})
+    assert message in str(caught.value)
+
+
+# --- the merge rules (pure) -------------------------------------------------------
+
+
+def test_latest_takes_the_later_edit_and_breaks_ties_by_revision(protector):
+    base = make(protector, PROFILE, {"name": "Ann", "city": "Oslo"}, at(0))
+    renamed = edit(protector, PROFILE, base, {"name": "Anna"}, at(2), "wa", "2-aaaa")
+    moved = edit(protector, PROFILE, base, {"city": "Bergen"}, at(1), "wb", "2-ffff")
+    merged = merge(PROFILE, [moved, renamed], protector)
+    assert merged == body(renamed)  # the whole later edit; the earlier city change is gone
+    assert merge(PROFILE, [renamed, moved], protector) == merged
+    tie = edit(protector, PROFILE, base, {"city": "Bergen"}, at(2), "wb", "2-ffff")
+    assert merge(PROFILE, [renamed, tie], protector) == body(tie)  # same time: the higher revision
+
+
+def test_merge_keeps_every_side_and_is_deterministic_and_idempotent(protector):
+    base = make(protector, CART, {"owner": "o1", "title": "t", "note": "n", "items": ["x"], "tags": ["p"],
+                                  "visits": 5}, at(0))
+    a = edit(protector, CART, base, {"title": "A", "items": ["x", "a"], "tags": ["p", "q"], "visits": 6},
+             at(1), "wa", "2-aaaa")
+    b = edit(protector, CART, base, {"note": "B", "items": ["b", "x"], "visits": 8, "score": 1.5},
+             at(2), "wb", "2-bbbb")
+    merged = merge(CART, [a, b], protector)
+    assert clear(protector, CART, merged) == {
+        "owner": "o1", "title": "A", "note": "B", "items": ["b", "x", "a"], "tags": ["p", "q"],
+        "visits": 9, "score": 1.5}
+    assert merged["tags"] == a["tags"]  # the union equals A's set: its ciphertext is kept
+    meta = merged["meta"]
+    assert meta["updated_at"] == at(2) and meta["created_at"] == at(0)
+    assert meta["changed"] == {"owner": at(0), "title": at(1), "note": at(2), "items": at(2), "tags": at(1),
+                               "visits": at(2), "score": at(2)}
+    assert meta["counters"]["visits"] == {"base": 5, "inc": {"wa": 1, "wb": 3}}
+    assert meta["counters"]["score"] == {"base": 0, "inc": {"wb": 1.5}}
+
+    plain = {k: v for k, v in merged.items() if k not in ("tags",)}
+    c = edit(protector, CART, base, {"title": "C", "visits": 4}, at(0.5), "wc", "2-cccc")
+    results = [merge(CART, list(order), protector) for order in itertools.permutations([a, b, c])]
+    assert all(r == results[0] for r in results)  # whatever the winner, the same document
+    assert results[0]["title"] == "A" and results[0]["visits"] == 8  # 5 +1 +3 -1
+    assert {k: v for k, v in merge(CART, [b, a], protector).items() if k != "tags"} == plain
+
+    winner = protector.sign({**merged, "_rev": "3-0001"})  # written; the losers not deleted yet
+    assert merge(CART, [winner, a], protector) == body(winner)
+    assert merge(CART, [winner, b, a], protector) == body(winner)
+
+
+def test_removal_counts_as_an_edit_and_sets_resurrect_concurrent_removals(protector):
+    base = make(protector, CART, {"owner": "o", "title": "t", "items": ["x", "y"]}, at(0))
+    a = edit(protector, CART, base, {"title": None, "items": ["x"]}, at(2), "wa", "2-aaaa")
+    b = edit(protector, CART, base, {"note": "B"}, at(1), "wb", "2-bbbb")
+    merged = clear(protector, CART, merge(CART, [a, b], protector))
+    assert "title" not in merged and merged["note"] == "B"
+    assert merged["items"] == ["x", "y"]  # documented: a union brings back what one side removed
+
+
+def test_counter_decrements_and_resets_are_merged_too(protector):
+    base = make(protector, CART, {"owner": "o", "visits": 10}, at(0))
+    reset = edit(protector, CART, base, {"visits": 0}, at(1), "wa", "2-aaaa")
+    more = edit(protector, CART, base, {"visits": 12}, at(2), "wb", "2-bbbb")
+    merged = merge(CART, [reset, more], protector)
+    assert merged["visits"] == 2 and merged["meta"]["counters"]["visits"] == {
+        "base": 10, "inc": {"wb": 2}, "dec": {"wa": 10}}
+    # the same writer continuing on top of the merge: its own sums only grow
+    after = edit(protector, CART, protector.sign({**merged, "_rev": "3-0"}), {"visits": 3}, at(3), "wa", "4-0")
+    assert after["meta"]["counters"]["visits"]["inc"] == {"wa": 1, "wb": 2}
+    assert merge(CART, [after, more], protector)["visits"] == 3
+
+    low = make(protector, CART, {"owner": "o", "visits": 1}, at(0))
+    one = edit(protector, CART, low, {"visits": 0}, at(1), "wa", "2-aaaa")
+    two = edit(protector, CART, low, {"visits": 0}, at(1), "wb", "2-bbbb")
+    with pytest.raises(Unresolvable, match="'visits' breaks its schema"):  # -1 < minimum 0
+        merge(CART, [one, two], protector)
+
+
+def test_immutable_values_must_agree(protector):
+    base = make(protector, PROFILE, {"name": "Ann"}, at(0))
+    one = edit(protector, PROFILE, base, {"account": "acc-1"}, at(1), "wa", "2-aaaa")
+    two = edit(protector, PROFILE, base, {"account": "acc-2"}, at(2), "wb", "2-bbbb")
+    with pytest.raises(Unresolvable, match="immutable property 'account' differs"):
+        merge(PROFILE, [one, two], protector)
+    renamed = edit(protector, PROFILE, base, {"name": "Anna"}, at(2), "wb", "2-bbbb")
+    merged = merge(PROFILE, [one, renamed], protector)  # set once on one side: kept
+    assert merged["name"] == "Anna" and merged["account"] == "acc-1"
+
+
+def test_a_union_that_breaks_the_schema_is_unresolvable(protector):
+    base = make(protector, CART, {"owner": "o", "items": []}, at(0))
+    a = edit(protector, CART, base, {"items": [f"a{i}" for i in range(30)]}, at(1), "wa", "2-aaaa")
+    b = edit(protector, CART, base, {"items": [f"b{i}" for i in range(30)]}, at(2), "wb", "2-bbbb")
+    with pytest.raises(Unresolvable, match="'items' breaks its schema"):
+        merge(CART, [a, b], protector)
+
+
+# --- against a real server: one database, leaves written with new_edits=false --------
+
+
+async def fork(db, current: dict, *leaves: dict) -> list[str]:
+    """Store ``leaves`` as concurrent children of ``current`` (replication style)."""
+    generation, parent = current["_rev"].split("-", 1)
+    child = int(generation) + 1
+    docs, revs = [], []
+    for leaf in leaves:
+        digest = uuid.uuid4().hex
+        revs.append(f"{child}-{digest}")
+        docs.append({**leaf, "_rev": revs[-1], "_revisions": {"start": child, "ids": [digest, parent]}})
+    assert await db.bulk_docs(docs, new_edits=False) == []
+    return revs
+
+
+def edit_now(protector, model, current, changes, writer) -> dict:
+    return edit(protector, model, current, changes, documents.now(), writer, current["_rev"])
+
+
+@pytest.fixture
+async def store(db, couch, protector):
+    await install_design_docs(db)
+    return DocumentStore(db, IdPool(couch), protector, writer="w-store")
+
+
+async def test_writes_record_changes_counters_and_keep_immutables(store, db):
+    doc, _ = await store.create(CART, {"owner": "o1", "title": "t", "visits": 2, "items": ["x"]})
+    stored = await db.get(doc["_id"])
+    created = stored["meta"]["created_at"]
+    assert stored["meta"]["changed"] == {"owner": created, "title": created, "visits": created, "items": created}
+    assert stored["meta"]["counters"] == {"visits": {"base": 2}, "score": {"base": 0}}
+    await asyncio.sleep(0.002)
+    patched = await store.patch(CART, doc["_id"], {"title": "u", "visits": 5}, None)
+    changed = patched["meta"]["changed"]
+    assert changed["title"] == changed["visits"] == patched["meta"]["updated_at"] > created
+    assert changed["owner"] == changed["items"] == created
+    assert patched["meta"]["counters"]["visits"] == {"base": 2, "inc": {"w-store": 3}}
+    with pytest.raises(ValidationFailed, match="is immutable: it cannot be changed once set"):
+        await store.patch(CART, doc["_id"], {"owner": "o2"}, None)
+    with pytest.raises(ValidationFailed, match="is immutable: it cannot be changed once set"):
+        await store.replace(CART, doc["_id"], {"owner": "o2"}, frozenset({"*"}))
+    kept = await store.replace(CART, doc["_id"], {"owner": "o1", "title": "v"}, frozenset({"*"}))
+    assert kept["owner"] == "o1" and kept["meta"]["changed"]["owner"] == created
+    profile, _ = await store.create(PROFILE, {"name": "Ann"})
+    assert "changed" not in (await db.get(profile["_id"]))["meta"]  # latest types keep no bookkeeping
+    later = await store.patch(PROFILE, profile["_id"], {"account": "acc-9"}, None)  # set once: allowed
+    assert later["account"] == "acc-9"
+    with pytest.raises(ValidationFailed, match="is immutable: it cannot be removed once set"):
+        await store.patch(PROFILE, profile["_id"], {"account": None}, None)
+
+
+async def test_a_read_reconciles_and_discards_a_tampered_leaf(store, db, protector, caplog):
+    doc, _ = await store.create(CART, {"owner": "o1", "title": "t", "items": ["x"]})
+    valid = edit_now(protector, CART, doc, {"items": ["x", "good"]}, "wa")
+    tampered = {**edit_now(protector, CART, doc, {"title": "honest"}, "wb"), "title": "Mallory"}  # not re-signed
+    good_rev, bad_rev = await fork(db, doc, valid, tampered)
+    caplog.set_level(logging.WARNING, logger="data_service.reconcile")
+    got = await store.read(CART, doc["_id"])
+    assert got["title"] == "t" and got["items"] == ["x", "good"]
+    after = await db.get(doc["_id"], conflicts=True)
+    assert "_conflicts" not in after and after["_rev"] == got["_rev"]
+    assert after["title"] == "t"
+    assert store.stats.conflict_leaves_discarded == 1 and store.stats.integrity_violations == 1
+    assert store.stats.conflicts_found == store.stats.conflicts_resolved == 1
+    assert f"revision {bad_rev} discarded" in caplog.text and "Mallory" not in caplog.text
+    leaves = await db.open_revs(doc["_id"])
+    assert all(entry["ok"].get("_deleted") for entry in leaves if entry["ok"]["_rev"] != got["_rev"])
+    assert (await db.get(doc["_id"], rev=bad_rev))["title"] == "Mallory"  # kept in history, for forensics
+
+
+async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch, protector):
+    doc, _ = await store.create(CART, {"owner": "o1", "visits": 1, "items": ["x"]})
+    a = edit_now(protector, CART, doc, {"visits": 2, "items": ["x", "a"], "title": "A"}, "wa")
+    b = edit_now(protector, CART, doc, {"visits": 4, "items": ["x", "b"]}, "wb")
+    await fork(db, doc, a, b)
+
+    class Crash(Exception):
+        pass
+
+    async def crash(written):
+        raise Crash(written)
+
+    dying = Reconciler(db, protector, Stats(), after_winner_write=crash)
+    with pytest.raises(Crash):
+        await dying.sweep(MODELS)
+    midway = await db.get(doc["_id"], conflicts=True)
+    assert len(midway["_conflicts"]) == 1  # the winner is written, the losers still there
+    assert midway["visits"] == 5 and set(midway["items"]) == {"x", "a", "b"} and midway["title"] == "A"
+
+    stats = Stats()
+    report = await Reconciler(db, protector, stats).sweep(MODELS)
+    assert report.conflicted == report.resolved == 1 and report.complete
+    final = await db.get(doc["_id"], conflicts=True)
+    assert "_conflicts" not in final and final["_rev"] == midway["_rev"]  # nothing to write: only deletions
+    assert body(final) == body(midway)
+    assert (await db.view(CONFLICTS_NAME, VIEW)).rows == []
+
+
+async def test_racing_reconcilers_converge(store, db, protector):
+    docs = []
+    for i in range(6):
+        doc, _ = await store.create(CART, {"owner": f"o{i}", "visits": 0, "items": []})
+        await fork(db, doc, edit_now(protector, CART, doc, {"visits": 1, "items": ["a"]}, "wa"),
+                   edit_now(protector, CART, doc, {"visits": 2, "items": ["b"]}, "wb"),
+                   edit_now(protector, CART, doc, {"visits": 3, "title": "c"}, "wc"))
+        docs.append(doc)
+    racers = [Reconciler(db, protector, Stats()) for _ in range(3)]
+    reports = await asyncio.gather(*(r.sweep(MODELS, page=2) for r in racers))
+    assert all(not report.unresolvable for report in reports)
+    for doc in docs:
+        final = await db.get(doc["_id"], conflicts=True)
+        assert "_conflicts" not in final
+        assert final["visits"] == 6 and sorted(final["items"]) == ["a", "b"] and final["title"] == "c"
+        protector.verify(final)
+
+
+async def test_unresolvable_conflicts_are_reported_every_pass_not_guessed(store, db, protector):
+    doc, _ = await store.create(PROFILE, {"name": "Ann"})
+    one = edit_now(protector, PROFILE, doc, {"account": "acc-1"}, "wa")
+    two = edit_now(protector, PROFILE, doc, {"account": "acc-2"}, "wb")
+    revs = await fork(db, doc, one, two)
+    got = await store.read(PROFILE, doc["_id"])  # CouchDB's winner, as it is
+    assert got["_rev"] == max(revs, key=rev_key) and "_conflicts" not in got
+    await store.read(PROFILE, doc["_id"])  # known: not tried (nor counted) again on reads
+    assert store.stats.conflicts_unresolvable == 1 and store.stats.conflicts_resolved == 0
+    for _ in range(2):
+        report = await store.reconciler.sweep(MODELS)
+        assert [(o.docid, o.status) for o in report.unresolvable] == [(doc["_id"], "unresolvable")]
+        assert "immutable property 'account' differs" in report.unresolvable[0].reason
+    assert store.stats.conflicts_unresolvable == 3
+    assert len((await db.get(doc["_id"], conflicts=True))["_conflicts"]) == 1  # left as it is
+
+
+async def test_queries_reconcile_conflicted_rows(store, db, protector):
+    docs = [(await store.create(CART, {"owner": "q", "title": f"t{i}", "visits": i}))[0] for i in range(3)]
+    target = docs[1]
+    await fork(db, target, edit_now(protector, CART, target, {"title": "A"}, "wa"),
+               edit_now(protector, CART, target, {"visits": 11}, "wb"))
+    page = await store.query(CART, query.parse(CART, {"owner": ["q"]}))
+    shown = {item["id"]: item for item in page.items}
+    assert set(shown) == {d["_id"] for d in docs}
+    assert shown[target["_id"]]["title"] == "A" and shown[target["_id"]]["visits"] == 11
+    assert "_conflicts" not in await db.get(target["_id"], conflicts=True)
+
+
+# --- two nodes: two databases replicating both ways, one sidecar on each -------------
+
+
+@contextlib.asynccontextmanager
+async def node(config: Config, interval: float):
+    """A sidecar (the real app) with its background sweeper; yields (base URL, ctx)."""
+    ctx, server = build(config)
+    sock, port = bind_unused_port()
+    server.add_sockets([sock])
+    sweeper = asyncio.create_task(run_sweeper(ctx.store.reconciler, ctx.models, interval))
+    try:
+        yield f"http://127.0.0.1:{port}", ctx
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
+        server.stop()
+        await server.close_all_connections()
+        await ctx.couch.aclose()
+
+
+async def call(http, method: str, url: str, body=None, headers=None) -> tuple[int, dict, str | None]:
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    data = None if body is None else orjson.dumps(body)
+    async with http.request(method, url, data=data, headers=headers) as resp:
+        return resp.status, orjson.loads(await resp.read()), resp.headers.get("ETag")
+
+
+async def change(http, base: str, type_name: str, docid: str, update) -> None:
+    """A careful client: read, apply ``update`` to what it read, write with If-Match; again on 412."""
+    url = f"{base}/v1/{type_name}/{docid}"
+    for _ in range(100):
+        status, doc, etag = await call(http, "GET", url)
+        assert status == 200, doc
+        patch = update(doc)
+        status, reply, _ = await call(http, "PATCH", url, patch,
+                                      {"If-Match": etag, "Content-Type": "application/merge-patch+json"})
+        if status == 200:
+            return
+        assert status == 412, (status, reply, patch)
+    raise AssertionError(f"{docid}: never got a write in")
+
+
+async def converged(a, b, ids: list[str], seconds: float = 40.0) -> dict[str, dict]:
+    """Wait (bounded) until every document has no conflicts and one winner on both sides."""
+    deadline = time.monotonic() + seconds
+    while True:
+        state, pending = {}, []
+        for docid in ids:
+            try:
+                left, right = await a.get(docid, conflicts=True), await b.get(docid, conflicts=True)
+            except NotFound:  # not replicated yet
+                pending.append(docid)
+                continue
+            state[docid] = (left, right)
+            if "_conflicts" in left or "_conflicts" in right or left["_rev"] != right["_rev"]:
+                pending.append(docid)
+        if not pending:
+            return {docid: left for docid, (left, _) in state.items()}
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not converged after {seconds} s: {pending}")
+        await asyncio.sleep(0.2)
+
+
+async def test_two_replicating_nodes_converge_on_the_declared_policy(couch, couchdb_url, keys_dir, http):
+    names = [unique_name("node_a"), unique_name("node_b")]
+    dbs = [couch.database(name) for name in names]
+    for db in dbs:
+        await db.create()
+        await install_design_docs(db)
+    pair = devcouch_pair.Replication(devcouch_pair.Endpoint(couchdb_url, names[0]),
+                                     devcouch_pair.Endpoint(couchdb_url, names[1]), name=unique_name("pair"))
+    url, auth = split_credentials(couchdb_url)
+    user, password = auth or (None, None)
+    configs = [Config(couchdb_url=url, database=name, couchdb_user=user, couchdb_password=password,
+                      connect_timeout=2, request_timeout=10, models_path=str(MODELS_PATH), keys_dir=keys_dir)
+               for name in names]
+    try:
+        await asyncio.to_thread(pair.start)
+        async with node(configs[0], 0.3) as (base_a, ctx_a), node(configs[1], 0.3) as (base_b, ctx_b):
+            async def create(type_name, data):
+                status, doc, _ = await call(http, "POST", f"{base_a}/v1/{type_name}", data)
+                assert status == 201, doc
+                return doc["id"]
+
+            cart = await create("cart", {"owner": "o1", "title": "t", "items": ["x"], "visits": 1, "score": 0.5})
+            busy = await create("cart", {"owner": "o2", "items": [], "visits": 0})
+            profile = await create("profile", {"name": "Ann", "city": "Oslo"})
+            ids = [cart, busy, profile]
+            await converged(*dbs, ids)
+
+            # -- replication paused: both sides edit the same documents
+            await asyncio.to_thread(pair.pause)
+            await change(http, base_a, "cart", cart, lambda d: {"title": "from A", "items": d["items"] + ["a"],
+                                                                "visits": d["visits"] + 1})
+            await change(http, base_b, "cart", cart, lambda d: {"note": "from B", "items": ["b"] + d["items"],
+                                                                "visits": d["visits"] + 2, "score": d["score"] + 1})
+            await change(http, base_a, "profile", profile, lambda d: {"city": "Bergen"})
+            await asyncio.sleep(0.01)
+            await change(http, base_b, "profile", profile, lambda d: {"name": "Anna"})  # the later edit
+            await asyncio.to_thread(pair.resume)
+
+            # -- replication running: both sides keep incrementing and adding, concurrently
+            async def worker(base, side):
+                for i in range(8):
+                    await change(http, base, "cart", busy, lambda d: {"visits": d["visits"] + 1,
+                                                                      "items": d["items"] + [f"{side}{i}"],
+                                                                      "title": f"{side}{i}"})
+            await asyncio.gather(worker(base_a, "a"), worker(base_b, "b"))
+
+            final = await converged(*dbs, ids)
+            for docid in ids:  # both sidecars answer the same
+                type_name = "profile" if docid == profile else "cart"
+                replies = [await call(http, "GET", f"{base}/v1/{type_name}/{docid}") for base in (base_a, base_b)]
+                assert replies[0] == replies[1] and replies[0][0] == 200
+
+            shown = (await call(http, "GET", f"{base_a}/v1/cart/{cart}"))[1]
+            assert shown["title"] == "from A" and shown["note"] == "from B"
+            assert shown["items"] == ["b", "x", "a"] and shown["visits"] == 4 and shown["score"] == 1.5
+            shown = (await call(http, "GET", f"{base_b}/v1/profile/{profile}"))[1]
+            assert shown["name"] == "Anna" and shown["city"] == "Oslo"  # latest: B's whole document
+            shown = (await call(http, "GET", f"{base_b}/v1/cart/{busy}"))[1]
+            assert shown["visits"] == 16  # no increment lost
+            assert sorted(shown["items"]) == sorted([f"a{i}" for i in range(8)] + [f"b{i}" for i in range(8)])
+            assert shown["title"] in ("a7", "b7")
+            for doc in final.values():
+                ctx_a.store.protector.verify(doc)
+            found = ctx_a.store.stats.conflicts_found + ctx_b.store.stats.conflicts_found
+            resolved = ctx_a.store.stats.conflicts_resolved + ctx_b.store.stats.conflicts_resolved
+            assert found >= 2 and resolved >= 2  # the paused edits conflicted at least
+            assert ctx_a.store.stats.conflicts_unresolvable == ctx_b.store.stats.conflicts_unresolvable == 0
+    finally:
+        await asyncio.to_thread(pair.pause)
+        for db in dbs:
+            await db.drop(missing_ok=True)
+
+
+# --- the reconcile command ----------------------------------------------------------
+
+
+def run_cli(config: Config, *args: str) -> subprocess.CompletedProcess:
+    flags = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
+    if config.couchdb_user:
+        flags.append(f"--couchdb-user={config.couchdb_user}")
+    env = {**os.environ, PASSWORD_ENV: config.couchdb_password or ""}
+    return subprocess.run([sys.executable, "-m", "data_service", *args, *flags], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+async def test_reconcile_command_resolves_500_conflicted_documents(db, config, protector):
+    await install_design_docs(db)
+    docs = []
+    for i in range(500):
+        rev = f"1-{uuid.uuid4().hex}"
+        if i % 2:
+            base = make(protector, CART, {"owner": f"o{i}", "items": ["x"], "visits": i}, at(0), rev=rev)
+            a = edit(protector, CART, base, {"items": ["x", "a"], "visits": i + 1}, at(1), "wa", rev)
+            b = edit(protector, CART, base, {"items": ["x", "b"], "visits": i + 2, "title": "b"}, at(2), "wb", rev)
+        else:
+            base = make(protector, PROFILE, {"name": f"n{i}"}, at(0), rev=rev)
+            a = edit(protector, PROFILE, base, {"city": "A"}, at(1), "wa", rev)
+            b = edit(protector, PROFILE, base, {"city": "B"}, at(2), "wb", rev)
+        docs.append((base, a, b))
+    batch = []
+    for base, a, b in docs:
+        batch.append(base)
+        generation, parent = base["_rev"].split("-")
+        for leaf in (a, b):
+            digest = uuid.uuid4().hex
+            batch.append({**leaf, "_rev": f"2-{digest}", "_revisions": {"start": 2, "ids": [digest, parent]}})
+    for start in range(0, len(batch), 500):
+        assert await db.bulk_docs(batch[start:start + 500], new_edits=False) == []
+    assert (await db.view(CONFLICTS_NAME, VIEW, limit=0)).total_rows == 500
+
+    result = await asyncio.to_thread(run_cli, config, "reconcile", f"--models={MODELS_PATH}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reconcile: 500/500 documents (100%)" in result.stderr  # progress
+    assert "reconcile: 500 conflicted, 500 resolved, 0 unresolvable, 0 busy, 0 tampered" in result.stdout
+    assert (await db.view(CONFLICTS_NAME, VIEW, limit=0)).total_rows == 0
+    for base, a, b in docs[:4]:
+        final = await db.get(base["_id"], conflicts=True)
+        assert "_conflicts" not in final
+        if final["type"].startswith("cart"):
+            assert final["visits"] == base["visits"] + 3 and sorted(final["items"]) == ["a", "b", "x"]
+        else:
+            assert final["city"] == "B"  # the later edit
+
+    again = await asyncio.to_thread(run_cli, config, "reconcile", f"--models={MODELS_PATH}")
+    assert again.returncode == 0 and "reconcile: 0 conflicted" in again.stdout
+
+
+async def test_reconcile_command_exits_1_on_unresolvable(db, config, protector):
+    await install_design_docs(db)
+    base = make(protector, PROFILE, {"name": "n"}, documents.now(), rev=f"1-{uuid.uuid4().hex}")
+    await db.bulk_docs([base], new_edits=False)
+    tampered = {**edit_now(protector, PROFILE, base, {"city": "x"}, "wa"), "name": "evil"}
+    one = edit_now(protector, PROFILE, base, {"account": "1"}, "wa")
+    two = edit_now(protector, PROFILE, base, {"account": "2"}, "wb")
+    _, bad, _ = await fork(db, base, one, tampered, two)
+    result = await asyncio.to_thread(run_cli, config, "reconcile", f"--models={MODELS_PATH}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"UNRESOLVABLE {base['_id']}: immutable property 'account' differs" in result.stdout
+    assert f"DISCARDED {base['_id']} {bad}: signature does not match the content" in result.stdout
+    assert "1 conflicted, 0 resolved, 1 unresolvable" in result.stdout
