@@ -19,7 +19,8 @@ Signature: ``sig = {"kid": <signing key id>, "mac": <b64url tag>}``, a Tink HMAC
 ``b"data-service/document/v1\\n" + canonical(doc)`` where ``doc`` is the whole stored
 document except ``_rev``, ``_conflicts``, ``_deleted_conflicts``, ``_revisions`` and
 ``sig``, plus ``"sig": {"kid": <kid>}``. Canonical JSON: UTF-8, object keys sorted
-by code point, no insignificant whitespace (orjson ``OPT_SORT_KEYS``). It covers
+by code point, no insignificant whitespace (orjson ``OPT_SORT_KEYS``), floats with an
+integral value written as integers (``2.0`` → ``2``). It covers
 ``_id``, so a signed body copied to another id fails, and every stored value, so
 swapped ciphertexts fail too.
 """
@@ -64,7 +65,19 @@ class KeyUnavailable(Exception):
 
 
 def canonical(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    """UTF-8 JSON, keys sorted by code point, no whitespace, integral floats as integers:
+    a stored ``2.0`` may come back as ``2`` (pouchdb-server does), so they must sign alike."""
+    return orjson.dumps(_integral(value), option=orjson.OPT_SORT_KEYS)
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
 
 
 def _b64(data: bytes) -> str:

@@ -248,3 +248,13 @@ async def test_couchdb_outage_is_503_and_the_sidecar_recovers(config, http, db):
         assert back.status == 200 and back.body["title"] == "before"
         assert (await api.request("POST", "/v1/note", json={"title": "after"})).status == 201
     assert sorted(d["title"] for d in await stored_docs(db)) == ["after", "before"]
+
+
+async def test_integral_float_survives_the_round_trip(api):
+    """2.0 is stored; pouchdb-server answers it as 2: the signature must still verify."""
+    event = {"owner": "o", "kind": "login", "created_at": "2026-01-01T00:00:00Z", "payload": {"ratio": 2.0}}
+    created = await api.request("POST", "/v1/event", data=orjson.dumps(event),
+                                headers={"Content-Type": "application/json"})
+    assert created.status == 201
+    got = await api.request("GET", f"/v1/event/{created.body['id']}")
+    assert got.status == 200 and got.body["payload"]["ratio"] == 2

@@ -93,6 +93,15 @@ def test_canonical_json_is_key_order_independent():
     assert canonical({"b": 1, "a": 2}) == b'{"a":2,"b":1}'
 
 
+def test_integral_floats_sign_like_integers(keys):
+    """A server may store 2.0 and answer 2 (pouchdb-server does): the signature must hold."""
+    protector = Protector(keys)
+    doc = protector.sign({"_id": "d", "type": "card_v1.0", "meta": {}, "limits": {"daily": 2.0, "rate": 0.5}})
+    protector.verify({**doc, "limits": {"daily": 2, "rate": 0.5}})
+    with pytest.raises(IntegrityViolation):
+        protector.verify({**doc, "limits": {"daily": 2, "rate": 0.25}})
+
+
 def test_rotation_keeps_old_values_readable_until_their_key_is_disabled(keys):
     before = Protector(keys)
     old_doc = signed_card(before)
