@@ -9,9 +9,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -20,8 +17,8 @@ import pytest
 from tornado.testing import bind_unused_port
 
 from data_service import documents, query
-from data_service.config import PASSWORD_ENV, Config
-from data_service.couchdb import IdPool, NotFound
+from data_service.config import Config
+from data_service.couchdb import CouchDB, IdPool, NotFound
 from data_service.couchdb.client import split_credentials
 from data_service import design
 from data_service.design import CONFLICTS_NAME, VIEW
@@ -31,7 +28,7 @@ from data_service.keys import KeysDir
 from data_service.reconcile import Reconciler, Unresolvable, merge, rev_key, run_sweeper, stamp
 from data_service.server import build
 from data_service.store import DocumentStore, Stats
-from support import ROOT, unique_name
+from support import ROOT, run_command, unique_name
 
 import devcouch_pair  # noqa: E402  (scripts/ is on sys.path through support)
 
@@ -426,89 +423,100 @@ async def converged(a, b, ids: list[str], seconds: float = 40.0) -> dict[str, di
         await asyncio.sleep(0.2)
 
 
-async def test_two_replicating_nodes_converge_on_the_declared_policy(couch, couchdb_url, keys_dir, http):
-    names = [unique_name("node_a"), unique_name("node_b")]
-    dbs = [couch.database(name) for name in names]
-    for db in dbs:
-        await db.create()
+@pytest.fixture(params=["two databases", "two dev servers"])
+async def nodes(request, couchdb_url, keys_dir, tmp_path):
+    """Two replicating "nodes": two databases of the server under test (works against any
+    server, $COUCHDB_URL included), or two pouchdb-servers started by scripts/devcouch_pair.py."""
+    if request.param == "two databases":
+        names = [unique_name("node_a"), unique_name("node_b")]
+        servers = [couchdb_url, couchdb_url]
+        pair = devcouch_pair.Replication(devcouch_pair.Endpoint(couchdb_url, names[0]),
+                                         devcouch_pair.Endpoint(couchdb_url, names[1]), name=unique_name("pair"))
+    else:
+        name = unique_name("node")
+        first, second, pair = await asyncio.to_thread(devcouch_pair.start_pair, tmp_path / "pair", name, True)
+        await asyncio.to_thread(pair.pause)  # started again below, once the views are in
+        names, servers = [name, name], [first.admin_url, second.admin_url]
+    clients = [CouchDB(server) for server in servers]
+    dbs = [client.database(name) for client, name in zip(clients, names)]
+    configs = []
+    for db, server in zip(dbs, servers):
+        await db.create(exist_ok=True)
         await install_design_docs(db)
-    pair = devcouch_pair.Replication(devcouch_pair.Endpoint(couchdb_url, names[0]),
-                                     devcouch_pair.Endpoint(couchdb_url, names[1]), name=unique_name("pair"))
-    url, auth = split_credentials(couchdb_url)
-    user, password = auth or (None, None)
-    configs = [Config(couchdb_url=url, database=name, couchdb_user=user, couchdb_password=password,
-                      connect_timeout=2, request_timeout=10, models_path=str(MODELS_PATH), keys_dir=keys_dir)
-               for name in names]
+        url, (user, password) = split_credentials(server)
+        configs.append(Config(couchdb_url=url, database=db.name, couchdb_user=user, couchdb_password=password,
+                              connect_timeout=2, request_timeout=10, models_path=str(MODELS_PATH),
+                              keys_dir=keys_dir))
     try:
-        await asyncio.to_thread(pair.start)
-        async with node(configs[0], 0.3) as (base_a, ctx_a), node(configs[1], 0.3) as (base_b, ctx_b):
-            async def create(type_name, data):
-                status, doc, _ = await call(http, "POST", f"{base_a}/v1/{type_name}", data)
-                assert status == 201, doc
-                return doc["id"]
-
-            cart = await create("cart", {"owner": "o1", "title": "t", "items": ["x"], "visits": 1, "score": 0.5})
-            busy = await create("cart", {"owner": "o2", "items": [], "visits": 0})
-            profile = await create("profile", {"name": "Ann", "city": "Oslo"})
-            ids = [cart, busy, profile]
-            await converged(*dbs, ids)
-
-            # -- replication paused: both sides edit the same documents
-            await asyncio.to_thread(pair.pause)
-            await change(http, base_a, "cart", cart, lambda d: {"title": "from A", "items": d["items"] + ["a"],
-                                                                "visits": d["visits"] + 1})
-            await change(http, base_b, "cart", cart, lambda d: {"note": "from B", "items": ["b"] + d["items"],
-                                                                "visits": d["visits"] + 2, "score": d["score"] + 1})
-            await change(http, base_a, "profile", profile, lambda d: {"city": "Bergen"})
-            await asyncio.sleep(0.01)
-            await change(http, base_b, "profile", profile, lambda d: {"name": "Anna"})  # the later edit
-            await asyncio.to_thread(pair.resume)
-
-            # -- replication running: both sides keep incrementing and adding, concurrently
-            async def worker(base, side):
-                for i in range(8):
-                    await change(http, base, "cart", busy, lambda d: {"visits": d["visits"] + 1,
-                                                                      "items": d["items"] + [f"{side}{i}"],
-                                                                      "title": f"{side}{i}"})
-            await asyncio.gather(worker(base_a, "a"), worker(base_b, "b"))
-
-            final = await converged(*dbs, ids)
-            for docid in ids:  # both sidecars answer the same
-                type_name = "profile" if docid == profile else "cart"
-                replies = [await call(http, "GET", f"{base}/v1/{type_name}/{docid}") for base in (base_a, base_b)]
-                assert replies[0] == replies[1] and replies[0][0] == 200
-
-            shown = (await call(http, "GET", f"{base_a}/v1/cart/{cart}"))[1]
-            assert shown["title"] == "from A" and shown["note"] == "from B"
-            assert shown["items"] == ["b", "x", "a"] and shown["visits"] == 4 and shown["score"] == 1.5
-            shown = (await call(http, "GET", f"{base_b}/v1/profile/{profile}"))[1]
-            assert shown["name"] == "Anna" and shown["city"] == "Oslo"  # latest: B's whole document
-            shown = (await call(http, "GET", f"{base_b}/v1/cart/{busy}"))[1]
-            assert shown["visits"] == 16  # no increment lost
-            assert sorted(shown["items"]) == sorted([f"a{i}" for i in range(8)] + [f"b{i}" for i in range(8)])
-            assert shown["title"] in ("a7", "b7")
-            for doc in final.values():
-                ctx_a.store.protector.verify(doc)
-            found = ctx_a.store.stats.conflicts_found + ctx_b.store.stats.conflicts_found
-            resolved = ctx_a.store.stats.conflicts_resolved + ctx_b.store.stats.conflicts_resolved
-            assert found >= 2 and resolved >= 2  # the paused edits conflicted at least
-            assert ctx_a.store.stats.conflicts_unresolvable == ctx_b.store.stats.conflicts_unresolvable == 0
+        yield dbs, pair, configs
     finally:
         await asyncio.to_thread(pair.pause)
-        for db in dbs:
+        for db, client in zip(dbs, clients):
             await db.drop(missing_ok=True)
+            await client.aclose()
+        if request.param == "two dev servers":
+            for side in ("a", "b"):
+                devcouch_pair.devcouch.stop(tmp_path / "pair" / side)
+
+
+async def test_two_replicating_nodes_converge_on_the_declared_policy(nodes, http):
+    dbs, pair, configs = nodes
+    await asyncio.to_thread(pair.start)
+    async with node(configs[0], 0.3) as (base_a, ctx_a), node(configs[1], 0.3) as (base_b, ctx_b):
+        async def create(type_name, data):
+            status, doc, _ = await call(http, "POST", f"{base_a}/v1/{type_name}", data)
+            assert status == 201, doc
+            return doc["id"]
+
+        cart = await create("cart", {"owner": "o1", "title": "t", "items": ["x"], "visits": 1, "score": 0.5})
+        busy = await create("cart", {"owner": "o2", "items": [], "visits": 0})
+        profile = await create("profile", {"name": "Ann", "city": "Oslo"})
+        ids = [cart, busy, profile]
+        await converged(*dbs, ids)
+
+        # -- replication paused: both sides edit the same documents
+        await asyncio.to_thread(pair.pause)
+        await change(http, base_a, "cart", cart, lambda d: {"title": "from A", "items": d["items"] + ["a"],
+                                                            "visits": d["visits"] + 1})
+        await change(http, base_b, "cart", cart, lambda d: {"note": "from B", "items": ["b"] + d["items"],
+                                                            "visits": d["visits"] + 2, "score": d["score"] + 1})
+        await change(http, base_a, "profile", profile, lambda d: {"city": "Bergen"})
+        await asyncio.sleep(0.01)
+        await change(http, base_b, "profile", profile, lambda d: {"name": "Anna"})  # the later edit
+        await asyncio.to_thread(pair.resume)
+
+        # -- replication running: both sides keep incrementing and adding, concurrently
+        async def worker(base, side):
+            for i in range(8):
+                await change(http, base, "cart", busy, lambda d: {"visits": d["visits"] + 1,
+                                                                  "items": d["items"] + [f"{side}{i}"],
+                                                                  "title": f"{side}{i}"})
+        await asyncio.gather(worker(base_a, "a"), worker(base_b, "b"))
+
+        final = await converged(*dbs, ids)
+        for docid in ids:  # both sidecars answer the same
+            type_name = "profile" if docid == profile else "cart"
+            replies = [await call(http, "GET", f"{base}/v1/{type_name}/{docid}") for base in (base_a, base_b)]
+            assert replies[0] == replies[1] and replies[0][0] == 200
+
+        shown = (await call(http, "GET", f"{base_a}/v1/cart/{cart}"))[1]
+        assert shown["title"] == "from A" and shown["note"] == "from B"
+        assert shown["items"] == ["b", "x", "a"] and shown["visits"] == 4 and shown["score"] == 1.5
+        shown = (await call(http, "GET", f"{base_b}/v1/profile/{profile}"))[1]
+        assert shown["name"] == "Anna" and shown["city"] == "Oslo"  # latest: B's whole document
+        shown = (await call(http, "GET", f"{base_b}/v1/cart/{busy}"))[1]
+        assert shown["visits"] == 16  # no increment lost
+        assert sorted(shown["items"]) == sorted([f"a{i}" for i in range(8)] + [f"b{i}" for i in range(8)])
+        assert shown["title"] in ("a7", "b7")
+        for doc in final.values():
+            ctx_a.store.protector.verify(doc)
+        found = ctx_a.store.stats.conflicts_found + ctx_b.store.stats.conflicts_found
+        resolved = ctx_a.store.stats.conflicts_resolved + ctx_b.store.stats.conflicts_resolved
+        assert found >= 2 and resolved >= 2  # the paused edits conflicted at least
+        assert ctx_a.store.stats.conflicts_unresolvable == ctx_b.store.stats.conflicts_unresolvable == 0
 
 
 # --- the reconcile command ----------------------------------------------------------
-
-
-def run_cli(config: Config, *args: str) -> subprocess.CompletedProcess:
-    flags = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
-    if config.couchdb_user:
-        flags.append(f"--couchdb-user={config.couchdb_user}")
-    env = {**os.environ, PASSWORD_ENV: config.couchdb_password or ""}
-    return subprocess.run([sys.executable, "-m", "data_service", *args, *flags], env=env, capture_output=True,
-                          text=True, timeout=120)
 
 
 async def test_reconcile_command_resolves_500_conflicted_documents(db, config, protector):
@@ -536,7 +544,7 @@ async def test_reconcile_command_resolves_500_conflicted_documents(db, config, p
         assert await db.bulk_docs(batch[start:start + 500], new_edits=False) == []
     assert (await db.view(CONFLICTS_NAME, VIEW, limit=0)).total_rows == 500
 
-    result = await asyncio.to_thread(run_cli, config, "reconcile", f"--models={MODELS_PATH}")
+    result = await asyncio.to_thread(run_command, config, "reconcile", f"--models={MODELS_PATH}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "reconcile: 500/500 documents (100%)" in result.stderr  # progress
     assert "reconcile: 500 conflicted, 500 resolved, 0 unresolvable, 0 busy, 0 tampered" in result.stdout
@@ -549,7 +557,7 @@ async def test_reconcile_command_resolves_500_conflicted_documents(db, config, p
         else:
             assert final["city"] == "B"  # the later edit
 
-    again = await asyncio.to_thread(run_cli, config, "reconcile", f"--models={MODELS_PATH}")
+    again = await asyncio.to_thread(run_command, config, "reconcile", f"--models={MODELS_PATH}")
     assert again.returncode == 0 and "reconcile: 0 conflicted" in again.stdout
 
 
@@ -561,7 +569,7 @@ async def test_reconcile_command_exits_1_on_unresolvable(db, config, protector):
     one = edit_now(protector, PROFILE, base, {"account": "1"}, "wa")
     two = edit_now(protector, PROFILE, base, {"account": "2"}, "wb")
     _, bad, _ = await fork(db, base, one, tampered, two)
-    result = await asyncio.to_thread(run_cli, config, "reconcile", f"--models={MODELS_PATH}")
+    result = await asyncio.to_thread(run_command, config, "reconcile", f"--models={MODELS_PATH}")
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"UNRESOLVABLE {base['_id']}: immutable property 'account' differs" in result.stdout
     assert f"DISCARDED {base['_id']} {bad}: signature does not match the content" in result.stdout
