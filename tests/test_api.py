@@ -216,6 +216,8 @@ async def test_types_and_openapi(api):
     by_name = {t["name"]: t for t in types.body["types"]}
     assert set(by_name) == {"user", "note", "event"}
     assert by_name["user"]["delete"] == "soft" and by_name["event"]["version"] == "2.1"
+    assert by_name["note"]["conflict"] == "latest"
+    assert ["owner", "created_at"] in by_name["event"]["indexes"] and [] in by_name["event"]["indexes"]
     assert by_name["user"]["properties"]["password"]["protection"] == "bcrypt"
     assert by_name["note"]["schema"]["additionalProperties"] is False
     spec = await api.request("GET", "/openapi.json")

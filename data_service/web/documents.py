@@ -10,6 +10,7 @@ import orjson
 from tornado.web import stream_request_body
 
 from .. import etags, query
+from ..design import indexes
 from ..documents import valid_id
 from ..models import ModelType
 from ..problems import Problem
@@ -145,6 +146,8 @@ class TypesHandler(BaseHandler):
                 "name": model.name,
                 "version": model.version,
                 "delete": model.delete_policy,
+                "conflict": model.conflict_policy,
+                "indexes": [list(index.properties) for index in indexes(model)],
                 "schema": model.input_schema(),
                 "properties": {p.name: {"protection": p.protection, "indexed": p.indexed}
                                for p in model.properties.values()},
