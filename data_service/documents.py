@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from typing import Any
+from typing import Any, Iterable
 
 import orjson
 
@@ -49,6 +49,11 @@ def is_of(model: ModelType, doc: dict) -> bool:
     """A stored doc belongs to ``model`` when its tag has the same name and major version."""
     match = TYPE_TAG.match(str(doc.get("type", "")))
     return bool(match and match["name"] == model.name and int(match["major"]) == model.major)
+
+
+def model_of(models: Iterable[ModelType], doc: dict) -> ModelType | None:
+    """The declared type a stored doc belongs to, if any."""
+    return next((model for model in models if is_of(model, doc)), None)
 
 
 def is_deleted(doc: dict) -> bool:

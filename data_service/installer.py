@@ -188,10 +188,7 @@ async def _security_step(db: Database, exists: bool, user: str | None) -> Step:
 
 async def _design_steps(db: Database, exists: bool, models: Models) -> list[Step]:
     wanted = design.design_docs(models)
-    existing: dict[str, dict] = {}
-    if exists:
-        rows = (await db.all_docs(startkey="_design/", endkey="_design0", include_docs=True)).rows
-        existing = {row["id"].removeprefix("_design/"): row["doc"] for row in rows if row.get("doc")}
+    existing = await db.design_docs() if exists else {}
     steps = []
     for name in sorted(wanted):
         doc, current = wanted[name], existing.get(name)

@@ -89,10 +89,6 @@ class ReencryptReport:
     stale_lookup_hashes: int = 0  # sha3-512 values under an old key: need the plaintext to re-hash
 
 
-def model_of(models: Models, doc: dict) -> ModelType | None:
-    return next((m for m in models if documents.is_of(m, doc)), None)
-
-
 def reprotected(protector: Protector, model: ModelType, doc: dict) -> tuple[dict | None, int]:
     """``doc`` with readable protected values re-protected and the signature renewed,
     or None if everything is already under the primary keys. Also returns how many
@@ -124,7 +120,7 @@ async def reencrypt_database(db: Database, protector: Protector, models: Models,
         for _ in range(attempts):
             writes = []
             for doc in todo:
-                model = model_of(models, doc)
+                model = documents.model_of(models, doc)
                 if model is None:
                     report.skipped.append((doc["_id"], f"type {doc.get('type')!r} not in the models file"))
                     continue

@@ -616,7 +616,7 @@ class Reconciler:
                 elif not doc.get("_conflicts"):
                     report.outcomes.append(Outcome(row["id"], "clean", doc=doc))
                 else:
-                    items.append((next((m for m in models if documents.is_of(m, doc)), None), doc))
+                    items.append((documents.model_of(models, doc), doc))
             outcomes = await self.reconcile(items) if items else []
             report.outcomes += outcomes
             report.conflicted += len(items)

@@ -61,17 +61,24 @@ def dead_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_sidecar(config: Config):
-    """The real app on a free loopback port; yields its base URL."""
+async def running_app(config: Config):
+    """The real app on a free loopback port; yields (base URL, its Context)."""
     ctx, server = build(config)
     sock, port = bind_unused_port()
     server.add_sockets([sock])
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", ctx
     finally:
         server.stop()
         await server.close_all_connections()
         await ctx.couch.aclose()
+
+
+@contextlib.asynccontextmanager
+async def running_sidecar(config: Config):
+    """``running_app`` when only the base URL matters."""
+    async with running_app(config) as (base, _):
+        yield base
 
 
 class Api:

@@ -14,7 +14,6 @@ import uuid
 
 import orjson
 import pytest
-from tornado.testing import bind_unused_port
 
 from data_service import documents, query
 from data_service.config import Config
@@ -26,9 +25,8 @@ from data_service.models import ModelError, ValidationFailed, load_models, parse
 from data_service.protection import Protector
 from data_service.keys import KeysDir
 from data_service.reconcile import Reconciler, Unresolvable, merge, rev_key, run_sweeper, stamp
-from data_service.server import build
 from data_service.store import DocumentStore, Stats
-from support import ROOT, run_command, unique_name
+from support import ROOT, run_command, running_app, unique_name
 
 import devcouch_pair  # noqa: E402  (scripts/ is on sys.path through support)
 
@@ -37,7 +35,7 @@ MODELS = load_models(MODELS_PATH)
 PROFILE, CART = MODELS.get("profile"), MODELS.get("cart")
 
 
-async def install_design_docs(db) -> None:
+async def install_views(db) -> None:
     """The views of the test models. Not the guard: pouchdb-server's validation plugin
     replaces the ``_revisions`` of every ``new_edits: false`` write (replication's too)
     with the stored document's, which silently drops new revisions, whenever a database
@@ -236,7 +234,7 @@ def edit_now(protector, model, current, changes, writer) -> dict:
 
 @pytest.fixture
 async def store(db, couch, protector):
-    await install_design_docs(db)
+    await install_views(db)
     return DocumentStore(db, IdPool(couch), protector, writer="w-store")
 
 
@@ -366,18 +364,13 @@ async def test_queries_reconcile_conflicted_rows(store, db, protector):
 @contextlib.asynccontextmanager
 async def node(config: Config, interval: float):
     """A sidecar (the real app) with its background sweeper; yields (base URL, ctx)."""
-    ctx, server = build(config)
-    sock, port = bind_unused_port()
-    server.add_sockets([sock])
-    sweeper = asyncio.create_task(run_sweeper(ctx.store.reconciler, ctx.models, interval))
-    try:
-        yield f"http://127.0.0.1:{port}", ctx
-    finally:
-        sweeper.cancel()
-        await asyncio.gather(sweeper, return_exceptions=True)
-        server.stop()
-        await server.close_all_connections()
-        await ctx.couch.aclose()
+    async with running_app(config) as (base, ctx):
+        sweeper = asyncio.create_task(run_sweeper(ctx.store.reconciler, ctx.models, interval))
+        try:
+            yield base, ctx
+        finally:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
 
 
 async def call(http, method: str, url: str, body=None, headers=None) -> tuple[int, dict, str | None]:
@@ -442,7 +435,7 @@ async def nodes(request, couchdb_url, keys_dir, tmp_path):
     configs = []
     for db, server in zip(dbs, servers):
         await db.create(exist_ok=True)
-        await install_design_docs(db)
+        await install_views(db)
         url, (user, password) = split_credentials(server)
         configs.append(Config(couchdb_url=url, database=db.name, couchdb_user=user, couchdb_password=password,
                               connect_timeout=2, request_timeout=10, models_path=str(MODELS_PATH),
@@ -520,7 +513,7 @@ async def test_two_replicating_nodes_converge_on_the_declared_policy(nodes, http
 
 
 async def test_reconcile_command_resolves_500_conflicted_documents(db, config, protector):
-    await install_design_docs(db)
+    await install_views(db)
     docs = []
     for i in range(500):
         rev = f"1-{uuid.uuid4().hex}"
@@ -562,7 +555,7 @@ async def test_reconcile_command_resolves_500_conflicted_documents(db, config, p
 
 
 async def test_reconcile_command_exits_1_on_unresolvable(db, config, protector):
-    await install_design_docs(db)
+    await install_views(db)
     base = make(protector, PROFILE, {"name": "n"}, documents.now(), rev=f"1-{uuid.uuid4().hex}")
     await db.bulk_docs([base], new_edits=False)
     tampered = {**edit_now(protector, PROFILE, base, {"city": "x"}, "wa"), "name": "evil"}

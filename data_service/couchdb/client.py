@@ -311,6 +311,11 @@ class Database:
         )
         return body["results"]
 
+    async def design_docs(self) -> dict[str, dict]:
+        """Every design document, by name (without ``_design/``)."""
+        rows = (await self.all_docs(startkey="_design/", endkey="_design0", include_docs=True)).rows
+        return {row["id"].removeprefix("_design/"): row["doc"] for row in rows if row.get("doc")}
+
     async def put_design(self, name: str, design: dict) -> WriteResult:
         """Create/replace ``_design/<name>`` (include ``_rev`` to replace)."""
         return await self.put({**design, "_id": f"_design/{name}"})
