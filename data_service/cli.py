@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(install_command(args, config))
         if args["reconcile"]:
             return asyncio.run(reconcile_command(config))
-        return asyncio.run(scan_command(args, config))
+        if args["verify"]:
+            return asyncio.run(verify_command(config))
+        return asyncio.run(reencrypt_command(config))
     except (ConfigError, ModelError, KeysetError) as exc:
         print(f"data-service: {exc}", file=sys.stderr)
         return 2
@@ -192,36 +194,43 @@ async def install_command(args: dict, config: Config) -> int:
     return 0
 
 
-async def scan_command(args: dict, config: Config) -> int:
-    from .maintenance import Progress, reencrypt_database, verify_database
-    from .models import load_models
+async def verify_command(config: Config) -> int:
+    from .maintenance import Progress, verify_database
     from .server import connect, protector
 
     guard = protector(config)
     async with connect(config) as couch:
         db = couch.database(config.database)
-        if args["reencrypt"]:  # merge conflicted documents first: their losing revisions hold old ciphertexts too
-            report = await _reconcile_pass(db, guard, load_models(config.models_path), sys.stderr, required=False)
-            if report is None:
-                print("reencrypt: no _design/ds_conflicts view; conflicts were not reconciled first")
-            elif not report.complete:
-                print("reencrypt: some conflicts remain (see above); their losing revisions are not re-encrypted")
-        total = (await db.info())["doc_count"]
-        if args["verify"]:
-            report = await verify_database(db, guard, Progress("verify", total))
-            for docid, reason in report.failures:
-                print(f"FAILED {docid}: {reason}")
-            print(f"verify: {report.checked} documents checked, {len(report.failures)} failed")
-            return 1 if report.failures else 0
-        report = await reencrypt_database(db, guard, load_models(config.models_path), Progress("reencrypt", total))
-        for docid, why in report.skipped:
-            print(f"SKIPPED {docid}: {why}")
-        print(f"reencrypt: {report.checked} checked, {report.rewritten} rewritten, "
-              f"{report.current} already current, {len(report.skipped)} skipped")
-        if report.stale_lookup_hashes:
-            print(f"reencrypt: {report.stale_lookup_hashes} sha3-512 values stay under older lookup keys "
-                  "(a hash cannot be re-keyed without its plaintext); keep those keys enabled")
-        return 1 if report.skipped else 0
+        report = await verify_database(db, guard, Progress("verify", (await db.info())["doc_count"]))
+    for docid, reason in report.failures:
+        print(f"FAILED {docid}: {reason}")
+    print(f"verify: {report.checked} documents checked, {len(report.failures)} failed")
+    return 1 if report.failures else 0
+
+
+async def reencrypt_command(config: Config) -> int:
+    from .maintenance import Progress, reencrypt_database
+    from .models import load_models
+    from .server import connect, protector
+
+    guard, models = protector(config), load_models(config.models_path)
+    async with connect(config) as couch:
+        db = couch.database(config.database)
+        # merge conflicted documents first: their losing revisions hold old ciphertexts too
+        merged = await _reconcile_pass(db, guard, models, sys.stderr, required=False)
+        if merged is None:
+            print("reencrypt: no _design/ds_conflicts view; conflicts were not reconciled first")
+        elif not merged.complete:
+            print("reencrypt: some conflicts remain (see above); their losing revisions are not re-encrypted")
+        report = await reencrypt_database(db, guard, models, Progress("reencrypt", (await db.info())["doc_count"]))
+    for docid, why in report.skipped:
+        print(f"SKIPPED {docid}: {why}")
+    print(f"reencrypt: {report.checked} checked, {report.rewritten} rewritten, "
+          f"{report.current} already current, {len(report.skipped)} skipped")
+    if report.stale_lookup_hashes:
+        print(f"reencrypt: {report.stale_lookup_hashes} sha3-512 values stay under older lookup keys "
+              "(a hash cannot be re-keyed without its plaintext); keep those keys enabled")
+    return 1 if report.skipped else 0
 
 
 async def _reconcile_pass(db, guard, models, out, required: bool = True):
