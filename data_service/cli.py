@@ -1,7 +1,7 @@
 """data-service: sidecar HTTP data-access service in front of CouchDB.
 
 Usage:
-  data-service serve --keys-dir=DIR [--models=FILE] [--kek-file=FILE] [--auto-install] [--reconcile-interval=SECONDS] [options]
+  data-service serve --keys-dir=DIR [--models=FILE] [--kek-file=FILE] [--auto-install] [--reconcile-interval=SECONDS] [--idempotency-ttl=SECONDS] [options]
   data-service install --keys-dir=DIR --models=FILE [--seed=FILE] [--dry-run] [--delete --yes] [--kek-file=FILE] [options]
   data-service keys create --keys-dir=DIR [--kek-file=FILE]
   data-service keys rotate --keys-dir=DIR --purpose=P [--kek-file=FILE]
@@ -57,6 +57,9 @@ Options:
   --auto-install              Run the install steps before listening.
   --reconcile-interval=SECONDS  Seconds between conflict sweeps; 0 disables them
                               [default: 60]
+  --idempotency-ttl=SECONDS   How long an Idempotency-Key is remembered; expired
+                              keys are forgotten and their records deleted
+                              [default: 86400]
   --purpose=P                 signing, encryption, deterministic or lookup.
   --key-id=N                  A key id as `keys list` shows it.
   --out=FILE                  Where to write (refuses to overwrite).

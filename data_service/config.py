@@ -35,6 +35,7 @@ class Config:
     keys_dir: str | None = None
     kek_file: str | None = None
     reconcile_interval: float = 60.0  # seconds between conflict sweeps in serve; 0: none
+    idempotency_ttl: float = 86400.0  # seconds an Idempotency-Key is remembered
 
     @property
     def couchdb_auth(self) -> tuple[str, str] | None:
@@ -75,6 +76,7 @@ class Config:
             keys_dir=args["--keys-dir"],
             kek_file=args["--kek-file"],
             reconcile_interval=_interval(args.get("--reconcile-interval", "60")),
+            idempotency_ttl=_number(args, "--idempotency-ttl", float) if args.get("--idempotency-ttl") else 86400.0,
         )
 
 

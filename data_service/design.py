@@ -11,6 +11,8 @@ document, and a changed view rebuilds only its own index):
 * ``_design/ds_<type>_v<major>`` , view ``index``: every document of the type by
   creation time — what ``GET /v1/<type>`` lists when nothing is filtered.
 * ``_design/ds_conflicts``, view ``index``: documents that carry ``_conflicts``.
+* ``_design/ds_idempotency``, view ``index``: Idempotency-Key records by expiry
+  time (value: their revision), for the sweep that deletes expired ones.
 * ``_design/data_service_guard``: ``validate_doc_update`` rejecting writes that
   bypass the sidecar.
 
@@ -32,6 +34,7 @@ VIEW = "index"
 PREFIX = "ds_"
 GUARD_NAME = "data_service_guard"
 CONFLICTS_NAME = "ds_conflicts"
+IDEMPOTENCY_NAME = "ds_idempotency"
 QUERYABLE = ("plain", "sha3-512", "encrypt-deterministic")
 EQUALITY_ONLY = ("sha3-512", "encrypt-deterministic")
 
@@ -41,12 +44,19 @@ VALIDATE_DOC_UPDATE = r"""function (newDoc, oldDoc, userCtx, secObj) {
   if (newDoc._deleted || newDoc._id.indexOf('_design/') === 0) {
     return;
   }
-  if (typeof newDoc.type !== 'string' || !/^[a-z][a-z0-9_]*_v\d+\.\d+$/.test(newDoc.type)) {
+  if (typeof newDoc.type !== 'string' ||
+      !(/^[a-z][a-z0-9_]*_v\d+\.\d+$/.test(newDoc.type) || /^ds:[a-z_]+_v\d+$/.test(newDoc.type))) {
     throw({forbidden: 'data-service: type must be <name>_v<major>.<minor>'});
   }
   var sig = newDoc.sig;
   if (!sig || typeof sig !== 'object' || typeof sig.kid !== 'number' || typeof sig.mac !== 'string') {
     throw({forbidden: 'data-service: document lacks the signature envelope'});
+  }
+}"""
+
+_IDEMPOTENCY_MAP = """function (doc) {
+  if (doc.type === 'ds:idempotency_v1') {
+    emit(doc.expires_at, doc._rev);
   }
 }"""
 
@@ -128,6 +138,7 @@ def design_docs(models: Models) -> dict[str, dict]:
     """Every design document the installer maintains, by name (without ``_design/``)."""
     docs = {index.design: index.design_doc() for model in models for index in indexes(model)}
     docs[CONFLICTS_NAME] = _marked({"language": "javascript", "views": {VIEW: {"map": _CONFLICTS_MAP}}})
+    docs[IDEMPOTENCY_NAME] = _marked({"language": "javascript", "views": {VIEW: {"map": _IDEMPOTENCY_MAP}}})
     docs[GUARD_NAME] = guard()
     return docs
 

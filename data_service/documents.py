@@ -36,9 +36,19 @@ def digest(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
-def now() -> str:
+def stamp(at: dt.datetime) -> str:
     """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-26T15:00:00.123Z``."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return at.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now() -> str:
+    return stamp(dt.datetime.now(dt.timezone.utc))
+
+
+def rev_key(rev: str) -> tuple[int, str]:
+    """CouchDB's order of revisions: generation, then the revision hash."""
+    generation, _, digest = rev.partition("-")
+    return int(generation), digest
 
 
 def valid_id(docid: str) -> bool:
@@ -69,13 +79,24 @@ def new(model: ModelType, docid: str, props: dict[str, Any], at: str) -> dict:
     return {"_id": docid, "type": model.tag, "meta": {"created_at": at, "updated_at": at}, **props}
 
 
+def later(current: dict, at: str) -> str:
+    """``at``, or 1 ms after ``current``'s ``updated_at`` if the clock has not passed it:
+    a write is always later than what it overwrites, so a leaf restored to the content it
+    overwrote (``DocumentStore._undo``) always loses to a concurrent write."""
+    previous = str(current.get("meta", {}).get("updated_at") or "")
+    if at > previous:
+        return at
+    return stamp(dt.datetime.fromisoformat(previous) + dt.timedelta(milliseconds=1))
+
+
 def replaced(model: ModelType, current: dict, props: dict[str, Any], at: str) -> dict:
     """``current`` with new properties; keeps id, rev and creation time."""
-    meta = {**current.get("meta", {}), "updated_at": at}
+    meta = {**current.get("meta", {}), "updated_at": later(current, at)}
     return {"_id": current["_id"], "_rev": current["_rev"], "type": model.tag, "meta": meta, **props}
 
 
 def soft_deleted(current: dict, at: str) -> dict:
+    at = later(current, at)
     meta = {**current.get("meta", {}), "updated_at": at, "deleted_at": at}
     return {**current, "meta": meta}
 

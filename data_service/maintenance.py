@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, TextIO
 
-from . import documents
+from . import documents, idempotency
 from .couchdb import Database
 from .models import Models, ModelType
 from .protection import IntegrityViolation, KeyUnavailable, Protector
@@ -108,6 +108,11 @@ def reprotected(protector: Protector, model: ModelType, doc: dict) -> tuple[dict
     return protector.sign(changed), stale_hashes
 
 
+def resigned(protector: Protector, doc: dict) -> dict | None:
+    """An Idempotency-Key record (nothing protected) signed under the primary key, or None."""
+    return None if doc.get("sig", {}).get("kid") == protector.signing.primary else protector.sign(doc)
+
+
 async def reencrypt_database(db: Database, protector: Protector, models: Models, progress: Progress,
                              attempts: int = 5) -> ReencryptReport:
     """Re-protect every document under the primary keys, page by page with revs.
@@ -121,12 +126,12 @@ async def reencrypt_database(db: Database, protector: Protector, models: Models,
             writes = []
             for doc in todo:
                 model = documents.model_of(models, doc)
-                if model is None:
+                if model is None and not idempotency.is_record(doc):
                     report.skipped.append((doc["_id"], f"type {doc.get('type')!r} not in the models file"))
                     continue
                 try:
                     protector.verify(doc)
-                    new, stale = reprotected(protector, model, doc)
+                    new, stale = reprotected(protector, model, doc) if model else (resigned(protector, doc), 0)
                 except (IntegrityViolation, KeyUnavailable) as exc:
                     report.skipped.append((doc["_id"], str(exc)))
                     continue

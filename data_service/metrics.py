@@ -122,6 +122,8 @@ class StoreCollector:
         "conflicts_resolved": "Conflicted documents merged and their losing revisions deleted.",
         "conflicts_unresolvable": "Conflicted documents left as they are (e.g. immutable values differ).",
         "conflict_leaves_discarded": "Conflicting revisions discarded because they failed their signature check.",
+        "writes_below_quorum": "Writes CouchDB stored below its write quorum (202).",
+        "quorum_races_lost": "Writes stored below quorum that raced another sidecar's write; undone, answered stale.",
     }
 
     def __init__(self, store: Any) -> None:

@@ -39,6 +39,8 @@ TABLE: dict[str, Kind] = {
     "unknown_type": Kind(404, "No such document type"),
     "method_not_allowed": Kind(405, "Method not allowed on this resource"),
     "not_acceptable": Kind(406, "Only application/json can be produced"),
+    "idempotency_key_consumed": Kind(409, "The document this Idempotency-Key created has been deleted; "
+                                          "a replay does not create it again"),
     "stale_revision": Kind(412, "The document changed since you read it; "
                                 "re-apply your change to `current` and retry", retryable=True),
     "payload_too_large": Kind(413, "The request body is too large"),
@@ -121,6 +123,8 @@ def from_store(exc: Exception) -> Problem | None:
         return Problem("conflict_retries_exhausted")
     if isinstance(exc, store.IdempotencyMismatch):
         return Problem("idempotency_key_mismatch")
+    if isinstance(exc, store.IdempotencyKeyConsumed):
+        return Problem("idempotency_key_consumed")
     if isinstance(exc, IntegrityViolation):
         return Problem("integrity_violation", f"document {exc.docid} failed its signature check")
     if isinstance(exc, KeyUnavailable):

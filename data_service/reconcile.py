@@ -91,7 +91,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
-from . import documents
+from . import documents, idempotency
+from .documents import rev_key
 from .couchdb import CouchDBError, Database, NotFound
 from .design import CONFLICTS_NAME, VIEW
 from .models import Models, ModelType
@@ -107,12 +108,6 @@ _ABSENT: Any = object()
 def new_writer_id() -> str:
     """A random id for one sidecar process: its counter increments are kept under it."""
     return secrets.token_hex(6)
-
-
-def rev_key(rev: str) -> tuple[int, str]:
-    """CouchDB's order of revisions: generation, then the revision hash."""
-    generation, _, digest = rev.partition("-")
-    return int(generation), digest
 
 
 def _number(value: Any) -> Any:
@@ -435,12 +430,12 @@ class Reconciler:
     async def _resolve(self, model: ModelType, doc: dict) -> dict | None:
         leaves = frozenset([doc["_rev"], *doc.get("_conflicts", ())])
         if self._unresolvable.get(doc["_id"]) == leaves:
-            return _strip(doc)
+            return strip(doc)
         try:
             [outcome] = await self.reconcile([(model, doc)])
         except CouchDBError as exc:  # a read does not fail because its reconciliation did
             log.warning("conflict: document %s not reconciled now: %s", doc["_id"], exc)
-            return _strip(doc)
+            return strip(doc)
         if outcome.status == "gone":
             return None
         if outcome.status == "unresolvable":
@@ -448,7 +443,7 @@ class Reconciler:
             self._unresolvable.move_to_end(doc["_id"])
             while len(self._unresolvable) > self._remember:
                 self._unresolvable.popitem(last=False)
-        return _strip(outcome.doc or doc)
+        return strip(outcome.doc or doc)
 
     # -- the core ---------------------------------------------------------------
 
@@ -541,7 +536,7 @@ class Reconciler:
         plans = []
         for model, winner in items:
             docid = winner["_id"]
-            leaves = [_strip(winner)]
+            leaves = [strip(winner)]
             missing = False
             for rev in winner.get("_conflicts", ()):
                 body = bodies.get((docid, rev))
@@ -549,7 +544,7 @@ class Reconciler:
                     missing = True  # changed meanwhile: read it again
                 else:
                     leaves.append(body)
-            plan = _Plan(docid, _strip(winner), Outcome(docid, "resolved"), retry=missing)
+            plan = _Plan(docid, strip(winner), Outcome(docid, "resolved"), retry=missing)
             if not missing:
                 self._plan(plan, model, leaves)
             plans.append(plan)
@@ -563,6 +558,9 @@ class Reconciler:
         def unresolvable(reason: str) -> None:
             outcome.status, outcome.reason = "unresolvable", reason
 
+        if model is None and idempotency.is_record(plan.winner):  # two claims of one key on two nodes:
+            plan.losers = [leaf["_rev"] for leaf in leaves if leaf["_rev"] != plan.winner["_rev"]]  # keep one
+            return None
         if model is None:
             return unresolvable(f"type {plan.winner.get('type')!r} is not in the models file")
         valid = []
@@ -633,7 +631,8 @@ class Reconciler:
         return result.total_rows or 0
 
 
-def _strip(doc: dict) -> dict:
+def strip(doc: dict) -> dict:
+    """``doc`` without the fields a read adds (``_conflicts``, ``_revisions``...)."""
     return {k: v for k, v in doc.items() if k not in ("_conflicts", "_deleted_conflicts", "_revisions")}
 
 

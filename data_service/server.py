@@ -6,12 +6,12 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Callable
+from typing import Awaitable, Callable
 
 from tornado.httpserver import HTTPServer
 
 from .config import Config, ConfigError
-from .couchdb import TLS, CouchDB, IdPool, Limits, Timeouts
+from .couchdb import TLS, CouchDB, CouchDBError, IdPool, Limits, NotFound, Timeouts
 from .design import design_docs
 from .keys import KeysDir, kek_from
 from .metrics import Metrics
@@ -52,7 +52,7 @@ def build(config: Config) -> tuple[Context, HTTPServer]:
     metrics = Metrics()
     couch = connect(config, observer=metrics.observe_couchdb)
     db = couch.database(config.database)
-    store = DocumentStore(db, IdPool(couch), guard)
+    store = DocumentStore(db, IdPool(couch), guard, idempotency_ttl=config.idempotency_ttl)
     metrics.watch(store)
     ctx = Context(config=config, couch=couch, db=db, models=models,
                   store=store, spec=spec_for(models), metrics=metrics)
@@ -72,9 +72,9 @@ async def serve(config: Config, auto_install: bool = False) -> None:
             await ctx.couch.aclose()
             raise
     server.listen(config.port, config.listen)
-    sweeper = None
+    tasks = [asyncio.create_task(every(min(600.0, config.idempotency_ttl), expire_idempotency(ctx.store)))]
     if config.reconcile_interval > 0:
-        sweeper = asyncio.create_task(run_sweeper(ctx.store.reconciler, ctx.models, config.reconcile_interval))
+        tasks.append(asyncio.create_task(run_sweeper(ctx.store.reconciler, ctx.models, config.reconcile_interval)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,12 +83,39 @@ async def serve(config: Config, auto_install: bool = False) -> None:
              config.listen, config.port, config.couchdb_url, config.database)
     await stop.wait()
     log.info("shutting down")
-    if sweeper is not None:
-        sweeper.cancel()
-        await asyncio.gather(sweeper, return_exceptions=True)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     server.stop()
     await server.close_all_connections()
     await ctx.couch.aclose()
+
+
+def expire_idempotency(store: DocumentStore) -> Callable[[], Awaitable[None]]:
+    async def job() -> None:
+        if expired := await store.expire_idempotency_records():
+            log.info("idempotency: %d expired records deleted", expired)
+    return job
+
+
+async def every(interval: float, job: Callable[[], Awaitable[None]]) -> None:
+    """Run ``job`` every ``interval`` seconds until cancelled. Failures are logged and
+    never end the loop; a missing database or view is logged once until it is back."""
+    missing = False
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await job()
+        except NotFound as exc:
+            if not missing:
+                log.warning("%s: %s; run data-service install", job.__qualname__, exc)
+            missing = True
+            continue
+        except CouchDBError as exc:
+            log.warning("%s: failed: %s", job.__qualname__, exc)
+        except Exception:
+            log.exception("%s: failed", job.__qualname__)
+        missing = False
 
 
 def run(config: Config, auto_install: bool = False) -> None:

@@ -15,17 +15,17 @@ Errors are the exceptions below; ``problems.py`` says how each is answered.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
+import datetime as dt
 import logging
+import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
-import orjson
-
-from . import documents, reconcile
-from .couchdb import Conflict, Database, IdPool, NotFound
-from .design import VIEW
+from . import documents, idempotency, reconcile
+from .couchdb import Conflict, CouchDBError, Database, IdPool, NotFound, WriteResult
+from .design import IDEMPOTENCY_NAME, VIEW
 from .models import BCRYPT_MAX_BYTES, DEFAULT_BCRYPT_COST, ModelType, ValidationFailed, Violation, is_reserved
 from .protection import IntegrityViolation, KeyUnavailable, Protector, check_password, hash_password
 from .query import Query, QueryError, plan
@@ -63,6 +63,11 @@ class IdempotencyMismatch(Exception):
     """An Idempotency-Key was reused with a different body."""
 
 
+class IdempotencyKeyConsumed(Exception):
+    """An Idempotency-Key whose document was created and then deleted: a replay must
+    not bring it back."""
+
+
 @dataclass
 class Stats:
     """Counters the metrics endpoint exposes (read at scrape time)."""
@@ -75,6 +80,18 @@ class Stats:
     conflicts_resolved: int = 0  # ... merged and their losing revisions deleted
     conflicts_unresolvable: int = 0  # ... left as they are (immutable values differ, ...)
     conflict_leaves_discarded: int = 0  # losing revisions that failed their signature check
+    writes_below_quorum: int = 0  # writes CouchDB answered 202 (stored, not on a write quorum)
+    quorum_races_lost: int = 0  # ... of which a concurrent write had won: undone, answered as stale
+    last_below_quorum: float = 0.0  # time.monotonic() of the latest 202
+
+
+@dataclass(frozen=True)
+class Written:
+    """A stored document and how it got there."""
+
+    doc: dict
+    created: bool = False  # False: an Idempotency-Key replay (or seed) found it stored already
+    below_quorum: bool = False  # CouchDB answered 202: stored, but not yet on a write quorum
 
 
 @dataclass
@@ -97,9 +114,11 @@ class DocumentStore:
         patch_retry: RetryPolicy = RetryPolicy(attempts=30, base=0.01, cap=0.25),
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         writer: str | None = None,
+        idempotency_ttl: float = 86400.0,
     ) -> None:
         """``writer`` names this process in counters' metadata (random by default;
-        never share one between processes)."""
+        never share one between processes); ``idempotency_ttl``: seconds an
+        Idempotency-Key is remembered."""
         self.db = db
         self.ids = ids
         self.protector = protector
@@ -109,6 +128,23 @@ class DocumentStore:
         self.stats = Stats()
         self.writer = writer or reconcile.new_writer_id()
         self.reconciler = reconcile.Reconciler(db, protector, self.stats)
+        self.idempotency_ttl = idempotency_ttl
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _serialized(self, docid: str) -> AsyncIterator[None]:
+        """Writes to one document from this process, one at a time: they would conflict
+        in CouchDB anyway, and on a cluster two concurrent writes from one revision can
+        both be stored (one 201, one 202 on another copy) — never racing them avoids it."""
+        lock, users = self._locks.setdefault(docid, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[docid]
 
     # -- reading ----------------------------------------------------------------
 
@@ -243,55 +279,140 @@ class DocumentStore:
 
     # -- writing ----------------------------------------------------------------
 
-    async def create(self, model: ModelType, body: Any, idempotency_key: str | None = None) -> tuple[dict, bool]:
-        """Store a new document; returns (doc, created). A replayed Idempotency-Key
-        returns the first document with ``created=False``."""
+    async def create(self, model: ModelType, body: Any, idempotency_key: str | None = None) -> Written:
+        """Store a new document. A replayed Idempotency-Key returns the first
+        document with ``created=False``."""
         _validate(model, body)
         if idempotency_key is None:
-            doc, _ = await self._insert(model, await self.ids.take(), body, twin_ok=False)
-            return doc, True
-        digest = hashlib.sha256(f"{model.name}\0{idempotency_key}".encode()).hexdigest()
-        record_id = f"_local/idempotency_{digest}"
-        body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        while True:
-            try:
-                record = await self.db.get(record_id)
-            except NotFound:
-                docid = await self.ids.take()
-                try:  # claim the key first; the loser of a race reads the winner's record
-                    await self.db.put({"_id": record_id, "doc_id": docid, "body_hash": body_hash})
-                except Conflict:
-                    continue
-                return await self._insert(model, docid, body, twin_ok=True)
-            if record["body_hash"] != body_hash:
-                raise IdempotencyMismatch(idempotency_key)
-            try:
-                return await self.read(model, record["doc_id"]), False
-            except DocumentNotFound:  # claimed, not stored yet (in flight, or that attempt died)
-                return await self._insert(model, record["doc_id"], body, twin_ok=True)
+            return await self._insert(model, await self.ids.take(), body, twin_ok=False)
+        return await self._create_once(model, body, idempotency_key)
 
-    async def create_with_id(self, model: ModelType, docid: str, body: Any) -> tuple[dict, bool]:
-        """Create under a caller-chosen stable id (installer seeds); (doc, created).
-        If the id exists already with this type, that document is returned."""
+    async def _create_once(self, model: ModelType, body: Any, key: str) -> Written:
+        """Claim the key with a record (see ``idempotency``), then store the document.
+        A replay finds the record and answers with the document it names."""
+        record_id = idempotency.record_id(model.name, key)
+        for _ in range(self.patch_retry.attempts):
+            async with self._serialized(record_id):
+                at = dt.datetime.now(dt.timezone.utc)
+                record = await self._idempotency_record(model, key)
+                if record is None or idempotency.expired(record, at):
+                    docid = await self.ids.take()
+                    claim = idempotency.new_record(model.name, key, docid, body, at, self.idempotency_ttl)
+                    if record is not None:
+                        claim["_rev"] = record["_rev"]
+                    try:
+                        await self._put(self.protector.sign(claim), record)
+                    except Conflict:
+                        continue  # claimed first by another sidecar: read its record
+                    claimed = True
+                else:
+                    claimed = False
+            if claimed:
+                return await self._insert(model, docid, body, twin_ok=True)
+            if record["body"] != idempotency.body_digest(body):
+                raise IdempotencyMismatch(key)
+            return await self._replay(model, record["doc_id"], body, key)
+        raise RetriesExhausted(record_id)
+
+    async def _replay(self, model: ModelType, docid: str, body: Any, key: str) -> Written:
+        """The document a claimed key names; stored now if the claimer has not (yet)."""
+        with contextlib.suppress(DocumentNotFound):
+            return Written(await self.read(model, docid))
+        state = await self.db.revision(docid)
+        if state is None:  # claimed but not stored: in flight, or that request died before storing it
+            return await self._insert(model, docid, body, twin_ok=True)
+        _, deleted = state
+        if not deleted:  # stored by the claimer just now, or soft-deleted since
+            with contextlib.suppress(DocumentNotFound):
+                return Written(await self.read(model, docid))
+        raise IdempotencyKeyConsumed(key)
+
+    async def _idempotency_record(self, model: ModelType, key: str) -> dict | None:
+        """The verified record of ``key``, or None."""
+        try:
+            record = await self.db.get(idempotency.record_id(model.name, key))
+        except NotFound:
+            return None
+        self.verify(record)
+        if record.get("key") != idempotency.key_digest(model.name, key):
+            self.stats.integrity_violations += 1
+            raise IntegrityViolation(record["_id"], "idempotency record of another key")
+        return record
+
+    async def expire_idempotency_records(self, page: int = 500) -> int:
+        """Delete expired Idempotency-Key records (the background sweep); how many."""
+        deleted = 0
+        while True:
+            rows = (await self.db.view(IDEMPOTENCY_NAME, VIEW, endkey=documents.now(), limit=page)).rows
+            if not rows:
+                return deleted
+            results = await self.db.bulk_docs([{"_id": row["id"], "_rev": row["value"], "_deleted": True}
+                                               for row in rows])
+            deleted += sum(1 for result in results if result.get("ok"))
+            if len(rows) < page:
+                return deleted
+
+    async def create_with_id(self, model: ModelType, docid: str, body: Any) -> Written:
+        """Create under a caller-chosen stable id (installer seeds). If the id exists
+        already with this type, that document is returned (``created=False``)."""
         _validate(model, body)
         return await self._insert(model, docid, body, twin_ok=True)
 
-    async def _insert(self, model: ModelType, docid: str, props: dict, twin_ok: bool) -> tuple[dict, bool]:
-        """PUT a new document; (doc, True) if this call stored it. On a 409 the doc is
-        already there: our own retried PUT (same signature), or with ``twin_ok`` the
-        work of a request with the same idempotency key and body."""
+    async def _insert(self, model: ModelType, docid: str, props: dict, twin_ok: bool) -> Written:
+        """PUT a new document. On a 409 the doc is already there: our own retried PUT
+        (same signature), or with ``twin_ok`` the work of a request with the same
+        idempotency key and body."""
         stored = await self._protect(model, docid, props)
         doc = reconcile.stamp(model, self.protector, None, documents.new(model, docid, stored, documents.now()),
                               self.writer)
         doc = self.protector.sign(doc)
         try:
-            result = await self.db.put(doc)
+            result = await self._put(doc, None)
         except Conflict:
             existing = await self.read(model, docid)
             if twin_ok or existing.get("sig") == doc["sig"]:
-                return existing, False
+                return Written(existing)
             raise
-        return {**doc, "_rev": result.rev}, True
+        return Written({**doc, "_rev": result.rev}, created=True, below_quorum=result.accepted)
+
+    async def _put(self, doc: dict, parent: dict | None) -> WriteResult:
+        """PUT ``doc`` over ``parent`` (None: a new document), checking a 202 (``_check_race``)."""
+        result = await self.db.put(doc)
+        if result.accepted and await self._lost_race(doc["_id"], result.rev):
+            await self._undo(doc["_id"], result.rev, parent)
+            raise Conflict("PUT", doc["_id"], 409, "conflict", "a concurrent write reached the write quorum first")
+        return result
+
+    async def _lost_race(self, docid: str, rev: str) -> bool:
+        """After CouchDB answered 202 for a write that made ``rev``: stored, but not on a
+        write quorum. Either nodes are down (the write stands, and the caller is told), or
+        on a cluster another sidecar's write from the same revision reached other copies,
+        leaving two live leaves: then both callers would think they won and a merge would
+        drop one acknowledged write, so ours counts as lost (``_undo``)."""
+        self.stats.writes_below_quorum += 1
+        self.stats.last_below_quorum = time.monotonic()
+        generation = documents.rev_key(rev)[0]
+        rivals = [leaf["ok"]["_rev"] for leaf in await self.db.open_revs(docid)
+                  if isinstance(leaf.get("ok"), dict) and not leaf["ok"].get("_deleted")
+                  and leaf["ok"]["_rev"] != rev and documents.rev_key(leaf["ok"]["_rev"])[0] >= generation]
+        if rivals:
+            self.stats.quorum_races_lost += 1
+            log.warning("document %s: a write stored below quorum raced revision %s; undone", docid, rivals[0])
+        return bool(rivals)
+
+    async def _undo(self, docid: str, rev: str, parent: dict | None) -> None:
+        """Put what our leaf overwrote back on top of it (or delete it if it overwrote
+        nothing). The restored content is older than any concurrent write, so merging
+        always prefers the other writes; and if every racer undid its own, the document
+        is simply what it was before — nothing vanishes. Best effort: a leaf left as it
+        is gets merged like any conflict."""
+        try:
+            if parent is None:
+                await self.db.delete(docid, rev)
+            else:
+                await self.db.put({**reconcile.strip(parent), "_rev": rev})
+        except CouchDBError as exc:
+            log.warning("document %s: could not undo revision %s: %s", docid, rev, exc)
 
     async def _protect(self, model: ModelType, docid: str, props: dict, kept: dict | None = None) -> dict:
         """Stored forms of ``props`` (bcrypt in the thread pool) plus ``kept`` ones as they are."""
@@ -306,26 +427,29 @@ class DocumentStore:
                 stored[name] = self.protector.protect(model, docid, name, value)
         return {**stored, **(kept or {})}
 
-    async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> dict:
+    async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> Written:
         _validate(model, body)
-        current = await self.read(model, docid)
-        self._check_revision(model, current, if_match)
-        return await self._write_checked(model, current, await self._protect_update(model, current, body, {}))
+        async with self._serialized(docid):
+            current = await self.read(model, docid)
+            self._check_revision(model, current, if_match)
+            return await self._write_checked(model, current, await self._protect_update(model, current, body, {}))
 
-    async def patch(self, model: ModelType, docid: str, patch: Any, if_match: Revisions | None) -> dict:
+    async def patch(self, model: ModelType, docid: str, patch: Any, if_match: Revisions | None) -> Written:
         """RFC 7396 merge patch. With ``if_match`` it is a checked write; without,
         the sidecar re-reads and retries on conflicts (bounded, jittered)."""
         if not isinstance(patch, dict):
             raise ValidationFailed([Violation("", "a merge patch for a document must be an object")])
         _check_reserved(patch)
         if if_match is not None:
-            current = await self.read(model, docid)
-            self._check_revision(model, current, if_match)
-            return await self._write_checked(model, current, await self._patched(model, current, patch))
+            async with self._serialized(docid):
+                current = await self.read(model, docid)
+                self._check_revision(model, current, if_match)
+                return await self._write_checked(model, current, await self._patched(model, current, patch))
         for attempt in range(self.patch_retry.attempts):
-            current = await self.read(model, docid)
             try:
-                return await self._write_over(model, current, await self._patched(model, current, patch))
+                async with self._serialized(docid):
+                    current = await self.read(model, docid)
+                    return await self._write_over(model, current, await self._patched(model, current, patch))
             except Conflict:
                 self.stats.write_conflicts += 1
                 self.stats.patch_retries += 1
@@ -369,31 +493,38 @@ class DocumentStore:
         except (ValueError, IntegrityViolation, KeyUnavailable):
             return False
 
-    async def _write_over(self, model: ModelType, current: dict, stored: dict) -> dict:
+    async def _write_over(self, model: ModelType, current: dict, stored: dict) -> Written:
         """Write ``stored`` properties over ``current``, signed; Conflict propagates."""
         doc = documents.replaced(model, current, stored, documents.now())
         doc = self.protector.sign(reconcile.stamp(model, self.protector, current, doc, self.writer))
-        return {**doc, "_rev": (await self.db.put(doc)).rev}
+        result = await self._put(doc, current)
+        return Written({**doc, "_rev": result.rev}, below_quorum=result.accepted)
 
-    async def _write_checked(self, model: ModelType, current: dict, stored: dict) -> dict:
+    async def _write_checked(self, model: ModelType, current: dict, stored: dict) -> Written:
         """``_write_over`` for a caller who named a revision: a 409 is StaleRevision."""
         try:
             return await self._write_over(model, current, stored)
         except Conflict:
             raise await self._stale(model, current["_id"]) from None
 
-    async def delete(self, model: ModelType, docid: str, if_match: Revisions) -> None:
-        """Hard delete, or for ``delete: soft`` types keep the doc marked deleted."""
-        current = await self.read(model, docid)
-        self._check_revision(model, current, if_match)
-        try:
-            if model.delete_policy == "soft":
-                doc = documents.soft_deleted(current, documents.now())
-                await self.db.put(self.protector.sign(reconcile.stamp(model, self.protector, current, doc, self.writer)))
-            else:
-                await self.db.delete(docid, current["_rev"])
-        except Conflict:
-            raise await self._stale(model, docid) from None
+    async def delete(self, model: ModelType, docid: str, if_match: Revisions) -> bool:
+        """Hard delete, or for ``delete: soft`` types keep the doc marked deleted.
+        True when CouchDB stored it below the write quorum (202)."""
+        async with self._serialized(docid):
+            current = await self.read(model, docid)
+            self._check_revision(model, current, if_match)
+            try:
+                if model.delete_policy == "soft":
+                    doc = documents.soft_deleted(current, documents.now())
+                    result = await self._put(self.protector.sign(
+                        reconcile.stamp(model, self.protector, current, doc, self.writer)), current)
+                else:
+                    result = await self.db.delete(docid, current["_rev"])
+                    if result.accepted and await self._lost_race(docid, result.rev):  # a tombstone is no leaf
+                        raise Conflict("DELETE", docid, 409, "conflict", "a concurrent write reached the quorum")
+            except Conflict:
+                raise await self._stale(model, docid) from None
+        return result.accepted
 
     def _check_revision(self, model: ModelType, current: dict, if_match: Revisions) -> None:
         if ANY_REVISION not in if_match and current["_rev"] not in if_match:

@@ -239,13 +239,13 @@ async def store(db, couch, protector):
 
 
 async def test_writes_record_changes_counters_and_keep_immutables(store, db):
-    doc, _ = await store.create(CART, {"owner": "o1", "title": "t", "visits": 2, "items": ["x"]})
+    doc = (await store.create(CART, {"owner": "o1", "title": "t", "visits": 2, "items": ["x"]})).doc
     stored = await db.get(doc["_id"])
     created = stored["meta"]["created_at"]
     assert stored["meta"]["changed"] == {"owner": created, "title": created, "visits": created, "items": created}
     assert stored["meta"]["counters"] == {"visits": {"base": 2}, "score": {"base": 0}}
     await asyncio.sleep(0.002)
-    patched = await store.patch(CART, doc["_id"], {"title": "u", "visits": 5}, None)
+    patched = (await store.patch(CART, doc["_id"], {"title": "u", "visits": 5}, None)).doc
     changed = patched["meta"]["changed"]
     assert changed["title"] == changed["visits"] == patched["meta"]["updated_at"] > created
     assert changed["owner"] == changed["items"] == created
@@ -254,18 +254,18 @@ async def test_writes_record_changes_counters_and_keep_immutables(store, db):
         await store.patch(CART, doc["_id"], {"owner": "o2"}, None)
     with pytest.raises(ValidationFailed, match="is immutable: it cannot be changed once set"):
         await store.replace(CART, doc["_id"], {"owner": "o2"}, frozenset({"*"}))
-    kept = await store.replace(CART, doc["_id"], {"owner": "o1", "title": "v"}, frozenset({"*"}))
+    kept = (await store.replace(CART, doc["_id"], {"owner": "o1", "title": "v"}, frozenset({"*"}))).doc
     assert kept["owner"] == "o1" and kept["meta"]["changed"]["owner"] == created
-    profile, _ = await store.create(PROFILE, {"name": "Ann"})
+    profile = (await store.create(PROFILE, {"name": "Ann"})).doc
     assert "changed" not in (await db.get(profile["_id"]))["meta"]  # latest types keep no bookkeeping
-    later = await store.patch(PROFILE, profile["_id"], {"account": "acc-9"}, None)  # set once: allowed
+    later = (await store.patch(PROFILE, profile["_id"], {"account": "acc-9"}, None)).doc  # set once: allowed
     assert later["account"] == "acc-9"
     with pytest.raises(ValidationFailed, match="is immutable: it cannot be removed once set"):
         await store.patch(PROFILE, profile["_id"], {"account": None}, None)
 
 
 async def test_a_read_reconciles_and_discards_a_tampered_leaf(store, db, protector, caplog):
-    doc, _ = await store.create(CART, {"owner": "o1", "title": "t", "items": ["x"]})
+    doc = (await store.create(CART, {"owner": "o1", "title": "t", "items": ["x"]})).doc
     valid = edit_now(protector, CART, doc, {"items": ["x", "good"]}, "wa")
     tampered = {**edit_now(protector, CART, doc, {"title": "honest"}, "wb"), "title": "Mallory"}  # not re-signed
     good_rev, bad_rev = await fork(db, doc, valid, tampered)
@@ -284,7 +284,7 @@ async def test_a_read_reconciles_and_discards_a_tampered_leaf(store, db, protect
 
 
 async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch, protector):
-    doc, _ = await store.create(CART, {"owner": "o1", "visits": 1, "items": ["x"]})
+    doc = (await store.create(CART, {"owner": "o1", "visits": 1, "items": ["x"]})).doc
     a = edit_now(protector, CART, doc, {"visits": 2, "items": ["x", "a"], "title": "A"}, "wa")
     b = edit_now(protector, CART, doc, {"visits": 4, "items": ["x", "b"]}, "wb")
     await fork(db, doc, a, b)
@@ -314,7 +314,7 @@ async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch,
 async def test_racing_reconcilers_converge(store, db, protector):
     docs = []
     for i in range(6):
-        doc, _ = await store.create(CART, {"owner": f"o{i}", "visits": 0, "items": []})
+        doc = (await store.create(CART, {"owner": f"o{i}", "visits": 0, "items": []})).doc
         await fork(db, doc, edit_now(protector, CART, doc, {"visits": 1, "items": ["a"]}, "wa"),
                    edit_now(protector, CART, doc, {"visits": 2, "items": ["b"]}, "wb"),
                    edit_now(protector, CART, doc, {"visits": 3, "title": "c"}, "wc"))
@@ -330,7 +330,7 @@ async def test_racing_reconcilers_converge(store, db, protector):
 
 
 async def test_unresolvable_conflicts_are_reported_every_pass_not_guessed(store, db, protector):
-    doc, _ = await store.create(PROFILE, {"name": "Ann"})
+    doc = (await store.create(PROFILE, {"name": "Ann"})).doc
     one = edit_now(protector, PROFILE, doc, {"account": "acc-1"}, "wa")
     two = edit_now(protector, PROFILE, doc, {"account": "acc-2"}, "wb")
     revs = await fork(db, doc, one, two)
@@ -347,7 +347,7 @@ async def test_unresolvable_conflicts_are_reported_every_pass_not_guessed(store,
 
 
 async def test_queries_reconcile_conflicted_rows(store, db, protector):
-    docs = [(await store.create(CART, {"owner": "q", "title": f"t{i}", "visits": i}))[0] for i in range(3)]
+    docs = [(await store.create(CART, {"owner": "q", "title": f"t{i}", "visits": i})).doc for i in range(3)]
     target = docs[1]
     await fork(db, target, edit_now(protector, CART, target, {"title": "A"}, "wa"),
                edit_now(protector, CART, target, {"visits": 11}, "wb"))

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
-from support import dead_port, install_design_docs, running_sidecar, unique_name
+from support import dead_port, install_design_docs, running_app, running_sidecar, unique_name
 
 PROBLEM = "application/problem+json"
 
@@ -25,6 +26,20 @@ async def test_readiness_when_database_exists_and_is_installed(sidecar, http, db
     assert resp.status == 200 and resp.content_type == "application/json"
     assert body["status"] == "ok" and body["database"]["name"] == db.name
     assert body["couchdb"]["kind"] in ("couchdb", "pouchdb-server")
+
+
+async def test_readiness_is_degraded_after_a_write_below_quorum(config, db, http):
+    await install_design_docs(db)
+    async with running_app(config) as (base, ctx):
+        async with http.get(f"{base}/_health?quick=false") as resp:
+            before = await resp.json()
+        ctx.store.stats.last_below_quorum = time.monotonic()  # what a 202 from CouchDB records
+        async with http.get(f"{base}/_health?quick=false") as resp:
+            after = await resp.json()
+    assert before["status"] == "ok" and "degraded" not in before
+    assert before["cluster"]["nodes"] == "unavailable" or before["cluster"]["connected"] == before["cluster"]["nodes"]
+    assert resp.status == 200 and after["status"] == "degraded"
+    assert after["degraded"] == ["writes stored below the write quorum in the last 60 s"]
 
 
 async def test_readiness_missing_database_is_503(config, http):

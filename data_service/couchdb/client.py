@@ -195,6 +195,11 @@ class CouchDB:
     async def uuids(self, count: int = 1) -> list[str]:
         return (await self.json("GET", "/_uuids", params={"count": count}))["uuids"]
 
+    async def membership(self) -> dict:
+        """``GET /_membership``: ``cluster_nodes`` (configured) and ``all_nodes`` (connected).
+        Server admins only on CouchDB 3 (``Unauthorized`` otherwise)."""
+        return await self.json("GET", "/_membership")
+
     async def _node_config(self, method: str, section: str, key: str | None, **kwargs) -> Any:
         info = await self.server_info()
         target = path("_node", "_local", "_config", section, *([key] if key else []))
@@ -278,6 +283,15 @@ class Database:
     ) -> dict:
         params = {"rev": rev, "conflicts": conflicts or None, "revs": revs or None}
         return await self.couch.json("GET", self._doc_path(docid), params=params)
+
+    async def revision(self, docid: str) -> tuple[str, bool] | None:
+        """(winning rev, deleted) of ``docid``; None if it never existed. (``GET`` cannot
+        tell a deleted document from a missing one on every server; ``_all_docs`` can.)"""
+        [row] = (await self.all_docs(keys=[docid])).rows
+        value = row.get("value")
+        if not isinstance(value, dict):
+            return None
+        return value["rev"], bool(value.get("deleted"))
 
     async def open_revs(self, docid: str, revs: Iterable[str] | None = None) -> list[dict]:
         """Leaf revisions (all, or the given ones): ``[{"ok": doc} | {"missing": rev}]``."""

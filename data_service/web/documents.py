@@ -14,11 +14,13 @@ from ..design import indexes
 from ..documents import valid_id
 from ..models import ModelType
 from ..problems import Problem
+from ..store import Written
 from .base import BaseHandler
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+WRITE_QUORUM = "Write-Quorum"
 
 
 @stream_request_body
@@ -74,6 +76,15 @@ class ApiHandler(BaseHandler):
         self.set_header("ETag", etags.etag(doc["_rev"]))
         self.write_json(self.ctx.store.representation(model, doc), status)
 
+    def write_written(self, model: ModelType, written: Written, status: int = 200) -> None:
+        self.mark_quorum(written.below_quorum)
+        self.write_document(model, written.doc, status)
+
+    def mark_quorum(self, below_quorum: bool) -> None:
+        """CouchDB stored the write on fewer copies than its write quorum (202)."""
+        if below_quorum:
+            self.set_header(WRITE_QUORUM, "not-met")
+
 
 class CollectionHandler(ApiHandler):
     async def get(self, type_name: str) -> None:
@@ -95,9 +106,9 @@ class CollectionHandler(ApiHandler):
         key = self.request.headers.get("Idempotency-Key")
         if key is not None and not IDEMPOTENCY_KEY.match(key):
             raise Problem("bad_request", "Idempotency-Key must be 1-200 visible ASCII characters")
-        doc, created = await self.ctx.store.create(model, body, key)
-        self.set_header("Location", f"/v1/{model.name}/{doc['_id']}")
-        self.write_document(model, doc, 201 if created else 200)
+        written = await self.ctx.store.create(model, body, key)
+        self.set_header("Location", f"/v1/{model.name}/{written.doc['_id']}")
+        self.write_written(model, written, 201 if written.created else 200)
 
 
 class DocumentHandler(ApiHandler):
@@ -114,18 +125,16 @@ class DocumentHandler(ApiHandler):
     async def put(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
         body = self.json_body(JSON)
-        doc = await self.ctx.store.replace(model, docid, body, self.if_match())
-        self.write_document(model, doc)
+        self.write_written(model, await self.ctx.store.replace(model, docid, body, self.if_match()))
 
     async def patch(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
         patch = self.json_body(MERGE_PATCH)
-        doc = await self.ctx.store.patch(model, docid, patch, self.if_match(required=False))
-        self.write_document(model, doc)
+        self.write_written(model, await self.ctx.store.patch(model, docid, patch, self.if_match(required=False)))
 
     async def delete(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
-        await self.ctx.store.delete(model, docid, self.if_match())
+        self.mark_quorum(await self.ctx.store.delete(model, docid, self.if_match()))
         self.set_status(204)
         self.finish()
 
