@@ -94,11 +94,19 @@ import sys
 
 from docopt import docopt
 
+from typing import TYPE_CHECKING, TextIO
+
 from . import __version__
 from .config import Config, ConfigError
 from .couchdb import CouchDBError
 from .keys import PURPOSES, KeysDir, KeysetError, kek_from, new_kek
 from .models import ModelError
+
+if TYPE_CHECKING:
+    from .conflicts.sweeper import SweepReport
+    from .couchdb import Database
+    from .lifecycle import Lifecycle
+    from .models import Models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +178,7 @@ def _create_private(path: str) -> int:
 async def install_command(args: dict, config: Config) -> int:
     from .installer import InstallFailed, drop, install, load_seeds
     from .models import load_models
-    from .server import connect, protector
+    from .server import connect, keyring
 
     if args["--delete"]:
         if not args["--yes"]:
@@ -185,11 +193,11 @@ async def install_command(args: dict, config: Config) -> int:
               else f"database {config.database} does not exist; nothing to delete")
         return 0
     models = load_models(config.models_path)
-    guard = protector(config)
+    keys = keyring(config)
     seeds = load_seeds(args["--seed"]) if args["--seed"] else None
     async with connect(config) as couch:
         try:
-            await install(couch, config.database, models, guard, user=config.couchdb_user, seeds=seeds,
+            await install(couch, config.database, models, keys, user=config.couchdb_user, seeds=seeds,
                           dry_run=args["--dry-run"])
         except InstallFailed as exc:
             print(f"data-service: install failed: {exc}", file=sys.stderr)
@@ -197,14 +205,22 @@ async def install_command(args: dict, config: Config) -> int:
     return 0
 
 
+def _lifecycle(config: Config) -> Lifecycle:
+    from .conflicts.bookkeeping import new_writer_id
+    from .lifecycle import Lifecycle
+    from .server import keyring
+
+    return Lifecycle(keyring(config), new_writer_id())
+
+
 async def verify_command(config: Config) -> int:
     from .maintenance import Progress, verify_database
-    from .server import connect, protector
+    from .server import connect
 
-    guard = protector(config)
+    lifecycle = _lifecycle(config)
     async with connect(config) as couch:
         db = couch.database(config.database)
-        report = await verify_database(db, guard, Progress("verify", (await db.info())["doc_count"]))
+        report = await verify_database(db, lifecycle, Progress("verify", (await db.info())["doc_count"]))
     for docid, reason in report.failures:
         print(f"FAILED {docid}: {reason}")
     print(f"verify: {report.checked} documents checked, {len(report.failures)} failed")
@@ -214,18 +230,18 @@ async def verify_command(config: Config) -> int:
 async def reencrypt_command(config: Config) -> int:
     from .maintenance import Progress, reencrypt_database
     from .models import load_models
-    from .server import connect, protector
+    from .server import connect
 
-    guard, models = protector(config), load_models(config.models_path)
+    lifecycle, models = _lifecycle(config), load_models(config.models_path)
     async with connect(config) as couch:
         db = couch.database(config.database)
         # merge conflicted documents first: their losing revisions hold old ciphertexts too
-        merged = await _reconcile_pass(db, guard, models, sys.stderr, required=False)
+        merged = await _reconcile_pass(db, lifecycle, models, sys.stderr, required=False)
         if merged is None:
             print("reencrypt: no _design/ds_conflicts view; conflicts were not reconciled first")
         elif not merged.complete:
             print("reencrypt: some conflicts remain (see above); their losing revisions are not re-encrypted")
-        report = await reencrypt_database(db, guard, models, Progress("reencrypt", (await db.info())["doc_count"]))
+        report = await reencrypt_database(db, lifecycle, models, Progress("reencrypt", (await db.info())["doc_count"]))
     for docid, why in report.skipped:
         print(f"SKIPPED {docid}: {why}")
     print(f"reencrypt: {report.checked} checked, {report.rewritten} rewritten, "
@@ -236,18 +252,20 @@ async def reencrypt_command(config: Config) -> int:
     return 1 if report.skipped else 0
 
 
-async def _reconcile_pass(db, guard, models, out, required: bool = True):
+async def _reconcile_pass(db: Database, lifecycle: Lifecycle, models: Models, out: TextIO,
+                          required: bool = True) -> SweepReport | None:
     """One sweep with progress on ``out``; prints what is left. Without the conflicts
     view (not installed): ConfigError, or None when not ``required``."""
+    from .conflicts.reconciler import Reconciler, Status
+    from .conflicts.sweeper import conflicted_count, sweep
     from .couchdb import NotFound
     from .maintenance import Progress
-    from .reconcile import Reconciler
     from .store import Stats
 
-    reconciler = Reconciler(db, guard, Stats())
+    reconciler = Reconciler(db, lifecycle, Stats())
     try:
-        total = await reconciler.conflicted_count()
-        report = await reconciler.sweep(models, Progress("reconcile", total, out=out))
+        total = await conflicted_count(db)
+        report = await sweep(reconciler, models, Progress("reconcile", total, out=out))
     except NotFound:
         if not required:
             return None
@@ -256,22 +274,22 @@ async def _reconcile_pass(db, guard, models, out, required: bool = True):
     for outcome in report.outcomes:
         for rev, why in outcome.discarded:
             print(f"DISCARDED {outcome.docid} {rev}: {why}")
-        if outcome.status in ("unresolvable", "busy"):
+        if outcome.status in (Status.UNRESOLVABLE, Status.BUSY):
             print(f"{outcome.status.upper()} {outcome.docid}: {outcome.reason}")
     print(f"reconcile: {report.conflicted} conflicted, {report.resolved} resolved, "
-          f"{len(report.unresolvable)} unresolvable, {len(report.busy)} busy, "
+          f"{len(report.having(Status.UNRESOLVABLE))} unresolvable, {len(report.having(Status.BUSY))} busy, "
           f"{len(report.discarded)} tampered revisions discarded")
     return report
 
 
 async def reconcile_command(config: Config) -> int:
     from .models import load_models
-    from .server import connect, protector
+    from .server import connect
 
     if not config.models_path:
         raise ConfigError("--models is required")
     models = load_models(config.models_path)
-    guard = protector(config)
+    lifecycle = _lifecycle(config)
     async with connect(config) as couch:
-        report = await _reconcile_pass(couch.database(config.database), guard, models, sys.stderr)
-    return 0 if report.complete else 1
+        report = await _reconcile_pass(couch.database(config.database), lifecycle, models, sys.stderr)
+    return 0 if report is not None and report.complete else 1

@@ -35,8 +35,6 @@ PREFIX = "ds_"
 GUARD_NAME = "data_service_guard"
 CONFLICTS_NAME = "ds_conflicts"
 IDEMPOTENCY_NAME = "ds_idempotency"
-QUERYABLE = ("plain", "sha3-512", "encrypt-deterministic")
-EQUALITY_ONLY = ("sha3-512", "encrypt-deterministic")
 
 # Rejects writes that bypass the sidecar: every document must carry a versioned
 # type tag and the signature envelope. (It cannot check the MAC: CouchDB has no keys.)
@@ -121,9 +119,9 @@ def indexes(model: ModelType) -> list[Index]:
             prop = model.properties.get(name)
             if prop is None:
                 raise ModelError(f"{where}: {name!r} is not a declared property")
-            if prop.protection not in QUERYABLE:
+            if not prop.kind.queryable:
                 raise ModelError(f"{where}: {prop.protection} values cannot be indexed")
-            if prop.protection in EQUALITY_ONLY and len(props) > 1:
+            if prop.kind.equality_only and len(props) > 1:
                 raise ModelError(f"{where}: {prop.protection} properties may only be indexed alone "
                                  "(their stored form changes with the key version)")
         if len(set(props)) != len(props):
@@ -146,6 +144,40 @@ def design_docs(models: Models) -> dict[str, dict]:
 def guard() -> dict:
     """``_design/data_service_guard``: the validate_doc_update above."""
     return _marked({"language": "javascript", "validate_doc_update": VALIDATE_DOC_UPDATE})
+
+
+@dataclass(frozen=True)
+class DesignDiff:
+    """Installed design documents against the wanted ones (names without ``_design/``)."""
+
+    missing: list[str]  # wanted, not installed
+    outdated: list[str]  # installed by us, content differs
+    current: list[str]  # installed, content as wanted
+    foreign: list[str]  # wanted names taken by design docs we did not make
+    removable: list[str]  # made by us earlier, no longer wanted
+    unmanaged: list[str]  # not wanted, not ours: never touched
+
+    @property
+    def installed(self) -> bool:
+        return not (self.missing or self.outdated or self.foreign)
+
+
+def diff(installed: dict[str, dict], wanted: dict[str, dict]) -> DesignDiff:
+    """What the installer would change; what readiness reports."""
+    names: dict[str, list[str]] = {k: [] for k in ("missing", "outdated", "current", "foreign")}
+    for name in sorted(wanted):
+        have = installed.get(name)
+        if have is None:
+            names["missing"].append(name)
+        elif not is_generated(have):
+            names["foreign"].append(name)
+        elif content_hash(have) != content_hash(wanted[name]):
+            names["outdated"].append(name)
+        else:
+            names["current"].append(name)
+    others = sorted(set(installed) - set(wanted))
+    return DesignDiff(**names, removable=[n for n in others if is_generated(installed[n])],
+                      unmanaged=[n for n in others if not is_generated(installed[n])])
 
 
 def content_hash(design: dict) -> str:

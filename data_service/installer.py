@@ -32,11 +32,11 @@ from typing import Any, Awaitable, Callable, TextIO
 
 import yaml
 
-from . import design, documents
+from . import design
 from .config import ConfigError
 from .couchdb import Conflict, CouchDB, Database, IdPool, NotFound, Timeout, Unsupported
 from .models import Models, ModelType, ValidationFailed
-from .protection import IntegrityViolation, KeyUnavailable, Protector
+from .protection import IntegrityViolation, KeyUnavailable, Keyring
 from .store import ANY_REVISION, DocumentNotFound, DocumentStore
 
 SERVICE_ROLE = "data-service"
@@ -189,26 +189,25 @@ async def _security_step(db: Database, exists: bool, user: str | None) -> Step:
 async def _design_steps(db: Database, exists: bool, models: Models) -> list[Step]:
     wanted = design.design_docs(models)
     existing = await db.design_docs() if exists else {}
+    diff = design.diff(existing, wanted)
+    if diff.foreign:
+        name = diff.foreign[0]
+        raise InstallFailed(f"_design/{name} exists without the data_service marker (not made by the installer); "
+                            "rename or remove it, then run install again")
     steps = []
     for name in sorted(wanted):
-        doc, current = wanted[name], existing.get(name)
-        warm = name if doc.get("views") else None
-        if current is None:
+        doc, warm = wanted[name], name if wanted[name].get("views") else None
+        if name in diff.missing:
             steps.append(Step("create", f"create _design/{name}", _put_design(db, name, doc, None), warm))
-        elif not design.is_generated(current):
-            raise InstallFailed(f"_design/{name} exists without the data_service marker (not made by the installer); "
-                                "rename or remove it, then run install again")
-        elif design.content_hash(current) != design.content_hash(doc):
+        elif name in diff.outdated:
             steps.append(Step("update", f"update _design/{name} (content changed)",
-                              _put_design(db, name, doc, current["_rev"]), warm))
+                              _put_design(db, name, doc, existing[name]["_rev"]), warm))
         else:
             steps.append(Step("unchanged", f"unchanged _design/{name}"))
-    for name in sorted(set(existing) - set(wanted)):
-        if design.is_generated(existing[name]):
-            steps.append(Step("remove", f"remove _design/{name} (generated earlier, no longer declared)",
-                              _delete_design(db, name, existing[name]["_rev"])))
-        else:
-            steps.append(Step("note", f"leave _design/{name} (no data_service marker: not managed here)"))
+    steps += [Step("remove", f"remove _design/{name} (generated earlier, no longer declared)",
+                   _delete_design(db, name, existing[name]["_rev"])) for name in diff.removable]
+    steps += [Step("note", f"leave _design/{name} (no data_service marker: not managed here)")
+              for name in diff.unmanaged]
     return steps
 
 
@@ -276,15 +275,12 @@ async def _seed_step(store: DocumentStore, exists: bool, model: ModelType, seed:
 
 async def _same(store: DocumentStore, model: ModelType, doc: dict, data: dict) -> bool:
     """Whether ``doc`` holds ``data``: readable values compared in clear, hashed ones verified."""
-    def readable(name: str) -> bool:
-        return model.properties[name].readable
-
-    shown = {k: v for k, v in store.representation(model, doc).items() if k not in ("id", "meta")}
-    if shown != {k: v for k, v in data.items() if readable(k)}:
+    hidden = {name for name, prop in model.properties.items() if not prop.readable}
+    shown = {k: v for k, v in store.shown(model, doc).body.items() if k not in ("id", "meta")}
+    if shown != {k: v for k, v in data.items() if k not in hidden}:
         return False
-    secrets = {k: v for k, v in data.items() if not readable(k)}
-    stored = {k for k in documents.properties(doc) if k in model.properties and not readable(k)}
-    if set(secrets) != stored or not all(isinstance(v, str) for v in secrets.values()):
+    secrets = {k: v for k, v in data.items() if k in hidden}
+    if set(secrets) != hidden & set(doc) or not all(isinstance(v, str) for v in secrets.values()):
         return False
     return not secrets or all((await store.verify_secrets(model, doc["_id"], secrets)).values())
 
@@ -322,7 +318,7 @@ async def install(
     couch: CouchDB,
     db_name: str,
     models: Models,
-    protector: Protector,
+    keys: Keyring,
     *,
     user: str | None = None,
     seeds: list[Seed] | None = None,
@@ -337,7 +333,7 @@ async def install(
     check_seeds(models, seeds)
     db = couch.database(db_name)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt") as hasher:
-        store = DocumentStore(db, IdPool(couch), protector, hasher=hasher)
+        store = DocumentStore(db, IdPool(couch), keys, hasher=hasher)
         report = InstallReport(db_name, await plan(couch, store, models, user=user, seeds=seeds), dry_run)
         if dry_run:
             print(f"install {db_name}: dry run, nothing will be changed", file=out)

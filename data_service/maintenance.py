@@ -3,15 +3,19 @@ rotation (``reencrypt``). Both page through ``_all_docs`` and show progress."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, TextIO
+from typing import Any, AsyncIterator, Awaitable, Callable, TextIO
 
-from . import documents, idempotency
+from . import idempotency
 from .couchdb import Database
-from .models import Models, ModelType
-from .protection import IntegrityViolation, KeyUnavailable, Protector
+from .envelope import model_of
+from .lifecycle import Lifecycle
+from .models import Models
+from .protection import IntegrityViolation, KeyUnavailable
+from .retry import RetryPolicy, attempts
 
 PAGE = 500
 
@@ -42,19 +46,9 @@ class Progress:
         self.out.flush()
 
 
-async def pages(db: Database, size: int = PAGE) -> AsyncIterator[list[dict]]:
-    """Every document but design docs, in id order, ``size`` at a time (keyset paging)."""
-    start = None
-    while True:
-        options = {"include_docs": True, "limit": size + (1 if start else 0)}
-        if start is not None:
-            options["startkey"] = start
-        rows = (await db.all_docs(**options)).rows
-        if start is not None and rows and rows[0]["id"] == start:
-            rows = rows[1:]
-        if not rows:
-            return
-        start = rows[-1]["id"]
+async def documents(db: Database, size: int = PAGE) -> AsyncIterator[list[dict]]:
+    """Every document but design docs, in id order, ``size`` at a time."""
+    async for rows in db.pages(None, None, size=size, include_docs=True):
         yield [row["doc"] for row in rows if not row["id"].startswith("_design/") and row.get("doc")]
 
 
@@ -64,13 +58,13 @@ class VerifyReport:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
 
 
-async def verify_database(db: Database, protector: Protector, progress: Progress) -> VerifyReport:
+async def verify_database(db: Database, lifecycle: Lifecycle, progress: Progress) -> VerifyReport:
     report = VerifyReport()
-    async for page in pages(db):
+    async for page in documents(db):
         for doc in page:
             report.checked += 1
             try:
-                protector.verify(doc)
+                lifecycle.verify(doc)
             except IntegrityViolation as exc:
                 report.failures.append((exc.docid, exc.reason))
             except KeyUnavailable as exc:
@@ -89,49 +83,26 @@ class ReencryptReport:
     stale_lookup_hashes: int = 0  # sha3-512 values under an old key: need the plaintext to re-hash
 
 
-def reprotected(protector: Protector, model: ModelType, doc: dict) -> tuple[dict | None, int]:
-    """``doc`` with readable protected values re-protected and the signature renewed,
-    or None if everything is already under the primary keys. Also returns how many
-    ``sha3-512`` values stay under an old lookup key (a hash cannot be re-keyed)."""
-    changed = dict(doc)
-    stale_hashes = 0
-    for name, value in documents.properties(doc).items():
-        prop = model.properties.get(name)
-        if prop is None or protector.is_current(model, name, value):
-            continue
-        if prop.readable:
-            changed[name] = protector.protect(model, doc["_id"], name, protector.reveal(model, doc["_id"], name, value))
-        else:
-            stale_hashes += 1
-    if changed == doc and doc.get("sig", {}).get("kid") == protector.signing.primary:
-        return None, stale_hashes
-    return protector.sign(changed), stale_hashes
-
-
-def resigned(protector: Protector, doc: dict) -> dict | None:
-    """An Idempotency-Key record (nothing protected) signed under the primary key, or None."""
-    return None if doc.get("sig", {}).get("kid") == protector.signing.primary else protector.sign(doc)
-
-
-async def reencrypt_database(db: Database, protector: Protector, models: Models, progress: Progress,
-                             attempts: int = 5) -> ReencryptReport:
+async def reencrypt_database(db: Database, lifecycle: Lifecycle, models: Models, progress: Progress,
+                             retry: RetryPolicy = RetryPolicy(attempts=5, base=0.01, cap=0.25),
+                             sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> ReencryptReport:
     """Re-protect every document under the primary keys, page by page with revs.
     Safe beside live traffic: a document changed meanwhile (409) is re-read and
     redone; re-running skips what is already current, so an interrupted run resumes."""
     report = ReencryptReport()
-    async for page in pages(db):
+    async for page in documents(db):
         report.checked += len(page)
         todo = page
-        for _ in range(attempts):
+        async for _ in attempts(retry, sleep):
             writes = []
             for doc in todo:
-                model = documents.model_of(models, doc)
+                model = model_of(models, doc)
                 if model is None and not idempotency.is_record(doc):
                     report.skipped.append((doc["_id"], f"type {doc.get('type')!r} not in the models file"))
                     continue
                 try:
-                    protector.verify(doc)
-                    new, stale = reprotected(protector, model, doc) if model else (resigned(protector, doc), 0)
+                    lifecycle.verify(doc)
+                    new, stale = lifecycle.reprotected(model, doc) if model else (lifecycle.resigned(doc), 0)
                 except (IntegrityViolation, KeyUnavailable) as exc:
                     report.skipped.append((doc["_id"], str(exc)))
                     continue

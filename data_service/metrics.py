@@ -10,8 +10,9 @@ one), fed from three places:
 * ``watch(store)``: a collector reading ``store.stats``, the id pool and the
   bcrypt executor at scrape time.
 
-``database_report`` asks CouchDB for database and view index sizes; ``Metrics``
-caches its answer for ``DATABASE_REPORT_TTL`` seconds so scrapes don't hammer CouchDB.
+``store.report.database_report`` asks CouchDB for database and view index sizes;
+``Metrics`` caches its answer for ``DATABASE_REPORT_TTL`` seconds so scrapes don't
+hammer CouchDB.
 """
 
 from __future__ import annotations
@@ -24,16 +25,11 @@ from urllib.parse import unquote
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from . import design
-from .couchdb import CouchDB, Database, NotFound
-from .couchdb.client import path
-from .models import Models
 
 # The classic text format generate_latest writes (prometheus_client >= 0.22 names
 # version 1.0.0 "latest"; our metric names need none of its UTF-8 escaping).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DATABASE_REPORT_TTL = 5.0  # seconds
-UNAVAILABLE = "unavailable"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS"})
 
 _DB_OPERATIONS = {"_all_docs": "all_docs", "_bulk_docs": "bulk_docs", "_bulk_get": "bulk_get",
@@ -166,57 +162,3 @@ class Cached:
         if task.cancelled() or task.exception() is not None:
             return False
         return self.clock() - self._at < self.ttl
-
-
-async def database_report(couch: CouchDB, db: Database, models: Models) -> dict:
-    """Database counts and sizes, and view index sizes per generated design doc.
-    What the server does not report is ``"unavailable"``, never zero."""
-    names = [name for name, doc in design.design_docs(models).items() if "views" in doc]
-    # All requests finish before any error is raised: none outlives the answer.
-    results = await asyncio.gather(db.info(), *(_view_index(couch, db.name, n) for n in names),
-                                   return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    info, *indexes = results
-    sizes = _sizes(info.get("sizes"))
-    fragmentation = None
-    if sizes != UNAVAILABLE and sizes["file"] > 0:
-        fragmentation = round((sizes["file"] - sizes["active"]) / sizes["file"], 4)
-    return {
-        "database": db.name,
-        "doc_count": info.get("doc_count"),
-        "doc_del_count": info.get("doc_del_count"),
-        "sizes": sizes,
-        "fragmentation": fragmentation,
-        "design_docs": {
-            name: {"sizes": _sizes(index.get("sizes")), "updates_pending": _pending(index.get("updates_pending"))}
-            for name, index in zip(names, indexes)
-        },
-    }
-
-
-async def _view_index(couch: CouchDB, db_name: str, name: str) -> dict:
-    """``view_index`` of ``_design/<name>/_info``; ``{}`` when not installed or a stub."""
-    try:
-        body = await couch.json("GET", path(db_name, "_design", name, "_info"))
-    except NotFound:
-        return {}
-    index = body.get("view_index") if isinstance(body, dict) else None
-    return index if isinstance(index, dict) else {}  # pouchdb-server: "Not implemented."
-
-
-def _sizes(sizes: Any) -> dict | str:
-    keys = ("file", "active", "external")
-    if isinstance(sizes, dict) and all(isinstance(sizes.get(k), int) for k in keys):
-        return {k: sizes[k] for k in keys}
-    return UNAVAILABLE
-
-
-def _pending(pending: Any) -> dict | str:
-    """CouchDB 3.x: ``{"minimum", "preferred", "total"}``."""
-    if isinstance(pending, dict) and pending and all(isinstance(v, int) for v in pending.values()):
-        return pending
-    if isinstance(pending, int):
-        return {"total": pending}
-    return UNAVAILABLE

@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .design import EQUALITY_ONLY, Index, indexes
+from .design import Index, indexes
+from .errors import ServiceError
 from .models import ModelType
 
 DEFAULT_LIMIT = 50
@@ -27,8 +28,14 @@ HIGH = "\ufff0"  # sorts after the strings that start with a prefix (CouchDB's a
 _CONDITION = re.compile(r"^([a-z][a-z0-9_]*)(?:\[([a-z]+)\])?$")
 
 
-class QueryError(ValueError):
+class QueryError(ServiceError, ValueError):
     """A query that cannot be answered; the message says why (400 invalid_query)."""
+
+    code = "invalid_query"
+
+    @property
+    def detail(self) -> str:
+        return str(self)
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,7 @@ def parse(model: ModelType, args: dict[str, list[str]]) -> Query:
         op = match[2] or "eq"
         if op not in ("eq", *RANGE_OPS):
             raise QueryError(f"{name}: the operators are {', '.join(RANGE_OPS)}")
-        if op != "eq" and prop.protection in EQUALITY_ONLY:
+        if op != "eq" and prop.kind.equality_only:
             raise QueryError(f"{name}: {prop.protection} properties allow equality only")
         value = _typed(prop.name, prop.schema, raw)
         if op == "prefix" and not isinstance(value, str):
@@ -95,7 +102,7 @@ def parse(model: ModelType, args: dict[str, list[str]]) -> Query:
         descending, sort = sort.startswith("-"), sort.lstrip("-")
         if sort not in model.properties:
             raise QueryError(f"sort: {sort!r} is not a property of {model.name}")
-        if model.properties[sort].protection in EQUALITY_ONLY:
+        if model.properties[sort].kind.equality_only:
             raise QueryError(f"sort: {model.properties[sort].protection} values have no meaningful order")
     try:
         limit = int(options.get("limit", DEFAULT_LIMIT))

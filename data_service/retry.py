@@ -1,10 +1,10 @@
-"""Bounded retries with capped exponential backoff and full jitter (pure)."""
+"""Bounded retries with capped exponential backoff and full jitter: the one retry loop."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 
 @dataclass(frozen=True)
@@ -22,3 +22,20 @@ class RetryPolicy:
 
     def delay(self, retry: int) -> float:
         return self.random() * self.ceiling(retry)
+
+
+async def attempts(policy: RetryPolicy, sleep: Callable[[float], Awaitable[Any]]) -> AsyncIterator[int]:
+    """``policy.attempts`` attempt numbers, sleeping the policy's backoff before each but
+    the first (``sleep`` is injected: tests pass one that records instead of waiting)::
+
+        async for _ in attempts(policy, sleep):
+            try:
+                return await write()
+            except Conflict:
+                continue
+        raise Exhausted()
+    """
+    for attempt in range(policy.attempts):
+        if attempt:
+            await sleep(policy.delay(attempt - 1))
+        yield attempt

@@ -71,7 +71,7 @@ async def running_app(config: Config):
     finally:
         server.stop()
         await server.close_all_connections()
-        await ctx.couch.aclose()
+        await ctx.store.aclose()
 
 
 @contextlib.asynccontextmanager

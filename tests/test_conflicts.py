@@ -1,7 +1,7 @@
 """Replication conflicts: the merge rules (pure), the reconciler against a real server
 (tampered leaves, a crash between writing the winner and deleting the losers, racing
 reconcilers, queries), two replicating databases with a sidecar on each, and
-``data-service reconcile`` over 500 conflicted documents."""
+``data-service reconcile`` over 500 conflicted envelope."""
 
 from __future__ import annotations
 
@@ -15,16 +15,20 @@ import uuid
 import orjson
 import pytest
 
-from data_service import documents, query
+from data_service import envelope, query
 from data_service.config import Config
 from data_service.couchdb import CouchDB, IdPool, NotFound
 from data_service.couchdb.client import split_credentials
 from data_service import design
 from data_service.design import CONFLICTS_NAME, VIEW
 from data_service.models import ModelError, ValidationFailed, load_models, parse_models
-from data_service.protection import Protector
+from data_service.lifecycle import Lifecycle
+from data_service.protection import Keyring
 from data_service.keys import KeysDir
-from data_service.reconcile import Reconciler, Unresolvable, merge, rev_key, run_sweeper, stamp
+from data_service.conflicts.reconciler import Reconciler, Status
+from data_service.conflicts.rules import Unresolvable, merge
+from data_service.conflicts.sweeper import run_sweeper, sweep
+from data_service.envelope import rev_key
 from data_service.store import DocumentStore, Stats
 from support import ROOT, run_command, running_app, unique_name
 
@@ -46,8 +50,8 @@ async def install_views(db) -> None:
 
 
 @pytest.fixture(scope="module")
-def protector(keys_dir) -> Protector:
-    return Protector(KeysDir(keys_dir))
+def keys(keys_dir) -> Keyring:
+    return Keyring(KeysDir(keys_dir))
 
 
 def at(n: float) -> str:
@@ -55,29 +59,19 @@ def at(n: float) -> str:
     return f"2026-01-01T00:00:{n:06.3f}Z"
 
 
-def make(protector, model, props: dict, when: str, writer: str = "w0", docid: str | None = None,
+def make(keys, model, props: dict, when: str, writer: str = "w0", docid: str | None = None,
          rev: str = "1-0a") -> dict:
     """A document as a sidecar creates it (stamped and signed), with ``rev``."""
-    docid = docid or uuid.uuid4().hex
-    stored = {k: protector.protect(model, docid, k, v) for k, v in props.items()}
-    doc = stamp(model, protector, None, documents.new(model, docid, stored, when), writer)
-    return protector.sign({**doc, "_rev": rev})
+    return {**Lifecycle(keys, writer).create(model, docid or uuid.uuid4().hex, props, {}, when), "_rev": rev}
 
 
-def edit(protector, model, current: dict, changes: dict, when: str, writer: str, rev: str) -> dict:
-    """``current`` after a sidecar's write of ``changes`` (None removes), with ``rev``."""
-    props = dict(documents.properties(current))
-    for name, value in changes.items():
-        if value is None:
-            props.pop(name, None)
-        else:
-            props[name] = protector.protect(model, current["_id"], name, value)
-    doc = documents.replaced(model, current, props, when)
-    return protector.sign({**stamp(model, protector, current, doc, writer), "_rev": rev})
+def edit(keys, model, current: dict, changes: dict, when: str, writer: str, rev: str) -> dict:
+    """``current`` after a sidecar's merge patch of ``changes`` (None removes), with ``rev``."""
+    return {**Lifecycle(keys, writer).patch(model, current, changes, {}, when), "_rev": rev}
 
 
-def clear(protector, model, doc: dict) -> dict:
-    return {k: protector.reveal(model, doc["_id"], k, v) for k, v in documents.properties(doc).items()}
+def clear(keys, model, doc: dict) -> dict:
+    return Lifecycle(keys, "reader").clear(model, doc)
 
 
 def body(doc: dict) -> dict:
@@ -123,26 +117,26 @@ def test_models_errors_name_type_property_and_problem(spec, message):
 # --- the merge rules (pure) -------------------------------------------------------
 
 
-def test_latest_takes_the_later_edit_and_breaks_ties_by_revision(protector):
-    base = make(protector, PROFILE, {"name": "Ann", "city": "Oslo"}, at(0))
-    renamed = edit(protector, PROFILE, base, {"name": "Anna"}, at(2), "wa", "2-aaaa")
-    moved = edit(protector, PROFILE, base, {"city": "Bergen"}, at(1), "wb", "2-ffff")
-    merged = merge(PROFILE, [moved, renamed], protector)
+def test_latest_takes_the_later_edit_and_breaks_ties_by_revision(keys):
+    base = make(keys, PROFILE, {"name": "Ann", "city": "Oslo"}, at(0))
+    renamed = edit(keys, PROFILE, base, {"name": "Anna"}, at(2), "wa", "2-aaaa")
+    moved = edit(keys, PROFILE, base, {"city": "Bergen"}, at(1), "wb", "2-ffff")
+    merged = merge(PROFILE, [moved, renamed], keys)
     assert merged == body(renamed)  # the whole later edit; the earlier city change is gone
-    assert merge(PROFILE, [renamed, moved], protector) == merged
-    tie = edit(protector, PROFILE, base, {"city": "Bergen"}, at(2), "wb", "2-ffff")
-    assert merge(PROFILE, [renamed, tie], protector) == body(tie)  # same time: the higher revision
+    assert merge(PROFILE, [renamed, moved], keys) == merged
+    tie = edit(keys, PROFILE, base, {"city": "Bergen"}, at(2), "wb", "2-ffff")
+    assert merge(PROFILE, [renamed, tie], keys) == body(tie)  # same time: the higher revision
 
 
-def test_merge_keeps_every_side_and_is_deterministic_and_idempotent(protector):
-    base = make(protector, CART, {"owner": "o1", "title": "t", "note": "n", "items": ["x"], "tags": ["p"],
+def test_merge_keeps_every_side_and_is_deterministic_and_idempotent(keys):
+    base = make(keys, CART, {"owner": "o1", "title": "t", "note": "n", "items": ["x"], "tags": ["p"],
                                   "visits": 5}, at(0))
-    a = edit(protector, CART, base, {"title": "A", "items": ["x", "a"], "tags": ["p", "q"], "visits": 6},
+    a = edit(keys, CART, base, {"title": "A", "items": ["x", "a"], "tags": ["p", "q"], "visits": 6},
              at(1), "wa", "2-aaaa")
-    b = edit(protector, CART, base, {"note": "B", "items": ["b", "x"], "visits": 8, "score": 1.5},
+    b = edit(keys, CART, base, {"note": "B", "items": ["b", "x"], "visits": 8, "score": 1.5},
              at(2), "wb", "2-bbbb")
-    merged = merge(CART, [a, b], protector)
-    assert clear(protector, CART, merged) == {
+    merged = merge(CART, [a, b], keys)
+    assert clear(keys, CART, merged) == {
         "owner": "o1", "title": "A", "note": "B", "items": ["b", "x", "a"], "tags": ["p", "q"],
         "visits": 9, "score": 1.5}
     assert merged["tags"] == a["tags"]  # the union equals A's set: its ciphertext is kept
@@ -154,62 +148,62 @@ def test_merge_keeps_every_side_and_is_deterministic_and_idempotent(protector):
     assert meta["counters"]["score"] == {"base": 0, "inc": {"wb": 1.5}}
 
     plain = {k: v for k, v in merged.items() if k not in ("tags",)}
-    c = edit(protector, CART, base, {"title": "C", "visits": 4}, at(0.5), "wc", "2-cccc")
-    results = [merge(CART, list(order), protector) for order in itertools.permutations([a, b, c])]
+    c = edit(keys, CART, base, {"title": "C", "visits": 4}, at(0.5), "wc", "2-cccc")
+    results = [merge(CART, list(order), keys) for order in itertools.permutations([a, b, c])]
     assert all(r == results[0] for r in results)  # whatever the winner, the same document
     assert results[0]["title"] == "A" and results[0]["visits"] == 8  # 5 +1 +3 -1
-    assert {k: v for k, v in merge(CART, [b, a], protector).items() if k != "tags"} == plain
+    assert {k: v for k, v in merge(CART, [b, a], keys).items() if k != "tags"} == plain
 
-    winner = protector.sign({**merged, "_rev": "3-0001"})  # written; the losers not deleted yet
-    assert merge(CART, [winner, a], protector) == body(winner)
-    assert merge(CART, [winner, b, a], protector) == body(winner)
+    winner = keys.sign({**merged, "_rev": "3-0001"})  # written; the losers not deleted yet
+    assert merge(CART, [winner, a], keys) == body(winner)
+    assert merge(CART, [winner, b, a], keys) == body(winner)
 
 
-def test_removal_counts_as_an_edit_and_sets_resurrect_concurrent_removals(protector):
-    base = make(protector, CART, {"owner": "o", "title": "t", "items": ["x", "y"]}, at(0))
-    a = edit(protector, CART, base, {"title": None, "items": ["x"]}, at(2), "wa", "2-aaaa")
-    b = edit(protector, CART, base, {"note": "B"}, at(1), "wb", "2-bbbb")
-    merged = clear(protector, CART, merge(CART, [a, b], protector))
+def test_removal_counts_as_an_edit_and_sets_resurrect_concurrent_removals(keys):
+    base = make(keys, CART, {"owner": "o", "title": "t", "items": ["x", "y"]}, at(0))
+    a = edit(keys, CART, base, {"title": None, "items": ["x"]}, at(2), "wa", "2-aaaa")
+    b = edit(keys, CART, base, {"note": "B"}, at(1), "wb", "2-bbbb")
+    merged = clear(keys, CART, merge(CART, [a, b], keys))
     assert "title" not in merged and merged["note"] == "B"
     assert merged["items"] == ["x", "y"]  # documented: a union brings back what one side removed
 
 
-def test_counter_decrements_and_resets_are_merged_too(protector):
-    base = make(protector, CART, {"owner": "o", "visits": 10}, at(0))
-    reset = edit(protector, CART, base, {"visits": 0}, at(1), "wa", "2-aaaa")
-    more = edit(protector, CART, base, {"visits": 12}, at(2), "wb", "2-bbbb")
-    merged = merge(CART, [reset, more], protector)
+def test_counter_decrements_and_resets_are_merged_too(keys):
+    base = make(keys, CART, {"owner": "o", "visits": 10}, at(0))
+    reset = edit(keys, CART, base, {"visits": 0}, at(1), "wa", "2-aaaa")
+    more = edit(keys, CART, base, {"visits": 12}, at(2), "wb", "2-bbbb")
+    merged = merge(CART, [reset, more], keys)
     assert merged["visits"] == 2 and merged["meta"]["counters"]["visits"] == {
         "base": 10, "inc": {"wb": 2}, "dec": {"wa": 10}}
     # the same writer continuing on top of the merge: its own sums only grow
-    after = edit(protector, CART, protector.sign({**merged, "_rev": "3-0"}), {"visits": 3}, at(3), "wa", "4-0")
+    after = edit(keys, CART, keys.sign({**merged, "_rev": "3-0"}), {"visits": 3}, at(3), "wa", "4-0")
     assert after["meta"]["counters"]["visits"]["inc"] == {"wa": 1, "wb": 2}
-    assert merge(CART, [after, more], protector)["visits"] == 3
+    assert merge(CART, [after, more], keys)["visits"] == 3
 
-    low = make(protector, CART, {"owner": "o", "visits": 1}, at(0))
-    one = edit(protector, CART, low, {"visits": 0}, at(1), "wa", "2-aaaa")
-    two = edit(protector, CART, low, {"visits": 0}, at(1), "wb", "2-bbbb")
+    low = make(keys, CART, {"owner": "o", "visits": 1}, at(0))
+    one = edit(keys, CART, low, {"visits": 0}, at(1), "wa", "2-aaaa")
+    two = edit(keys, CART, low, {"visits": 0}, at(1), "wb", "2-bbbb")
     with pytest.raises(Unresolvable, match="'visits' breaks its schema"):  # -1 < minimum 0
-        merge(CART, [one, two], protector)
+        merge(CART, [one, two], keys)
 
 
-def test_immutable_values_must_agree(protector):
-    base = make(protector, PROFILE, {"name": "Ann"}, at(0))
-    one = edit(protector, PROFILE, base, {"account": "acc-1"}, at(1), "wa", "2-aaaa")
-    two = edit(protector, PROFILE, base, {"account": "acc-2"}, at(2), "wb", "2-bbbb")
+def test_immutable_values_must_agree(keys):
+    base = make(keys, PROFILE, {"name": "Ann"}, at(0))
+    one = edit(keys, PROFILE, base, {"account": "acc-1"}, at(1), "wa", "2-aaaa")
+    two = edit(keys, PROFILE, base, {"account": "acc-2"}, at(2), "wb", "2-bbbb")
     with pytest.raises(Unresolvable, match="immutable property 'account' differs"):
-        merge(PROFILE, [one, two], protector)
-    renamed = edit(protector, PROFILE, base, {"name": "Anna"}, at(2), "wb", "2-bbbb")
-    merged = merge(PROFILE, [one, renamed], protector)  # set once on one side: kept
+        merge(PROFILE, [one, two], keys)
+    renamed = edit(keys, PROFILE, base, {"name": "Anna"}, at(2), "wb", "2-bbbb")
+    merged = merge(PROFILE, [one, renamed], keys)  # set once on one side: kept
     assert merged["name"] == "Anna" and merged["account"] == "acc-1"
 
 
-def test_a_union_that_breaks_the_schema_is_unresolvable(protector):
-    base = make(protector, CART, {"owner": "o", "items": []}, at(0))
-    a = edit(protector, CART, base, {"items": [f"a{i}" for i in range(30)]}, at(1), "wa", "2-aaaa")
-    b = edit(protector, CART, base, {"items": [f"b{i}" for i in range(30)]}, at(2), "wb", "2-bbbb")
+def test_a_union_that_breaks_the_schema_is_unresolvable(keys):
+    base = make(keys, CART, {"owner": "o", "items": []}, at(0))
+    a = edit(keys, CART, base, {"items": [f"a{i}" for i in range(30)]}, at(1), "wa", "2-aaaa")
+    b = edit(keys, CART, base, {"items": [f"b{i}" for i in range(30)]}, at(2), "wb", "2-bbbb")
     with pytest.raises(Unresolvable, match="'items' breaks its schema"):
-        merge(CART, [a, b], protector)
+        merge(CART, [a, b], keys)
 
 
 # --- against a real server: one database, leaves written with new_edits=false --------
@@ -228,24 +222,30 @@ async def fork(db, current: dict, *leaves: dict) -> list[str]:
     return revs
 
 
-def edit_now(protector, model, current, changes, writer) -> dict:
-    return edit(protector, model, current, changes, documents.now(), writer, current["_rev"])
+async def create_stored(store, model, body: dict) -> dict:
+    """Create through the store; the stored document as CouchDB holds it."""
+    return await store.read(model, (await store.create(model, body)).id)
+
+
+def edit_now(keys, model, current, changes, writer) -> dict:
+    return edit(keys, model, current, changes, envelope.now(), writer, current["_rev"])
 
 
 @pytest.fixture
-async def store(db, couch, protector):
+async def store(db, couch, keys):
     await install_views(db)
-    return DocumentStore(db, IdPool(couch), protector, writer="w-store")
+    return DocumentStore(db, IdPool(couch), keys, writer="w-store")
 
 
 async def test_writes_record_changes_counters_and_keep_immutables(store, db):
-    doc = (await store.create(CART, {"owner": "o1", "title": "t", "visits": 2, "items": ["x"]})).doc
+    doc = await create_stored(store, CART, {"owner": "o1", "title": "t", "visits": 2, "items": ["x"]})
     stored = await db.get(doc["_id"])
     created = stored["meta"]["created_at"]
     assert stored["meta"]["changed"] == {"owner": created, "title": created, "visits": created, "items": created}
     assert stored["meta"]["counters"] == {"visits": {"base": 2}, "score": {"base": 0}}
     await asyncio.sleep(0.002)
-    patched = (await store.patch(CART, doc["_id"], {"title": "u", "visits": 5}, None)).doc
+    await store.patch(CART, doc["_id"], {"title": "u", "visits": 5}, None)
+    patched = await db.get(doc["_id"])
     changed = patched["meta"]["changed"]
     assert changed["title"] == changed["visits"] == patched["meta"]["updated_at"] > created
     assert changed["owner"] == changed["items"] == created
@@ -254,20 +254,21 @@ async def test_writes_record_changes_counters_and_keep_immutables(store, db):
         await store.patch(CART, doc["_id"], {"owner": "o2"}, None)
     with pytest.raises(ValidationFailed, match="is immutable: it cannot be changed once set"):
         await store.replace(CART, doc["_id"], {"owner": "o2"}, frozenset({"*"}))
-    kept = (await store.replace(CART, doc["_id"], {"owner": "o1", "title": "v"}, frozenset({"*"}))).doc
+    await store.replace(CART, doc["_id"], {"owner": "o1", "title": "v"}, frozenset({"*"}))
+    kept = await db.get(doc["_id"])
     assert kept["owner"] == "o1" and kept["meta"]["changed"]["owner"] == created
-    profile = (await store.create(PROFILE, {"name": "Ann"})).doc
+    profile = await create_stored(store, PROFILE, {"name": "Ann"})
     assert "changed" not in (await db.get(profile["_id"]))["meta"]  # latest types keep no bookkeeping
-    later = (await store.patch(PROFILE, profile["_id"], {"account": "acc-9"}, None)).doc  # set once: allowed
+    later = (await store.patch(PROFILE, profile["_id"], {"account": "acc-9"}, None)).body  # set once: allowed
     assert later["account"] == "acc-9"
     with pytest.raises(ValidationFailed, match="is immutable: it cannot be removed once set"):
         await store.patch(PROFILE, profile["_id"], {"account": None}, None)
 
 
-async def test_a_read_reconciles_and_discards_a_tampered_leaf(store, db, protector, caplog):
-    doc = (await store.create(CART, {"owner": "o1", "title": "t", "items": ["x"]})).doc
-    valid = edit_now(protector, CART, doc, {"items": ["x", "good"]}, "wa")
-    tampered = {**edit_now(protector, CART, doc, {"title": "honest"}, "wb"), "title": "Mallory"}  # not re-signed
+async def test_a_read_reconciles_and_discards_a_tampered_leaf(store, db, keys, caplog):
+    doc = await create_stored(store, CART, {"owner": "o1", "title": "t", "items": ["x"]})
+    valid = edit_now(keys, CART, doc, {"items": ["x", "good"]}, "wa")
+    tampered = {**edit_now(keys, CART, doc, {"title": "honest"}, "wb"), "title": "Mallory"}  # not re-signed
     good_rev, bad_rev = await fork(db, doc, valid, tampered)
     caplog.set_level(logging.WARNING, logger="data_service.reconcile")
     got = await store.read(CART, doc["_id"])
@@ -283,10 +284,10 @@ async def test_a_read_reconciles_and_discards_a_tampered_leaf(store, db, protect
     assert (await db.get(doc["_id"], rev=bad_rev))["title"] == "Mallory"  # kept in history, for forensics
 
 
-async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch, protector):
-    doc = (await store.create(CART, {"owner": "o1", "visits": 1, "items": ["x"]})).doc
-    a = edit_now(protector, CART, doc, {"visits": 2, "items": ["x", "a"], "title": "A"}, "wa")
-    b = edit_now(protector, CART, doc, {"visits": 4, "items": ["x", "b"]}, "wb")
+async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch, keys):
+    doc = await create_stored(store, CART, {"owner": "o1", "visits": 1, "items": ["x"]})
+    a = edit_now(keys, CART, doc, {"visits": 2, "items": ["x", "a"], "title": "A"}, "wa")
+    b = edit_now(keys, CART, doc, {"visits": 4, "items": ["x", "b"]}, "wb")
     await fork(db, doc, a, b)
 
     class Crash(Exception):
@@ -295,15 +296,15 @@ async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch,
     async def crash(written):
         raise Crash(written)
 
-    dying = Reconciler(db, protector, Stats(), after_winner_write=crash)
+    dying = Reconciler(db, Lifecycle(keys, "w-r"), Stats(), after_winner_write=crash)
     with pytest.raises(Crash):
-        await dying.sweep(MODELS)
+        await sweep(dying, MODELS)
     midway = await db.get(doc["_id"], conflicts=True)
     assert len(midway["_conflicts"]) == 1  # the winner is written, the losers still there
     assert midway["visits"] == 5 and set(midway["items"]) == {"x", "a", "b"} and midway["title"] == "A"
 
     stats = Stats()
-    report = await Reconciler(db, protector, stats).sweep(MODELS)
+    report = await sweep(Reconciler(db, Lifecycle(keys, "w-r"), stats), MODELS)
     assert report.conflicted == report.resolved == 1 and report.complete
     final = await db.get(doc["_id"], conflicts=True)
     assert "_conflicts" not in final and final["_rev"] == midway["_rev"]  # nothing to write: only deletions
@@ -311,46 +312,46 @@ async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch,
     assert (await db.view(CONFLICTS_NAME, VIEW)).rows == []
 
 
-async def test_racing_reconcilers_converge(store, db, protector):
+async def test_racing_reconcilers_converge(store, db, keys):
     docs = []
     for i in range(6):
-        doc = (await store.create(CART, {"owner": f"o{i}", "visits": 0, "items": []})).doc
-        await fork(db, doc, edit_now(protector, CART, doc, {"visits": 1, "items": ["a"]}, "wa"),
-                   edit_now(protector, CART, doc, {"visits": 2, "items": ["b"]}, "wb"),
-                   edit_now(protector, CART, doc, {"visits": 3, "title": "c"}, "wc"))
+        doc = await create_stored(store, CART, {"owner": f"o{i}", "visits": 0, "items": []})
+        await fork(db, doc, edit_now(keys, CART, doc, {"visits": 1, "items": ["a"]}, "wa"),
+                   edit_now(keys, CART, doc, {"visits": 2, "items": ["b"]}, "wb"),
+                   edit_now(keys, CART, doc, {"visits": 3, "title": "c"}, "wc"))
         docs.append(doc)
-    racers = [Reconciler(db, protector, Stats()) for _ in range(3)]
-    reports = await asyncio.gather(*(r.sweep(MODELS, page=2) for r in racers))
-    assert all(not report.unresolvable for report in reports)
+    racers = [Reconciler(db, Lifecycle(keys, "w-r"), Stats()) for _ in range(3)]
+    reports = await asyncio.gather(*(sweep(r, MODELS, page=2) for r in racers))
+    assert all(not report.having(Status.UNRESOLVABLE) for report in reports)
     for doc in docs:
         final = await db.get(doc["_id"], conflicts=True)
         assert "_conflicts" not in final
         assert final["visits"] == 6 and sorted(final["items"]) == ["a", "b"] and final["title"] == "c"
-        protector.verify(final)
+        keys.verify(final)
 
 
-async def test_unresolvable_conflicts_are_reported_every_pass_not_guessed(store, db, protector):
-    doc = (await store.create(PROFILE, {"name": "Ann"})).doc
-    one = edit_now(protector, PROFILE, doc, {"account": "acc-1"}, "wa")
-    two = edit_now(protector, PROFILE, doc, {"account": "acc-2"}, "wb")
+async def test_unresolvable_conflicts_are_reported_every_pass_not_guessed(store, db, keys):
+    doc = await create_stored(store, PROFILE, {"name": "Ann"})
+    one = edit_now(keys, PROFILE, doc, {"account": "acc-1"}, "wa")
+    two = edit_now(keys, PROFILE, doc, {"account": "acc-2"}, "wb")
     revs = await fork(db, doc, one, two)
     got = await store.read(PROFILE, doc["_id"])  # CouchDB's winner, as it is
     assert got["_rev"] == max(revs, key=rev_key) and "_conflicts" not in got
     await store.read(PROFILE, doc["_id"])  # known: not tried (nor counted) again on reads
     assert store.stats.conflicts_unresolvable == 1 and store.stats.conflicts_resolved == 0
     for _ in range(2):
-        report = await store.reconciler.sweep(MODELS)
-        assert [(o.docid, o.status) for o in report.unresolvable] == [(doc["_id"], "unresolvable")]
-        assert "immutable property 'account' differs" in report.unresolvable[0].reason
+        report = await sweep(store.reconciler, MODELS)
+        assert [(o.docid, o.status) for o in report.having(Status.UNRESOLVABLE)] == [(doc["_id"], "unresolvable")]
+        assert "immutable property 'account' differs" in report.having(Status.UNRESOLVABLE)[0].reason
     assert store.stats.conflicts_unresolvable == 3
     assert len((await db.get(doc["_id"], conflicts=True))["_conflicts"]) == 1  # left as it is
 
 
-async def test_queries_reconcile_conflicted_rows(store, db, protector):
-    docs = [(await store.create(CART, {"owner": "q", "title": f"t{i}", "visits": i})).doc for i in range(3)]
+async def test_queries_reconcile_conflicted_rows(store, db, keys):
+    docs = [await create_stored(store, CART, {"owner": "q", "title": f"t{i}", "visits": i}) for i in range(3)]
     target = docs[1]
-    await fork(db, target, edit_now(protector, CART, target, {"title": "A"}, "wa"),
-               edit_now(protector, CART, target, {"visits": 11}, "wb"))
+    await fork(db, target, edit_now(keys, CART, target, {"title": "A"}, "wa"),
+               edit_now(keys, CART, target, {"visits": 11}, "wb"))
     page = await store.query(CART, query.parse(CART, {"owner": ["q"]}))
     shown = {item["id"]: item for item in page.items}
     assert set(shown) == {d["_id"] for d in docs}
@@ -502,7 +503,7 @@ async def test_two_replicating_nodes_converge_on_the_declared_policy(nodes, http
         assert sorted(shown["items"]) == sorted([f"a{i}" for i in range(8)] + [f"b{i}" for i in range(8)])
         assert shown["title"] in ("a7", "b7")
         for doc in final.values():
-            ctx_a.store.protector.verify(doc)
+            ctx_a.store.lifecycle.verify(doc)
         found = ctx_a.store.stats.conflicts_found + ctx_b.store.stats.conflicts_found
         resolved = ctx_a.store.stats.conflicts_resolved + ctx_b.store.stats.conflicts_resolved
         assert found >= 2 and resolved >= 2  # the paused edits conflicted at least
@@ -512,19 +513,19 @@ async def test_two_replicating_nodes_converge_on_the_declared_policy(nodes, http
 # --- the reconcile command ----------------------------------------------------------
 
 
-async def test_reconcile_command_resolves_500_conflicted_documents(db, config, protector):
+async def test_reconcile_command_resolves_500_conflicted_documents(db, config, keys):
     await install_views(db)
     docs = []
     for i in range(500):
         rev = f"1-{uuid.uuid4().hex}"
         if i % 2:
-            base = make(protector, CART, {"owner": f"o{i}", "items": ["x"], "visits": i}, at(0), rev=rev)
-            a = edit(protector, CART, base, {"items": ["x", "a"], "visits": i + 1}, at(1), "wa", rev)
-            b = edit(protector, CART, base, {"items": ["x", "b"], "visits": i + 2, "title": "b"}, at(2), "wb", rev)
+            base = make(keys, CART, {"owner": f"o{i}", "items": ["x"], "visits": i}, at(0), rev=rev)
+            a = edit(keys, CART, base, {"items": ["x", "a"], "visits": i + 1}, at(1), "wa", rev)
+            b = edit(keys, CART, base, {"items": ["x", "b"], "visits": i + 2, "title": "b"}, at(2), "wb", rev)
         else:
-            base = make(protector, PROFILE, {"name": f"n{i}"}, at(0), rev=rev)
-            a = edit(protector, PROFILE, base, {"city": "A"}, at(1), "wa", rev)
-            b = edit(protector, PROFILE, base, {"city": "B"}, at(2), "wb", rev)
+            base = make(keys, PROFILE, {"name": f"n{i}"}, at(0), rev=rev)
+            a = edit(keys, PROFILE, base, {"city": "A"}, at(1), "wa", rev)
+            b = edit(keys, PROFILE, base, {"city": "B"}, at(2), "wb", rev)
         docs.append((base, a, b))
     batch = []
     for base, a, b in docs:
@@ -554,13 +555,13 @@ async def test_reconcile_command_resolves_500_conflicted_documents(db, config, p
     assert again.returncode == 0 and "reconcile: 0 conflicted" in again.stdout
 
 
-async def test_reconcile_command_exits_1_on_unresolvable(db, config, protector):
+async def test_reconcile_command_exits_1_on_unresolvable(db, config, keys):
     await install_views(db)
-    base = make(protector, PROFILE, {"name": "n"}, documents.now(), rev=f"1-{uuid.uuid4().hex}")
+    base = make(keys, PROFILE, {"name": "n"}, envelope.now(), rev=f"1-{uuid.uuid4().hex}")
     await db.bulk_docs([base], new_edits=False)
-    tampered = {**edit_now(protector, PROFILE, base, {"city": "x"}, "wa"), "name": "evil"}
-    one = edit_now(protector, PROFILE, base, {"account": "1"}, "wa")
-    two = edit_now(protector, PROFILE, base, {"account": "2"}, "wb")
+    tampered = {**edit_now(keys, PROFILE, base, {"city": "x"}, "wa"), "name": "evil"}
+    one = edit_now(keys, PROFILE, base, {"account": "1"}, "wa")
+    two = edit_now(keys, PROFILE, base, {"account": "2"}, "wb")
     _, bad, _ = await fork(db, base, one, tampered, two)
     result = await asyncio.to_thread(run_command, config, "reconcile", f"--models={MODELS_PATH}")
     assert result.returncode == 1, result.stdout + result.stderr

@@ -23,7 +23,7 @@ from data_service.config import PASSWORD_ENV
 from data_service.couchdb import Forbidden
 from data_service.installer import InstallFailed, Seed, SeedError, install, seed_id
 from data_service.models import load_models
-from data_service.server import protector
+from data_service.server import keyring
 from support import ROOT, dead_port, run_command, running_sidecar, unique_name
 
 SAMPLE = ROOT / "models" / "sample.yaml"
@@ -221,7 +221,7 @@ async def test_invalid_seeds_stop_the_install_before_anything_is_written(couch, 
 
 async def test_foreign_design_docs_are_never_touched(couch, fresh):
     out = io.StringIO()
-    guard = protector(fresh)
+    guard = keyring(fresh)
     await install(couch, fresh.database, MODELS, guard, user=fresh.couchdb_user, out=out, progress_out=io.StringIO())
     db = couch.database(fresh.database)
     mine = await db.put_design("reports", {"language": "javascript",
@@ -244,7 +244,7 @@ async def test_foreign_design_docs_are_never_touched(couch, fresh):
 
 
 async def test_unit_dry_run_and_seed_errors(couch, fresh):
-    guard = protector(fresh)
+    guard = keyring(fresh)
     out = io.StringIO()
     report = await install(couch, fresh.database, MODELS, guard, dry_run=True, out=out, progress_out=io.StringIO())
     assert report.dry_run and report.changed and report.counts["create"] == len(WANTED) + 1

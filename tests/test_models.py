@@ -10,8 +10,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from data_service.models import (
-    FORMAT_CHECKER,
-    PROTECTIONS,
+    RESERVED,
     ModelError,
     Models,
     ModelType,
@@ -21,8 +20,9 @@ from data_service.models import (
     is_reserved,
     load_models,
     parse_models,
-    reserved_names,
 )
+from data_service.models.formats import FORMAT_CHECKER
+from data_service.protection import KINDS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "models" / "sample.yaml"
 
@@ -82,7 +82,7 @@ def test_user_properties_and_keywords(user):
     assert (password.protection, password.bcrypt_cost, password.readable) == ("bcrypt", 10, False)
     assert user.properties["ssn"].readable and user.properties["country"].readable
     assert user.properties["country"].protection == "encrypt-deterministic"
-    assert user.properties["age"] == Property("age", {"type": "integer", "minimum": 0, "maximum": 150})
+    assert user.properties["age"] == Property("age", {"type": "integer", "minimum": 0, "maximum": 150}, KINDS["plain"])
 
 
 def test_note_and_event(models):
@@ -240,7 +240,7 @@ def test_validators_are_compiled_once(user):
 # --- reserved names
 
 def test_reserved_names():
-    assert reserved_names() == frozenset({"id", "type", "meta", "sig"})
+    assert RESERVED == frozenset({"id", "type", "meta", "sig"})
     assert is_reserved("_id") and is_reserved("meta") and not is_reserved("email")
 
 
@@ -267,7 +267,7 @@ def with_property(name: str, spec: dict) -> dict:
 
 BAD = {
     "bad protection": (with_property("email", {"type": "string", "protection": "sha256"}),
-                       ["type 'user'", "property 'email'", "protection 'sha256' is not one of", *PROTECTIONS]),
+                       ["type 'user'", "property 'email'", "protection 'sha256' is not one of", *KINDS]),
     "bad version": (user_type(version="1"), ["type 'user'", "version '1'", "major.minor"]),
     "version with leading zero": (user_type(version="01.0"), ["type 'user'", "version '01.0'"]),
     "version as number": (user_type(version=1.0), ["type 'user'", "version must be a string", "number"]),

@@ -15,7 +15,7 @@ from data_service.couchdb import Forbidden
 from data_service.design import GUARD_NAME, guard
 from data_service.keys import KeysDir
 from data_service.models import load_models
-from data_service.protection import Protector
+from data_service.protection import Keyring
 from openapi_check import SpecChecker
 from support import ROOT, Api, run_command, running_sidecar
 
@@ -46,6 +46,18 @@ def own_keys(tmp_path, config):
 async def spec_api(http, base) -> Api:
     async with http.get(f"{base}/openapi.json") as resp:
         return Api(http, base, SpecChecker(await resp.json()))
+
+
+async def test_a_patch_of_one_plain_property_leaves_every_stored_ciphertext_byte_identical(api, db):
+    user = await create_user(api)
+    before = await raw(db, user["id"])
+    reply = await api.request("PATCH", f"/v1/user/{user['id']}", data=b'{"age": 42}',
+                              headers={"Content-Type": "application/merge-patch+json", "If-Match": f'"{before["_rev"]}"'})
+    assert reply.status == 200 and reply.body["age"] == 42
+    after = await raw(db, user["id"])
+    assert after["age"] == 42 and after["_rev"] != before["_rev"] and after["sig"] != before["sig"]
+    for name in ("email", "password", "ssn", "country", "name"):
+        assert after[name] == before[name], name
 
 
 async def test_couchdb_never_sees_protected_plaintext(api, db):
@@ -133,7 +145,7 @@ async def test_every_kind_of_tampering_is_detected(api, db, config, caplog, tmp_
     copy = {k: v for k, v in docs[4].items() if k != "_rev"} | {"_id": "copied0body"}  # body copied to a new id
     swap_a, swap_b = {**docs[5], "ssn": docs[6]["ssn"]}, {**docs[6], "ssn": docs[5]["ssn"]}  # ciphertexts swapped
     retyped = {**docs[7], "type": "user_v1.9"}                                  # type changed
-    forged = Protector(stranger).sign({k: v for k, v in docs[3].items() if k != "sig"})  # a key not in the keyset
+    forged = Keyring(stranger).sign({k: v for k, v in docs[3].items() if k != "sig"})  # a key not in the keyset
     for doc in (edited, unsigned, borrowed, copy, swap_a, swap_b, retyped, forged):
         await db.put(doc)
     tampered = [ids[0], ids[1], ids[2], "copied0body", ids[5], ids[6], ids[7], ids[3]]

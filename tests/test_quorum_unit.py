@@ -10,7 +10,7 @@ import pytest
 from data_service.couchdb import CouchDB, IdPool, Request, Response
 from data_service.keys import KeysDir
 from data_service.models import load_models
-from data_service.protection import Protector
+from data_service.protection import Keyring
 from data_service.store import DocumentStore, StaleRevision
 from support import SAMPLE_MODELS
 from test_couchdb_unit import FakeTransport
@@ -42,17 +42,17 @@ class OneDocument:
 
 
 @pytest.fixture
-def protector(tmp_path) -> Protector:
+def protector(tmp_path) -> Keyring:
     KeysDir(tmp_path).create()
-    return Protector(KeysDir(tmp_path))
+    return Keyring(KeysDir(tmp_path))
 
 
-def stored_note(protector: Protector) -> dict:
+def stored_note(protector: Keyring) -> dict:
     return protector.sign({"_id": "n1", "_rev": "3-" + "c" * 32, "type": "note_v1.0", "title": "before",
                            "meta": {"created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"}})
 
 
-def store_on(fake: OneDocument, protector: Protector) -> DocumentStore:
+def store_on(fake: OneDocument, protector: Keyring) -> DocumentStore:
     couch = CouchDB("http://couch.invalid", transport=FakeTransport(fake))
     return DocumentStore(couch.database("db"), IdPool(couch), protector)
 
@@ -73,9 +73,9 @@ async def test_a_202_that_raced_another_write_is_undone_and_stale(protector):
 
 async def test_a_202_without_a_rival_stands_below_quorum(protector):
     fake = OneDocument(stored_note(protector), rival=None)
-    written = await store_on(fake, protector).patch(NOTE, "n1", {"title": "mine"}, None)
-    assert written.below_quorum and written.doc["title"] == "mine" and len(fake.puts) == 1
-    assert written.doc["meta"]["updated_at"] > "2026-01-01T00:00:00.000Z"
+    shown = await store_on(fake, protector).patch(NOTE, "n1", {"title": "mine"}, None)
+    assert shown.below_quorum and shown.body["title"] == "mine" and len(fake.puts) == 1
+    assert shown.body["meta"]["updated_at"] > "2026-01-01T00:00:00.000Z"
 
 
 async def test_a_hard_delete_that_raced_a_write_is_stale(protector):
@@ -87,7 +87,7 @@ async def test_a_hard_delete_that_raced_a_write_is_stale(protector):
 
 
 def test_a_write_is_always_later_than_what_it_overwrites():
-    from data_service.documents import later
+    from data_service.envelope import later
 
     current = {"meta": {"updated_at": "2026-01-01T00:00:00.999Z"}}
     assert later(current, "2026-01-01T00:00:00.999Z") == "2026-01-01T00:00:01.000Z"

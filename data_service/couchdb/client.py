@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import orjson
@@ -330,6 +330,10 @@ class Database:
         rows = (await self.all_docs(startkey="_design/", endkey="_design0", include_docs=True)).rows
         return {row["id"].removeprefix("_design/"): row["doc"] for row in rows if row.get("doc")}
 
+    async def design_info(self, name: str) -> Any:
+        """``GET /db/_design/<name>/_info`` (a stub on the dev server)."""
+        return await self.couch.json("GET", self._path("_design", name, "_info"))
+
     async def put_design(self, name: str, design: dict) -> WriteResult:
         """Create/replace ``_design/<name>`` (include ``_rev`` to replace)."""
         return await self.put({**design, "_id": f"_design/{name}"})
@@ -352,6 +356,38 @@ class Database:
             if not (await self.couch.server_info()).supports_startkey_docid:
                 return await self._rows_from_docid(target, options)
         return await self._rows(target, keys, options)
+
+    async def page(self, ddoc: str | None, view: str | None, *, after: tuple[Any, str] | None, limit: int,
+                   **options: Any) -> tuple[list[dict], bool]:
+        """Up to ``limit`` rows of a view (``_all_docs`` when ``ddoc`` is None) strictly
+        after ``after`` = (key, id) in the view's order, and whether the range ended.
+        Keyset paging, never ``skip``: it asks for one row more, starting at ``after``
+        (``startkey`` + ``startkey_docid``), and drops that row if it is still there."""
+        want = limit + (after is not None)
+        if after is not None:
+            options["startkey"] = after[0]
+            if ddoc is not None:  # _all_docs keys are ids: unique already
+                options["startkey_docid"] = after[1]
+        if ddoc is None:
+            result = await self.all_docs(limit=want, **options)
+        else:
+            result = await self.view(ddoc, view or "", limit=want, **options)
+        rows = result.rows
+        ended = len(rows) < want
+        if after is not None and rows and (rows[0]["key"], rows[0]["id"]) == tuple(after):
+            rows = rows[1:]
+        return rows[:limit], ended
+
+    async def pages(self, ddoc: str | None, view: str | None, *, size: int, **options: Any) -> AsyncIterator[list[dict]]:
+        """Every row of a view (or ``_all_docs``), ``size`` at a time (``page``)."""
+        after = None
+        while True:
+            rows, ended = await self.page(ddoc, view, after=after, limit=size, **options)
+            if rows:
+                yield rows
+            if ended or not rows:
+                return
+            after = (rows[-1]["key"], rows[-1]["id"])
 
     async def all_docs(self, *, keys: list | None = None, **options: Any) -> ViewResult:
         return await self._rows(self._path("_all_docs"), keys, options)

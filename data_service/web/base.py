@@ -10,11 +10,11 @@ import orjson
 from tornado.web import RequestHandler
 
 from ..config import Config
-from ..couchdb import CouchDB, CouchDBError, Database
+from ..couchdb import CouchDBError
 from ..metrics import Metrics
 from ..models import Models
-from ..problems import Problem, from_exception
 from ..store import DocumentStore
+from .problem import Problem, from_exception
 
 log = logging.getLogger("data_service.web")
 
@@ -24,8 +24,6 @@ class Context:
     """What handlers may use; built once by ``server.serve``."""
 
     config: Config
-    couch: CouchDB
-    db: Database
     models: Models
     store: DocumentStore
     spec: dict  # the OpenAPI document served at /openapi.json

@@ -11,11 +11,11 @@ from tornado.web import stream_request_body
 
 from .. import etags, query
 from ..design import indexes
-from ..documents import valid_id
+from ..envelope import valid_id
 from ..models import ModelType
-from ..problems import Problem
-from ..store import Written
+from ..store import Shown
 from .base import BaseHandler
+from .problem import Problem
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -66,19 +66,19 @@ class ApiHandler(BaseHandler):
             raise Problem("invalid_id", "ids are 1-128 letters, digits, '_' or '-'")
         return docid
 
-    def if_match(self, required: bool = True) -> frozenset[str] | None:
-        revisions = etags.parse(self.request.headers.get("If-Match"))
-        if revisions is None and required:
+    def if_match(self) -> frozenset[str] | None:
+        return etags.parse(self.request.headers.get("If-Match"))
+
+    def required_if_match(self) -> frozenset[str]:
+        revisions = self.if_match()
+        if revisions is None:
             raise Problem("precondition_required", "send If-Match with the ETag you last read")
         return revisions
 
-    def write_document(self, model: ModelType, doc: dict, status: int = 200) -> None:
-        self.set_header("ETag", etags.etag(doc["_rev"]))
-        self.write_json(self.ctx.store.representation(model, doc), status)
-
-    def write_written(self, model: ModelType, written: Written, status: int = 200) -> None:
-        self.mark_quorum(written.below_quorum)
-        self.write_document(model, written.doc, status)
+    def write_document(self, shown: Shown, status: int = 200) -> None:
+        self.set_header("ETag", etags.etag(shown.rev))
+        self.mark_quorum(shown.below_quorum)
+        self.write_json(shown.body, status)
 
     def mark_quorum(self, below_quorum: bool) -> None:
         """CouchDB stored the write on fewer copies than its write quorum (202)."""
@@ -106,35 +106,35 @@ class CollectionHandler(ApiHandler):
         key = self.request.headers.get("Idempotency-Key")
         if key is not None and not IDEMPOTENCY_KEY.match(key):
             raise Problem("bad_request", "Idempotency-Key must be 1-200 visible ASCII characters")
-        written = await self.ctx.store.create(model, body, key)
-        self.set_header("Location", f"/v1/{model.name}/{written.doc['_id']}")
-        self.write_written(model, written, 201 if written.created else 200)
+        shown = await self.ctx.store.create(model, body, key)
+        self.set_header("Location", f"/v1/{model.name}/{shown.id}")
+        self.write_document(shown, 201 if shown.created else 200)
 
 
 class DocumentHandler(ApiHandler):
     async def get(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
-        doc = await self.ctx.store.read(model, docid)
-        if etags.none_match(self.request.headers.get("If-None-Match"), doc["_rev"]):
-            self.set_header("ETag", etags.etag(doc["_rev"]))
+        shown = await self.ctx.store.get(model, docid)
+        if etags.none_match(self.request.headers.get("If-None-Match"), shown.rev):
+            self.set_header("ETag", etags.etag(shown.rev))
             self.set_status(304)
             self.finish()
             return
-        self.write_document(model, doc)
+        self.write_document(shown)
 
     async def put(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
         body = self.json_body(JSON)
-        self.write_written(model, await self.ctx.store.replace(model, docid, body, self.if_match()))
+        self.write_document(await self.ctx.store.replace(model, docid, body, self.required_if_match()))
 
     async def patch(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
         patch = self.json_body(MERGE_PATCH)
-        self.write_written(model, await self.ctx.store.patch(model, docid, patch, self.if_match(required=False)))
+        self.write_document(await self.ctx.store.patch(model, docid, patch, self.if_match()))
 
     async def delete(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
-        self.mark_quorum(await self.ctx.store.delete(model, docid, self.if_match()))
+        self.mark_quorum(await self.ctx.store.delete(model, docid, self.required_if_match()))
         self.set_status(204)
         self.finish()
 

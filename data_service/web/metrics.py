@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ..couchdb import NotFound
-from ..metrics import CONTENT_TYPE, database_report
-from ..problems import Problem
+from ..metrics import CONTENT_TYPE
 from .base import BaseHandler
 
 
@@ -17,8 +15,4 @@ class MetricsHandler(BaseHandler):
 class DatabaseMetricsHandler(BaseHandler):
     async def get(self) -> None:
         ctx = self.ctx
-        try:
-            report = await ctx.metrics.database_report.get(lambda: database_report(ctx.couch, ctx.db, ctx.models))
-        except NotFound:
-            raise Problem("database_missing", f"database {ctx.db.name!r} does not exist") from None
-        self.write_json(report)
+        self.write_json(await ctx.metrics.database_report.get(lambda: ctx.store.database_report(ctx.models)))

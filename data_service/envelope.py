@@ -18,22 +18,17 @@ properties never collide with the envelope.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import orjson
-
-from .models import ModelType
+if TYPE_CHECKING:
+    from .models import ModelType
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 TYPE_TAG = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_v(?P<major>\d+)\.(?P<minor>\d+)$")
-_ENVELOPE = ("_id", "_rev", "type", "meta", "sig", "_conflicts", "_deleted_conflicts", "_revisions")
-
-
-def digest(value: Any) -> str:
-    """A short stable digest of a JSON value (binds a cursor to its query)."""
-    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+READ_ADDED = frozenset({"_conflicts", "_deleted_conflicts", "_revisions"})  # what reads may add
+UNSIGNED = READ_ADDED | {"_rev", "sig"}  # what the signature does not cover
+ENVELOPE = UNSIGNED | {"_id", "type", "meta"}  # everything that is not a property
 
 
 def stamp(at: dt.datetime) -> str:
@@ -72,7 +67,12 @@ def is_deleted(doc: dict) -> bool:
 
 def properties(doc: dict) -> dict[str, Any]:
     """The stored properties of a document (everything but the envelope)."""
-    return {k: v for k, v in doc.items() if k not in _ENVELOPE}
+    return {k: v for k, v in doc.items() if k not in ENVELOPE}
+
+
+def strip(doc: dict) -> dict:
+    """``doc`` without what a read adds (``_conflicts``, ``_revisions`` ...)."""
+    return {k: v for k, v in doc.items() if k not in READ_ADDED}
 
 
 def new(model: ModelType, docid: str, props: dict[str, Any], at: str) -> dict:

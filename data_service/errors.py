@@ -1,0 +1,26 @@
+"""The base of every error the service answers with a problem (pure).
+
+Each domain exception names its row of the error table (``problems.TABLE``) in
+``code`` and may add members to the problem body (``extensions``) and headers;
+``web.problem`` renders them. Domain exceptions also subclass the builtin they
+resemble (``KeyError`` for not found, ``ValueError`` for bad input), aiocouch style.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ServiceError(Exception):
+    code: ClassVar[str] = "internal_error"
+
+    @property
+    def detail(self) -> str | None:
+        """Text for the caller: never a protected value."""
+        return None
+
+    def extensions(self) -> dict[str, Any]:
+        return {}
+
+    def headers(self) -> dict[str, str]:
+        return {}

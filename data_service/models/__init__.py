@@ -1,0 +1,27 @@
+"""Versioned document types declared in a models file (pure).
+
+``policies``: delete, conflict and merge policies; ``formats``: string formats;
+``types``: the declared types and body validation; ``file``: reading and checking
+a models file.
+"""
+
+from .file import ModelError, load_models, parse_models
+from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
+from .types import (
+    RESERVED,
+    ModelType,
+    Models,
+    Property,
+    ReservedNames,
+    ValidationFailed,
+    Violation,
+    check_reserved,
+    is_reserved,
+    pointer,
+)
+
+__all__ = [
+    "DEFAULT_BCRYPT_COST", "RESERVED", "ConflictPolicy", "DeletePolicy", "MergeKind", "ModelError", "ModelType",
+    "Models", "Property", "ReservedNames", "ValidationFailed", "Violation", "check_reserved", "is_reserved",
+    "load_models", "parse_models", "pointer",
+]

@@ -1,0 +1,229 @@
+"""Declared document types and request-body validation (pure).
+
+``ModelType.validate`` checks a request body with validators compiled once (one per
+property); its messages never echo the value of a protected property.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from ..errors import ServiceError
+from ..protection.kinds import Kind, Slot
+from .formats import FORMAT_CHECKER
+from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
+RESERVED = frozenset({"id", "type", "meta", "sig"})  # and every name starting with "_"
+
+
+def is_reserved(name: str) -> bool:
+    return name in RESERVED or name.startswith("_")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One schema violation of a request body at ``path`` (a JSON Pointer, "" for the root)."""
+
+    path: str
+    message: str
+
+
+class ValidationFailed(ServiceError, ValueError):
+    """A body that does not match its type; ``violations`` lists them all, sorted by path."""
+
+    code = "validation_failed"
+
+    def __init__(self, violations: list[Violation]) -> None:
+        self.violations = sorted(violations, key=lambda v: (v.path, v.message))
+        super().__init__("; ".join(f"{v.path or '/'}: {v.message}" for v in self.violations))
+
+    def extensions(self) -> dict[str, Any]:
+        return {"errors": [{"path": v.path, "message": v.message} for v in self.violations]}
+
+
+class ReservedNames(ValidationFailed):
+    """The body sets names that belong to the service (id, type, meta, ...)."""
+
+    code = "reserved_property"
+
+
+def check_reserved(body: dict) -> None:
+    reserved = [Violation(pointer([name]), "reserved name") for name in body if is_reserved(name)]
+    if reserved:
+        raise ReservedNames(reserved)
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str
+    schema: dict
+    kind: Kind  # its protection (``protection.kinds``)
+    indexed: bool = False
+    bcrypt_cost: int | None = None
+    merge: MergeKind | None = None  # how replication conflicts merge it (conflict: merge)
+    immutable: bool = False  # once set, never changed or removed
+
+    @property
+    def protection(self) -> str:
+        return self.kind.name
+
+    @property
+    def readable(self) -> bool:
+        """False for hashed properties: their values are never returned to callers."""
+        return self.kind.readable
+
+
+@dataclass(frozen=True)
+class ModelType:
+    name: str
+    major: int
+    minor: int
+    properties: dict[str, Property]
+    required: tuple[str, ...] = ()
+    delete_policy: DeletePolicy = DeletePolicy.HARD
+    conflict_policy: ConflictPolicy = ConflictPolicy.LATEST
+    extras: dict = field(default_factory=dict)
+    description: str | None = None
+
+    @property
+    def version(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    @property
+    def tag(self) -> str:
+        """The stored ``type`` tag, e.g. ``user_v1.0``."""
+        return f"{self.name}_v{self.version}"
+
+    def slot(self, name: str, docid: str) -> Slot:
+        """Where property ``name`` of document ``docid`` lives (what its protection binds)."""
+        return Slot(self.name, name, docid, self.properties[name].bcrypt_cost or DEFAULT_BCRYPT_COST)
+
+    def input_schema(self) -> dict:
+        """JSON Schema of a create/replace body."""
+        return {
+            "$schema": SCHEMA_DIALECT,
+            "title": self.tag,
+            "type": "object",
+            "properties": {name: copy.deepcopy(p.schema) for name, p in self.properties.items()},
+            "required": list(self.required),
+            "additionalProperties": False,
+        }
+
+    def output_schema(self) -> dict:
+        """JSON Schema of the representation returned to callers (hashed properties absent)."""
+        stamp = {"type": "string", "format": "date-time"}
+        readable = {name: copy.deepcopy(p.schema) for name, p in self.properties.items() if p.readable}
+        meta = {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string"}, "version": {"type": "string", "pattern": VERSION_PATTERN},
+                "created_at": stamp, "updated_at": dict(stamp), "deleted_at": dict(stamp),
+            },
+            "required": ["type", "version", "created_at", "updated_at"],
+            "additionalProperties": False,
+        }
+        return {
+            "$schema": SCHEMA_DIALECT,
+            "title": self.tag,
+            "type": "object",
+            "properties": {"id": {"type": "string"}, "meta": meta, **readable},
+            "required": ["id", "meta", *(n for n in self.required if n in readable)],
+            "additionalProperties": False,
+        }
+
+    @functools.cached_property
+    def _validators(self) -> dict[str, Draft202012Validator]:
+        # One compiled validator per property (twice as fast as one for the whole body);
+        # required, unknown and reserved names are checked by validate() itself.
+        return {name: Draft202012Validator(p.schema, format_checker=FORMAT_CHECKER)
+                for name, p in self.properties.items()}
+
+    def validate(self, body: object, kept: frozenset[str] = frozenset()) -> None:
+        """Raise ValidationFailed listing every violation of ``body``. ``kept`` names
+        properties present in stored form only (hashed ones a PATCH leaves alone):
+        they satisfy ``required`` without being validated."""
+        if not isinstance(body, dict):
+            raise ValidationFailed([Violation("", "must be a JSON object")])
+        found: set[Violation] = set()
+        for name, value in body.items():
+            if name not in self.properties:
+                found.add(Violation(pointer([name]), "reserved name" if is_reserved(name) else "unknown property"))
+            else:
+                found.update(self.check_value(name, value))
+        for name in self.required:
+            if name not in body and name not in kept:
+                found.add(Violation(pointer([name]), "is required"))
+        if found:
+            raise ValidationFailed(list(found))
+
+    def check_value(self, name: str, value: object) -> list[Violation]:
+        """The violations of one property's value."""
+        prop = self.properties[name]
+        echo = not prop.kind.confidential
+        found = {v for error in self._validators[name].iter_errors(value) for v in _violations(error, name, echo)}
+        limit = prop.kind.max_bytes
+        if limit is not None and isinstance(value, str) and len(value.encode()) > limit:
+            found.add(Violation(pointer([name]), f"is longer than {limit} bytes"))
+        return sorted(found, key=lambda v: (v.path, v.message))
+
+
+@dataclass(frozen=True)
+class Models:
+    types: dict[str, ModelType]
+
+    def get(self, name: str) -> ModelType | None:
+        return self.types.get(name)
+
+    def __iter__(self) -> Iterator[ModelType]:
+        return iter(self.types.values())
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+
+def _violations(error: ValidationError, name: str, echo: bool) -> list[Violation]:
+    path = [name, *error.absolute_path]
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [n for n in error.validator_value if n not in error.instance]
+        return [Violation(pointer([*path, n]), "is required") for n in missing]
+    return [Violation(pointer(path), error.message if echo else _redacted(error))]
+
+
+def pointer(parts: list) -> str:
+    """A JSON Pointer (RFC 6901) from path parts."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+_BOUNDS = {
+    "minLength": "is shorter than {} characters", "maxLength": "is longer than {} characters",
+    "minimum": "is less than {}", "maximum": "is greater than {}",
+    "exclusiveMinimum": "is not greater than {}", "exclusiveMaximum": "is not less than {}",
+    "multipleOf": "is not a multiple of {}", "minItems": "has fewer than {} items",
+    "maxItems": "has more than {} items", "minProperties": "has fewer than {} properties",
+    "maxProperties": "has more than {} properties",
+}
+
+
+def _redacted(error: ValidationError) -> str:
+    """A message for a protected property's violation: built from the schema, never the value."""
+    keyword, expected = error.validator, error.validator_value
+    if keyword == "type":
+        names = expected if isinstance(expected, list) else [expected]
+        return f"must be of type {' or '.join(names)}"
+    if keyword == "format":
+        return f"is not a valid {expected}"
+    if keyword == "pattern":
+        return f"does not match the pattern {expected}"
+    if keyword in ("enum", "const"):
+        return "is not one of the allowed values"
+    if keyword in _BOUNDS:
+        return _BOUNDS[keyword].format(expected)
+    return f"does not match the declared schema ({keyword})"

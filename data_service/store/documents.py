@@ -1,0 +1,292 @@
+"""Typed documents in CouchDB: read, create, replace, patch, delete, verify secrets.
+
+The I/O shell around the lifecycle core (``lifecycle``): it reads the current stored
+document (reconciling replication conflicts first, ``conflicts.reconciler``), checks
+revisions, hashes bcrypt values in a thread pool (once per request, never inside a
+retry), lets the core make the next signed document and writes it (``writes``). Ids
+come from the ``_uuids`` pool and documents are created with PUT, so a retried create
+never duplicates. Handlers get representations and revisions (``Shown``), never stored
+documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, Awaitable, Callable, Mapping
+
+from .. import envelope, idempotency
+from ..conflicts.bookkeeping import new_writer_id
+from ..conflicts.reconciler import Reconciler
+from ..couchdb import Conflict, Database, IdPool, NotFound
+from ..lifecycle import Lifecycle
+from ..models import DeletePolicy, Models, ModelType, ValidationFailed, Violation, pointer
+from ..protection import IntegrityViolation, Keyring
+from ..query import Query
+from ..retry import RetryPolicy, attempts
+from .claims import Claims
+from .errors import DocumentNotFound, IdempotencyKeyConsumed, IdempotencyMismatch, RetriesExhausted, StaleRevision
+from .queries import run_query
+from .readiness import DatabaseMissing, readiness
+from .report import database_report
+from .results import Page, Shown, Stats
+from .writes import Writes
+
+log = logging.getLogger("data_service.store")
+
+ANY_REVISION = "*"
+Revisions = frozenset  # the revisions an If-Match accepts; ANY_REVISION for "*"
+
+
+class DocumentStore:
+    def __init__(
+        self,
+        db: Database,
+        ids: IdPool,
+        keys: Keyring,
+        hasher: Executor | None = None,
+        retry: RetryPolicy = RetryPolicy(attempts=30, base=0.01, cap=0.25),
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        writer: str | None = None,
+        idempotency_ttl: float = 86400.0,
+    ) -> None:
+        """``writer`` names this process in counters' metadata (random by default; never
+        share one between processes); ``retry`` bounds the sidecar's own read-modify-write
+        loops; ``idempotency_ttl``: seconds an Idempotency-Key is remembered."""
+        self.db = db
+        self.ids = ids
+        self.lifecycle = Lifecycle(keys, writer or new_writer_id())
+        self.hasher = hasher or ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
+        self.retry, self._sleep = retry, sleep
+        self.stats = Stats()
+        self.writes = Writes(db, self.stats)
+        self.claims = Claims(db, self.lifecycle, self.writes, idempotency_ttl)
+        self.reconciler = Reconciler(db, self.lifecycle, self.stats)
+
+    async def aclose(self) -> None:
+        """Close the CouchDB client's connections."""
+        await self.db.couch.aclose()
+
+    # -- reading ----------------------------------------------------------------
+
+    async def read(self, model: ModelType, docid: str) -> dict:
+        """The stored doc, reconciled if it was conflicted, signature verified;
+        DocumentNotFound unless it is a live ``model``."""
+        try:
+            doc = await self.db.get(docid, conflicts=True)
+        except NotFound:
+            raise DocumentNotFound(docid) from None
+        if not envelope.is_of(model, doc):
+            raise DocumentNotFound(docid)
+        if doc.get("_conflicts"):
+            doc = await self.reconciler.resolve(model, doc)
+            if doc is None or not envelope.is_of(model, doc):
+                raise DocumentNotFound(docid)
+        if envelope.is_deleted(doc):
+            raise DocumentNotFound(docid)
+        self.verify(doc)
+        return doc
+
+    async def get(self, model: ModelType, docid: str) -> Shown:
+        return self.shown(model, await self.read(model, docid))
+
+    def shown(self, model: ModelType, doc: dict, **flags: bool) -> Shown:
+        return Shown(doc["_id"], doc["_rev"], self.lifecycle.representation(model, doc), **flags)
+
+    def verify(self, doc: dict) -> None:
+        """Check a stored document's signature; failures are logged (by id) and counted."""
+        try:
+            self.lifecycle.verify(doc)
+        except IntegrityViolation as exc:
+            self.stats.integrity_violations += 1
+            log.warning("integrity violation: document %s: %s", exc.docid, exc.reason)
+            raise
+
+    async def query(self, model: ModelType, query: Query) -> Page:
+        return await run_query(self.db, self.lifecycle, self.reconciler, self.verify, model, query)
+
+    async def verify_secrets(self, model: ModelType, docid: str, candidates: Any) -> dict[str, bool]:
+        """Which candidate values match the stored bcrypt / sha3-512 ones (constant time)."""
+        if not isinstance(candidates, dict) or not candidates:
+            raise ValidationFailed([Violation("", "send an object of property: candidate value")])
+
+        def problem(name: str, value: Any) -> str | None:
+            prop = model.properties.get(name)
+            if prop is None or prop.readable:
+                return "not a bcrypt or sha3-512 property"
+            if not isinstance(value, str):
+                return "must be a string"
+            if prop.kind.max_bytes is not None and len(value.encode()) > prop.kind.max_bytes:
+                return f"is longer than {prop.kind.max_bytes} bytes"
+            return None
+
+        wrong = [Violation(pointer([n]), m) for n, v in candidates.items() if (m := problem(n, v))]
+        if wrong:
+            raise ValidationFailed(wrong)
+        doc = await self.read(model, docid)
+        result = {}
+        for name, candidate in candidates.items():
+            kind, slot = model.properties[name].kind, model.slot(name, docid)
+            if doc.get(name) is None:
+                result[name] = False
+            elif kind.slow:
+                result[name] = await asyncio.get_running_loop().run_in_executor(
+                    self.hasher, kind.holds, self.lifecycle.keys, slot, doc[name], candidate)
+            else:
+                result[name] = kind.holds(self.lifecycle.keys, slot, doc[name], candidate)
+        return result
+
+    # -- writing ----------------------------------------------------------------
+
+    async def create(self, model: ModelType, body: Any, idempotency_key: str | None = None) -> Shown:
+        """Store a new document. A replayed Idempotency-Key returns the first
+        document with ``created=False``."""
+        self.lifecycle.check_body(model, body)
+        if idempotency_key is None:
+            return await self._insert(model, await self.ids.take(), body, twin_ok=False)
+        return await self._create_once(model, body, idempotency_key)
+
+    async def create_with_id(self, model: ModelType, docid: str, body: Any) -> Shown:
+        """Create under a caller-chosen stable id (installer seeds). If the id exists
+        already with this type, that document is returned (``created=False``)."""
+        self.lifecycle.check_body(model, body)
+        return await self._insert(model, docid, body, twin_ok=True)
+
+    async def _create_once(self, model: ModelType, body: Any, key: str) -> Shown:
+        """Claim the key with a record (see ``idempotency``), then store the document.
+        A replay finds the record and answers with the document it names."""
+        async for _ in attempts(self.retry, self._sleep):
+            async with self.writes.serialized(idempotency.record_id(model.name, key)):
+                record = await self.claims.record(model, key)
+                if record is None or self.claims.expired(record):
+                    docid = await self.ids.take()
+                    if not await self.claims.claim(model, key, docid, body, record):
+                        continue  # claimed first by another sidecar: read its record
+                    record = None
+            if record is None:
+                return await self._insert(model, docid, body, twin_ok=True)
+            if record["body"] != idempotency.body_digest(body):
+                raise IdempotencyMismatch(key)
+            return await self._replay(model, record["doc_id"], body, key)
+        raise RetriesExhausted(key)
+
+    async def _replay(self, model: ModelType, docid: str, body: Any, key: str) -> Shown:
+        """The document a claimed key names; stored now if the claimer has not (yet)."""
+        with contextlib.suppress(DocumentNotFound):
+            return await self.get(model, docid)
+        state = await self.db.revision(docid)
+        if state is None:  # claimed but not stored: in flight, or that request died before storing it
+            return await self._insert(model, docid, body, twin_ok=True)
+        _, deleted = state
+        if not deleted:  # stored by the claimer just now, or soft-deleted since
+            with contextlib.suppress(DocumentNotFound):
+                return await self.get(model, docid)
+        raise IdempotencyKeyConsumed(key)
+
+    async def _insert(self, model: ModelType, docid: str, body: dict, twin_ok: bool) -> Shown:
+        """PUT a new document. On a 409 the doc is already there: our own retried PUT
+        (same signature), or with ``twin_ok`` the work of a request with the same
+        idempotency key and body."""
+        hashed = await self._hash(model, docid, body)
+        doc = self.lifecycle.create(model, docid, body, hashed, envelope.now())
+        try:
+            result = await self.writes.put(doc, None)
+        except Conflict:
+            existing = await self.read(model, docid)
+            if twin_ok or existing.get("sig") == doc["sig"]:
+                return self.shown(model, existing)
+            raise
+        return self.shown(model, {**doc, "_rev": result.rev}, created=True, below_quorum=result.accepted)
+
+    async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> Shown:
+        self.lifecycle.check_body(model, body)
+        hashed = await self._hash(model, docid, body)
+        return await self._checked(model, docid, if_match,
+                                   lambda current: self.lifecycle.replace(model, current, body, hashed, envelope.now()))
+
+    async def patch(self, model: ModelType, docid: str, patch: Any, if_match: Revisions | None) -> Shown:
+        """RFC 7396 merge patch. With ``if_match`` it is a checked write; without, the
+        sidecar re-reads and retries on conflicts (bounded, jittered)."""
+        self.lifecycle.check_patch(model, patch)
+        hashed = await self._hash(model, docid, patch)
+
+        def patched(current: dict) -> dict:
+            return self.lifecycle.patch(model, current, patch, hashed, envelope.now())
+
+        if if_match is not None:
+            return await self._checked(model, docid, if_match, patched)
+        async for _ in attempts(self.retry, self._sleep):
+            try:
+                async with self.writes.serialized(docid):
+                    current = await self.read(model, docid)
+                    return await self._write(model, current, patched(current))
+            except Conflict:
+                self.stats.write_conflicts += 1
+                self.stats.patch_retries += 1
+        raise RetriesExhausted(docid)
+
+    async def delete(self, model: ModelType, docid: str, if_match: Revisions) -> bool:
+        """Hard delete, or for ``delete: soft`` types keep the doc marked deleted.
+        True when CouchDB stored it below the write quorum (202)."""
+        async with self.writes.serialized(docid):
+            current = await self.read(model, docid)
+            self._check_revision(model, current, if_match)
+            try:
+                if model.delete_policy is DeletePolicy.SOFT:
+                    doc = self.lifecycle.soft_delete(model, current, envelope.now())
+                    return (await self.writes.put(doc, current)).accepted
+                return (await self.writes.delete(docid, current["_rev"])).accepted
+            except Conflict:
+                raise await self._stale(model, docid) from None
+
+    async def _checked(self, model: ModelType, docid: str, if_match: Revisions,
+                       make: Callable[[dict], dict]) -> Shown:
+        """A write by a caller who named the revision(s) it read: a 409 is StaleRevision."""
+        async with self.writes.serialized(docid):
+            current = await self.read(model, docid)
+            self._check_revision(model, current, if_match)
+            try:
+                return await self._write(model, current, make(current))
+            except Conflict:
+                raise await self._stale(model, docid) from None
+
+    async def _write(self, model: ModelType, current: dict, doc: dict) -> Shown:
+        result = await self.writes.put(doc, current)
+        return self.shown(model, {**doc, "_rev": result.rev}, below_quorum=result.accepted)
+
+    async def _hash(self, model: ModelType, docid: str, values: dict) -> Mapping[str, str]:
+        """The bcrypt values of ``values``, hashed in the thread pool."""
+        loop = asyncio.get_running_loop()
+        keys = self.lifecycle.keys
+        return {name: await loop.run_in_executor(self.hasher, model.properties[name].kind.protect, keys,
+                                                 model.slot(name, docid), value)
+                for name, value in self.lifecycle.slow_values(model, values).items()}
+
+    def _check_revision(self, model: ModelType, current: dict, if_match: Revisions) -> None:
+        if ANY_REVISION not in if_match and current["_rev"] not in if_match:
+            self.stats.stale_revisions += 1
+            raise StaleRevision(current["_rev"], self.lifecycle.representation(model, current))
+
+    async def _stale(self, model: ModelType, docid: str) -> StaleRevision:
+        """After CouchDB's 409 on a write the caller named a revision for."""
+        self.stats.write_conflicts += 1
+        self.stats.stale_revisions += 1
+        current = await self.read(model, docid)
+        return StaleRevision(current["_rev"], self.lifecycle.representation(model, current))
+
+    async def expire_idempotency_records(self) -> int:
+        return await self.claims.expire()
+
+    # -- what health and metrics show --------------------------------------------
+
+    async def readiness(self, models: Models) -> dict:
+        return await readiness(self.db, models, self.stats)
+
+    async def database_report(self, models: Models) -> dict:
+        """Raises DatabaseMissing when there is no database."""
+        try:
+            return await database_report(self.db, models)
+        except NotFound:
+            raise DatabaseMissing(self.db.name) from None

@@ -1,0 +1,53 @@
+"""What the store raises besides validation and integrity errors (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ServiceError
+
+
+class DocumentNotFound(ServiceError, KeyError):
+    """No such document of this type (missing, another type, or soft-deleted)."""
+
+    code = "not_found"
+
+    @property
+    def detail(self) -> str:
+        return "no such document"
+
+
+class StaleRevision(ServiceError):
+    """The caller's revision is not the current one: the answer carries the current
+    representation and its revision, so the caller can re-apply its change and retry."""
+
+    code = "stale_revision"
+
+    def __init__(self, rev: str, representation: dict) -> None:
+        super().__init__(representation["id"])
+        self.rev, self.representation = rev, representation
+
+    def extensions(self) -> dict[str, Any]:
+        return {"current": self.representation}
+
+    def headers(self) -> dict[str, str]:
+        return {"ETag": f'"{self.rev}"'}
+
+
+class RetriesExhausted(ServiceError):
+    """The document kept changing under the sidecar's own read-modify-write."""
+
+    code = "conflict_retries_exhausted"
+
+
+class IdempotencyMismatch(ServiceError):
+    """An Idempotency-Key was reused with a different body."""
+
+    code = "idempotency_key_mismatch"
+
+
+class IdempotencyKeyConsumed(ServiceError):
+    """An Idempotency-Key whose document was created and then deleted: a replay must
+    not bring it back."""
+
+    code = "idempotency_key_consumed"

@@ -1,0 +1,43 @@
+"""What the store hands the web layer and the metrics (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Stats:
+    """Counters the metrics endpoint exposes (read at scrape time)."""
+
+    integrity_violations: int = 0
+    stale_revisions: int = 0  # 412s answered
+    patch_retries: int = 0  # CouchDB conflicts the sidecar's own PATCH loop retried
+    write_conflicts: int = 0  # every 409 CouchDB answered to a document write
+    conflicts_found: int = 0  # conflicted documents the reconciler looked at (each time)
+    conflicts_resolved: int = 0  # ... merged and their losing revisions deleted
+    conflicts_unresolvable: int = 0  # ... left as they are (immutable values differ, ...)
+    conflict_leaves_discarded: int = 0  # losing revisions that failed their signature check
+    writes_below_quorum: int = 0  # writes CouchDB answered 202 (stored, not on a write quorum)
+    quorum_races_lost: int = 0  # ... of which a concurrent write had won: undone, answered as stale
+    last_below_quorum: float = 0.0  # time.monotonic() of the latest 202
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A document as callers see it: its representation and revision."""
+
+    id: str
+    rev: str
+    body: dict
+    created: bool = False  # False on an Idempotency-Key replay
+    below_quorum: bool = False  # CouchDB answered 202: stored, but not yet on a write quorum
+
+
+@dataclass
+class Page:
+    """One page of a collection query: representations, the next cursor, and the
+    documents left out because they failed verification (logged and counted too)."""
+
+    items: list[dict]
+    next: str | None
+    omitted: list[dict]
