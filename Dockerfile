@@ -4,10 +4,10 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py README.md constraints.txt ./
 COPY api_spec ./api_spec
 COPY data_service ./data_service
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[speed]'
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt '.[speed]'
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

@@ -3,14 +3,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test dist-check devcouch-stop clean
+.PHONY: install run test test-fast lint constraints dist-check devcouch-stop clean
 
 install: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py
+# constraints.txt pins the versions the suite last passed with (`make constraints` renews it).
+$(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,speed]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,speed,lint]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -26,6 +27,20 @@ run: install
 test: install
 	@$(BIN)/python -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no test was collected" >&2; exit 1; fi; exit $$status
+
+## ruff (lint + format) and mypy: zero findings.
+lint: install
+	$(BIN)/ruff check data_service tests scripts bench
+	$(BIN)/ruff format --check data_service tests scripts bench
+	$(BIN)/mypy
+
+## The server-free tests only (pure modules, fake transport): seconds.
+test-fast: install
+	$(BIN)/python -m pytest -m "not couchdb" -q
+
+## Pin the installed versions (after changing dependencies and seeing the suite pass).
+constraints: install
+	$(BIN)/pip freeze --exclude-editable | grep -v '^data-service' > constraints.txt
 
 ## Build the wheel the Dockerfile installs and check what it carries.
 dist-check: install

@@ -37,9 +37,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import orjson
@@ -76,7 +77,7 @@ class Couch:
     pid: int | None = None  # when this run started it (pouchdb-server)
 
     @classmethod
-    def parse(cls, url: str, pid: int | None = None) -> "Couch":
+    def parse(cls, url: str, pid: int | None = None) -> Couch:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             sys.exit(f"bench: {url!r} is not an http(s) URL")
@@ -86,17 +87,16 @@ class Couch:
         if parts.port:
             netloc += f":{parts.port}"
         bare = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-        return cls(bare, urllib.parse.unquote(parts.username),
-                   urllib.parse.unquote(parts.password or ""), pid)
+        return cls(bare, urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""), pid)
 
     @property
     def authorization(self) -> str:
         return "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
 
     def request(self, method: str, path: str) -> tuple[int, Any]:
-        req = urllib.request.Request(self.url + path, method=method,
-                                     headers={"Authorization": self.authorization,
-                                              "Accept": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, method=method, headers={"Authorization": self.authorization, "Accept": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, json.loads(resp.read() or b"null")
@@ -110,9 +110,17 @@ class Couch:
 class Sidecar:
     def __init__(self, couch: Couch, database: str, port: int, logfile: Path, extra: list[str]) -> None:
         self.couch, self.database, self.port, self.logfile = couch, database, port, logfile
-        self.command = [str(SIDECAR), "serve", f"--couchdb={couch.url}", f"--couchdb-user={couch.user}",
-                        f"--database={database}", f"--models={MODELS}", f"--port={port}",
-                        "--log-level=warning", *extra]
+        self.command = [
+            str(SIDECAR),
+            "serve",
+            f"--couchdb={couch.url}",
+            f"--couchdb-user={couch.user}",
+            f"--database={database}",
+            f"--models={MODELS}",
+            f"--port={port}",
+            "--log-level=warning",
+            *extra,
+        ]
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -121,9 +129,15 @@ class Sidecar:
 
     def start(self, seconds: float = 30.0) -> None:
         with open(self.logfile, "ab") as out:
-            self.proc = subprocess.Popen(self.command, cwd=ROOT, env=sidecar_env(self.couch),
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command,
+                cwd=ROOT,
+                env=sidecar_env(self.couch),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + seconds
         status = None
         while time.monotonic() < deadline:
@@ -139,8 +153,9 @@ class Sidecar:
             if status == 200:
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"the sidecar was not ready after {seconds:.0f}s "
-                           f"(last /_health?quick=false: {status}):\n{self.log_tail()}")
+        raise RuntimeError(
+            f"the sidecar was not ready after {seconds:.0f}s (last /_health?quick=false: {status}):\n{self.log_tail()}"
+        )
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after 10 s; returns the exit status."""
@@ -193,20 +208,35 @@ def prepare_sidecar(couch: Couch, database: str, directory: Path, steps: list[st
     extra: list[str] = []
 
     def step(*command: str) -> None:
-        done = subprocess.run([str(SIDECAR), *command], capture_output=True, text=True, cwd=ROOT,
-                              env=sidecar_env(couch), stdin=subprocess.DEVNULL, timeout=300)
+        done = subprocess.run(
+            [str(SIDECAR), *command],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=sidecar_env(couch),
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+        )
         steps.append(" ".join(command[:2]) if command[0] == "keys" else command[0])
         if done.returncode != 0:
-            raise RuntimeError(f"data-service {command[0]} failed ({done.returncode}):\n"
-                               f"{(done.stdout + done.stderr).strip()}")
+            raise RuntimeError(
+                f"data-service {command[0]} failed ({done.returncode}):\n{(done.stdout + done.stderr).strip()}"
+            )
 
     if "--keys-dir" in usage:
         keys = directory / "keys"
         step("keys", "create", f"--keys-dir={keys}")
         extra.append(f"--keys-dir={keys}")
     if "data-service install" in usage:
-        step("install", *extra, f"--models={MODELS}", f"--couchdb={couch.url}",
-             f"--couchdb-user={couch.user}", f"--database={database}", "--log-level=warning")
+        step(
+            "install",
+            *extra,
+            f"--models={MODELS}",
+            f"--couchdb={couch.url}",
+            f"--couchdb-user={couch.user}",
+            f"--database={database}",
+            "--log-level=warning",
+        )
     return extra
 
 
@@ -237,8 +267,7 @@ class Outcome:
 
     @property
     def errors(self) -> int:
-        return sum(n for status, n in self.statuses.items()
-                   if not (isinstance(status, int) and 200 <= status < 300))
+        return sum(n for status, n in self.statuses.items() if not (isinstance(status, int) and 200 <= status < 300))
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.latencies)
@@ -288,15 +317,14 @@ async def drive(session: aiohttp.ClientSession, call: Call, requests: int, concu
 
 def session_for(concurrency: int, headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=60, force_close=False)
-    return aiohttp.ClientSession(connector=connector, headers=headers,
-                                 timeout=aiohttp.ClientTimeout(total=60))
+    return aiohttp.ClientSession(connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=60))
 
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Targets:
@@ -331,8 +359,9 @@ class Targets:
 
     async def prepare_get(self, session: aiohttp.ClientSession, direct: aiohttp.ClientSession) -> None:
         for _ in range(GET_DOCS):
-            async with session.post(f"{self.sidecar_url}/v1/note", headers=JSON_HEADERS,
-                                    data=orjson.dumps({"title": "bench", "body": BODY})) as resp:
+            async with session.post(
+                f"{self.sidecar_url}/v1/note", headers=JSON_HEADERS, data=orjson.dumps({"title": "bench", "body": BODY})
+            ) as resp:
                 body = await resp.read()
                 if resp.status != 201:
                     raise RuntimeError(f"creating a note through the sidecar: {resp.status} {body[:300]!r}")
@@ -343,18 +372,19 @@ class Targets:
                 raise RuntimeError(f"reading a note from CouchDB: {resp.status} {body[:300]!r}")
             self.template = {k: v for k, v in orjson.loads(body).items() if not k.startswith("_")}
 
-    async def prepare_update(self, direct: aiohttp.ClientSession, sidecar: aiohttp.ClientSession,
-                             workers: int) -> None:
+    async def prepare_update(self, direct: aiohttp.ClientSession, sidecar: aiohttp.ClientSession, workers: int) -> None:
         for _ in range(workers):
             docid = uuid.uuid4().hex
-            async with direct.put(f"{self.db_url}/{docid}", headers=JSON_HEADERS,
-                                  data=orjson.dumps(self.envelope())) as resp:
+            async with direct.put(
+                f"{self.db_url}/{docid}", headers=JSON_HEADERS, data=orjson.dumps(self.envelope())
+            ) as resp:
                 body = await resp.read()
                 if resp.status not in (201, 202):
                     raise RuntimeError(f"creating a doc in CouchDB: {resp.status} {body[:300]!r}")
                 self.direct_docs.append([docid, orjson.loads(body)["rev"]])
-            async with sidecar.post(f"{self.sidecar_url}/v1/note", headers=JSON_HEADERS,
-                                    data=orjson.dumps({"title": "bench", "body": BODY})) as resp:
+            async with sidecar.post(
+                f"{self.sidecar_url}/v1/note", headers=JSON_HEADERS, data=orjson.dumps({"title": "bench", "body": BODY})
+            ) as resp:
                 body = await resp.read()
                 if resp.status != 201:
                     raise RuntimeError(f"creating a note through the sidecar: {resp.status} {body[:300]!r}")
@@ -375,9 +405,10 @@ class Targets:
     # query: the first page of 50 notes from the type's listing view (one design doc per view)
 
     async def query_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
-        async with session.get(f"{self.db_url}/_design/ds_note_v1/_view/index",
-                               params={"startkey": "[]", "endkey": "[{}]", "include_docs": "true",
-                                       "limit": str(PAGE)}) as resp:
+        async with session.get(
+            f"{self.db_url}/_design/ds_note_v1/_view/index",
+            params={"startkey": "[]", "endkey": "[{}]", "include_docs": "true", "limit": str(PAGE)},
+        ) as resp:
             await resp.read()
             return resp.status
 
@@ -389,14 +420,16 @@ class Targets:
     # create
 
     async def create_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
-        async with session.put(f"{self.db_url}/{uuid.uuid4().hex}", headers=JSON_HEADERS,
-                               data=orjson.dumps(self.envelope())) as resp:
+        async with session.put(
+            f"{self.db_url}/{uuid.uuid4().hex}", headers=JSON_HEADERS, data=orjson.dumps(self.envelope())
+        ) as resp:
             await resp.read()
             return resp.status
 
     async def create_sidecar(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
-        async with session.post(f"{self.sidecar_url}/v1/note", headers=JSON_HEADERS,
-                                data=orjson.dumps({"title": "bench", "body": BODY})) as resp:
+        async with session.post(
+            f"{self.sidecar_url}/v1/note", headers=JSON_HEADERS, data=orjson.dumps({"title": "bench", "body": BODY})
+        ) as resp:
             await resp.read()
             return resp.status
 
@@ -404,8 +437,9 @@ class Targets:
 
     async def update_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
         state = self.direct_docs[w]
-        async with session.put(f"{self.db_url}/{state[0]}", headers=JSON_HEADERS,
-                               data=orjson.dumps(self.envelope(state[0], state[1], i))) as resp:
+        async with session.put(
+            f"{self.db_url}/{state[0]}", headers=JSON_HEADERS, data=orjson.dumps(self.envelope(state[0], state[1], i))
+        ) as resp:
             body = await resp.read()
             if 200 <= resp.status < 300:
                 state[1] = orjson.loads(body)["rev"]
@@ -416,9 +450,11 @@ class Targets:
 
     async def update_sidecar(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
         state = self.sidecar_docs[w]
-        async with session.put(f"{self.sidecar_url}/v1/note/{state[0]}",
-                               headers={**JSON_HEADERS, "If-Match": state[1]},
-                               data=orjson.dumps({"title": "bench", "body": BODY, "counter": i})) as resp:
+        async with session.put(
+            f"{self.sidecar_url}/v1/note/{state[0]}",
+            headers={**JSON_HEADERS, "If-Match": state[1]},
+            data=orjson.dumps({"title": "bench", "body": BODY, "counter": i}),
+        ) as resp:
             await resp.read()
             if 200 <= resp.status < 300:
                 state[1] = resp.headers["ETag"]
@@ -456,8 +492,12 @@ async def run_workloads(args: argparse.Namespace, couch: Couch, database: str, s
     for workload in args.workloads:
         for concurrency in args.concurrency:
             n = requests_at(concurrency, args.requests)
-            row: dict[str, Any] = {"workload": workload, "concurrency": concurrency, "requests": n,
-                                   "warmup": args.warmup}
+            row: dict[str, Any] = {
+                "workload": workload,
+                "concurrency": concurrency,
+                "requests": n,
+                "warmup": args.warmup,
+            }
             for target in ("direct", "sidecar"):
                 call = getattr(targets, f"{workload}_{target}")
                 async with session_for(concurrency, auth if target == "direct" else None) as session:
@@ -469,12 +509,14 @@ async def run_workloads(args: argparse.Namespace, couch: Couch, database: str, s
                 # CPU milliseconds per request of each process (couchdb only when this run started it)
                 summary["cpu_ms_per_request"] = {
                     name: (None if before is None or after is None else round(1000 * (after - before) / n, 3))
-                    for name, before, after in zip(("client", "sidecar", "couchdb"), cpu, cpu_after)
+                    for name, before, after in zip(("client", "sidecar", "couchdb"), cpu, cpu_after, strict=True)
                 }
                 row[target] = summary
-                log(f"  {workload:<6} c={concurrency:<3} {target:<7} n={n}: {summary['rps']:8.1f} req/s  "
+                log(
+                    f"  {workload:<6} c={concurrency:<3} {target:<7} n={n}: {summary['rps']:8.1f} req/s  "
                     f"p50 {summary['p50_ms']:7.2f} ms  p99 {summary['p99_ms']:7.2f} ms"
-                    + (f"  ERRORS {summary['errors']} {summary['statuses']}" if summary["errors"] else ""))
+                    + (f"  ERRORS {summary['errors']} {summary['statuses']}" if summary["errors"] else "")
+                )
             row["ratio"] = {
                 "rps": round(row["sidecar"]["rps"] / row["direct"]["rps"], 3),
                 "p50": round(row["sidecar"]["p50_ms"] / row["direct"]["p50_ms"], 3),
@@ -533,43 +575,50 @@ def loadavg() -> list[float] | None:
 
 def machine_line(machine: dict) -> str:
     server = machine["server"]
-    return (f"{machine['nproc']} CPU ({machine['cpu_model']}), {machine['mem_total_mib']} MiB, "
-            f"Linux {machine['kernel']}, Python {machine['python']}, "
-            f"{server['kind']} {server['version']}, sidecar data-service "
-            f"{machine['packages']['data-service']} on tornado {machine['packages']['tornado']} + "
-            f"{machine['sidecar_loop']}")
+    return (
+        f"{machine['nproc']} CPU ({machine['cpu_model']}), {machine['mem_total_mib']} MiB, "
+        f"Linux {machine['kernel']}, Python {machine['python']}, "
+        f"{server['kind']} {server['version']}, sidecar data-service "
+        f"{machine['packages']['data-service']} on tornado {machine['packages']['tornado']} + "
+        f"{machine['sidecar_loop']}"
+    )
 
 
 def markdown(report: dict) -> str:
     config = report["config"]
-    out = [f"Machine: {machine_line(report['machine'])}",
-           f"CouchDB: {config['couchdb']}; requests per measurement: "
-           + ", ".join(f"c={c}: {requests_at(c, config['requests'])}" for c in config["concurrency"])
-           + f" (each after {report['config']['warmup']} warm-up requests; {report['config']['preheat']} "
-             "preheat requests per workload and target at the start)",
-           "",
-           "| workload | c | requests | direct req/s | sidecar req/s | ratio req/s | direct p50 ms | "
-           "sidecar p50 ms | ratio p50 | direct p99 ms | sidecar p99 ms | errors d/s | sidecar RSS / peak MiB |",
-           "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    out = [
+        f"Machine: {machine_line(report['machine'])}",
+        f"CouchDB: {config['couchdb']}; requests per measurement: "
+        + ", ".join(f"c={c}: {requests_at(c, config['requests'])}" for c in config["concurrency"])
+        + f" (each after {report['config']['warmup']} warm-up requests; {report['config']['preheat']} "
+        "preheat requests per workload and target at the start)",
+        "",
+        "| workload | c | requests | direct req/s | sidecar req/s | ratio req/s | direct p50 ms | "
+        "sidecar p50 ms | ratio p50 | direct p99 ms | sidecar p99 ms | errors d/s | sidecar RSS / peak MiB |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
     for row in report["results"]:
         d, s, mem = row["direct"], row["sidecar"], row["sidecar_memory"]
         out.append(
             f"| {row['workload']} | {row['concurrency']} | {row['requests']} | {d['rps']:.0f} | {s['rps']:.0f} | "
             f"{row['ratio']['rps']:.2f} | {d['p50_ms']:.2f} | {s['p50_ms']:.2f} | {row['ratio']['p50']:.2f} | "
             f"{d['p99_ms']:.2f} | {s['p99_ms']:.2f} | {d['errors']}/{s['errors']} | "
-            f"{mem['rss_kib'] / 1024:.1f} / {mem['hwm_kib'] / 1024:.1f} |")
+            f"{mem['rss_kib'] / 1024:.1f} / {mem['hwm_kib'] / 1024:.1f} |"
+        )
     base = report["sidecar_memory_at_start"]
     start, end = report["machine"]["loadavg_at_start"], report["loadavg_at_end"]
-    out += ["",
-            f"Load average (1/5/15 min) at start {start}, at end {end}: the client, the sidecar and "
-            "CouchDB share these CPUs; anything else running skews the numbers.",
-            f"Sidecar memory at start (after the readiness check): RSS {base['rss_kib'] / 1024:.1f} MiB, "
-            f"peak {base['hwm_kib'] / 1024:.1f} MiB.",
-            "",
-            "CPU ms per request (client / sidecar / couchdb; couchdb only for a server this run started):",
-            "",
-            "| workload | c | direct | sidecar |",
-            "|---|--:|--|--|"]
+    out += [
+        "",
+        f"Load average (1/5/15 min) at start {start}, at end {end}: the client, the sidecar and "
+        "CouchDB share these CPUs; anything else running skews the numbers.",
+        f"Sidecar memory at start (after the readiness check): RSS {base['rss_kib'] / 1024:.1f} MiB, "
+        f"peak {base['hwm_kib'] / 1024:.1f} MiB.",
+        "",
+        "CPU ms per request (client / sidecar / couchdb; couchdb only for a server this run started):",
+        "",
+        "| workload | c | direct | sidecar |",
+        "|---|--:|--|--|",
+    ]
 
     def cpu(summary: dict) -> str:
         return " / ".join("-" if v is None else f"{v:.2f}" for v in summary["cpu_ms_per_request"].values())
@@ -645,24 +694,45 @@ def non_negative(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--couchdb-url", default=os.environ.get("COUCHDB_URL"),
-                        help="CouchDB with admin credentials, http://user:password@host:port "
-                             "(default: $COUCHDB_URL, else a private in-memory pouchdb-server)")
-    parser.add_argument("--requests", type=positive, default=2000,
-                        help=f"measured requests per workload, target and concurrency (default 2000; "
-                             f"at concurrency 1 at most {C1_CAP})")
-    parser.add_argument("--concurrency", type=concurrency_list, default=[1, 50],
-                        help="comma-separated concurrencies (default 1,50)")
-    parser.add_argument("--warmup", type=positive, default=50,
-                        help="unmeasured requests before each measurement (default 50)")
-    parser.add_argument("--preheat", type=non_negative, default=300,
-                        help="unmeasured requests per workload and target once at the start, to warm up "
-                             "CouchDB and the sidecar (default 300; 0 skips)")
-    parser.add_argument("--workloads", type=workload_list, default=list(WORKLOADS),
-                        help="comma-separated subset of get,create,update (default: all)")
+    parser.add_argument(
+        "--couchdb-url",
+        default=os.environ.get("COUCHDB_URL"),
+        help="CouchDB with admin credentials, http://user:password@host:port "
+        "(default: $COUCHDB_URL, else a private in-memory pouchdb-server)",
+    )
+    parser.add_argument(
+        "--requests",
+        type=positive,
+        default=2000,
+        help=f"measured requests per workload, target and concurrency (default 2000; "
+        f"at concurrency 1 at most {C1_CAP})",
+    )
+    parser.add_argument(
+        "--concurrency", type=concurrency_list, default=[1, 50], help="comma-separated concurrencies (default 1,50)"
+    )
+    parser.add_argument(
+        "--warmup", type=positive, default=50, help="unmeasured requests before each measurement (default 50)"
+    )
+    parser.add_argument(
+        "--preheat",
+        type=non_negative,
+        default=300,
+        help="unmeasured requests per workload and target once at the start, to warm up "
+        "CouchDB and the sidecar (default 300; 0 skips)",
+    )
+    parser.add_argument(
+        "--workloads",
+        type=workload_list,
+        default=list(WORKLOADS),
+        help="comma-separated subset of get,create,update (default: all)",
+    )
     parser.add_argument("--port", type=int, help="port for the sidecar (default: a free one)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON,
-                        help=f"where to write the JSON report (default {DEFAULT_JSON.relative_to(ROOT)})")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        help=f"where to write the JSON report (default {DEFAULT_JSON.relative_to(ROOT)})",
+    )
     return parser.parse_args(argv)
 
 
@@ -670,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # SIGTERM takes the Ctrl-C path, so everything started here is stopped and the database deleted.
     signal.signal(signal.SIGTERM, interrupt)
-    started_at = dt.datetime.now(dt.timezone.utc)
+    started_at = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     with contextlib.ExitStack() as stack:
         if args.couchdb_url:
@@ -696,8 +766,11 @@ def main(argv: list[str] | None = None) -> int:
 
         def drop_database() -> None:
             code, _ = couch.request("DELETE", f"/{database}")
-            log(f"bench: deleted database {database}" if code in (200, 202)
-                else f"bench: deleting database {database} answered {code}")
+            log(
+                f"bench: deleted database {database}"
+                if code in (200, 202)
+                else f"bench: deleting database {database} answered {code}"
+            )
 
         stack.callback(drop_database)
 
@@ -740,10 +813,17 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": round(time.monotonic() - t0, 1),
         "loadavg_at_end": loadavg(),
         "machine": machine,
-        "config": {"couchdb": machine["server"]["kind"] + (" (private, in memory)" if couch.pid else ""),
-                   "requests": args.requests, "c1_cap": C1_CAP, "concurrency": args.concurrency,
-                   "warmup": args.warmup, "preheat": args.preheat, "workloads": args.workloads,
-                   "get_docs": GET_DOCS, "body_chars": len(BODY)},
+        "config": {
+            "couchdb": machine["server"]["kind"] + (" (private, in memory)" if couch.pid else ""),
+            "requests": args.requests,
+            "c1_cap": C1_CAP,
+            "concurrency": args.concurrency,
+            "warmup": args.warmup,
+            "preheat": args.preheat,
+            "workloads": args.workloads,
+            "get_docs": GET_DOCS,
+            "body_chars": len(BODY),
+        },
         "sidecar_command": [Path(part).name if i == 0 else part for i, part in enumerate(sidecar.command)],
         "sidecar_preparation": [f"data-service {step}" for step in steps],
         "sidecar_memory_at_start": memory_at_start,
@@ -754,10 +834,13 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(report))
     log(f"bench: {report['duration_s']} s; JSON report in {args.json}")
 
-    failed = [f"{row['workload']} c={row['concurrency']} {target}: {row[target]['errors']}/{row['requests']} "
-              f"failed {row[target]['statuses']}"
-              for row in results for target in ("direct", "sidecar")
-              if row[target]["errors"] > ERROR_LIMIT * row["requests"]]
+    failed = [
+        f"{row['workload']} c={row['concurrency']} {target}: {row[target]['errors']}/{row['requests']} "
+        f"failed {row[target]['statuses']}"
+        for row in results
+        for target in ("direct", "sidecar")
+        if row[target]["errors"] > ERROR_LIMIT * row["requests"]
+    ]
     if failed:
         log("bench: FAILED: more than 1% of the requests failed in:\n  " + "\n  ".join(failed))
         return 1

@@ -1,8 +1,8 @@
 """data-service: sidecar HTTP data-access service in front of CouchDB.
 
 Usage:
-  data-service serve --keys-dir=DIR [--models=FILE] [--kek-file=FILE] [--auto-install] [--reconcile-interval=SECONDS] [--idempotency-ttl=SECONDS] [options]
-  data-service install --keys-dir=DIR --models=FILE [--seed=FILE] [--dry-run] [--delete --yes] [--kek-file=FILE] [options]
+  data-service serve --keys-dir=DIR [--models=FILE] [--auto-install] [options]
+  data-service install --keys-dir=DIR --models=FILE [--seed=FILE] [--dry-run] [--delete --yes] [options]
   data-service keys create --keys-dir=DIR [--kek-file=FILE]
   data-service keys rotate --keys-dir=DIR --purpose=P [--kek-file=FILE]
   data-service keys (disable | enable) --keys-dir=DIR --purpose=P --key-id=N [--kek-file=FILE]
@@ -91,10 +91,9 @@ import asyncio
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, TextIO
 
 from docopt import docopt
-
-from typing import TYPE_CHECKING, TextIO
 
 from . import __version__
 from .config import Config, ConfigError
@@ -115,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if args["keys"]:
             return keys_command(args)
         config = Config.from_args(args)
-        logging.basicConfig(level=config.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if args["serve"]:
             from .server import run
 
@@ -177,32 +175,45 @@ def _create_private(path: str) -> int:
 
 async def install_command(args: dict, config: Config) -> int:
     from .installer import InstallFailed, drop, install, load_seeds
-    from .models import load_models
     from .server import connect, keyring
 
     if args["--delete"]:
         if not args["--yes"]:
-            raise ConfigError(f"install --delete drops the whole database {config.database!r} "
-                              "and every document in it; add --yes to confirm")
+            raise ConfigError(
+                f"install --delete drops the whole database {config.database!r} "
+                "and every document in it; add --yes to confirm"
+            )
         if args["--dry-run"]:
             print(f"would delete database {config.database} (dry run: nothing was changed)")
             return 0
         async with connect(config) as couch:
             existed = await drop(couch, config.database)
-        print(f"deleted database {config.database}" if existed
-              else f"database {config.database} does not exist; nothing to delete")
+        print(
+            f"deleted database {config.database}"
+            if existed
+            else f"database {config.database} does not exist; nothing to delete"
+        )
         return 0
-    models = load_models(config.models_path)
+    models = _models(config)
     keys = keyring(config)
     seeds = load_seeds(args["--seed"]) if args["--seed"] else None
     async with connect(config) as couch:
         try:
-            await install(couch, config.database, models, keys, user=config.couchdb_user, seeds=seeds,
-                          dry_run=args["--dry-run"])
+            await install(
+                couch, config.database, models, keys, user=config.couchdb_user, seeds=seeds, dry_run=args["--dry-run"]
+            )
         except InstallFailed as exc:
             print(f"data-service: install failed: {exc}", file=sys.stderr)
             return 1
     return 0
+
+
+def _models(config: Config) -> Models:
+    from .models import load_models
+
+    if not config.models_path:
+        raise ConfigError("--models is required")
+    return load_models(config.models_path)
 
 
 def _lifecycle(config: Config) -> Lifecycle:
@@ -229,10 +240,9 @@ async def verify_command(config: Config) -> int:
 
 async def reencrypt_command(config: Config) -> int:
     from .maintenance import Progress, reencrypt_database
-    from .models import load_models
     from .server import connect
 
-    lifecycle, models = _lifecycle(config), load_models(config.models_path)
+    lifecycle, models = _lifecycle(config), _models(config)
     async with connect(config) as couch:
         db = couch.database(config.database)
         # merge conflicted documents first: their losing revisions hold old ciphertexts too
@@ -244,16 +254,21 @@ async def reencrypt_command(config: Config) -> int:
         report = await reencrypt_database(db, lifecycle, models, Progress("reencrypt", (await db.info())["doc_count"]))
     for docid, why in report.skipped:
         print(f"SKIPPED {docid}: {why}")
-    print(f"reencrypt: {report.checked} checked, {report.rewritten} rewritten, "
-          f"{report.current} already current, {len(report.skipped)} skipped")
+    print(
+        f"reencrypt: {report.checked} checked, {report.rewritten} rewritten, "
+        f"{report.current} already current, {len(report.skipped)} skipped"
+    )
     if report.stale_lookup_hashes:
-        print(f"reencrypt: {report.stale_lookup_hashes} sha3-512 values stay under older lookup keys "
-              "(a hash cannot be re-keyed without its plaintext); keep those keys enabled")
+        print(
+            f"reencrypt: {report.stale_lookup_hashes} sha3-512 values stay under older lookup keys "
+            "(a hash cannot be re-keyed without its plaintext); keep those keys enabled"
+        )
     return 1 if report.skipped else 0
 
 
-async def _reconcile_pass(db: Database, lifecycle: Lifecycle, models: Models, out: TextIO,
-                          required: bool = True) -> SweepReport | None:
+async def _reconcile_pass(
+    db: Database, lifecycle: Lifecycle, models: Models, out: TextIO, required: bool = True
+) -> SweepReport | None:
     """One sweep with progress on ``out``; prints what is left. Without the conflicts
     view (not installed): ConfigError, or None when not ``required``."""
     from .conflicts.reconciler import Reconciler, Status
@@ -269,26 +284,26 @@ async def _reconcile_pass(db: Database, lifecycle: Lifecycle, models: Models, ou
     except NotFound:
         if not required:
             return None
-        raise ConfigError(f"database {db.name!r} or its _design/ds_conflicts view is missing; "
-                          "run data-service install") from None
+        raise ConfigError(
+            f"database {db.name!r} or its _design/ds_conflicts view is missing; run data-service install"
+        ) from None
     for outcome in report.outcomes:
         for rev, why in outcome.discarded:
             print(f"DISCARDED {outcome.docid} {rev}: {why}")
         if outcome.status in (Status.UNRESOLVABLE, Status.BUSY):
             print(f"{outcome.status.upper()} {outcome.docid}: {outcome.reason}")
-    print(f"reconcile: {report.conflicted} conflicted, {report.resolved} resolved, "
-          f"{len(report.having(Status.UNRESOLVABLE))} unresolvable, {len(report.having(Status.BUSY))} busy, "
-          f"{len(report.discarded)} tampered revisions discarded")
+    print(
+        f"reconcile: {report.conflicted} conflicted, {report.resolved} resolved, "
+        f"{len(report.having(Status.UNRESOLVABLE))} unresolvable, {len(report.having(Status.BUSY))} busy, "
+        f"{len(report.discarded)} tampered revisions discarded"
+    )
     return report
 
 
 async def reconcile_command(config: Config) -> int:
-    from .models import load_models
     from .server import connect
 
-    if not config.models_path:
-        raise ConfigError("--models is required")
-    models = load_models(config.models_path)
+    models = _models(config)
     lifecycle = _lifecycle(config)
     async with connect(config) as couch:
         report = await _reconcile_pass(couch.database(config.database), lifecycle, models, sys.stderr)

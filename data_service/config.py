@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 PASSWORD_ENV = "DATA_SERVICE_COUCHDB_PASSWORD"
@@ -44,7 +45,7 @@ class Config:
         return (self.couchdb_user, self.couchdb_password or "")
 
     @classmethod
-    def from_args(cls, args: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> "Config":
+    def from_args(cls, args: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> Config:
         """Build from docopt's dict; raise ConfigError naming the bad flag."""
         url = args["--couchdb"]
         parts = urlsplit(url)

@@ -84,12 +84,16 @@ class Index:
     def map_function(self) -> str:
         type_test = f"doc.type.indexOf({_js(self.model.name + '_v' + str(self.model.major) + '.')}) === 0"
         if not self.properties:
-            return (f"function (doc) {{\n  if (typeof doc.type === 'string' && {type_test}) {{\n"
-                    f"    emit([doc.meta && doc.meta.created_at], null);\n  }}\n}}")
+            return (
+                f"function (doc) {{\n  if (typeof doc.type === 'string' && {type_test}) {{\n"
+                f"    emit([doc.meta && doc.meta.created_at], null);\n  }}\n}}"
+            )
         values = ", ".join(f"doc[{_js(p)}]" for p in self.properties)
         present = " && ".join(f"doc[{_js(p)}] !== undefined" for p in self.properties)
-        return (f"function (doc) {{\n  if (typeof doc.type === 'string' && {type_test} && {present}) {{\n"
-                f"    emit([{values}], null);\n  }}\n}}")
+        return (
+            f"function (doc) {{\n  if (typeof doc.type === 'string' && {type_test} && {present}) {{\n"
+            f"    emit([{values}], null);\n  }}\n}}"
+        )
 
     def design_doc(self) -> dict:
         return _marked({"language": "javascript", "views": {VIEW: {"map": self.map_function()}}})
@@ -122,8 +126,10 @@ def indexes(model: ModelType) -> list[Index]:
             if not prop.kind.queryable:
                 raise ModelError(f"{where}: {prop.protection} values cannot be indexed")
             if prop.kind.equality_only and len(props) > 1:
-                raise ModelError(f"{where}: {prop.protection} properties may only be indexed alone "
-                                 "(their stored form changes with the key version)")
+                raise ModelError(
+                    f"{where}: {prop.protection} properties may only be indexed alone "
+                    "(their stored form changes with the key version)"
+                )
         if len(set(props)) != len(props):
             raise ModelError(f"{where}: a property is repeated")
         index = Index(model, props)
@@ -176,8 +182,11 @@ def diff(installed: dict[str, dict], wanted: dict[str, dict]) -> DesignDiff:
         else:
             names["current"].append(name)
     others = sorted(set(installed) - set(wanted))
-    return DesignDiff(**names, removable=[n for n in others if is_generated(installed[n])],
-                      unmanaged=[n for n in others if not is_generated(installed[n])])
+    return DesignDiff(
+        **names,
+        removable=[n for n in others if is_generated(installed[n])],
+        unmanaged=[n for n in others if not is_generated(installed[n])],
+    )
 
 
 def content_hash(design: dict) -> str:

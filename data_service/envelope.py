@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .models import ModelType
@@ -33,11 +34,11 @@ ENVELOPE = UNSIGNED | {"_id", "type", "meta"}  # everything that is not a proper
 
 def stamp(at: dt.datetime) -> str:
     """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-26T15:00:00.123Z``."""
-    return at.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def now() -> str:
-    return stamp(dt.datetime.now(dt.timezone.utc))
+    return stamp(dt.datetime.now(dt.UTC))
 
 
 def rev_key(rev: str) -> tuple[int, str]:
@@ -104,8 +105,12 @@ def soft_deleted(current: dict, at: str) -> dict:
 def representation(model: ModelType, doc: dict, props: dict[str, Any]) -> dict:
     """What callers see: ``props`` are already unprotected; unreadable ones are dropped."""
     meta = doc.get("meta", {})
-    out_meta = {"type": model.name, "version": _version(doc), "created_at": meta.get("created_at"),
-                "updated_at": meta.get("updated_at")}
+    out_meta = {
+        "type": model.name,
+        "version": _version(doc),
+        "created_at": meta.get("created_at"),
+        "updated_at": meta.get("updated_at"),
+    }
     if meta.get("deleted_at"):
         out_meta["deleted_at"] = meta["deleted_at"]
     readable = {k: v for k, v in props.items() if k in model.properties and model.properties[k].readable}

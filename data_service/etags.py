@@ -27,4 +27,4 @@ def parse(header: str | None) -> frozenset[str] | None:
 def none_match(header: str | None, rev: str) -> bool:
     """True when an If-None-Match header matches ``rev`` (weak comparison): answer 304."""
     tags = parse(header)
-    return bool(tags) and ("*" in tags or rev in tags)
+    return tags is not None and ("*" in tags or rev in tags)

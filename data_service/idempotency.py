@@ -25,8 +25,8 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from .envelope import stamp
 from .canonical import canonical
+from .envelope import stamp
 
 TYPE = "ds:idempotency_v1"
 ID_PREFIX = "ds-idem-"

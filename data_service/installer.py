@@ -25,10 +25,11 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TextIO
+from typing import Any, TextIO
 
 import yaml
 
@@ -36,7 +37,7 @@ from . import design
 from .config import ConfigError
 from .couchdb import Conflict, CouchDB, Database, IdPool, NotFound, Timeout, Unsupported
 from .models import Models, ModelType, ValidationFailed
-from .protection import IntegrityViolation, KeyUnavailable, Keyring
+from .protection import IntegrityViolation, Keyring, KeyUnavailable
 from .store import ANY_REVISION, DocumentNotFound, DocumentStore
 
 SERVICE_ROLE = "data-service"
@@ -103,13 +104,18 @@ class InstallReport:
         if not self.changed:
             return f"install {self.database}: nothing to change ({c['unchanged']} unchanged)"
         if self.dry_run:
-            return (f"install {self.database} (dry run): would create {c['create']}, update {c['update']}, "
-                    f"remove {c['remove']}; {c['unchanged']} unchanged; nothing was changed")
-        return (f"install {self.database}: {c['create']} created, {c['update']} updated, "
-                f"{c['remove']} removed, {c['unchanged']} unchanged")
+            return (
+                f"install {self.database} (dry run): would create {c['create']}, update {c['update']}, "
+                f"remove {c['remove']}; {c['unchanged']} unchanged; nothing was changed"
+            )
+        return (
+            f"install {self.database}: {c['create']} created, {c['update']} updated, "
+            f"{c['remove']} removed, {c['unchanged']} unchanged"
+        )
 
 
 # -- seeds file -------------------------------------------------------------------
+
 
 def load_seeds(path: str | Path) -> list[Seed]:
     """Read ``{"seeds": [{"type": .., "key": .., "data": {..}}, ...]}`` (YAML or JSON)."""
@@ -161,15 +167,21 @@ def check_seeds(models: Models, seeds: list[Seed]) -> None:
 
 # -- the plan ---------------------------------------------------------------------
 
+
 def wanted_security(existing: dict, user: str | None) -> dict:
-    return {**existing, "admins": {"names": [], "roles": ["_admin"]},
-            "members": {"names": [user] if user else [], "roles": [SERVICE_ROLE]}}
+    return {
+        **existing,
+        "admins": {"names": [], "roles": ["_admin"]},
+        "members": {"names": [user] if user else [], "roles": [SERVICE_ROLE]},
+    }
 
 
 def _normal(security: dict) -> dict:
     """Order and absent lists do not count as differences."""
-    groups = {part: {k: sorted((security.get(part) or {}).get(k) or []) for k in ("names", "roles")}
-              for part in ("admins", "members")}
+    groups = {
+        part: {k: sorted((security.get(part) or {}).get(k) or []) for k in ("names", "roles")}
+        for part in ("admins", "members")
+    }
     return {**security, **groups}
 
 
@@ -192,22 +204,37 @@ async def _design_steps(db: Database, exists: bool, models: Models) -> list[Step
     diff = design.diff(existing, wanted)
     if diff.foreign:
         name = diff.foreign[0]
-        raise InstallFailed(f"_design/{name} exists without the data_service marker (not made by the installer); "
-                            "rename or remove it, then run install again")
+        raise InstallFailed(
+            f"_design/{name} exists without the data_service marker (not made by the installer); "
+            "rename or remove it, then run install again"
+        )
     steps = []
     for name in sorted(wanted):
         doc, warm = wanted[name], name if wanted[name].get("views") else None
         if name in diff.missing:
             steps.append(Step("create", f"create _design/{name}", _put_design(db, name, doc, None), warm))
         elif name in diff.outdated:
-            steps.append(Step("update", f"update _design/{name} (content changed)",
-                              _put_design(db, name, doc, existing[name]["_rev"]), warm))
+            steps.append(
+                Step(
+                    "update",
+                    f"update _design/{name} (content changed)",
+                    _put_design(db, name, doc, existing[name]["_rev"]),
+                    warm,
+                )
+            )
         else:
             steps.append(Step("unchanged", f"unchanged _design/{name}"))
-    steps += [Step("remove", f"remove _design/{name} (generated earlier, no longer declared)",
-                   _delete_design(db, name, existing[name]["_rev"])) for name in diff.removable]
-    steps += [Step("note", f"leave _design/{name} (no data_service marker: not managed here)")
-              for name in diff.unmanaged]
+    steps += [
+        Step(
+            "remove",
+            f"remove _design/{name} (generated earlier, no longer declared)",
+            _delete_design(db, name, existing[name]["_rev"]),
+        )
+        for name in diff.removable
+    ]
+    steps += [
+        Step("note", f"leave _design/{name} (no data_service marker: not managed here)") for name in diff.unmanaged
+    ]
     return steps
 
 
@@ -219,6 +246,7 @@ def _put_design(db: Database, name: str, doc: dict, rev: str | None) -> Callable
             current = await db.get(f"_design/{name}")
             if design.content_hash(current) != design.content_hash(doc):
                 raise InstallFailed(f"_design/{name} changed while installing; run install again") from None
+
     return apply
 
 
@@ -232,6 +260,7 @@ def _delete_design(db: Database, name: str, rev: str) -> Callable[[], Awaitable[
             except NotFound:
                 return  # already gone
             raise InstallFailed(f"_design/{name} changed while installing; run install again") from None
+
     return apply
 
 
@@ -248,8 +277,11 @@ async def _uuids_step(couch: CouchDB) -> Step:
         current = None
     if current == UUIDS_ALGORITHM:
         return Step("unchanged", f"unchanged uuids/algorithm = {UUIDS_ALGORITHM}")
-    return Step("update", f"set uuids/algorithm = {UUIDS_ALGORITHM} (was {current or 'unset'})",
-                lambda: couch.config_put("uuids", "algorithm", UUIDS_ALGORITHM))
+    return Step(
+        "update",
+        f"set uuids/algorithm = {UUIDS_ALGORITHM} (was {current or 'unset'})",
+        lambda: couch.config_put("uuids", "algorithm", UUIDS_ALGORITHM),
+    )
 
 
 async def _seed_step(store: DocumentStore, exists: bool, model: ModelType, seed: Seed) -> Step:
@@ -269,8 +301,11 @@ async def _seed_step(store: DocumentStore, exists: bool, model: ModelType, seed:
         raise InstallFailed(f"{seed.label}: document {docid} fails its check ({exc}); not overwritten") from None
     if await _same(store, model, doc, seed.data):
         return Step("unchanged", f"unchanged {seed.label}")
-    return Step("update", f"update {seed.label} ({docid}: properties differ)",
-                lambda: store.replace(model, docid, seed.data, frozenset({ANY_REVISION})))
+    return Step(
+        "update",
+        f"update {seed.label} ({docid}: properties differ)",
+        lambda: store.replace(model, docid, seed.data, frozenset({ANY_REVISION})),
+    )
 
 
 async def _same(store: DocumentStore, model: ModelType, doc: dict, data: dict) -> bool:
@@ -285,8 +320,9 @@ async def _same(store: DocumentStore, model: ModelType, doc: dict, data: dict) -
     return not secrets or all((await store.verify_secrets(model, doc["_id"], secrets)).values())
 
 
-async def plan(couch: CouchDB, store: DocumentStore, models: Models, *, user: str | None,
-               seeds: list[Seed]) -> list[Step]:
+async def plan(
+    couch: CouchDB, store: DocumentStore, models: Models, *, user: str | None, seeds: list[Seed]
+) -> list[Step]:
     """Every step of an install, reading but never writing."""
     db = store.db
     exists = await db.exists()
@@ -295,11 +331,12 @@ async def plan(couch: CouchDB, store: DocumentStore, models: Models, *, user: st
     steps += await _design_steps(db, exists, models)
     steps.append(await _uuids_step(couch))
     for seed in seeds:
-        steps.append(await _seed_step(store, exists, models.get(seed.type), seed))
+        steps.append(await _seed_step(store, exists, models.types[seed.type], seed))  # checked by check_seeds
     return steps
 
 
 # -- applying ---------------------------------------------------------------------
+
 
 async def warm(db: Database, names: list[str], out: TextIO) -> None:
     """Query each design doc's view once so CouchDB builds its index now."""

@@ -42,16 +42,21 @@ class Purpose:
     type_url: str
 
 
-PURPOSES = {p.name: p for p in (
-    Purpose("signing", mac.mac_key_templates.HMAC_SHA512_256BITTAG,
-            "type.googleapis.com/google.crypto.tink.HmacKey"),
-    Purpose("encryption", aead.aead_key_templates.AES256_GCM,
-            "type.googleapis.com/google.crypto.tink.AesGcmKey"),
-    Purpose("deterministic", daead.deterministic_aead_key_templates.AES256_SIV,
-            "type.googleapis.com/google.crypto.tink.AesSivKey"),
-    Purpose("lookup", prf.prf_key_templates.HMAC_SHA512,
-            "type.googleapis.com/google.crypto.tink.HmacPrfKey"),
-)}
+PURPOSES = {
+    p.name: p
+    for p in (
+        Purpose(
+            "signing", mac.mac_key_templates.HMAC_SHA512_256BITTAG, "type.googleapis.com/google.crypto.tink.HmacKey"
+        ),
+        Purpose("encryption", aead.aead_key_templates.AES256_GCM, "type.googleapis.com/google.crypto.tink.AesGcmKey"),
+        Purpose(
+            "deterministic",
+            daead.deterministic_aead_key_templates.AES256_SIV,
+            "type.googleapis.com/google.crypto.tink.AesSivKey",
+        ),
+        Purpose("lookup", prf.prf_key_templates.HMAC_SHA512, "type.googleapis.com/google.crypto.tink.HmacPrfKey"),
+    )
+}
 
 
 class KeysetError(Exception):
@@ -113,8 +118,10 @@ class KeysDir:
         expected = PURPOSES[purpose].type_url
         wrong = {k.type_url for k in handle.keyset_info().key_info} - {expected}
         if wrong:
-            raise KeysetError(f"{file}: holds {', '.join(sorted(wrong))} keys; "
-                            f"the {purpose} keyset must hold {expected.rsplit('.', 1)[-1]} keys")
+            raise KeysetError(
+                f"{file}: holds {', '.join(sorted(wrong))} keys; "
+                f"the {purpose} keyset must hold {expected.rsplit('.', 1)[-1]} keys"
+            )
         return handle
 
     def _save(self, purpose: str, handle: tink.KeysetHandle, *, new: bool) -> None:
@@ -154,8 +161,11 @@ class KeysDir:
 
     def rotate(self, purpose: str) -> int:
         """Add a new key and make it primary; returns its key id."""
-        fresh = json.loads(tink.json_proto_keyset_format.serialize(
-            tink.new_keyset_handle(PURPOSES[purpose].template), secret_key_access.TOKEN))["key"][0]
+        fresh = json.loads(
+            tink.json_proto_keyset_format.serialize(
+                tink.new_keyset_handle(PURPOSES[purpose].template), secret_key_access.TOKEN
+            )
+        )["key"][0]
         key_id = secrets.randbits(31) | 1
 
         def add(keyset: dict) -> None:
@@ -170,6 +180,7 @@ class KeysDir:
 
     def set_status(self, purpose: str, key_id: int, status: str) -> None:
         """ENABLED or DISABLED; the primary key cannot be disabled."""
+
         def change(keyset: dict) -> None:
             if key_id == keyset["primaryKeyId"] and status != "ENABLED":
                 raise KeysetError(f"{self.path(purpose)}: key {key_id} is primary; rotate first")

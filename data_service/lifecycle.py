@@ -21,8 +21,9 @@ and the installer's seeds are I/O shells around it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from . import envelope, idempotency
 from .canonical import canonical
@@ -48,9 +49,11 @@ class Lifecycle:
 
     def clear(self, model: ModelType, doc: dict) -> dict:
         """The readable properties of ``doc`` in clear."""
-        return {name: model.properties[name].kind.reveal(self.keys, model.slot(name, doc["_id"]), value)
-                for name, value in envelope.properties(doc).items()
-                if name in model.properties and model.properties[name].readable}
+        return {
+            name: model.properties[name].kind.reveal(self.keys, model.slot(name, doc["_id"]), value)
+            for name, value in envelope.properties(doc).items()
+            if name in model.properties and model.properties[name].readable
+        }
 
     def representation(self, model: ModelType, doc: dict) -> dict:
         """What callers see of a verified stored document."""
@@ -75,16 +78,23 @@ class Lifecycle:
         if not isinstance(patch, dict):
             raise ValidationFailed([Violation("", "a merge patch for a document must be an object")])
         check_reserved(patch)
-        wrong = [v for name, value in patch.items() if value is not None and name in model.properties
-                 and model.properties[name].kind.slow for v in model.check_value(name, value)]
+        wrong = [
+            v
+            for name, value in patch.items()
+            if value is not None and name in model.properties and model.properties[name].kind.slow
+            for v in model.check_value(name, value)
+        ]
         if wrong:
             raise ValidationFailed(wrong)
 
     @staticmethod
     def slow_values(model: ModelType, values: dict) -> dict[str, Any]:
         """The values the store must protect in its thread pool (bcrypt) and pass as ``hashed``."""
-        return {name: value for name, value in values.items()
-                if value is not None and name in model.properties and model.properties[name].kind.slow}
+        return {
+            name: value
+            for name, value in values.items()
+            if value is not None and name in model.properties and model.properties[name].kind.slow
+        }
 
     def create(self, model: ModelType, docid: str, body: dict, hashed: Mapping[str, str], at: str) -> dict:
         """A new document (``body`` checked by ``check_body``)."""
@@ -103,8 +113,9 @@ class Lifecycle:
         hidden = {name for name, prop in model.properties.items() if not prop.readable}
         merged = envelope.merge_patch(self.clear(model, current), {k: v for k, v in patch.items() if k not in hidden})
         secrets = {k: v for k, v in patch.items() if k in hidden and v is not None}
-        kept = {name: value for name, value in envelope.properties(current).items()
-                if name in hidden and name not in patch}
+        kept = {
+            name: value for name, value in envelope.properties(current).items() if name in hidden and name not in patch
+        }
         model.validate({**merged, **secrets}, kept=frozenset(kept))
         stored, changed = self._protected(model, current["_id"], current, {**merged, **secrets}, hashed, kept)
         return self._over(model, current, {**stored, **kept}, changed, at)
@@ -144,8 +155,9 @@ class Lifecycle:
         the primary key, or None if it is."""
         return None if self.keys.signed_by_primary(doc) else self.keys.sign(doc)
 
-    def claim(self, model: ModelType, key: str, docid: str, body: Any, at: dt.datetime, ttl: float,
-              current: dict | None) -> dict:
+    def claim(
+        self, model: ModelType, key: str, docid: str, body: Any, at: dt.datetime, ttl: float, current: dict | None
+    ) -> dict:
         """A signed Idempotency-Key record claiming ``key`` for ``docid`` (over an expired
         ``current`` one, if any)."""
         record = idempotency.new_record(model.name, key, docid, body, at, ttl)
@@ -153,8 +165,15 @@ class Lifecycle:
 
     # -- the steps ----------------------------------------------------------------
 
-    def _protected(self, model: ModelType, docid: str, current: dict | None, values: dict,
-                   hashed: Mapping[str, str], kept: Mapping[str, Any] = {}) -> tuple[dict, set[str]]:
+    def _protected(
+        self,
+        model: ModelType,
+        docid: str,
+        current: dict | None,
+        values: dict,
+        hashed: Mapping[str, str],
+        kept: Mapping[str, Any] = {},
+    ) -> tuple[dict, set[str]]:
         """Stored forms of ``values`` and the names that changed (set, changed or removed)
         compared with ``current``: an unchanged value keeps its stored form. ``kept``
         names stored values the write leaves as they are."""
@@ -166,8 +185,11 @@ class Lifecycle:
             if name in hashed:
                 same, form = False, hashed[name]
             elif name in old:
-                same = canonical(old_clear[name]) == canonical(value) if prop.readable \
+                same = (
+                    canonical(old_clear[name]) == canonical(value)
+                    if prop.readable
                     else prop.kind.holds(self.keys, slot, old[name], value)
+                )
                 form = old[name] if same else MISSING
             else:
                 same, form = False, MISSING

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, TextIO
+from typing import Any, TextIO
 
 from . import idempotency
 from .couchdb import Database
@@ -83,9 +84,14 @@ class ReencryptReport:
     stale_lookup_hashes: int = 0  # sha3-512 values under an old key: need the plaintext to re-hash
 
 
-async def reencrypt_database(db: Database, lifecycle: Lifecycle, models: Models, progress: Progress,
-                             retry: RetryPolicy = RetryPolicy(attempts=5, base=0.01, cap=0.25),
-                             sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> ReencryptReport:
+async def reencrypt_database(
+    db: Database,
+    lifecycle: Lifecycle,
+    models: Models,
+    progress: Progress,
+    retry: RetryPolicy = RetryPolicy(attempts=5, base=0.01, cap=0.25),
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> ReencryptReport:
     """Re-protect every document under the primary keys, page by page with revs.
     Safe beside live traffic: a document changed meanwhile (409) is re-read and
     redone; re-running skips what is already current, so an interrupted run resumes."""
@@ -116,8 +122,11 @@ async def reencrypt_database(db: Database, lifecycle: Lifecycle, models: Models,
             results = await db.bulk_docs(writes)
             report.rewritten += sum(1 for r in results if r.get("ok"))
             conflicted = [r["id"] for r in results if r.get("error") == "conflict"]
-            todo = [r["doc"] for r in (await db.all_docs(keys=conflicted, include_docs=True)).rows
-                    if r.get("doc")] if conflicted else []
+            todo = (
+                [r["doc"] for r in (await db.all_docs(keys=conflicted, include_docs=True)).rows if r.get("doc")]
+                if conflicted
+                else []
+            )
         else:
             report.skipped += [(doc["_id"], "kept changing; run again") for doc in todo]
         progress.advance(len(page))

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
 from urllib.parse import unquote
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
 
 # The classic text format generate_latest writes (prometheus_client >= 0.22 names
 # version 1.0.0 "latest"; our metric names need none of its UTF-8 escaping).
@@ -32,8 +32,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DATABASE_REPORT_TTL = 5.0  # seconds
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS"})
 
-_DB_OPERATIONS = {"_all_docs": "all_docs", "_bulk_docs": "bulk_docs", "_bulk_get": "bulk_get",
-                  "_changes": "changes", "_security": "security"}
+_DB_OPERATIONS = {
+    "_all_docs": "all_docs",
+    "_bulk_docs": "bulk_docs",
+    "_bulk_get": "bulk_get",
+    "_changes": "changes",
+    "_security": "security",
+}
 
 
 def couchdb_operation(target: str) -> str:
@@ -70,21 +75,32 @@ def couchdb_operation(target: str) -> str:
 
 
 class Metrics:
-    def __init__(self, report_ttl: float = DATABASE_REPORT_TTL,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, report_ttl: float = DATABASE_REPORT_TTL, clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = CollectorRegistry()
         self.http_requests = Counter(
-            "data_service_http_requests", "HTTP requests answered, by route pattern, method and status.",
-            ["route", "method", "status"], registry=self.registry)
+            "data_service_http_requests",
+            "HTTP requests answered, by route pattern, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
         self.http_duration = Histogram(
-            "data_service_http_request_duration_seconds", "Time to answer an HTTP request.",
-            ["route", "method"], registry=self.registry)
+            "data_service_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["route", "method"],
+            registry=self.registry,
+        )
         self.couchdb_requests = Counter(
-            "data_service_couchdb_requests", "CouchDB request attempts, by operation, method and "
-            "status (`none`: no response came).", ["operation", "method", "status"], registry=self.registry)
+            "data_service_couchdb_requests",
+            "CouchDB request attempts, by operation, method and status (`none`: no response came).",
+            ["operation", "method", "status"],
+            registry=self.registry,
+        )
         self.couchdb_duration = Histogram(
-            "data_service_couchdb_request_duration_seconds", "Time of a CouchDB request attempt.",
-            ["operation", "method"], registry=self.registry)
+            "data_service_couchdb_request_duration_seconds",
+            "Time of a CouchDB request attempt.",
+            ["operation", "method"],
+            registry=self.registry,
+        )
         self.database_report = Cached(report_ttl, clock)
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -109,7 +125,7 @@ class Metrics:
 class StoreCollector:
     """``DocumentStore.stats`` as counters; id pool size and bcrypt queue depth as gauges."""
 
-    COUNTERS = {
+    COUNTERS: ClassVar[dict[str, str]] = {
         "integrity_violations": "Documents read whose signature check failed.",
         "stale_revisions": "Writes answered 412 stale_revision.",
         "patch_retries": "CouchDB conflicts the service's own PATCH loop retried.",
@@ -127,15 +143,16 @@ class StoreCollector:
 
     def collect(self):
         for name, documentation in self.COUNTERS.items():
-            yield CounterMetricFamily(f"data_service_{name}", documentation,
-                                      value=getattr(self.store.stats, name))
-        yield GaugeMetricFamily("data_service_id_pool_size", "CouchDB-generated ids prefetched and unused.",
-                                value=len(self.store.ids))
+            yield CounterMetricFamily(f"data_service_{name}", documentation, value=getattr(self.store.stats, name))
+        yield GaugeMetricFamily(
+            "data_service_id_pool_size", "CouchDB-generated ids prefetched and unused.", value=len(self.store.ids)
+        )
         # ThreadPoolExecutor keeps work not yet picked up by a thread in _work_queue.
         queue = getattr(self.store.hasher, "_work_queue", None)
         if queue is not None:
-            yield GaugeMetricFamily("data_service_bcrypt_queue_depth",
-                                    "bcrypt hash/check jobs waiting for a thread.", value=queue.qsize())
+            yield GaugeMetricFamily(
+                "data_service_bcrypt_queue_depth", "bcrypt hash/check jobs waiting for a thread.", value=queue.qsize()
+            )
 
 
 class Cached:
@@ -148,10 +165,11 @@ class Cached:
         self._at = 0.0
 
     async def get(self, compute: Callable[[], Awaitable[Any]]) -> Any:
-        if not self._fresh():
+        task = self._task
+        if task is None or not self._fresh():
             self._at = self.clock()
-            self._task = asyncio.ensure_future(compute())
-        return await asyncio.shield(self._task)
+            task = self._task = asyncio.ensure_future(compute())
+        return await asyncio.shield(task)
 
     def _fresh(self) -> bool:
         task = self._task

@@ -28,8 +28,11 @@ _TYPE_PARAMETER = "#/components/parameters/TypeName"
 
 
 class DeclaredType(Protocol):
-    name: str
-    version: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
 
     def input_schema(self) -> dict[str, Any]: ...
 
@@ -50,8 +53,7 @@ def spec_for(models: Iterable[DeclaredType], spec: dict[str, Any] | None = None)
         name = model.name
         schemas[name] = _rebased(copy.deepcopy(model.output_schema()), _SCHEMAS + name)
         schemas[f"{name}_input"] = _rebased(copy.deepcopy(model.input_schema()), f"{_SCHEMAS}{name}_input")
-        refs = {_SCHEMAS + "Document": _SCHEMAS + name,
-                _SCHEMAS + "DocumentInput": f"{_SCHEMAS}{name}_input"}
+        refs = {_SCHEMAS + "Document": _SCHEMAS + name, _SCHEMAS + "DocumentInput": f"{_SCHEMAS}{name}_input"}
         for generic, concrete in _GENERIC_PATHS.items():
             item = _with_refs(copy.deepcopy(spec["paths"][generic]), refs)
             item["parameters"] = [p for p in item.get("parameters", []) if p.get("$ref") != _TYPE_PARAMETER]

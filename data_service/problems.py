@@ -29,10 +29,12 @@ TABLE: dict[str, Kind] = {
     "unknown_type": Kind(404, "No such document type"),
     "method_not_allowed": Kind(405, "Method not allowed on this resource"),
     "not_acceptable": Kind(406, "Only application/json can be produced"),
-    "idempotency_key_consumed": Kind(409, "The document this Idempotency-Key created has been deleted; "
-                                          "a replay does not create it again"),
-    "stale_revision": Kind(412, "The document changed since you read it; "
-                                "re-apply your change to `current` and retry", retryable=True),
+    "idempotency_key_consumed": Kind(
+        409, "The document this Idempotency-Key created has been deleted; a replay does not create it again"
+    ),
+    "stale_revision": Kind(
+        412, "The document changed since you read it; re-apply your change to `current` and retry", retryable=True
+    ),
     "payload_too_large": Kind(413, "The request body is too large"),
     "unsupported_media_type": Kind(415, "Unsupported request content type"),
     "validation_failed": Kind(422, "The document does not match its type's schema"),
@@ -46,13 +48,18 @@ TABLE: dict[str, Kind] = {
     "couchdb_error": Kind(502, "CouchDB answered unexpectedly"),
     "couchdb_unavailable": Kind(503, "CouchDB is unavailable", retryable=True),
     "database_missing": Kind(503, "The database does not exist (run the installer)", retryable=True),
-    "not_installed": Kind(503, "The database's design documents are missing or outdated "
-                               "(run data-service install)", retryable=True),
+    "not_installed": Kind(
+        503, "The database's design documents are missing or outdated (run data-service install)", retryable=True
+    ),
     "conflict_retries_exhausted": Kind(503, "The document kept changing; try again", retryable=True),
 }
 
 # For statuses Tornado raises by itself (unknown method, malformed request ...).
 BY_STATUS = {
-    400: "bad_request", 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
-    413: "payload_too_large", 415: "unsupported_media_type",
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
 }

@@ -14,8 +14,9 @@ server uses (ICU on CouchDB, code points on the dev server).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .design import Index, indexes
 from .errors import ServiceError
@@ -56,8 +57,7 @@ class Query:
 
     def signature(self) -> list:
         """What a cursor is bound to: everything but the page size and the cursor."""
-        return [[c.prop, c.op, c.value] for c in self.conditions] + [self.sort, self.descending,
-                                                                     self.include_deleted]
+        return [[c.prop, c.op, c.value] for c in self.conditions] + [self.sort, self.descending, self.include_deleted]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def parse(model: ModelType, args: dict[str, list[str]]) -> Query:
             continue
         match = _CONDITION.match(name)
         prop = model.properties.get(match[1]) if match else None
-        if prop is None:
+        if match is None or prop is None:
             raise QueryError(f"{name}: not a property of {model.name}")
         op = match[2] or "eq"
         if op not in ("eq", *RANGE_OPS):
@@ -144,28 +144,34 @@ def plan(model: ModelType, query: Query, lookup_values: Callable[[ModelType, str
     bound = ranged[0] if ranged else None
     for index in indexes(model):
         if _serves(index, equal, bound, query.sort):
-            return _plan_on(index, model, [equal[p] for p in index.properties[:len(equal)]], bound,
-                            query.descending, lookup_values)
-    wanted = ", ".join([c.prop + ("" if c.op == "eq" else f"[{c.op}]") for c in query.conditions]
-                       + ([f"sort={'-' if query.descending else ''}{query.sort}"] if query.sort else []))
+            return _plan_on(
+                index, model, [equal[p] for p in index.properties[: len(equal)]], bound, query.descending, lookup_values
+            )
+    wanted = ", ".join(
+        [c.prop + ("" if c.op == "eq" else f"[{c.op}]") for c in query.conditions]
+        + ([f"sort={'-' if query.descending else ''}{query.sort}"] if query.sort else [])
+    )
     available = "; ".join(index.label for index in indexes(model))
     raise QueryError(f"no index of {model.name} serves {wanted}; its indexes: {available}")
 
 
 def _serves(index: Index, equal: dict, bound: Condition | None, sort: str | None) -> bool:
     props = index.properties
-    if set(props[:len(equal)]) != set(equal) or (not props and (equal or bound or sort)):
+    if set(props[: len(equal)]) != set(equal) or (not props and (equal or bound or sort)):
         return False
     following = props[len(equal)] if len(props) > len(equal) else None
     return all(p in (None, following) for p in (bound and bound.prop, sort))
 
 
-def _plan_on(index: Index, model: ModelType, equal: list[Condition], bound: Condition | None,
-             descending: bool, lookup_values) -> Plan:
+def _plan_on(
+    index: Index, model: ModelType, equal: list[Condition], bound: Condition | None, descending: bool, lookup_values
+) -> Plan:
     prefixes: list[list] = [[]]
     for condition in equal:
-        prefixes = [p + [v] for p in prefixes for v in lookup_values(model, condition.prop, condition.value)]
-    low_tail, high_tail, accepts = [], [{}], (lambda key: True)
+        prefixes = [[*p, v] for p in prefixes for v in lookup_values(model, condition.prop, condition.value)]
+    low_tail: list = []
+    high_tail: list = [{}]
+    accepts: Callable[[list], bool] = lambda key: True  # noqa: E731
     if bound is not None:
         at, value = len(equal), bound.value
         if bound.op in ("gt", "gte"):

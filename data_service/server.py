@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer
 
@@ -52,8 +52,7 @@ def build(config: Config) -> tuple[Context, HTTPServer]:
     keys = keyring(config)
     metrics = Metrics()
     couch = connect(config, observer=metrics.observe_couchdb)
-    store = DocumentStore(couch.database(config.database), IdPool(couch), keys,
-                          idempotency_ttl=config.idempotency_ttl)
+    store = DocumentStore(couch.database(config.database), IdPool(couch), keys, idempotency_ttl=config.idempotency_ttl)
     metrics.watch(store)
     ctx = Context(config=config, models=models, store=store, spec=spec_for(models), metrics=metrics)
     return ctx, HTTPServer(make_app(ctx), xheaders=False)
@@ -67,8 +66,15 @@ async def serve(config: Config, auto_install: bool = False) -> None:
         from .installer import install
 
         try:
-            await install(store.db.couch, config.database, ctx.models, store.lifecycle.keys,
-                          user=config.couchdb_user, out=sys.stderr, progress_out=sys.stderr)
+            await install(
+                store.db.couch,
+                config.database,
+                ctx.models,
+                store.lifecycle.keys,
+                user=config.couchdb_user,
+                out=sys.stderr,
+                progress_out=sys.stderr,
+            )
         except BaseException:
             await store.aclose()
             raise
@@ -85,8 +91,13 @@ async def serve(config: Config, auto_install: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("data-service listening on http://%s:%d (CouchDB %s, database %s)",
-             config.listen, config.port, config.couchdb_url, config.database)
+    log.info(
+        "data-service listening on http://%s:%d (CouchDB %s, database %s)",
+        config.listen,
+        config.port,
+        config.couchdb_url,
+        config.database,
+    )
     await stop.wait()
     log.info("shutting down")
     for task in tasks:

@@ -4,8 +4,12 @@
 import sys
 import zipfile
 
-REQUIRED = ["data_service/__init__.py", "data_service/cli.py", "data_service/couchdb/client.py",
-            "data_service/openapi.yaml"]
+REQUIRED = [
+    "data_service/__init__.py",
+    "data_service/cli.py",
+    "data_service/couchdb/client.py",
+    "data_service/openapi.yaml",
+]
 
 
 def main(path: str) -> int:

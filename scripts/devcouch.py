@@ -76,9 +76,7 @@ def _request(url: str, user: str, password: str, method: str = "GET") -> int:
         return exc.code
 
 
-def start(
-    directory: Path, port: int | None = None, memory: bool = False, databases: tuple[str, ...] = ()
-) -> DevCouch:
+def start(directory: Path, port: int | None = None, memory: bool = False, databases: tuple[str, ...] = ()) -> DevCouch:
     """Start pouchdb-server (or reuse the one already running from ``directory``)."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -89,21 +87,28 @@ def start(
         port = port or free_port()
         password = _password(directory)
         config = directory / "config.json"
-        config.write_text(json.dumps({
-            "admins": {ADMIN: password},
-            "log": {"file": str(directory / "pouchdb.log")},
-        }))
+        config.write_text(
+            json.dumps(
+                {
+                    "admins": {ADMIN: password},
+                    "log": {"file": str(directory / "pouchdb.log")},
+                }
+            )
+        )
         config.chmod(0o600)
         storage = ["-m"] if memory else ["-d", str(directory / "data")]
         if not memory:
             (directory / "data").mkdir(exist_ok=True)
-        log = open(directory / "server.log", "ab")
-        proc = subprocess.Popen(
-            [str(BINARY), "--host", "127.0.0.1", "--port", str(port), "-n", "-c", str(config), *storage],
-            cwd=directory, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "NODE_OPTIONS": "--unhandled-rejections=warn"},
-            start_new_session=True,
-        )
+        with open(directory / "server.log", "ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [str(BINARY), "--host", "127.0.0.1", "--port", str(port), "-n", "-c", str(config), *storage],
+                cwd=directory,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "NODE_OPTIONS": "--unhandled-rejections=warn"},
+                start_new_session=True,
+            )
         (directory / "pid").write_text(f"{proc.pid} {port}\n")
         running = DevCouch(directory, port, ADMIN, password, proc.pid)
         _wait_ready(running, proc)
@@ -170,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     directory = args.dir.resolve()
     if args.command == "start":
         couch = start(directory, args.port, args.memory, tuple(args.database))
-        print(f"devcouch: {couch.url} (pid {couch.pid}); admin user {couch.user!r}, "
-              f"password in {directory / 'admin-password'}")
+        print(
+            f"devcouch: {couch.url} (pid {couch.pid}); admin user {couch.user!r}, "
+            f"password in {directory / 'admin-password'}"
+        )
     elif args.command == "stop":
         print("devcouch: stopped" if stop(directory) else "devcouch: not running")
     else:

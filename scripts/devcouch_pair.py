@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import devcouch  # noqa: E402
+import devcouch
 
 ROOT = devcouch.ROOT
 REPLICATOR = "_replicator"
@@ -110,8 +110,9 @@ class Endpoint:
 class Replication:
     """Continuous replication both ways between ``a`` and ``b``, with pause and resume."""
 
-    def __init__(self, a: Endpoint, b: Endpoint, name: str = "ds-pair", generation: str | None = None,
-                 running: bool = False) -> None:
+    def __init__(
+        self, a: Endpoint, b: Endpoint, name: str = "ds-pair", generation: str | None = None, running: bool = False
+    ) -> None:
         self.a, self.b, self.name = a, b, name
         self.generation = generation
         self.running = running
@@ -120,10 +121,18 @@ class Replication:
         """(server holding the document, its id, the document) per direction."""
         docs = []
         for label, source, target in (("a-to-b", self.a, self.b), ("b-to-a", self.b, self.a)):
-            docs.append((source, f"{self.name}-{label}-{self.generation}", {
-                "source": source.spec(), "target": target.spec(), "continuous": True,
-                "generation": self.generation,
-            }))
+            docs.append(
+                (
+                    source,
+                    f"{self.name}-{label}-{self.generation}",
+                    {
+                        "source": source.spec(),
+                        "target": target.spec(),
+                        "continuous": True,
+                        "generation": self.generation,
+                    },
+                )
+            )
         return docs
 
     def start(self) -> None:
@@ -161,11 +170,16 @@ class Replication:
     stop = pause
 
     def state(self) -> dict:
-        return {"a": [self.a.server, self.a.database], "b": [self.b.server, self.b.database],
-                "name": self.name, "generation": self.generation, "running": self.running}
+        return {
+            "a": [self.a.server, self.a.database],
+            "b": [self.b.server, self.b.database],
+            "name": self.name,
+            "generation": self.generation,
+            "running": self.running,
+        }
 
     @classmethod
-    def from_state(cls, state: dict) -> "Replication":
+    def from_state(cls, state: dict) -> Replication:
         return cls(Endpoint(*state["a"]), Endpoint(*state["b"]), state["name"], state["generation"], state["running"])
 
 
@@ -189,8 +203,9 @@ def _load(directory: Path) -> Replication:
         sys.exit(f"devcouch_pair: nothing started from {directory}")
 
 
-def start_pair(directory: Path, database: str = "dev", memory: bool = False) -> tuple[devcouch.DevCouch,
-                                                                                     devcouch.DevCouch, Replication]:
+def start_pair(
+    directory: Path, database: str = "dev", memory: bool = False
+) -> tuple[devcouch.DevCouch, devcouch.DevCouch, Replication]:
     """Start (or reuse) both servers, create ``database`` on both, replicate both ways."""
     directory.mkdir(parents=True, exist_ok=True)
     first = devcouch.start(directory / "a", memory=memory, databases=(database,))
@@ -216,8 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     directory = args.dir.resolve()
     if args.command == "start":
         first, second, _ = start_pair(directory, args.database, args.memory)
-        print(f"devcouch_pair: a = {first.url}, b = {second.url} (database {args.database}), replicating both ways;"
-              f" admin passwords in {directory}/a/admin-password and {directory}/b/admin-password")
+        print(
+            f"devcouch_pair: a = {first.url}, b = {second.url} (database {args.database}), replicating both ways;"
+            f" admin passwords in {directory}/a/admin-password and {directory}/b/admin-password"
+        )
     elif args.command in ("pause", "resume"):
         replication = _load(directory)
         replication.pause() if args.command == "pause" else replication.resume()
@@ -225,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devcouch_pair: replication {'paused' if args.command == 'pause' else 'running'}")
     elif args.command == "status":
         servers = [devcouch.status(directory / side) for side in ("a", "b")]
-        for side, server in zip("ab", servers):
+        for side, server in zip("ab", servers, strict=True):
             print(f"devcouch_pair: {side}: " + (f"running at {server.url}" if server else "not running"))
         if _state_file(directory).exists():
             print(f"devcouch_pair: replication {'running' if _load(directory).running else 'paused'}")

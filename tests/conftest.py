@@ -8,13 +8,20 @@ import os
 
 import aiohttp
 import pytest
+from openapi_check import SpecChecker
+from support import ROOT, Api, devcouch, running_sidecar, unique_name
 
 from data_service.config import Config
 from data_service.couchdb import CouchDB
 from data_service.couchdb.client import split_credentials
 from data_service.keys import KeysDir
-from openapi_check import SpecChecker
-from support import ROOT, Api, devcouch, running_sidecar, unique_name
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark every test that needs a server, so ``pytest -m "not couchdb"`` is the fast inner loop."""
+    for item in items:
+        if "couchdb_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.couchdb)
 
 
 @pytest.fixture(scope="session")
@@ -57,9 +64,16 @@ def config(couchdb_url, db, keys_dir) -> Config:
     """Sidecar configuration for the test database, credentials split off the URL."""
     url, auth = split_credentials(couchdb_url)
     user, password = auth or (None, None)
-    return Config(couchdb_url=url, database=db.name, couchdb_user=user, couchdb_password=password,
-                  connect_timeout=2, request_timeout=5, models_path=str(ROOT / "models" / "sample.yaml"),
-                  keys_dir=keys_dir)
+    return Config(
+        couchdb_url=url,
+        database=db.name,
+        couchdb_user=user,
+        couchdb_password=password,
+        connect_timeout=2,
+        request_timeout=5,
+        models_path=str(ROOT / "models" / "sample.yaml"),
+        keys_dir=keys_dir,
+    )
 
 
 @pytest.fixture

@@ -40,8 +40,9 @@ class SpecChecker:
     def __init__(self, spec: Mapping[str, Any]) -> None:
         self.spec = spec
         self.registry = Registry().with_resource(BASE_URI, DRAFT202012.create_resource(spec))
-        self._templates = [(template, _template_regex(template), _specificity(template))
-                           for template in spec.get("paths", {})]
+        self._templates = [
+            (template, _template_regex(template), _specificity(template)) for template in spec.get("paths", {})
+        ]
 
     # --- lookups ---------------------------------------------------------------
 
@@ -65,16 +66,20 @@ class SpecChecker:
         elif status == 405:
             candidates = [m for m in METHODS if m in item]
         else:
-            raise AssertionError(f"{where}: {template} has no {method.upper()} operation "
-                                 f"(only {', '.join(m.upper() for m in METHODS if m in item)})")
+            raise AssertionError(
+                f"{where}: {template} has no {method.upper()} operation "
+                f"(only {', '.join(m.upper() for m in METHODS if m in item)})"
+            )
         for name in candidates:
             responses = item[name].get("responses", {})
             for key in (str(status), f"{status // 100}XX", "default"):
                 if key in responses:
                     return self._deref(responses[key], f"{item_ptr}/{name}/responses/{key}")
-        raise AssertionError(f"{where}: status {status} is not documented for "
-                             f"{method.upper()} {template} (documented: "
-                             f"{', '.join(item[candidates[0]].get('responses', {}))})")
+        raise AssertionError(
+            f"{where}: status {status} is not documented for "
+            f"{method.upper()} {template} (documented: "
+            f"{', '.join(item[candidates[0]].get('responses', {}))})"
+        )
 
     # --- the check -------------------------------------------------------------
 
@@ -86,8 +91,7 @@ class SpecChecker:
         for name, header in response.get("headers", {}).items():
             header, _ = self._deref(header, "")
             if header.get("required") and name.lower() not in present:
-                raise AssertionError(f"{where}: required response header {name!r} is missing "
-                                     f"(got {sorted(present)})")
+                raise AssertionError(f"{where}: required response header {name!r} is missing (got {sorted(present)})")
 
         content = response.get("content")
         if not content:
@@ -108,14 +112,15 @@ class SpecChecker:
         except ValueError as exc:
             raise AssertionError(f"{where}: the body is not JSON ({exc}): {body[:200]!r}") from None
         schema_ptr = _ptr_join(response_ptr, "content", media_type, "schema")
-        validator = Draft202012Validator({"$ref": f"{BASE_URI}#{quote(schema_ptr, safe='/~')}"},
-                                         registry=self.registry,
-                                         format_checker=Draft202012Validator.FORMAT_CHECKER)
+        validator = Draft202012Validator(
+            {"$ref": f"{BASE_URI}#{quote(schema_ptr, safe='/~')}"},
+            registry=self.registry,
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
         error = best_match(validator.iter_errors(document))
         if error is not None:
             at = "/" + "/".join(str(part) for part in error.absolute_path)
-            raise AssertionError(f"{where}: the {media_type} body does not match the spec at {at}: "
-                                 f"{error.message}")
+            raise AssertionError(f"{where}: the {media_type} body does not match the spec at {at}: {error.message}")
 
     # --- helpers ---------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from tornado.testing import bind_unused_port
 
 from data_service.config import Config
@@ -22,7 +21,6 @@ from data_service.server import build
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 sys.path.insert(0, str(ROOT / "scripts"))
 import devcouch  # noqa: E402
-
 
 SAMPLE_MODELS = ROOT / "models" / "sample.yaml"
 
@@ -43,8 +41,9 @@ def run_command(config: Config, *args: str) -> subprocess.CompletedProcess:
     if config.couchdb_user:
         flags.append(f"--couchdb-user={config.couchdb_user}")
     env = {**os.environ, "DATA_SERVICE_COUCHDB_PASSWORD": config.couchdb_password or ""}
-    result = subprocess.run([sys.executable, "-m", "data_service", *args, *flags], env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "data_service", *args, *flags], env=env, capture_output=True, text=True, timeout=120
+    )
     assert "Traceback" not in result.stderr, result.stderr
     if config.couchdb_password:
         assert config.couchdb_password not in result.stdout + result.stderr
@@ -88,8 +87,9 @@ class Api:
     def __init__(self, session, base: str, checker) -> None:
         self.session, self.base, self.checker = session, base, checker
 
-    async def request(self, method: str, path: str, *, json=None, data: bytes | None = None,
-                      headers: dict | None = None):
+    async def request(
+        self, method: str, path: str, *, json=None, data: bytes | None = None, headers: dict | None = None
+    ):
         headers = dict(headers or {})
         if json is not None:
             data = orjson.dumps(json)

@@ -8,12 +8,18 @@ from dataclasses import replace
 
 import orjson
 import pytest
-
-from data_service.couchdb.client import split_credentials
 from support import TcpProxy, running_sidecar
 
-USER = {"email": "ada@example.com", "name": "Ada", "password": "correct horse", "age": 36,
-        "tags": ["math"], "address": {"street": "1 Analytical Way", "city": "London", "zip": "N1"}}
+from data_service.couchdb.client import split_credentials
+
+USER = {
+    "email": "ada@example.com",
+    "name": "Ada",
+    "password": "correct horse",
+    "age": 36,
+    "tags": ["math"],
+    "address": {"street": "1 Analytical Way", "city": "London", "zip": "N1"},
+}
 NOTE = {"title": "counter", "counter": 0, "attributes": {}}
 
 
@@ -21,8 +27,9 @@ async def stored_docs(db) -> list[dict]:
     """Every document of a declared type in CouchDB, read directly (not through the sidecar):
     no design documents, no Idempotency-Key records."""
     rows = (await db.all_docs(include_docs=True)).rows
-    return [row["doc"] for row in rows if not row["id"].startswith("_design/")
-            and not row["doc"]["type"].startswith("ds:")]
+    return [
+        row["doc"] for row in rows if not row["id"].startswith("_design/") and not row["doc"]["type"].startswith("ds:")
+    ]
 
 
 async def test_create_read_replace_delete(api, db):
@@ -44,14 +51,16 @@ async def test_create_read_replace_delete(api, db):
     no_precondition = await api.request("PUT", f"/v1/note/{note['id']}", json={"title": "x"})
     assert no_precondition.status == 428 and no_precondition.body["code"] == "precondition_required"
 
-    replaced = await api.request("PUT", f"/v1/note/{note['id']}", json={"title": "replaced"},
-                                 headers={"If-Match": created.etag})
+    replaced = await api.request(
+        "PUT", f"/v1/note/{note['id']}", json={"title": "replaced"}, headers={"If-Match": created.etag}
+    )
     assert replaced.status == 200 and replaced.body["title"] == "replaced" and "body" not in replaced.body
     assert replaced.etag.startswith('"2-')
     assert replaced.body["meta"]["created_at"] == note["meta"]["created_at"]
 
-    stale = await api.request("PUT", f"/v1/note/{note['id']}", json={"title": "lost"},
-                              headers={"If-Match": created.etag})
+    stale = await api.request(
+        "PUT", f"/v1/note/{note['id']}", json={"title": "lost"}, headers={"If-Match": created.etag}
+    )
     assert stale.status == 412 and stale.body["code"] == "stale_revision" and stale.body["retryable"] is True
     assert stale.body["current"] == replaced.body and stale.etag == replaced.etag
 
@@ -90,8 +99,9 @@ async def test_patch_with_and_without_if_match(api):
     note = await api.request("POST", "/v1/note", json={"title": "t", "body": "b", "attributes": {"a": "1"}})
     url = f"/v1/note/{note.body['id']}"
     merge = {"Content-Type": "application/merge-patch+json"}
-    patched = await api.request("PATCH", url, data=b'{"body": null, "attributes": {"b": "2"}}',
-                                headers={**merge, "If-Match": note.etag})
+    patched = await api.request(
+        "PATCH", url, data=b'{"body": null, "attributes": {"b": "2"}}', headers={**merge, "If-Match": note.etag}
+    )
     assert patched.status == 200
     assert "body" not in patched.body and patched.body["attributes"] == {"a": "1", "b": "2"}
     stale = await api.request("PATCH", url, data=b'{"title": "x"}', headers={**merge, "If-Match": note.etag})
@@ -115,12 +125,17 @@ async def test_twenty_clients_incrementing_with_if_match_lose_nothing(api):
         doc, etag = current.body, current.etag
         for _ in range(100):
             if use_patch:
-                reply = await api.request("PATCH", url, data=orjson.dumps({"counter": doc["counter"] + 1}),
-                                          headers={"Content-Type": "application/merge-patch+json", "If-Match": etag})
+                reply = await api.request(
+                    "PATCH",
+                    url,
+                    data=orjson.dumps({"counter": doc["counter"] + 1}),
+                    headers={"Content-Type": "application/merge-patch+json", "If-Match": etag},
+                )
             else:
                 body = {k: v for k, v in doc.items() if k not in ("id", "meta")}
-                reply = await api.request("PUT", url, json={**body, "counter": body["counter"] + 1},
-                                          headers={"If-Match": etag})
+                reply = await api.request(
+                    "PUT", url, json={**body, "counter": body["counter"] + 1}, headers={"If-Match": etag}
+                )
             if reply.status == 200:
                 return
             assert reply.status == 412 and reply.body["retryable"] is True
@@ -137,10 +152,17 @@ async def test_twenty_clients_incrementing_with_if_match_lose_nothing(api):
 async def test_twenty_concurrent_patches_without_if_match_all_land(api):
     note = await api.request("POST", "/v1/note", json=NOTE)
     url = f"/v1/note/{note.body['id']}"
-    replies = await asyncio.gather(*(
-        api.request("PATCH", url, data=orjson.dumps({"attributes": {f"k{i}": str(i)}}),
-                    headers={"Content-Type": "application/merge-patch+json"})
-        for i in range(20)))
+    replies = await asyncio.gather(
+        *(
+            api.request(
+                "PATCH",
+                url,
+                data=orjson.dumps({"attributes": {f"k{i}": str(i)}}),
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+            for i in range(20)
+        )
+    )
     assert [r.status for r in replies] == [200] * 20
     final = await api.request("GET", url)
     assert final.body["attributes"] == {f"k{i}": str(i) for i in range(20)}
@@ -150,35 +172,105 @@ async def test_twenty_concurrent_patches_without_if_match_all_land(api):
 BAD_INPUTS = [
     # (name, method, path, body, headers, status, code)
     ("invalid JSON", "POST", "/v1/note", b'{"title": ', {"Content-Type": "application/json"}, 400, "invalid_json"),
-    ("wrong JSON type", "POST", "/v1/note", b'{"title": 42}', {"Content-Type": "application/json"},
-     422, "validation_failed"),
-    ("not an object", "POST", "/v1/note", b'["title"]', {"Content-Type": "application/json"},
-     422, "validation_failed"),
-    ("unknown property", "POST", "/v1/note", b'{"title": "t", "colour": "red"}',
-     {"Content-Type": "application/json"}, 422, "validation_failed"),
-    ("missing required", "POST", "/v1/note", b'{"body": "b"}', {"Content-Type": "application/json"},
-     422, "validation_failed"),
-    ("reserved name", "POST", "/v1/note", b'{"title": "t", "_id": "mine"}', {"Content-Type": "application/json"},
-     422, "reserved_property"),
-    ("reserved meta", "POST", "/v1/note", b'{"title": "t", "meta": {}}', {"Content-Type": "application/json"},
-     422, "reserved_property"),
-    ("oversized body", "POST", "/v1/note", b'{"title": "' + b"x" * 2_000_000 + b'"}',
-     {"Content-Type": "application/json"}, 413, "payload_too_large"),
-    ("wrong content type", "POST", "/v1/note", b"title=t", {"Content-Type": "application/x-www-form-urlencoded"},
-     415, "unsupported_media_type"),
+    (
+        "wrong JSON type",
+        "POST",
+        "/v1/note",
+        b'{"title": 42}',
+        {"Content-Type": "application/json"},
+        422,
+        "validation_failed",
+    ),
+    ("not an object", "POST", "/v1/note", b'["title"]', {"Content-Type": "application/json"}, 422, "validation_failed"),
+    (
+        "unknown property",
+        "POST",
+        "/v1/note",
+        b'{"title": "t", "colour": "red"}',
+        {"Content-Type": "application/json"},
+        422,
+        "validation_failed",
+    ),
+    (
+        "missing required",
+        "POST",
+        "/v1/note",
+        b'{"body": "b"}',
+        {"Content-Type": "application/json"},
+        422,
+        "validation_failed",
+    ),
+    (
+        "reserved name",
+        "POST",
+        "/v1/note",
+        b'{"title": "t", "_id": "mine"}',
+        {"Content-Type": "application/json"},
+        422,
+        "reserved_property",
+    ),
+    (
+        "reserved meta",
+        "POST",
+        "/v1/note",
+        b'{"title": "t", "meta": {}}',
+        {"Content-Type": "application/json"},
+        422,
+        "reserved_property",
+    ),
+    (
+        "oversized body",
+        "POST",
+        "/v1/note",
+        b'{"title": "' + b"x" * 2_000_000 + b'"}',
+        {"Content-Type": "application/json"},
+        413,
+        "payload_too_large",
+    ),
+    (
+        "wrong content type",
+        "POST",
+        "/v1/note",
+        b"title=t",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        415,
+        "unsupported_media_type",
+    ),
     ("no content type", "POST", "/v1/note", b'{"title": "t"}', {}, 415, "unsupported_media_type"),
-    ("unknown type", "POST", "/v1/gadget", b'{"title": "t"}', {"Content-Type": "application/json"},
-     404, "unknown_type"),
-    ("bad id", "PUT", "/v1/note/_all_docs", b'{"title": "t"}',
-     {"Content-Type": "application/json", "If-Match": "*"}, 400, "invalid_id"),
-    ("bad idempotency key", "POST", "/v1/note", b'{"title": "t"}',
-     {"Content-Type": "application/json", "Idempotency-Key": "has space"}, 400, "bad_request"),
+    (
+        "unknown type",
+        "POST",
+        "/v1/gadget",
+        b'{"title": "t"}',
+        {"Content-Type": "application/json"},
+        404,
+        "unknown_type",
+    ),
+    (
+        "bad id",
+        "PUT",
+        "/v1/note/_all_docs",
+        b'{"title": "t"}',
+        {"Content-Type": "application/json", "If-Match": "*"},
+        400,
+        "invalid_id",
+    ),
+    (
+        "bad idempotency key",
+        "POST",
+        "/v1/note",
+        b'{"title": "t"}',
+        {"Content-Type": "application/json", "Idempotency-Key": "has space"},
+        400,
+        "bad_request",
+    ),
     ("method not allowed", "DELETE", "/v1/note", None, {}, 405, "method_not_allowed"),
 ]
 
 
-@pytest.mark.parametrize("name, method, path, body, headers, status, code", BAD_INPUTS,
-                         ids=[case[0] for case in BAD_INPUTS])
+@pytest.mark.parametrize(
+    "name, method, path, body, headers, status, code", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS]
+)
 async def test_bad_input_is_a_clear_4xx_and_stores_nothing(api, db, name, method, path, body, headers, status, code):
     reply = await api.request(method, path, data=body, headers=headers)
     assert reply.status == status, reply.body
@@ -225,9 +317,11 @@ async def test_couchdb_outage_is_503_and_the_sidecar_recovers(config, http, db):
         note = await api.request("POST", "/v1/note", json={"title": "before"})
         assert note.status == 201
         await proxy.stop()
-        for method, path, body in [("GET", f"/v1/note/{note.body['id']}", None),
-                                   ("POST", "/v1/note", {"title": "during"}),
-                                   ("GET", "/_health?quick=false", None)]:
+        for method, path, body in [
+            ("GET", f"/v1/note/{note.body['id']}", None),
+            ("POST", "/v1/note", {"title": "during"}),
+            ("GET", "/_health?quick=false", None),
+        ]:
             down = await api.request(method, path, json=body)
             assert down.status == 503 and down.headers["Retry-After"] == "1"
             assert down.body["code"] == "couchdb_unavailable" and down.body["retryable"] is True
@@ -241,8 +335,9 @@ async def test_couchdb_outage_is_503_and_the_sidecar_recovers(config, http, db):
 async def test_integral_float_survives_the_round_trip(api):
     """2.0 is stored; pouchdb-server answers it as 2: the signature must still verify."""
     event = {"owner": "o", "kind": "login", "created_at": "2026-01-01T00:00:00Z", "payload": {"ratio": 2.0}}
-    created = await api.request("POST", "/v1/event", data=orjson.dumps(event),
-                                headers={"Content-Type": "application/json"})
+    created = await api.request(
+        "POST", "/v1/event", data=orjson.dumps(event), headers={"Content-Type": "application/json"}
+    )
     assert created.status == 201
     got = await api.request("GET", f"/v1/event/{created.body['id']}")
     assert got.status == 200 and got.body["payload"]["ratio"] == 2

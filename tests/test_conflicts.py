@@ -12,27 +12,25 @@ import logging
 import time
 import uuid
 
+import devcouch_pair
 import orjson
 import pytest
+from support import ROOT, run_command, running_app, unique_name
 
-from data_service import envelope, query
+from data_service import design, envelope, query
 from data_service.config import Config
-from data_service.couchdb import CouchDB, IdPool, NotFound
-from data_service.couchdb.client import split_credentials
-from data_service import design
-from data_service.design import CONFLICTS_NAME, VIEW
-from data_service.models import ModelError, ValidationFailed, load_models, parse_models
-from data_service.lifecycle import Lifecycle
-from data_service.protection import Keyring
-from data_service.keys import KeysDir
 from data_service.conflicts.reconciler import Reconciler, Status
 from data_service.conflicts.rules import Unresolvable, merge
 from data_service.conflicts.sweeper import run_sweeper, sweep
+from data_service.couchdb import CouchDB, IdPool, NotFound
+from data_service.couchdb.client import split_credentials
+from data_service.design import CONFLICTS_NAME, VIEW
 from data_service.envelope import rev_key
+from data_service.keys import KeysDir
+from data_service.lifecycle import Lifecycle
+from data_service.models import ModelError, ValidationFailed, load_models, parse_models
+from data_service.protection import Keyring
 from data_service.store import DocumentStore, Stats
-from support import ROOT, run_command, running_app, unique_name
-
-import devcouch_pair  # noqa: E402  (scripts/ is on sys.path through support)
 
 MODELS_PATH = ROOT / "tests" / "conflict_models.yaml"
 MODELS = load_models(MODELS_PATH)
@@ -59,8 +57,7 @@ def at(n: float) -> str:
     return f"2026-01-01T00:00:{n:06.3f}Z"
 
 
-def make(keys, model, props: dict, when: str, writer: str = "w0", docid: str | None = None,
-         rev: str = "1-0a") -> dict:
+def make(keys, model, props: dict, when: str, writer: str = "w0", docid: str | None = None, rev: str = "1-0a") -> dict:
     """A document as a sidecar creates it (stamped and signed), with ``rev``."""
     return {**Lifecycle(keys, writer).create(model, docid or uuid.uuid4().hex, props, {}, when), "_rev": rev}
 
@@ -90,24 +87,44 @@ def test_models_declare_policies_and_property_rules():
     assert "conflict" not in CART.extras
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"conflict": "newest"}, "type 't': conflict 'newest' is not one of latest, merge"),
-    ({"properties": {"p": {"type": "array", "merge": "set"}}},
-     "type 't', property 'p': merge: set needs conflict: merge on the type (it is latest)"),
-    ({"conflict": "merge", "properties": {"p": {"type": "string", "merge": "set"}}},
-     "type 't', property 'p': merge: set needs type array, not string"),
-    ({"conflict": "merge", "properties": {"p": {"type": "string", "merge": "counter"}}},
-     "type 't', property 'p': merge: counter needs type integer or number, not string"),
-    ({"conflict": "merge", "properties": {"p": {"type": "integer", "merge": "counter", "protection": "encrypt"}}},
-     "type 't', property 'p': merge: counter needs protection plain, not encrypt"),
-    ({"conflict": "merge", "properties": {"p": {"type": "integer", "merge": "sum"}}},
-     "type 't', property 'p': merge 'sum' is not one of set, counter"),
-    ({"conflict": "merge", "properties": {"p": {"type": "array", "merge": "set", "immutable": True}}},
-     "type 't', property 'p': merge: set and immutable exclude each other"),
-    ({"properties": {"p": {"type": "string", "protection": "bcrypt", "immutable": True}}},
-     "type 't', property 'p': immutable cannot be combined with protection bcrypt"),
-    ({"properties": {"p": {"type": "string", "immutable": "yes"}}}, "type 't', property 'p': immutable"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"conflict": "newest"}, "type 't': conflict 'newest' is not one of latest, merge"),
+        (
+            {"properties": {"p": {"type": "array", "merge": "set"}}},
+            "type 't', property 'p': merge: set needs conflict: merge on the type (it is latest)",
+        ),
+        (
+            {"conflict": "merge", "properties": {"p": {"type": "string", "merge": "set"}}},
+            "type 't', property 'p': merge: set needs type array, not string",
+        ),
+        (
+            {"conflict": "merge", "properties": {"p": {"type": "string", "merge": "counter"}}},
+            "type 't', property 'p': merge: counter needs type integer or number, not string",
+        ),
+        (
+            {
+                "conflict": "merge",
+                "properties": {"p": {"type": "integer", "merge": "counter", "protection": "encrypt"}},
+            },
+            "type 't', property 'p': merge: counter needs protection plain, not encrypt",
+        ),
+        (
+            {"conflict": "merge", "properties": {"p": {"type": "integer", "merge": "sum"}}},
+            "type 't', property 'p': merge 'sum' is not one of set, counter",
+        ),
+        (
+            {"conflict": "merge", "properties": {"p": {"type": "array", "merge": "set", "immutable": True}}},
+            "type 't', property 'p': merge: set and immutable exclude each other",
+        ),
+        (
+            {"properties": {"p": {"type": "string", "protection": "bcrypt", "immutable": True}}},
+            "type 't', property 'p': immutable cannot be combined with protection bcrypt",
+        ),
+        ({"properties": {"p": {"type": "string", "immutable": "yes"}}}, "type 't', property 'p': immutable"),
+    ],
+)
 def test_models_errors_name_type_property_and_problem(spec, message):
     with pytest.raises(ModelError) as caught:
         parse_models({"types": {"t": {"version": "1.0", "properties": {}, **spec}}})
@@ -129,21 +146,35 @@ def test_latest_takes_the_later_edit_and_breaks_ties_by_revision(keys):
 
 
 def test_merge_keeps_every_side_and_is_deterministic_and_idempotent(keys):
-    base = make(keys, CART, {"owner": "o1", "title": "t", "note": "n", "items": ["x"], "tags": ["p"],
-                                  "visits": 5}, at(0))
-    a = edit(keys, CART, base, {"title": "A", "items": ["x", "a"], "tags": ["p", "q"], "visits": 6},
-             at(1), "wa", "2-aaaa")
-    b = edit(keys, CART, base, {"note": "B", "items": ["b", "x"], "visits": 8, "score": 1.5},
-             at(2), "wb", "2-bbbb")
+    base = make(
+        keys, CART, {"owner": "o1", "title": "t", "note": "n", "items": ["x"], "tags": ["p"], "visits": 5}, at(0)
+    )
+    a = edit(
+        keys, CART, base, {"title": "A", "items": ["x", "a"], "tags": ["p", "q"], "visits": 6}, at(1), "wa", "2-aaaa"
+    )
+    b = edit(keys, CART, base, {"note": "B", "items": ["b", "x"], "visits": 8, "score": 1.5}, at(2), "wb", "2-bbbb")
     merged = merge(CART, [a, b], keys)
     assert clear(keys, CART, merged) == {
-        "owner": "o1", "title": "A", "note": "B", "items": ["b", "x", "a"], "tags": ["p", "q"],
-        "visits": 9, "score": 1.5}
+        "owner": "o1",
+        "title": "A",
+        "note": "B",
+        "items": ["b", "x", "a"],
+        "tags": ["p", "q"],
+        "visits": 9,
+        "score": 1.5,
+    }
     assert merged["tags"] == a["tags"]  # the union equals A's set: its ciphertext is kept
     meta = merged["meta"]
     assert meta["updated_at"] == at(2) and meta["created_at"] == at(0)
-    assert meta["changed"] == {"owner": at(0), "title": at(1), "note": at(2), "items": at(2), "tags": at(1),
-                               "visits": at(2), "score": at(2)}
+    assert meta["changed"] == {
+        "owner": at(0),
+        "title": at(1),
+        "note": at(2),
+        "items": at(2),
+        "tags": at(1),
+        "visits": at(2),
+        "score": at(2),
+    }
     assert meta["counters"]["visits"] == {"base": 5, "inc": {"wa": 1, "wb": 3}}
     assert meta["counters"]["score"] == {"base": 0, "inc": {"wb": 1.5}}
 
@@ -174,7 +205,10 @@ def test_counter_decrements_and_resets_are_merged_too(keys):
     more = edit(keys, CART, base, {"visits": 12}, at(2), "wb", "2-bbbb")
     merged = merge(CART, [reset, more], keys)
     assert merged["visits"] == 2 and merged["meta"]["counters"]["visits"] == {
-        "base": 10, "inc": {"wb": 2}, "dec": {"wa": 10}}
+        "base": 10,
+        "inc": {"wb": 2},
+        "dec": {"wa": 10},
+    }
     # the same writer continuing on top of the merge: its own sums only grow
     after = edit(keys, CART, keys.sign({**merged, "_rev": "3-0"}), {"visits": 3}, at(3), "wa", "4-0")
     assert after["meta"]["counters"]["visits"]["inc"] == {"wa": 1, "wb": 2}
@@ -316,9 +350,13 @@ async def test_racing_reconcilers_converge(store, db, keys):
     docs = []
     for i in range(6):
         doc = await create_stored(store, CART, {"owner": f"o{i}", "visits": 0, "items": []})
-        await fork(db, doc, edit_now(keys, CART, doc, {"visits": 1, "items": ["a"]}, "wa"),
-                   edit_now(keys, CART, doc, {"visits": 2, "items": ["b"]}, "wb"),
-                   edit_now(keys, CART, doc, {"visits": 3, "title": "c"}, "wc"))
+        await fork(
+            db,
+            doc,
+            edit_now(keys, CART, doc, {"visits": 1, "items": ["a"]}, "wa"),
+            edit_now(keys, CART, doc, {"visits": 2, "items": ["b"]}, "wb"),
+            edit_now(keys, CART, doc, {"visits": 3, "title": "c"}, "wc"),
+        )
         docs.append(doc)
     racers = [Reconciler(db, Lifecycle(keys, "w-r"), Stats()) for _ in range(3)]
     reports = await asyncio.gather(*(sweep(r, MODELS, page=2) for r in racers))
@@ -350,8 +388,12 @@ async def test_unresolvable_conflicts_are_reported_every_pass_not_guessed(store,
 async def test_queries_reconcile_conflicted_rows(store, db, keys):
     docs = [await create_stored(store, CART, {"owner": "q", "title": f"t{i}", "visits": i}) for i in range(3)]
     target = docs[1]
-    await fork(db, target, edit_now(keys, CART, target, {"title": "A"}, "wa"),
-               edit_now(keys, CART, target, {"visits": 11}, "wb"))
+    await fork(
+        db,
+        target,
+        edit_now(keys, CART, target, {"title": "A"}, "wa"),
+        edit_now(keys, CART, target, {"visits": 11}, "wb"),
+    )
     page = await store.query(CART, query.parse(CART, {"owner": ["q"]}))
     shown = {item["id"]: item for item in page.items}
     assert set(shown) == {d["_id"] for d in docs}
@@ -388,8 +430,9 @@ async def change(http, base: str, type_name: str, docid: str, update) -> None:
         status, doc, etag = await call(http, "GET", url)
         assert status == 200, doc
         patch = update(doc)
-        status, reply, _ = await call(http, "PATCH", url, patch,
-                                      {"If-Match": etag, "Content-Type": "application/merge-patch+json"})
+        status, reply, _ = await call(
+            http, "PATCH", url, patch, {"If-Match": etag, "Content-Type": "application/merge-patch+json"}
+        )
         if status == 200:
             return
         assert status == 412, (status, reply, patch)
@@ -424,28 +467,40 @@ async def nodes(request, couchdb_url, keys_dir, tmp_path):
     if request.param == "two databases":
         names = [unique_name("node_a"), unique_name("node_b")]
         servers = [couchdb_url, couchdb_url]
-        pair = devcouch_pair.Replication(devcouch_pair.Endpoint(couchdb_url, names[0]),
-                                         devcouch_pair.Endpoint(couchdb_url, names[1]), name=unique_name("pair"))
+        pair = devcouch_pair.Replication(
+            devcouch_pair.Endpoint(couchdb_url, names[0]),
+            devcouch_pair.Endpoint(couchdb_url, names[1]),
+            name=unique_name("pair"),
+        )
     else:
         name = unique_name("node")
         first, second, pair = await asyncio.to_thread(devcouch_pair.start_pair, tmp_path / "pair", name, True)
         await asyncio.to_thread(pair.pause)  # started again below, once the views are in
         names, servers = [name, name], [first.admin_url, second.admin_url]
     clients = [CouchDB(server) for server in servers]
-    dbs = [client.database(name) for client, name in zip(clients, names)]
+    dbs = [client.database(name) for client, name in zip(clients, names, strict=True)]
     configs = []
-    for db, server in zip(dbs, servers):
+    for db, server in zip(dbs, servers, strict=True):
         await db.create(exist_ok=True)
         await install_views(db)
         url, (user, password) = split_credentials(server)
-        configs.append(Config(couchdb_url=url, database=db.name, couchdb_user=user, couchdb_password=password,
-                              connect_timeout=2, request_timeout=10, models_path=str(MODELS_PATH),
-                              keys_dir=keys_dir))
+        configs.append(
+            Config(
+                couchdb_url=url,
+                database=db.name,
+                couchdb_user=user,
+                couchdb_password=password,
+                connect_timeout=2,
+                request_timeout=10,
+                models_path=str(MODELS_PATH),
+                keys_dir=keys_dir,
+            )
+        )
     try:
         yield dbs, pair, configs
     finally:
         await asyncio.to_thread(pair.pause)
-        for db, client in zip(dbs, clients):
+        for db, client in zip(dbs, clients, strict=True):
             await db.drop(missing_ok=True)
             await client.aclose()
         if request.param == "two dev servers":
@@ -457,6 +512,7 @@ async def test_two_replicating_nodes_converge_on_the_declared_policy(nodes, http
     dbs, pair, configs = nodes
     await asyncio.to_thread(pair.start)
     async with node(configs[0], 0.3) as (base_a, ctx_a), node(configs[1], 0.3) as (base_b, ctx_b):
+
         async def create(type_name, data):
             status, doc, _ = await call(http, "POST", f"{base_a}/v1/{type_name}", data)
             assert status == 201, doc
@@ -470,10 +526,25 @@ async def test_two_replicating_nodes_converge_on_the_declared_policy(nodes, http
 
         # -- replication paused: both sides edit the same documents
         await asyncio.to_thread(pair.pause)
-        await change(http, base_a, "cart", cart, lambda d: {"title": "from A", "items": d["items"] + ["a"],
-                                                            "visits": d["visits"] + 1})
-        await change(http, base_b, "cart", cart, lambda d: {"note": "from B", "items": ["b"] + d["items"],
-                                                            "visits": d["visits"] + 2, "score": d["score"] + 1})
+        await change(
+            http,
+            base_a,
+            "cart",
+            cart,
+            lambda d: {"title": "from A", "items": d["items"] + ["a"], "visits": d["visits"] + 1},
+        )
+        await change(
+            http,
+            base_b,
+            "cart",
+            cart,
+            lambda d: {
+                "note": "from B",
+                "items": ["b"] + d["items"],
+                "visits": d["visits"] + 2,
+                "score": d["score"] + 1,
+            },
+        )
         await change(http, base_a, "profile", profile, lambda d: {"city": "Bergen"})
         await asyncio.sleep(0.01)
         await change(http, base_b, "profile", profile, lambda d: {"name": "Anna"})  # the later edit
@@ -482,9 +553,18 @@ async def test_two_replicating_nodes_converge_on_the_declared_policy(nodes, http
         # -- replication running: both sides keep incrementing and adding, concurrently
         async def worker(base, side):
             for i in range(8):
-                await change(http, base, "cart", busy, lambda d: {"visits": d["visits"] + 1,
-                                                                  "items": d["items"] + [f"{side}{i}"],
-                                                                  "title": f"{side}{i}"})
+                await change(
+                    http,
+                    base,
+                    "cart",
+                    busy,
+                    lambda d, i=i: {
+                        "visits": d["visits"] + 1,
+                        "items": [*d["items"], f"{side}{i}"],
+                        "title": f"{side}{i}",
+                    },
+                )
+
         await asyncio.gather(worker(base_a, "a"), worker(base_b, "b"))
 
         final = await converged(*dbs, ids)
@@ -535,7 +615,7 @@ async def test_reconcile_command_resolves_500_conflicted_documents(db, config, k
             digest = uuid.uuid4().hex
             batch.append({**leaf, "_rev": f"2-{digest}", "_revisions": {"start": 2, "ids": [digest, parent]}})
     for start in range(0, len(batch), 500):
-        assert await db.bulk_docs(batch[start:start + 500], new_edits=False) == []
+        assert await db.bulk_docs(batch[start : start + 500], new_edits=False) == []
     assert (await db.view(CONFLICTS_NAME, VIEW, limit=0)).total_rows == 500
 
     result = await asyncio.to_thread(run_command, config, "reconcile", f"--models={MODELS_PATH}")

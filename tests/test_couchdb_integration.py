@@ -7,6 +7,7 @@ import time
 
 import pytest
 from aiohttp import web
+from support import dead_port, unique_name
 
 from data_service.couchdb import (
     Conflict,
@@ -23,7 +24,6 @@ from data_service.couchdb import (
 )
 from data_service.couchdb.client import split_credentials
 from data_service.retry import RetryPolicy
-from support import dead_port, unique_name
 
 
 async def test_server_info_tells_the_kind(couch):
@@ -77,11 +77,14 @@ async def test_document_crud_with_revs(db):
 
 
 async def test_real_conflicts_via_new_edits_false(db):
-    await db.bulk_docs([
-        {"_id": "c1", "_rev": "1-aaaa", "v": 0},
-        {"_id": "c1", "_rev": "2-bbbb", "_revisions": {"start": 2, "ids": ["bbbb", "aaaa"]}, "v": "left"},
-        {"_id": "c1", "_rev": "2-cccc", "_revisions": {"start": 2, "ids": ["cccc", "aaaa"]}, "v": "right"},
-    ], new_edits=False)
+    await db.bulk_docs(
+        [
+            {"_id": "c1", "_rev": "1-aaaa", "v": 0},
+            {"_id": "c1", "_rev": "2-bbbb", "_revisions": {"start": 2, "ids": ["bbbb", "aaaa"]}, "v": "left"},
+            {"_id": "c1", "_rev": "2-cccc", "_revisions": {"start": 2, "ids": ["cccc", "aaaa"]}, "v": "right"},
+        ],
+        new_edits=False,
+    )
     doc = await db.get("c1", conflicts=True)
     assert doc["_rev"] == "2-cccc" and doc["_conflicts"] == ["2-bbbb"]  # highest rev id wins
     leaves = await db.open_revs("c1")
@@ -89,10 +92,12 @@ async def test_real_conflicts_via_new_edits_false(db):
     (one,) = await db.open_revs("c1", ["2-bbbb"])
     assert one["ok"]["v"] == "left"
 
-    results = await db.bulk_docs([
-        {"_id": "c1", "_rev": "2-cccc", "v": "merged"},
-        {"_id": "c1", "_rev": "2-bbbb", "_deleted": True},
-    ])
+    results = await db.bulk_docs(
+        [
+            {"_id": "c1", "_rev": "2-cccc", "v": "merged"},
+            {"_id": "c1", "_rev": "2-bbbb", "_deleted": True},
+        ]
+    )
     assert all(r.get("ok") for r in results)
     resolved = await db.get("c1", conflicts=True)
     assert resolved["v"] == "merged" and "_conflicts" not in resolved
@@ -128,8 +133,9 @@ async def test_view_paging_with_startkey_docid(db):
 
     result = await db.view("by_group", "by_group", keys=["g2"])
     assert [row["id"] for row in result.rows] == ["doc11", "doc12", "doc13", "doc14"]
-    result = await db.view("by_group", "by_group", startkey="g2", endkey="g1", descending=True,
-                           inclusive_end=False, limit=2)
+    result = await db.view(
+        "by_group", "by_group", startkey="g2", endkey="g1", descending=True, inclusive_end=False, limit=2
+    )
     assert [row["key"] for row in result.rows] == ["g2", "g2"] and result.total_rows == 15
 
 
@@ -141,8 +147,10 @@ async def test_uuid_pool_under_concurrent_demand(couch):
 
 
 async def test_security_round_trip(db):
-    security = {"admins": {"names": [], "roles": ["_admin"]},
-                "members": {"names": [], "roles": ["_admin", "data-service"]}}
+    security = {
+        "admins": {"names": [], "roles": ["_admin"]},
+        "members": {"names": [], "roles": ["_admin", "data-service"]},
+    }
     await db.put_security(security)
     assert (await db.security())["members"]["roles"] == ["_admin", "data-service"]
 
@@ -197,8 +205,9 @@ async def test_silent_server_times_out_within_the_limit():
     port = server.sockets[0].getsockname()[1]
     started = time.monotonic()
     try:
-        async with CouchDB(f"http://127.0.0.1:{port}", timeouts=Timeouts(connect=1, request=0.5),
-                           retry=RetryPolicy(attempts=1)) as couch:
+        async with CouchDB(
+            f"http://127.0.0.1:{port}", timeouts=Timeouts(connect=1, request=0.5), retry=RetryPolicy(attempts=1)
+        ) as couch:
             with pytest.raises(Timeout):
                 await couch.database("db").info()
     finally:

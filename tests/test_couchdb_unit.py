@@ -60,21 +60,23 @@ class Sleeps:
 
 
 def client(transport, retry=RetryPolicy(), sleep=None) -> CouchDB:
-    return CouchDB("http://admin:s3cret@couch.invalid:5984", transport=transport, retry=retry,
-                   sleep=sleep or Sleeps())
+    return CouchDB("http://admin:s3cret@couch.invalid:5984", transport=transport, retry=retry, sleep=sleep or Sleeps())
 
 
-@pytest.mark.parametrize("status, cls, builtin", [
-    (400, BadRequest, ValueError),
-    (401, Unauthorized, PermissionError),
-    (403, Forbidden, PermissionError),
-    (404, NotFound, KeyError),
-    (409, Conflict, CouchDBError),
-    (412, PreconditionFailed, CouchDBError),
-    (500, Unavailable, ConnectionError),
-    (503, Unavailable, ConnectionError),
-    (418, CouchDBError, Exception),
-])
+@pytest.mark.parametrize(
+    "status, cls, builtin",
+    [
+        (400, BadRequest, ValueError),
+        (401, Unauthorized, PermissionError),
+        (403, Forbidden, PermissionError),
+        (404, NotFound, KeyError),
+        (409, Conflict, CouchDBError),
+        (412, PreconditionFailed, CouchDBError),
+        (500, Unavailable, ConnectionError),
+        (503, Unavailable, ConnectionError),
+        (418, CouchDBError, Exception),
+    ],
+)
 async def test_status_maps_to_typed_error(status, cls, builtin):
     transport = FakeTransport(lambda req: (status, {"error": "some_error", "reason": "some reason"}))
     with pytest.raises(cls) as caught:
@@ -109,8 +111,9 @@ async def test_accepted_202_is_success_flagged():
 
 async def test_idempotent_request_retried_with_capped_jittered_backoff():
     sleeps = Sleeps()
-    transport = scripted((503, {}), (502, {}), Timeout("GET", "/"), ConnectFailed("GET", "/"),
-                         (504, {}), (200, {"db_name": "db"}))
+    transport = scripted(
+        (503, {}), (502, {}), Timeout("GET", "/"), ConnectFailed("GET", "/"), (504, {}), (200, {"db_name": "db"})
+    )
     policy = RetryPolicy(attempts=6, base=0.1, cap=0.3, random=lambda: 1.0)
     assert (await client(transport, policy, sleeps).database("db").info()) == {"db_name": "db"}
     assert len(transport.requests) == 6
@@ -132,10 +135,13 @@ async def test_retries_are_bounded_then_the_error_surfaces():
     assert len(transport.requests) == 4 and len(sleeps.delays) == 3
 
 
-@pytest.mark.parametrize("call", [
-    lambda db: db.bulk_docs([{"_id": "a"}]),
-    lambda db: db.couch.request("POST", "/db", json={}),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda db: db.bulk_docs([{"_id": "a"}]),
+        lambda db: db.couch.request("POST", "/db", json={}),
+    ],
+)
 async def test_non_idempotent_post_is_never_retried(call):
     transport = FakeTransport(lambda req: (503, {}))
     with pytest.raises(Unavailable):
@@ -168,13 +174,25 @@ async def test_deterministic_failures_are_not_retried(status):
 async def test_ids_and_view_parameters_are_encoded():
     transport = FakeTransport(lambda req: (200, {"rows": [], "total_rows": 0, "offset": 0}))
     db = client(transport).database("my/db")
-    await db.view("by name", "v", startkey=["a b", 1], endkey=["a b", {}], startkey_docid="x/y&z",
-                  include_docs=True, descending=False, limit=5)
+    await db.view(
+        "by name",
+        "v",
+        startkey=["a b", 1],
+        endkey=["a b", {}],
+        startkey_docid="x/y&z",
+        include_docs=True,
+        descending=False,
+        limit=5,
+    )
     request = transport.requests[-1]
     assert request.path == "/my%2Fdb/_design/by%20name/_view/v"
     assert dict(request.params) == {
-        "startkey": '["a b",1]', "endkey": '["a b",{}]', "startkey_docid": "x/y&z",
-        "include_docs": "true", "descending": "false", "limit": "5",
+        "startkey": '["a b",1]',
+        "endkey": '["a b",{}]',
+        "startkey_docid": "x/y&z",
+        "include_docs": "true",
+        "descending": "false",
+        "limit": "5",
     }
     assert request.target.endswith("startkey_docid=x%2Fy%26z&include_docs=true&descending=false&limit=5")
     await db.view("d", "v", keys=[["k", 1]])
@@ -196,6 +214,7 @@ async def test_node_config_on_couchdb():
         if req.path == "/":
             return 200, {"couchdb": "Welcome", "version": "3.5.2"}
         return 200, "sequential"
+
     transport = FakeTransport(answer)
     assert await client(transport).config_get("uuids", "algorithm") == "sequential"
     assert transport.requests[-1].path == "/_node/_local/_config/uuids/algorithm"
@@ -203,8 +222,11 @@ async def test_node_config_on_couchdb():
 
 async def test_longpoll_changes_time_out_on_our_side():
     transport = FakeTransport(lambda req: Timeout(req.method, req.path))
-    changes = await client(transport, RetryPolicy(attempts=1)).database("db").changes(
-        feed="longpoll", since="5-abc", timeout=0.5)
+    changes = (
+        await client(transport, RetryPolicy(attempts=1))
+        .database("db")
+        .changes(feed="longpoll", since="5-abc", timeout=0.5)
+    )
     assert changes["results"] == [] and changes["last_seq"] == "5-abc"
     assert dict(transport.requests[0].params)["timeout"] == "500"
     assert transport.requests[0].timeout == pytest.approx(2.5)
@@ -240,10 +262,13 @@ async def test_id_pool_failure_reaches_takers_and_recovers():
     assert await pool.take() == "a"
 
 
-@pytest.mark.parametrize("server, expect_native", [
-    ({"couchdb": "Welcome", "version": "3.5.2"}, True),
-    ({"express-pouchdb": "Welcome!", "version": "4.2.0"}, False),
-])
+@pytest.mark.parametrize(
+    "server, expect_native",
+    [
+        ({"couchdb": "Welcome", "version": "3.5.2"}, True),
+        ({"express-pouchdb": "Welcome!", "version": "4.2.0"}, False),
+    ],
+)
 async def test_startkey_docid_native_or_emulated(server, expect_native):
     rows = [{"id": f"d{i}", "key": "k", "value": None} for i in range(6)]
 
@@ -252,7 +277,7 @@ async def test_startkey_docid_native_or_emulated(server, expect_native):
             return 200, server
         params = dict(req.params)
         skip, limit = int(params.get("skip", 0)), int(params["limit"])
-        return 200, {"rows": rows[skip:skip + limit], "total_rows": 6, "offset": skip}
+        return 200, {"rows": rows[skip : skip + limit], "total_rows": 6, "offset": skip}
 
     transport = FakeTransport(answer)
     page = await client(transport).database("db").view("d", "v", startkey="k", startkey_docid="d3", limit=2)

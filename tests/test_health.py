@@ -71,8 +71,7 @@ async def test_unknown_path_and_wrong_method_are_problems(sidecar, http):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "data_service", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "data_service", *args], capture_output=True, text=True, timeout=60)
 
 
 def test_cli_help_and_bad_flags(keys_dir):
@@ -88,8 +87,9 @@ def test_cli_help_and_bad_flags(keys_dir):
 
 def test_bad_models_file_stops_startup(tmp_path, keys_dir):
     models = tmp_path / "models.yaml"
-    models.write_text("types:\n  user:\n    version: '1.0'\n    properties:\n"
-                      "      email: {type: string, protection: rot13}\n")
+    models.write_text(
+        "types:\n  user:\n    version: '1.0'\n    properties:\n      email: {type: string, protection: rot13}\n"
+    )
     result = run_cli("serve", f"--keys-dir={keys_dir}", f"--models={models}")
     assert result.returncode == 2
     assert "type 'user'" in result.stderr and "property 'email'" in result.stderr and "rot13" in result.stderr

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from data_service import idempotency
 from support import install_design_docs, running_app
 from test_api import USER, stored_docs
+
+from data_service import idempotency
 
 
 async def records(db) -> list[dict]:
@@ -29,8 +30,9 @@ async def test_idempotency_key_replay_creates_one_document(api, db):
     assert replay.headers["Location"] == first.headers["Location"]
     mismatch = await api.request("POST", "/v1/note", json={"title": "other"}, headers=keyed("order-7f3a-attempt"))
     assert mismatch.status == 422 and mismatch.body["code"] == "idempotency_key_mismatch"
-    racing = await asyncio.gather(*(
-        api.request("POST", "/v1/note", json={"title": "raced"}, headers=keyed("race-1")) for _ in range(10)))
+    racing = await asyncio.gather(
+        *(api.request("POST", "/v1/note", json={"title": "raced"}, headers=keyed("race-1")) for _ in range(10))
+    )
     assert len({r.body["id"] for r in racing}) == 1 and sorted(r.status for r in racing) == [200] * 9 + [201]
     assert sorted(d["title"] for d in await stored_docs(db)) == ["once", "raced"]
     claims = await records(db)
@@ -67,6 +69,7 @@ async def test_an_edited_record_is_an_integrity_violation(api, db):
 async def test_expired_keys_are_forgotten_and_their_records_swept(config, db, http):
     await install_design_docs(db)
     async with running_app(replace(config, idempotency_ttl=0.3)) as (base, ctx):
+
         async def post() -> int:
             async with http.post(f"{base}/v1/note", json={"title": "t"}, headers=keyed("ttl-1")) as resp:
                 return resp.status

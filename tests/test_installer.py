@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 import pytest
 import yaml
+from support import ROOT, dead_port, run_command, running_sidecar, unique_name
 
 from data_service import design
 from data_service.config import PASSWORD_ENV
@@ -24,13 +25,18 @@ from data_service.couchdb import Forbidden
 from data_service.installer import InstallFailed, Seed, SeedError, install, seed_id
 from data_service.models import load_models
 from data_service.server import keyring
-from support import ROOT, dead_port, run_command, running_sidecar, unique_name
 
 SAMPLE = ROOT / "models" / "sample.yaml"
 MODELS = load_models(SAMPLE)
 WANTED = design.design_docs(MODELS)
-ADMIN = {"email": "root@example.com", "name": "Root", "password": "s3cret-Passw0rd", "ssn": "111-22-3333",
-         "country": "NO", "age": 50}
+ADMIN = {
+    "email": "root@example.com",
+    "name": "Root",
+    "password": "s3cret-Passw0rd",
+    "ssn": "111-22-3333",
+    "country": "NO",
+    "age": 50,
+}
 SECRETS = ["root@example.com", "s3cret-Passw0rd", "111-22-3333", '"NO"']
 
 
@@ -73,8 +79,10 @@ async def test_fresh_install_then_a_second_run_changes_nothing(couch, fresh):
     assert first.stdout.strip().splitlines()[-1].startswith(f"install {fresh.database}: {len(WANTED) + 1} created")
 
     security = await db.security()
-    assert security["members"] == {"names": [fresh.couchdb_user] if fresh.couchdb_user else [],
-                                   "roles": ["data-service"]}
+    assert security["members"] == {
+        "names": [fresh.couchdb_user] if fresh.couchdb_user else [],
+        "roles": ["data-service"],
+    }
     assert security["admins"]["roles"] == ["_admin"]
     for name, wanted in WANTED.items():
         stored = await db.get(f"_design/{name}")
@@ -89,7 +97,9 @@ async def test_fresh_install_then_a_second_run_changes_nothing(couch, fresh):
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip().splitlines()[-1].startswith(f"install {fresh.database}: nothing to change")
     assert "unchanged _security" in second.stdout
-    assert not [line for line in second.stdout.splitlines() if line.startswith(("create ", "update ", "set ", "remove "))]
+    assert not [
+        line for line in second.stdout.splitlines() if line.startswith(("create ", "update ", "set ", "remove "))
+    ]
     assert all(f"unchanged _design/{name}" in second.stdout for name in WANTED)
     assert "warm" not in second.stderr
     assert await design_revs(db) == revs
@@ -115,8 +125,11 @@ async def test_a_changed_models_file_touches_only_what_changed(couch, fresh, tmp
     await db.put_design("ds_user_v1-name", {**older, "_rev": stale["_rev"]})
     revs = await design_revs(db)
     models = changed_models(tmp_path)
-    expected = ["update _design/ds_user_v1-name (content changed)", "create _design/ds_note_v1-title",
-                "remove _design/ds_event_v2-kind (generated earlier, no longer declared)"]
+    expected = [
+        "update _design/ds_user_v1-name (content changed)",
+        "create _design/ds_note_v1-title",
+        "remove _design/ds_event_v2-kind (generated earlier, no longer declared)",
+    ]
 
     dry = run(fresh, "--dry-run", models=models)
     assert dry.returncode == 0, dry.stderr
@@ -155,8 +168,16 @@ async def test_seeds_are_stored_like_the_service_stores_documents(couch, fresh, 
     note = {"title": "Welcome", "body": "first note"}
 
     def write_seeds(admin: dict) -> None:
-        seeds.write_text(yaml.safe_dump({"seeds": [{"type": "user", "key": "admin-user", "data": admin},
-                                                   {"type": "note", "key": "welcome", "data": note}]}))
+        seeds.write_text(
+            yaml.safe_dump(
+                {
+                    "seeds": [
+                        {"type": "user", "key": "admin-user", "data": admin},
+                        {"type": "note", "key": "welcome", "data": note},
+                    ]
+                }
+            )
+        )
 
     write_seeds(ADMIN)
     first = run(fresh, f"--seed={seeds}")
@@ -175,8 +196,9 @@ async def test_seeds_are_stored_like_the_service_stores_documents(couch, fresh, 
             assert resp.status == 200
             body = await resp.json()
         assert body["ssn"] == ADMIN["ssn"] and body["country"] == "NO" and "password" not in body
-        async with http.post(f"{base}/v1/user/{admin_id}/verify",
-                             json={"password": ADMIN["password"], "email": ADMIN["email"]}) as resp:
+        async with http.post(
+            f"{base}/v1/user/{admin_id}/verify", json={"password": ADMIN["password"], "email": ADMIN["email"]}
+        ) as resp:
             assert (await resp.json()) == {"matches": {"password": True, "email": True}}
         async with http.get(f"{base}/v1/note/{seed_id('note', 'welcome')}") as resp:
             assert resp.status == 200 and (await resp.json())["title"] == "Welcome"
@@ -203,11 +225,17 @@ async def test_seeds_are_stored_like_the_service_stores_documents(couch, fresh, 
 
 async def test_invalid_seeds_stop_the_install_before_anything_is_written(couch, fresh, tmp_path):
     seeds = tmp_path / "seeds.yaml"
-    seeds.write_text(yaml.safe_dump({"seeds": [
-        {"type": "user", "key": "good", "data": ADMIN},
-        {"type": "user", "key": "bad-one", "data": {**ADMIN, "email": "not-an-email", "age": -1}},
-        {"type": "gadget", "key": "g1", "data": {}},
-    ]}))
+    seeds.write_text(
+        yaml.safe_dump(
+            {
+                "seeds": [
+                    {"type": "user", "key": "good", "data": ADMIN},
+                    {"type": "user", "key": "bad-one", "data": {**ADMIN, "email": "not-an-email", "age": -1}},
+                    {"type": "gadget", "key": "g1", "data": {}},
+                ]
+            }
+        )
+    )
     result = run(fresh, f"--seed={seeds}")
     assert result.returncode == 2
     assert "seed user/bad-one: /age: " in result.stderr and "/email: is not a valid email" in result.stderr
@@ -224,12 +252,14 @@ async def test_foreign_design_docs_are_never_touched(couch, fresh):
     guard = keyring(fresh)
     await install(couch, fresh.database, MODELS, guard, user=fresh.couchdb_user, out=out, progress_out=io.StringIO())
     db = couch.database(fresh.database)
-    mine = await db.put_design("reports", {"language": "javascript",
-                                           "views": {"all": {"map": "function (doc) { emit(doc._id, null); }"}}})
+    mine = await db.put_design(
+        "reports", {"language": "javascript", "views": {"all": {"map": "function (doc) { emit(doc._id, null); }"}}}
+    )
     for _ in range(2):
         out = io.StringIO()
-        report = await install(couch, fresh.database, MODELS, guard, user=fresh.couchdb_user, out=out,
-                               progress_out=io.StringIO())
+        report = await install(
+            couch, fresh.database, MODELS, guard, user=fresh.couchdb_user, out=out, progress_out=io.StringIO()
+        )
         assert "leave _design/reports (no data_service marker: not managed here)" in out.getvalue()
         assert not report.changed and (await db.get("_design/reports"))["_rev"] == mine.rev
 
@@ -275,9 +305,16 @@ async def test_couchdb_failure_is_exit_1_with_a_clear_message(fresh):
 async def test_serve_auto_install_makes_a_fresh_database_ready(couch, fresh, http):
     port = dead_port()
     env = {**os.environ, PASSWORD_ENV: fresh.couchdb_password or ""}
-    cmd = [os.path.join(os.path.dirname(sys.executable), "data-service"), "serve", "--auto-install",
-           f"--couchdb={fresh.couchdb_url}", f"--database={fresh.database}", f"--port={port}",
-           f"--keys-dir={fresh.keys_dir}", f"--models={SAMPLE}"]
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "data-service"),
+        "serve",
+        "--auto-install",
+        f"--couchdb={fresh.couchdb_url}",
+        f"--database={fresh.database}",
+        f"--port={port}",
+        f"--keys-dir={fresh.keys_dir}",
+        f"--models={SAMPLE}",
+    ]
     if fresh.couchdb_user:
         cmd.append(f"--couchdb-user={fresh.couchdb_user}")
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -10,23 +10,38 @@ from data_service.lifecycle import Lifecycle
 from data_service.models import ValidationFailed, parse_models
 from data_service.protection import Keyring
 
-MODELS = parse_models({"types": {
-    "account": {"version": "1.0", "conflict": "merge", "properties": {
-        "name": {"type": "string"},
-        "note": {"type": "string"},
-        "iban": {"type": "string", "protection": "encrypt"},
-        "country": {"type": "string", "protection": "encrypt-deterministic"},
-        "email": {"type": "string", "protection": "sha3-512"},
-        "password": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 4},
-        "owner": {"type": "string", "immutable": True},
-        "visits": {"type": "integer", "merge": "counter"},
-    }},
-}})
+MODELS = parse_models(
+    {
+        "types": {
+            "account": {
+                "version": "1.0",
+                "conflict": "merge",
+                "properties": {
+                    "name": {"type": "string"},
+                    "note": {"type": "string"},
+                    "iban": {"type": "string", "protection": "encrypt"},
+                    "country": {"type": "string", "protection": "encrypt-deterministic"},
+                    "email": {"type": "string", "protection": "sha3-512"},
+                    "password": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 4},
+                    "owner": {"type": "string", "immutable": True},
+                    "visits": {"type": "integer", "merge": "counter"},
+                },
+            },
+        }
+    }
+)
 ACCOUNT = MODELS.get("account")
 AT = "2026-01-01T00:00:00.000Z"
 LATER = "2026-01-01T00:00:05.000Z"
-VALUES = {"name": "Ada", "note": "n", "iban": "GB00 0000", "country": "GB", "email": "ada@example.com",
-          "owner": "o1", "visits": 1}
+VALUES = {
+    "name": "Ada",
+    "note": "n",
+    "iban": "GB00 0000",
+    "country": "GB",
+    "email": "ada@example.com",
+    "owner": "o1",
+    "visits": 1,
+}
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support import ROOT, install_design_docs, running_sidecar, unique_name
 
 from data_service import design
 from data_service.metrics import Cached, couchdb_operation
 from data_service.models import load_models
-from support import ROOT, install_design_docs, running_sidecar, unique_name
 
 MODELS = load_models(str(ROOT / "models" / "sample.yaml"))
 DESIGN_DOCS = design.design_docs(MODELS)
@@ -25,8 +25,11 @@ async def scrape(http, base: str) -> dict:
     async with http.get(f"{base}/_metrics") as resp:
         assert resp.status == 200 and resp.headers["Content-Type"] == CONTENT_TYPE
         text = await resp.text()
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
@@ -53,12 +56,11 @@ async def test_metrics_text_counts_requests_by_route_never_by_id(api, http, side
     assert delta(before, after, requests, route="/v1/{type}", method="POST", status="201") == 3
     assert delta(before, after, requests, route="/v1/{type}/{id}", method="GET", status="200") == 2
     assert delta(before, after, requests, route="unmatched", method="GET", status="404") == 1
-    assert delta(before, after, "data_service_http_request_duration_seconds_count",
-                 route="/v1/{type}", method="POST") == 3
-    assert delta(before, after, "data_service_couchdb_requests_total",
-                 operation="doc", method="PUT", status="201") >= 3
-    assert delta(before, after, "data_service_couchdb_requests_total",
-                 operation="doc", method="GET", status="200") >= 2
+    assert (
+        delta(before, after, "data_service_http_request_duration_seconds_count", route="/v1/{type}", method="POST") == 3
+    )
+    assert delta(before, after, "data_service_couchdb_requests_total", operation="doc", method="PUT", status="201") >= 3
+    assert delta(before, after, "data_service_couchdb_requests_total", operation="doc", method="GET", status="200") >= 2
     assert value(after, "data_service_couchdb_requests_total", operation="uuids", method="GET", status="200") >= 1
 
     labels = {v for _, pairs in after for _, v in pairs}
@@ -97,19 +99,35 @@ async def test_stale_revision_and_integrity_violation_counters(api, http, sideca
     assert (await api.request("GET", f"/v1/note/{docid}")).status == 500
     after = await scrape(http, sidecar)
     assert delta(middle, after, "data_service_integrity_violations_total") == 1
-    assert delta(middle, after, "data_service_http_requests_total",
-                 route="/v1/{type}/{id}", method="GET", status="500") == 1
+    assert (
+        delta(middle, after, "data_service_http_requests_total", route="/v1/{type}/{id}", method="GET", status="500")
+        == 1
+    )
 
 
-@pytest.mark.parametrize(("path", "operation"), [
-    ("/", "server"), ("/_uuids", "uuids"), ("/_node/_local/_config/uuids/algorithm", "node_config"),
-    ("/_up", "other"), ("/db", "db"), ("/db/abc123", "doc"), ("/db/_design/ds_user_v1", "design_doc"),
-    ("/db/_design%2Fds_user_v1", "design_doc"), ("/db/_design/ds_user_v1/_view/index", "view"),
-    ("/db/_design/ds_user_v1/_info", "design_info"), ("/db/_all_docs", "all_docs"),
-    ("/db/_bulk_docs", "bulk_docs"), ("/db/_bulk_get", "bulk_get"), ("/db/_changes", "changes"),
-    ("/db/_security", "security"), ("/db/_local/idem", "local_doc"), ("/db/abc/attachment", "other"),
-    ("/db/_compact", "other"),
-])
+@pytest.mark.parametrize(
+    ("path", "operation"),
+    [
+        ("/", "server"),
+        ("/_uuids", "uuids"),
+        ("/_node/_local/_config/uuids/algorithm", "node_config"),
+        ("/_up", "other"),
+        ("/db", "db"),
+        ("/db/abc123", "doc"),
+        ("/db/_design/ds_user_v1", "design_doc"),
+        ("/db/_design%2Fds_user_v1", "design_doc"),
+        ("/db/_design/ds_user_v1/_view/index", "view"),
+        ("/db/_design/ds_user_v1/_info", "design_info"),
+        ("/db/_all_docs", "all_docs"),
+        ("/db/_bulk_docs", "bulk_docs"),
+        ("/db/_bulk_get", "bulk_get"),
+        ("/db/_changes", "changes"),
+        ("/db/_security", "security"),
+        ("/db/_local/idem", "local_doc"),
+        ("/db/abc/attachment", "other"),
+        ("/db/_compact", "other"),
+    ],
+)
 def test_couchdb_operation_has_no_ids(path, operation):
     assert couchdb_operation(path) == operation
 
@@ -126,8 +144,9 @@ async def test_database_metrics_counts_docs_and_reports_what_the_server_knows(ap
     assert body["database"] == db.name and body["doc_count"] == 4
     assert sorted(body["design_docs"]) == VIEW_DOCS and design.GUARD_NAME not in body["design_docs"]
     # Not installed: no index anywhere, so nothing to report, and never zeros.
-    assert all(entry == {"sizes": "unavailable", "updates_pending": "unavailable"}
-               for entry in body["design_docs"].values())
+    assert all(
+        entry == {"sizes": "unavailable", "updates_pending": "unavailable"} for entry in body["design_docs"].values()
+    )
     if (await couch.server_info()).kind == "couchdb":
         assert set(body["sizes"]) == {"file", "active", "external"}
         assert all(isinstance(v, int) for v in body["sizes"].values())
@@ -158,8 +177,9 @@ async def test_database_metrics_are_cached(api, http, sidecar):
     after = await scrape(http, sidecar)
     assert first.body == second.body
     couchdb = "data_service_couchdb_requests_total"
-    assert delta(before, after, couchdb, operation="design_info", method="GET", status="200") \
-        + delta(before, after, couchdb, operation="design_info", method="GET", status="404") == len(VIEW_DOCS)
+    assert delta(before, after, couchdb, operation="design_info", method="GET", status="200") + delta(
+        before, after, couchdb, operation="design_info", method="GET", status="404"
+    ) == len(VIEW_DOCS)
     assert delta(before, after, couchdb, operation="db", method="GET", status="200") == 1
 
 

@@ -60,6 +60,7 @@ def paths(model: ModelType, body: object) -> list[str]:
 
 # --- the sample file
 
+
 def test_sample_declares_three_types(models):
     assert [t.name for t in models] == ["user", "note", "event"]
     assert len(models) == 3
@@ -95,8 +96,9 @@ def test_note_and_event(models):
 
 
 def test_bcrypt_cost_defaults_to_12():
-    model = parse_models({"types": {"t": {"version": "0.3", "properties": {
-        "pw": {"type": "string", "protection": "bcrypt"}}}}})
+    model = parse_models(
+        {"types": {"t": {"version": "0.3", "properties": {"pw": {"type": "string", "protection": "bcrypt"}}}}}
+    )
     assert model.get("t").properties["pw"].bcrypt_cost == 12
     assert model.get("t").tag == "t_v0.3"
 
@@ -108,6 +110,7 @@ def test_sample_as_json_loads_the_same(tmp_path, models):
 
 
 # --- schemas
+
 
 def test_input_schema_rejects_unknown_property(user):
     schema = user.input_schema()
@@ -126,8 +129,12 @@ def test_output_schema_hides_hashed_properties(user):
     assert "password" not in schema["properties"] and "email" not in schema["properties"]
     assert schema["required"] == ["id", "meta", "name"]
     shown = {k: v for k, v in GOOD_USER.items() if k not in ("email", "password")}
-    meta = {"type": "user", "version": "1.0", "created_at": "2024-05-01T10:00:00Z",
-            "updated_at": "2024-05-02T10:00:00Z"}
+    meta = {
+        "type": "user",
+        "version": "1.0",
+        "created_at": "2024-05-01T10:00:00Z",
+        "updated_at": "2024-05-02T10:00:00Z",
+    }
     validator = Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
     assert validator.is_valid({"id": "u1", "meta": meta, **shown})
     assert validator.is_valid({"id": "u1", "meta": {**meta, "deleted_at": "2024-05-03T00:00:00Z"}, "name": "A"})
@@ -137,6 +144,7 @@ def test_output_schema_hides_hashed_properties(user):
 
 
 # --- validating bodies
+
 
 def test_valid_body_passes(user, models):
     assert user.validate(GOOD_USER) is None
@@ -154,8 +162,10 @@ def test_collects_all_violations_sorted_with_pointers(user):
 def test_missing_required_and_nested_pointer_escaping(models):
     note = models.get("note")
     found = violations(note, {"attributes": {"a/b~c": 1}})
-    assert [(v.path, v.message) for v in found] == [("/attributes/a~1b~0c", "1 is not of type 'string'"),
-                                                   ("/title", "is required")]
+    assert [(v.path, v.message) for v in found] == [
+        ("/attributes/a~1b~0c", "1 is not of type 'string'"),
+        ("/title", "is required"),
+    ]
 
 
 def test_non_object_body(user):
@@ -164,29 +174,40 @@ def test_non_object_body(user):
 
 
 def test_unknown_and_reserved_names(user):
-    found = violations(user, {**GOOD_USER, "nickname": "x", "id": "1", "type": "t", "meta": {}, "sig": "s",
-                              "_rev": "1-a"})
+    found = violations(
+        user, {**GOOD_USER, "nickname": "x", "id": "1", "type": "t", "meta": {}, "sig": "s", "_rev": "1-a"}
+    )
     assert [(v.path, v.message) for v in found] == [
-        ("/_rev", "reserved name"), ("/id", "reserved name"), ("/meta", "reserved name"),
-        ("/nickname", "unknown property"), ("/sig", "reserved name"), ("/type", "reserved name"),
+        ("/_rev", "reserved name"),
+        ("/id", "reserved name"),
+        ("/meta", "reserved name"),
+        ("/nickname", "unknown property"),
+        ("/sig", "reserved name"),
+        ("/type", "reserved name"),
     ]
 
 
-@pytest.mark.parametrize("name, value", [
-    ("name", "x" * 201),
-    ("address", {"street": "s", "country": "NO"}),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("name", "x" * 201),
+        ("address", {"street": "s", "country": "NO"}),
+    ],
+)
 def test_plain_violations(user, name, value):
     assert paths(user, {**GOOD_USER, name: value}) == [f"/{name}"]
 
 
-@pytest.mark.parametrize("model, name, value", [
-    ("user", "email", "not-an-email"),
-    ("user", "email", "ann@@example.com"),
-    ("event", "created_at", "2024-13-01T00:00:00Z"),
-    ("event", "created_at", "2024-05-01 10:00"),
-    ("event", "created_at", "yesterday"),
-])
+@pytest.mark.parametrize(
+    "model, name, value",
+    [
+        ("user", "email", "not-an-email"),
+        ("user", "email", "ann@@example.com"),
+        ("event", "created_at", "2024-13-01T00:00:00Z"),
+        ("event", "created_at", "2024-05-01 10:00"),
+        ("event", "created_at", "yesterday"),
+    ],
+)
 def test_formats_are_checked(models, model, name, value):
     good = {"user": GOOD_USER, "event": {"owner": "o", "kind": "login", "created_at": "2024-05-01T10:00:00Z"}}
     body = good[model]
@@ -194,28 +215,34 @@ def test_formats_are_checked(models, model, name, value):
     assert paths(models.get(model), {**body, name: value}) == [f"/{name}"]
 
 
-@pytest.mark.parametrize("fmt, good, bad", [
-    ("email", "first.last+x@mail.example.org", "a b@example.com"),
-    ("date-time", "2024-02-29T23:59:59.5+01:00", "2023-02-29T23:59:59Z"),
-    ("date", "2024-02-29", "2023-02-29"),
-    ("uuid", "123e4567-e89b-12d3-a456-426614174000", "123e4567e89b12d3a456426614174000"),
-    ("uri", "https://example.com/a?b=c#d", "not a uri"),
-    ("uri", "urn:isbn:0451450523", "/relative/path"),
-])
+@pytest.mark.parametrize(
+    "fmt, good, bad",
+    [
+        ("email", "first.last+x@mail.example.org", "a b@example.com"),
+        ("date-time", "2024-02-29T23:59:59.5+01:00", "2023-02-29T23:59:59Z"),
+        ("date", "2024-02-29", "2023-02-29"),
+        ("uuid", "123e4567-e89b-12d3-a456-426614174000", "123e4567e89b12d3a456426614174000"),
+        ("uri", "https://example.com/a?b=c#d", "not a uri"),
+        ("uri", "urn:isbn:0451450523", "/relative/path"),
+    ],
+)
 def test_format_checker(fmt, good, bad):
     assert FORMAT_CHECKER.conforms(good, fmt)
     assert not FORMAT_CHECKER.conforms(bad, fmt)
     assert FORMAT_CHECKER.conforms(12, fmt)  # formats only apply to strings
 
 
-@pytest.mark.parametrize("name, value", [
-    ("email", "leaked-secret-value"),
-    ("email", "leaked@secret..value"),
-    ("password", "leak"),
-    ("password", 12345678),
-    ("ssn", "leak-999999999"),
-    ("country", "XLEAK"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("email", "leaked-secret-value"),
+        ("email", "leaked@secret..value"),
+        ("password", "leak"),
+        ("password", 12345678),
+        ("ssn", "leak-999999999"),
+        ("country", "XLEAK"),
+    ],
+)
 def test_protected_violation_does_not_echo_the_value(user, name, value):
     [found] = violations(user, {**GOOD_USER, name: value})
     assert found.path == f"/{name}"
@@ -239,18 +266,24 @@ def test_validators_are_compiled_once(user):
 
 # --- reserved names
 
+
 def test_reserved_names():
-    assert RESERVED == frozenset({"id", "type", "meta", "sig"})
+    assert frozenset({"id", "type", "meta", "sig"}) == RESERVED
     assert is_reserved("_id") and is_reserved("meta") and not is_reserved("email")
 
 
 # --- bad models files
 
+
 def user_type(**changes) -> dict:
-    spec = {"version": "1.0", "required": ["email"], "properties": {
-        "email": {"type": "string", "format": "email"},
-        "pw": {"type": "string", "protection": "bcrypt"},
-    }}
+    spec = {
+        "version": "1.0",
+        "required": ["email"],
+        "properties": {
+            "email": {"type": "string", "format": "email"},
+            "pw": {"type": "string", "protection": "bcrypt"},
+        },
+    }
     for key, value in changes.items():
         if value is None:
             spec.pop(key)
@@ -266,8 +299,10 @@ def with_property(name: str, spec: dict) -> dict:
 
 
 BAD = {
-    "bad protection": (with_property("email", {"type": "string", "protection": "sha256"}),
-                       ["type 'user'", "property 'email'", "protection 'sha256' is not one of", *KINDS]),
+    "bad protection": (
+        with_property("email", {"type": "string", "protection": "sha256"}),
+        ["type 'user'", "property 'email'", "protection 'sha256' is not one of", *KINDS],
+    ),
     "bad version": (user_type(version="1"), ["type 'user'", "version '1'", "major.minor"]),
     "version with leading zero": (user_type(version="01.0"), ["type 'user'", "version '01.0'"]),
     "version as number": (user_type(version=1.0), ["type 'user'", "version must be a string", "number"]),
@@ -275,35 +310,63 @@ BAD = {
     "bad type name": ({"types": {"User": user_type()["types"]["user"]}}, ["type name 'User'", "invalid"]),
     "reserved property name": (with_property("id", {"type": "string"}), ["type 'user'", "'id' is reserved"]),
     "underscore property name": (with_property("_rev", {"type": "string"}), ["type 'user'", "'_rev' is reserved"]),
-    "bad property name": (with_property("Email", {"type": "string"}),
-                          ["type 'user'", "property name 'Email' is invalid"]),
-    "required undeclared": (user_type(required=["email", "nmae"]),
-                            ["type 'user'", "required names undeclared property 'nmae'"]),
-    "bcrypt_cost on plain": (with_property("name", {"type": "string", "bcrypt_cost": 10}),
-                             ["type 'user'", "property 'name'", "bcrypt_cost is only allowed with protection bcrypt"]),
-    "bcrypt_cost out of range": (with_property("pw", {"type": "string", "protection": "bcrypt", "bcrypt_cost": 3}),
-                                 ["type 'user'", "property 'pw'", "bcrypt_cost", "minimum of 4"]),
-    "bcrypt on integer": (with_property("pin", {"type": "integer", "protection": "bcrypt"}),
-                          ["type 'user'", "property 'pin'", "protection 'bcrypt' needs type string", "integer"]),
-    "sha3 without type": (with_property("pin", {"protection": "sha3-512"}),
-                          ["property 'pin'", "protection 'sha3-512' needs type string"]),
-    "indexed bcrypt": (with_property("pw", {"type": "string", "protection": "bcrypt", "indexed": True}),
-                       ["property 'pw'", "cannot be indexed"]),
-    "indexed not a bool": (with_property("name", {"type": "string", "indexed": "yes"}),
-                           ["property 'name'", "indexed must be a boolean"]),
-    "invalid JSON Schema": (with_property("name", {"type": "strin"}),
-                            ["type 'user'", "property 'name'", "invalid JSON Schema", "/type", "strin"]),
-    "invalid nested JSON Schema": (with_property("name", {"type": "object", "properties": {"a": {"minLength": -1}}}),
-                                   ["property 'name'", "invalid JSON Schema", "/properties/a/minLength"]),
-    "invalid regex": (with_property("name", {"type": "string", "pattern": "("}),
-                      ["property 'name'", "invalid JSON Schema", "/pattern"]),
+    "bad property name": (
+        with_property("Email", {"type": "string"}),
+        ["type 'user'", "property name 'Email' is invalid"],
+    ),
+    "required undeclared": (
+        user_type(required=["email", "nmae"]),
+        ["type 'user'", "required names undeclared property 'nmae'"],
+    ),
+    "bcrypt_cost on plain": (
+        with_property("name", {"type": "string", "bcrypt_cost": 10}),
+        ["type 'user'", "property 'name'", "bcrypt_cost is only allowed with protection bcrypt"],
+    ),
+    "bcrypt_cost out of range": (
+        with_property("pw", {"type": "string", "protection": "bcrypt", "bcrypt_cost": 3}),
+        ["type 'user'", "property 'pw'", "bcrypt_cost", "minimum of 4"],
+    ),
+    "bcrypt on integer": (
+        with_property("pin", {"type": "integer", "protection": "bcrypt"}),
+        ["type 'user'", "property 'pin'", "protection 'bcrypt' needs type string", "integer"],
+    ),
+    "sha3 without type": (
+        with_property("pin", {"protection": "sha3-512"}),
+        ["property 'pin'", "protection 'sha3-512' needs type string"],
+    ),
+    "indexed bcrypt": (
+        with_property("pw", {"type": "string", "protection": "bcrypt", "indexed": True}),
+        ["property 'pw'", "cannot be indexed"],
+    ),
+    "indexed not a bool": (
+        with_property("name", {"type": "string", "indexed": "yes"}),
+        ["property 'name'", "indexed must be a boolean"],
+    ),
+    "invalid JSON Schema": (
+        with_property("name", {"type": "strin"}),
+        ["type 'user'", "property 'name'", "invalid JSON Schema", "/type", "strin"],
+    ),
+    "invalid nested JSON Schema": (
+        with_property("name", {"type": "object", "properties": {"a": {"minLength": -1}}}),
+        ["property 'name'", "invalid JSON Schema", "/properties/a/minLength"],
+    ),
+    "invalid regex": (
+        with_property("name", {"type": "string", "pattern": "("}),
+        ["property 'name'", "invalid JSON Schema", "/pattern"],
+    ),
     "property not an object": (with_property("name", "string"), ["property 'name'", "must be an object"]),
-    "unchecked format": (with_property("name", {"type": "string", "format": "phone"}),
-                         ["property 'name'", "format 'phone'", "not checked"]),
-    "$ref": (with_property("name", {"type": "array", "items": {"$ref": "#/x"}}),
-             ["property 'name'", "$ref at /items", "self-contained"]),
-    "non-string enum value": (with_property("name", {"type": "string", "enum": ["a", 1]}),
-                              ["property 'name'", "enum value 1", "not a string"]),
+    "unchecked format": (
+        with_property("name", {"type": "string", "format": "phone"}),
+        ["property 'name'", "format 'phone'", "not checked"],
+    ),
+    "$ref": (
+        with_property("name", {"type": "array", "items": {"$ref": "#/x"}}),
+        ["property 'name'", "$ref at /items", "self-contained"],
+    ),
+    "non-string enum value": (
+        with_property("name", {"type": "string", "enum": ["a", 1]}),
+        ["property 'name'", "enum value 1", "not a string"],
+    ),
     "unknown top-level key": (user_type(colour="red"), ["type 'user'", "unknown key 'colour'"]),
     "bad delete policy": (user_type(delete="never"), ["type 'user'", "delete 'never' is not one of hard, soft"]),
     "indexes not a list": (user_type(indexes="owner"), ["type 'user'", "indexes must be an array"]),
@@ -338,20 +401,28 @@ def test_every_problem_is_reported():
 def test_error_message_example_exactly():
     with pytest.raises(ModelError) as info:
         parse_models(with_property("email", {"type": "string", "protection": "sha256"}), "models.yaml")
-    assert str(info.value) == ("models.yaml: type 'user', property 'email': protection 'sha256' is not one of "
-                               "plain, bcrypt, sha3-512, encrypt, encrypt-deterministic")
+    assert str(info.value) == (
+        "models.yaml: type 'user', property 'email': protection 'sha256' is not one of "
+        "plain, bcrypt, sha3-512, encrypt, encrypt-deterministic"
+    )
 
 
-@pytest.mark.parametrize("name, text, words", [
-    ("models.yaml", "types:\n  user: [\n", ["invalid YAML", "line 3"]),
-    ("models.yaml", "types: {user: {version: '1.0', properties: {a: {}, a: {}}}}\n",
-     ["invalid YAML", "duplicate key 'a'"]),
-    ("models.yml", "", ["no types declared"]),
-    ("models.yml", "types:\n  user:\n    version: 1.0\n    properties: {}\n", ["version must be a string"]),
-    ("models.json", '{"types": ', ["invalid JSON", "line 1"]),
-    ("models.json", '{"types": {}, "types": {}}', ["invalid JSON", "duplicate key 'types'"]),
-    ("models.toml", "[types]\n", ["unsupported extension '.toml'"]),
-])
+@pytest.mark.parametrize(
+    "name, text, words",
+    [
+        ("models.yaml", "types:\n  user: [\n", ["invalid YAML", "line 3"]),
+        (
+            "models.yaml",
+            "types: {user: {version: '1.0', properties: {a: {}, a: {}}}}\n",
+            ["invalid YAML", "duplicate key 'a'"],
+        ),
+        ("models.yml", "", ["no types declared"]),
+        ("models.yml", "types:\n  user:\n    version: 1.0\n    properties: {}\n", ["version must be a string"]),
+        ("models.json", '{"types": ', ["invalid JSON", "line 1"]),
+        ("models.json", '{"types": {}, "types": {}}', ["invalid JSON", "duplicate key 'types'"]),
+        ("models.toml", "[types]\n", ["unsupported extension '.toml'"]),
+    ],
+)
 def test_bad_files(tmp_path, name, text, words):
     path = tmp_path / name
     path.write_text(text)
@@ -364,15 +435,17 @@ def test_bad_files(tmp_path, name, text, words):
 
 def test_missing_file(tmp_path):
     path = tmp_path / "absent.yaml"
-    with pytest.raises(ModelError, match="absent.yaml: cannot read: No such file"):
+    with pytest.raises(ModelError, match=r"absent\.yaml: cannot read: No such file"):
         load_models(path)
 
 
 def test_yaml_scalars_are_json_like(tmp_path):
     """Unquoted NO stays a string (YAML 1.1 would read it as false), dates stay strings."""
     path = tmp_path / "m.yaml"
-    path.write_text("types:\n  t:\n    version: '1.0'\n    properties:\n"
-                    "      c: {type: string, enum: [NO, SE, yes]}\n      d: {type: string, const: 2024-01-01}\n")
+    path.write_text(
+        "types:\n  t:\n    version: '1.0'\n    properties:\n"
+        "      c: {type: string, enum: [NO, SE, yes]}\n      d: {type: string, const: 2024-01-01}\n"
+    )
     t = load_models(path).get("t")
     assert t.properties["c"].schema["enum"] == ["NO", "SE", "yes"]
     assert t.properties["d"].schema["const"] == "2024-01-01"

@@ -10,28 +10,41 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openapi_check import SpecChecker
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from data_service import __version__, problems
 from data_service.openapi import SPEC_FILE, load_spec, spec_for
-from openapi_check import SpecChecker
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # The error contract: code -> (status, retryable).
 CONTRACT = {
-    "bad_request": (400, False), "invalid_json": (400, False), "invalid_id": (400, False),
-    "invalid_query": (400, False), "not_found": (404, False), "unknown_type": (404, False),
-    "method_not_allowed": (405, False), "not_acceptable": (406, False),
-    "stale_revision": (412, True), "payload_too_large": (413, False),
-    "unsupported_media_type": (415, False), "validation_failed": (422, False),
-    "reserved_property": (422, False), "idempotency_key_mismatch": (422, False),
+    "bad_request": (400, False),
+    "invalid_json": (400, False),
+    "invalid_id": (400, False),
+    "invalid_query": (400, False),
+    "not_found": (404, False),
+    "unknown_type": (404, False),
+    "method_not_allowed": (405, False),
+    "not_acceptable": (406, False),
+    "stale_revision": (412, True),
+    "payload_too_large": (413, False),
+    "unsupported_media_type": (415, False),
+    "validation_failed": (422, False),
+    "reserved_property": (422, False),
+    "idempotency_key_mismatch": (422, False),
     "idempotency_key_consumed": (409, False),
-    "precondition_required": (428, False), "internal_error": (500, False),
+    "precondition_required": (428, False),
+    "internal_error": (500, False),
     "integrity_violation": (500, False),
-    "key_unavailable": (500, False), "not_installed": (503, True), "couchdb_refused": (502, False),
-    "couchdb_error": (502, False), "couchdb_unavailable": (503, True),
-    "database_missing": (503, True), "conflict_retries_exhausted": (503, True),
+    "key_unavailable": (500, False),
+    "not_installed": (503, True),
+    "couchdb_refused": (502, False),
+    "couchdb_error": (502, False),
+    "couchdb_unavailable": (503, True),
+    "database_missing": (503, True),
+    "conflict_retries_exhausted": (503, True),
 }
 
 
@@ -52,22 +65,39 @@ class FakeType:
 META = {"type": "object", "required": ["type", "version", "created_at", "updated_at"]}
 
 USER = FakeType(
-    "user", "1.0",
-    input={"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-           "required": ["name"], "additionalProperties": False,
-           "properties": {"name": {"type": "string"}, "email": {"type": "string"}}},
-    output={"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-            "required": ["id", "meta", "name"], "additionalProperties": False,
-            "properties": {"id": {"type": "string"}, "meta": META,
-                           "name": {"type": "string"}, "email": {"type": "string"}}},
+    "user",
+    "1.0",
+    input={
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {"name": {"type": "string"}, "email": {"type": "string"}},
+    },
+    output={
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["id", "meta", "name"],
+        "additionalProperties": False,
+        "properties": {"id": {"type": "string"}, "meta": META, "name": {"type": "string"}, "email": {"type": "string"}},
+    },
 )
 # Uses document-local $refs, which spec_for must re-point below components/schemas/note.
 NOTE = FakeType(
-    "note", "2.1",
-    input={"type": "object", "required": ["text"], "$defs": {"text": {"type": "string", "maxLength": 10}},
-           "properties": {"text": {"$ref": "#/$defs/text"}}},
-    output={"type": "object", "required": ["id", "meta", "text"], "$defs": {"text": {"type": "string"}},
-            "properties": {"id": {"type": "string"}, "meta": META, "text": {"$ref": "#/$defs/text"}}},
+    "note",
+    "2.1",
+    input={
+        "type": "object",
+        "required": ["text"],
+        "$defs": {"text": {"type": "string", "maxLength": 10}},
+        "properties": {"text": {"$ref": "#/$defs/text"}},
+    },
+    output={
+        "type": "object",
+        "required": ["id", "meta", "text"],
+        "$defs": {"text": {"type": "string"}},
+        "properties": {"id": {"type": "string"}, "meta": META, "text": {"$ref": "#/$defs/text"}},
+    },
 )
 
 ETAG = '"1-967a00dff5e02add41819138abb3284d"'
@@ -77,14 +107,24 @@ PROBLEM = "application/problem+json"
 
 
 def user_doc(**extra: Any) -> dict[str, Any]:
-    return {"id": "abc123", "meta": {"type": "user", "version": "1.0", "created_at": NOW, "updated_at": NOW},
-            "name": "Ada", **extra}
+    return {
+        "id": "abc123",
+        "meta": {"type": "user", "version": "1.0", "created_at": NOW, "updated_at": NOW},
+        "name": "Ada",
+        **extra,
+    }
 
 
 def problem(code: str, **extra: Any) -> dict[str, Any]:
     status, retryable = CONTRACT[code]
-    return {"type": f"urn:data-service:problem:{code}", "title": code.replace("_", " "), "status": status,
-            "code": code, "retryable": retryable, **extra}
+    return {
+        "type": f"urn:data-service:problem:{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "code": code,
+        "retryable": retryable,
+        **extra,
+    }
 
 
 def body(document: Any) -> bytes:
@@ -111,7 +151,7 @@ def test_spec_file_is_valid_openapi_3_1():
 
 
 def test_package_reads_the_canonical_file_through_a_relative_symlink():
-    assert SPEC_FILE == Path(__import__("data_service").__file__).with_name("openapi.yaml")
+    assert Path(__import__("data_service").__file__).with_name("openapi.yaml") == SPEC_FILE
     assert SPEC_FILE.is_symlink()
     assert os.readlink(SPEC_FILE) == "../api_spec/openapi.yaml"
     assert SPEC_FILE.resolve() == (ROOT / "api_spec" / "openapi.yaml").resolve()
@@ -120,9 +160,13 @@ def test_package_reads_the_canonical_file_through_a_relative_symlink():
 def test_spec_documents_every_path_and_method():
     paths = {path: sorted(m for m in item if m != "parameters") for path, item in load_spec()["paths"].items()}
     assert paths == {
-        "/_health": ["get"], "/_metrics": ["get"], "/_metrics/database": ["get"],
-        "/openapi.json": ["get"], "/v1/_types": ["get"],
-        "/v1/{type}": ["get", "post"], "/v1/{type}/{id}": ["delete", "get", "patch", "put"],
+        "/_health": ["get"],
+        "/_metrics": ["get"],
+        "/_metrics/database": ["get"],
+        "/openapi.json": ["get"],
+        "/v1/_types": ["get"],
+        "/v1/{type}": ["get", "post"],
+        "/v1/{type}/{id}": ["delete", "get", "patch", "put"],
         "/v1/{type}/{id}/verify": ["post"],
     }
 
@@ -162,11 +206,17 @@ def test_spec_for_adds_type_schemas_and_concrete_paths():
         assert post["responses"]["201"]["content"][JSON]["schema"] == {"$ref": f"#/components/schemas/{name}"}
         assert single["put"]["requestBody"]["content"][JSON]["schema"] == {"$ref": f"#/components/schemas/{name}_input"}
         for method in ("get", "put", "patch"):
-            assert single[method]["responses"]["200"]["content"][JSON]["schema"] == {"$ref": f"#/components/schemas/{name}"}
+            assert single[method]["responses"]["200"]["content"][JSON]["schema"] == {
+                "$ref": f"#/components/schemas/{name}"
+            }
         assert sorted(m for m in single if m != "parameters" and m != "summary") == ["delete", "get", "patch", "put"]
 
-    operation_ids = [op["operationId"] for item in paths.values() for key, op in item.items()
-                     if isinstance(op, dict) and "operationId" in op]
+    operation_ids = [
+        op["operationId"]
+        for item in paths.values()
+        for key, op in item.items()
+        if isinstance(op, dict) and "operationId" in op
+    ]
     assert len(operation_ids) == len(set(operation_ids))
     assert "getDocument_user" in operation_ids and "getDocument" in operation_ids
 
@@ -186,11 +236,30 @@ CREATED = {"Location": "/v1/user/abc123", "ETag": ETAG, "Content-Type": JSON}
 
 CONFORMING = [
     ("GET", "/_health", 200, {"Content-Type": JSON}, {"status": "ok"}),
-    ("GET", "/_health?quick=false", 200, {"Content-Type": "application/json; charset=UTF-8"},
-     {"status": "ok", "couchdb": {"kind": "couchdb", "version": None}, "database": {"name": "d", "doc_count": 0}}),
-    ("GET", "/v1/_types", 200, {"Content-Type": JSON},
-     {"types": [{"name": "user", "version": "1.0", "delete": "soft", "schema": USER.input,
-                 "properties": {"name": {"protection": "plain", "indexed": True}}}]}),
+    (
+        "GET",
+        "/_health?quick=false",
+        200,
+        {"Content-Type": "application/json; charset=UTF-8"},
+        {"status": "ok", "couchdb": {"kind": "couchdb", "version": None}, "database": {"name": "d", "doc_count": 0}},
+    ),
+    (
+        "GET",
+        "/v1/_types",
+        200,
+        {"Content-Type": JSON},
+        {
+            "types": [
+                {
+                    "name": "user",
+                    "version": "1.0",
+                    "delete": "soft",
+                    "schema": USER.input,
+                    "properties": {"name": {"protection": "plain", "indexed": True}},
+                }
+            ]
+        },
+    ),
     ("POST", "/v1/user", 201, CREATED, user_doc()),
     ("POST", "/v1/user", 200, CREATED, user_doc()),
     ("GET", "/v1/user/abc123", 200, {"ETag": ETAG, "Content-Type": JSON}, user_doc(email="a@b.c")),
@@ -198,17 +267,33 @@ CONFORMING = [
     ("PUT", "/v1/user/abc123", 200, {"ETag": ETAG, "Content-Type": JSON}, user_doc()),
     ("PATCH", "/v1/user/abc123", 200, {"etag": ETAG, "content-type": JSON}, user_doc()),
     ("DELETE", "/v1/user/abc123", 204, {}, None),
-    ("GET", "/v1/note/n1", 200, {"ETag": ETAG, "Content-Type": JSON},
-     {"id": "n1", "meta": {"type": "note", "version": "2.1", "created_at": NOW, "updated_at": NOW},
-      "text": "a long text, the output schema allows it"}),
-    ("GET", "/v1/undeclared/abc123", 200, {"ETag": ETAG, "Content-Type": JSON},
-     {"id": "abc123", "meta": {"type": "undeclared", "version": "1.0", "created_at": NOW, "updated_at": NOW,
-                               "deleted_at": NOW}}),
+    (
+        "GET",
+        "/v1/note/n1",
+        200,
+        {"ETag": ETAG, "Content-Type": JSON},
+        {
+            "id": "n1",
+            "meta": {"type": "note", "version": "2.1", "created_at": NOW, "updated_at": NOW},
+            "text": "a long text, the output schema allows it",
+        },
+    ),
+    (
+        "GET",
+        "/v1/undeclared/abc123",
+        200,
+        {"ETag": ETAG, "Content-Type": JSON},
+        {
+            "id": "abc123",
+            "meta": {"type": "undeclared", "version": "1.0", "created_at": NOW, "updated_at": NOW, "deleted_at": NOW},
+        },
+    ),
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "status", "headers", "document"), CONFORMING,
-                         ids=[f"{c[0]} {c[1]} {c[2]}" for c in CONFORMING])
+@pytest.mark.parametrize(
+    ("method", "path", "status", "headers", "document"), CONFORMING, ids=[f"{c[0]} {c[1]} {c[2]}" for c in CONFORMING]
+)
 def test_checker_accepts_conforming_responses(checker, method, path, status, headers, document):
     checker.check(method, path, status, headers, b"" if document is None else body(document))
 
@@ -249,8 +334,9 @@ PROBLEM_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "code", "headers", "extra"), PROBLEM_CASES,
-                         ids=[f"{c[2]}-{c[0]} {c[1]}" for c in PROBLEM_CASES])
+@pytest.mark.parametrize(
+    ("method", "path", "code", "headers", "extra"), PROBLEM_CASES, ids=[f"{c[2]}-{c[0]} {c[1]}" for c in PROBLEM_CASES]
+)
 def test_checker_accepts_every_problem_code_where_the_contract_puts_it(checker, method, path, code, headers, extra):
     checker.check(method, path, CONTRACT[code][0], {"Content-Type": PROBLEM, **headers}, body(problem(code, **extra)))
 
@@ -302,17 +388,28 @@ def test_prefers_the_concrete_type_path(checker):
 
 def test_rejects_problem_with_wrong_code_for_its_status(checker):
     with pytest.raises(AssertionError, match=r"at /code"):
-        checker.check("PUT", "/v1/user/abc123", 503, {"Content-Type": PROBLEM, "Retry-After": "1"},
-                      body(problem("conflict_retries_exhausted")))
+        checker.check(
+            "PUT",
+            "/v1/user/abc123",
+            503,
+            {"Content-Type": PROBLEM, "Retry-After": "1"},
+            body(problem("conflict_retries_exhausted")),
+        )
 
 
 def test_rejects_stale_revision_without_current_or_etag(checker):
     with pytest.raises(AssertionError, match="'current' is a required property"):
-        checker.check("PUT", "/v1/user/abc123", 412, {"Content-Type": PROBLEM, "ETag": ETAG},
-                      body(problem("stale_revision")))
+        checker.check(
+            "PUT", "/v1/user/abc123", 412, {"Content-Type": PROBLEM, "ETag": ETAG}, body(problem("stale_revision"))
+        )
     with pytest.raises(AssertionError, match="required response header 'ETag'"):
-        checker.check("PUT", "/v1/user/abc123", 412, {"Content-Type": PROBLEM},
-                      body(problem("stale_revision", current=user_doc())))
+        checker.check(
+            "PUT",
+            "/v1/user/abc123",
+            412,
+            {"Content-Type": PROBLEM},
+            body(problem("stale_revision", current=user_doc())),
+        )
 
 
 def test_rejects_405_without_allow(checker):

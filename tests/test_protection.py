@@ -10,17 +10,23 @@ from dataclasses import replace
 
 import orjson
 import pytest
+from openapi_check import SpecChecker
+from support import ROOT, Api, run_command, running_sidecar
 
 from data_service.couchdb import Forbidden
 from data_service.design import GUARD_NAME, guard
 from data_service.keys import KeysDir
 from data_service.models import load_models
 from data_service.protection import Keyring
-from openapi_check import SpecChecker
-from support import ROOT, Api, run_command, running_sidecar
 
-ALICE = {"email": "alice@example.com", "name": "Alice", "password": "p4ss-w0rd-Ω", "ssn": "123-45-6789",
-         "country": "GB", "age": 41}
+ALICE = {
+    "email": "alice@example.com",
+    "name": "Alice",
+    "password": "p4ss-w0rd-Ω",
+    "ssn": "123-45-6789",
+    "country": "GB",
+    "age": 41,
+}
 SECRETS = ["alice@example.com", "p4ss-w0rd-Ω", "123-45-6789", '"GB"']
 USER = load_models(ROOT / "models" / "sample.yaml").get("user")
 
@@ -51,8 +57,12 @@ async def spec_api(http, base) -> Api:
 async def test_a_patch_of_one_plain_property_leaves_every_stored_ciphertext_byte_identical(api, db):
     user = await create_user(api)
     before = await raw(db, user["id"])
-    reply = await api.request("PATCH", f"/v1/user/{user['id']}", data=b'{"age": 42}',
-                              headers={"Content-Type": "application/merge-patch+json", "If-Match": f'"{before["_rev"]}"'})
+    reply = await api.request(
+        "PATCH",
+        f"/v1/user/{user['id']}",
+        data=b'{"age": 42}',
+        headers={"Content-Type": "application/merge-patch+json", "If-Match": f'"{before["_rev"]}"'},
+    )
     assert reply.status == 200 and reply.body["age"] == 42
     after = await raw(db, user["id"])
     assert after["age"] == 42 and after["_rev"] != before["_rev"] and after["sig"] != before["sig"]
@@ -80,16 +90,21 @@ async def test_couchdb_never_sees_protected_plaintext(api, db):
 async def test_updates_keep_protection(api, db):
     user = await create_user(api)
     url = f"/v1/user/{user['id']}"
-    patched = await api.request("PATCH", url, data=b'{"ssn": "987-65-4321", "age": 42}',
-                                headers={"Content-Type": "application/merge-patch+json"})
+    patched = await api.request(
+        "PATCH",
+        url,
+        data=b'{"ssn": "987-65-4321", "age": 42}',
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
     assert patched.status == 200 and patched.body["ssn"] == "987-65-4321"
     stored = await raw(db, user["id"])
     assert "987-65-4321" not in orjson.dumps(stored).decode()
     # hashed values the patch did not touch are kept: the password still verifies
     check = await api.request("POST", f"{url}/verify", json={"password": ALICE["password"]})
     assert check.body == {"matches": {"password": True}}
-    new_password = await api.request("PATCH", url, data=b'{"password": "n3w-secret!"}',
-                                     headers={"Content-Type": "application/merge-patch+json"})
+    new_password = await api.request(
+        "PATCH", url, data=b'{"password": "n3w-secret!"}', headers={"Content-Type": "application/merge-patch+json"}
+    )
     assert new_password.status == 200
     check = await api.request("POST", f"{url}/verify", json={"password": "n3w-secret!", "email": ALICE["email"]})
     assert check.body == {"matches": {"password": True, "email": True}}
@@ -103,7 +118,9 @@ async def test_verify_endpoint(api):
     bad = await api.request("POST", url, json={"password": "p4ss-w0rd-Ω!", "email": "eve@example.com"})
     assert bad.body == {"matches": {"password": False, "email": False}}
     too_long = await api.request("POST", url, json={"password": "x" * 73})
-    assert too_long.status == 422 and too_long.body["errors"] == [{"path": "/password", "message": "is longer than 72 bytes"}]
+    assert too_long.status == 422 and too_long.body["errors"] == [
+        {"path": "/password", "message": "is longer than 72 bytes"}
+    ]
     readable = await api.request("POST", url, json={"ssn": "123-45-6789"})
     assert readable.status == 422
     # 72 bytes is the limit in bytes, not characters: 37 two-byte characters are 74 bytes
@@ -139,12 +156,12 @@ async def test_every_kind_of_tampering_is_detected(api, db, config, caplog, tmp_
     stranger = KeysDir(tmp_path / "stranger")
     stranger.create()
 
-    edited = {**docs[0], "name": "Mallory"}                                    # a property edited
-    unsigned = {k: v for k, v in docs[1].items() if k != "sig"}                 # signature removed
-    borrowed = {**docs[2], "sig": docs[3]["sig"]}                               # another doc's signature
+    edited = {**docs[0], "name": "Mallory"}  # a property edited
+    unsigned = {k: v for k, v in docs[1].items() if k != "sig"}  # signature removed
+    borrowed = {**docs[2], "sig": docs[3]["sig"]}  # another doc's signature
     copy = {k: v for k, v in docs[4].items() if k != "_rev"} | {"_id": "copied0body"}  # body copied to a new id
     swap_a, swap_b = {**docs[5], "ssn": docs[6]["ssn"]}, {**docs[6], "ssn": docs[5]["ssn"]}  # ciphertexts swapped
-    retyped = {**docs[7], "type": "user_v1.9"}                                  # type changed
+    retyped = {**docs[7], "type": "user_v1.9"}  # type changed
     forged = Keyring(stranger).sign({k: v for k, v in docs[3].items() if k != "sig"})  # a key not in the keyset
     for doc in (edited, unsigned, borrowed, copy, swap_a, swap_b, retyped, forged):
         await db.put(doc)
@@ -225,10 +242,12 @@ async def test_guard_rejects_writes_that_bypass_the_sidecar(api, db):
     user = await create_user(api)  # the sidecar's own writes pass
     assert (await api.request("GET", f"/v1/user/{user['id']}")).status == 200
     stored = await raw(db, user["id"])
-    for doc, why in [({"_id": "x1", "name": "no type"}, "type"),
-                     ({"_id": "x2", "type": "User", "sig": stored["sig"]}, "type"),
-                     ({"_id": "x3", "type": "user_v1.0", "name": "unsigned"}, "signature"),
-                     ({k: v for k, v in stored.items() if k != "sig"}, "signature")]:
+    for doc, why in [
+        ({"_id": "x1", "name": "no type"}, "type"),
+        ({"_id": "x2", "type": "User", "sig": stored["sig"]}, "type"),
+        ({"_id": "x3", "type": "user_v1.0", "name": "unsigned"}, "signature"),
+        ({k: v for k, v in stored.items() if k != "sig"}, "signature"),
+    ]:
         with pytest.raises(Forbidden) as caught:
             await db.put(doc)
         assert why in caught.value.reason

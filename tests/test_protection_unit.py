@@ -8,22 +8,32 @@ import os
 
 import pytest
 
+from data_service.canonical import canonical
 from data_service.keys import KeysDir, KeysetError, kek_from, new_kek
 from data_service.models import parse_models
-from data_service.canonical import canonical
-from data_service.protection import IntegrityViolation, KeyUnavailable, Keyring
+from data_service.protection import IntegrityViolation, Keyring, KeyUnavailable
 
-MODELS = parse_models({"types": {
-    "card": {"version": "1.0", "properties": {
-        "holder": {"type": "string"},
-        "number": {"type": "string", "protection": "encrypt"},
-        "cvv": {"type": "string", "protection": "encrypt"},
-        "country": {"type": "string", "protection": "encrypt-deterministic", "indexed": True},
-        "email": {"type": "string", "protection": "sha3-512", "indexed": True},
-        "limits": {"type": "object", "protection": "encrypt"},
-    }},
-    "other": {"version": "1.0", "properties": {"country": {"type": "string", "protection": "encrypt-deterministic"}}},
-}})
+MODELS = parse_models(
+    {
+        "types": {
+            "card": {
+                "version": "1.0",
+                "properties": {
+                    "holder": {"type": "string"},
+                    "number": {"type": "string", "protection": "encrypt"},
+                    "cvv": {"type": "string", "protection": "encrypt"},
+                    "country": {"type": "string", "protection": "encrypt-deterministic", "indexed": True},
+                    "email": {"type": "string", "protection": "sha3-512", "indexed": True},
+                    "limits": {"type": "object", "protection": "encrypt"},
+                },
+            },
+            "other": {
+                "version": "1.0",
+                "properties": {"country": {"type": "string", "protection": "encrypt-deterministic"}},
+            },
+        }
+    }
+)
 CARD, OTHER = MODELS.get("card"), MODELS.get("other")
 
 
@@ -51,8 +61,14 @@ def keys(tmp_path) -> KeysDir:
 
 
 def signed_card(protector: Keyring, docid: str = "d1") -> dict:
-    values = {"holder": "Ada", "number": "4111111111111111", "cvv": "123", "country": "GB",
-              "email": "ada@example.com", "limits": {"daily": 500}}
+    values = {
+        "holder": "Ada",
+        "number": "4111111111111111",
+        "cvv": "123",
+        "country": "GB",
+        "email": "ada@example.com",
+        "limits": {"daily": 500},
+    }
     props = {name: protect(protector, CARD, docid, name, value) for name, value in values.items()}
     return protector.sign({"_id": docid, "type": "card_v1.0", "meta": {"created_at": "t", "updated_at": "t"}, **props})
 
@@ -96,10 +112,15 @@ def test_signature_covers_everything_but_revision_fields(keys):
     protector = Keyring(keys)
     doc = signed_card(protector)
     protector.verify({**doc, "_rev": "7-x", "_conflicts": ["6-y"], "_revisions": {"start": 7, "ids": []}})
-    for tampered in ({**doc, "holder": "Eve"}, {**doc, "_id": "d2"}, {**doc, "type": "card_v1.1"},
-                     {**doc, "meta": {**doc["meta"], "created_at": "u"}}, {**doc, "extra": 1},
-                     {k: v for k, v in doc.items() if k != "holder"},
-                     {**doc, "sig": {**doc["sig"], "kid": doc["sig"]["kid"] + 1}}):
+    for tampered in (
+        {**doc, "holder": "Eve"},
+        {**doc, "_id": "d2"},
+        {**doc, "type": "card_v1.1"},
+        {**doc, "meta": {**doc["meta"], "created_at": "u"}},
+        {**doc, "extra": 1},
+        {k: v for k, v in doc.items() if k != "holder"},
+        {**doc, "sig": {**doc["sig"], "kid": doc["sig"]["kid"] + 1}},
+    ):
         with pytest.raises(IntegrityViolation):
             protector.verify(tampered)
     with pytest.raises(IntegrityViolation, match="no signature"):
@@ -158,7 +179,11 @@ def test_signed_by_a_foreign_keyset_is_an_integrity_violation(keys, tmp_path):
 
 def test_keysets_on_disk(keys, tmp_path):
     assert sorted(p.name for p in keys.directory.iterdir()) == [
-        "deterministic.json", "encryption.json", "lookup.json", "signing.json"]
+        "deterministic.json",
+        "encryption.json",
+        "lookup.json",
+        "signing.json",
+    ]
     assert all(oct(os.stat(p).st_mode & 0o777) == "0o600" for p in keys.directory.iterdir())
     with pytest.raises(KeysetError, match="refusing to overwrite"):
         keys.create()

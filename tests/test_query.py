@@ -8,12 +8,12 @@ from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
+from support import ROOT, install_design_docs, running_sidecar
+from test_protection import ALICE, spec_api
 
 from data_service.keys import KeysDir
 from data_service.models import load_models
 from data_service.query import Condition, Query, QueryError, parse, plan
-from support import ROOT, install_design_docs, running_sidecar
-from test_protection import ALICE, spec_api
 
 MODELS = load_models(ROOT / "models" / "sample.yaml")
 
@@ -43,16 +43,22 @@ async def ids_of(api, path: str) -> list[str]:
 
 
 EVENTS = [  # owner, kind, created_at
-    ("ann", "login", "2026-01-01T10:00:00Z"), ("ann", "created", "2026-01-02T10:00:00Z"),
-    ("ann", "login", "2026-01-03T10:00:00Z"), ("bob", "login", "2026-01-01T12:00:00Z"),
-    ("bob", "deleted", "2026-01-04T09:00:00Z"), ("carl", "updated", "2026-01-05T08:00:00Z"),
+    ("ann", "login", "2026-01-01T10:00:00Z"),
+    ("ann", "created", "2026-01-02T10:00:00Z"),
+    ("ann", "login", "2026-01-03T10:00:00Z"),
+    ("bob", "login", "2026-01-01T12:00:00Z"),
+    ("bob", "deleted", "2026-01-04T09:00:00Z"),
+    ("carl", "updated", "2026-01-05T08:00:00Z"),
 ]
 
 
 @pytest.fixture
 async def events(api, installed):
-    created = await create_all(api, "event", [
-        {"owner": o, "kind": k, "created_at": t, "payload": {"n": i}} for i, (o, k, t) in enumerate(EVENTS)])
+    created = await create_all(
+        api,
+        "event",
+        [{"owner": o, "kind": k, "created_at": t, "payload": {"n": i}} for i, (o, k, t) in enumerate(EVENTS)],
+    )
     return {body["payload"]["n"]: body["id"] for body in created}
 
 
@@ -82,16 +88,19 @@ async def test_most_recent_per_owner(api, events):
 
 async def test_listing_without_filters_and_unknown_filters(api, events):
     assert len(await ids_of(api, "/v1/event")) == len(EVENTS)
-    for path, words in [("/v1/event?payload=x", "cannot filter"),
-                        ("/v1/event?colour=red", "not a property"),
-                        ("/v1/event?kind=login&owner=ann", "no index of event serves"),
-                        ("/v1/event?owner=ann&sort=kind", "no index"),
-                        ("/v1/event?created_at[gt]=a&created_at[lt]=b", "one range"),
-                        ("/v1/event?owner[near]=x", "operators"),
-                        ("/v1/event?limit=0", "limit"), ("/v1/event?limit=1001", "limit"),
-                        ("/v1/user?email[prefix]=a", "equality only"),
-                        ("/v1/user?sort=country", "no meaningful order"),
-                        ("/v1/user?age=old", "not a integer")]:
+    for path, words in [
+        ("/v1/event?payload=x", "cannot filter"),
+        ("/v1/event?colour=red", "not a property"),
+        ("/v1/event?kind=login&owner=ann", "no index of event serves"),
+        ("/v1/event?owner=ann&sort=kind", "no index"),
+        ("/v1/event?created_at[gt]=a&created_at[lt]=b", "one range"),
+        ("/v1/event?owner[near]=x", "operators"),
+        ("/v1/event?limit=0", "limit"),
+        ("/v1/event?limit=1001", "limit"),
+        ("/v1/user?email[prefix]=a", "equality only"),
+        ("/v1/user?sort=country", "no meaningful order"),
+        ("/v1/user?age=old", "not a integer"),
+    ]:
         reply = await api.request("GET", path)
         assert reply.status == 400 and reply.body["code"] == "invalid_query", path
         assert words in reply.body["detail"], (path, reply.body["detail"])
@@ -118,15 +127,24 @@ async def test_protected_lookups_survive_key_rotation(tmp_path, config, installe
     config = replace(config, keys_dir=str(keys.directory))
     async with running_sidecar(config) as base:
         api = await spec_api(http, base)
-        before = await create_all(api, "user", [{**ALICE, "email": "same@example.com", "country": "FR"},
-                                                {**ALICE, "email": "other@example.com", "country": "DE"}])
+        before = await create_all(
+            api,
+            "user",
+            [
+                {**ALICE, "email": "same@example.com", "country": "FR"},
+                {**ALICE, "email": "other@example.com", "country": "DE"},
+            ],
+        )
     for purpose in ("lookup", "deterministic", "signing", "encryption"):
         keys.rotate(purpose)
     async with running_sidecar(config) as base:
         api = await spec_api(http, base)
         after = await create_all(api, "user", [{**ALICE, "email": "same@example.com", "country": "FR"}])
         # one value, two stored forms (old key, new key): both found
-        assert set(await ids_of(api, f"/v1/user?email={quote('same@example.com')}")) == {before[0]["id"], after[0]["id"]}
+        assert set(await ids_of(api, f"/v1/user?email={quote('same@example.com')}")) == {
+            before[0]["id"],
+            after[0]["id"],
+        }
         assert set(await ids_of(api, "/v1/user?country=FR")) == {before[0]["id"], after[0]["id"]}
         assert await ids_of(api, "/v1/user?country=DE") == [before[1]["id"]]
         paged = await api.request("GET", "/v1/user?country=FR&limit=1")
@@ -149,7 +167,7 @@ async def test_paging_1000_documents_in_pages_of_37_exactly_once(api, installed)
             added = await create_all(api, "note", [{"title": f"late {i}"} for i in range(10)])
         link = reply.headers.get("Link")
         assert (link is None) == (reply.body["next"] is None)
-        path = link[1:link.index(">")] if link else None
+        path = link[1 : link.index(">")] if link else None
         assert pages < 100
     assert len(seen) == len(set(seen))  # nothing twice
     assert expected <= set(seen)  # everything that was there at the start

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from support import SAMPLE_MODELS
+from test_couchdb_unit import FakeTransport
 
-from data_service.couchdb import CouchDB, IdPool, Request, Response
+from data_service.couchdb import CouchDB, IdPool, Request
 from data_service.keys import KeysDir
 from data_service.models import load_models
 from data_service.protection import Keyring
 from data_service.store import DocumentStore, StaleRevision
-from support import SAMPLE_MODELS
-from test_couchdb_unit import FakeTransport
 
 NOTE = load_models(SAMPLE_MODELS).get("note")
 
@@ -48,8 +48,15 @@ def protector(tmp_path) -> Keyring:
 
 
 def stored_note(protector: Keyring) -> dict:
-    return protector.sign({"_id": "n1", "_rev": "3-" + "c" * 32, "type": "note_v1.0", "title": "before",
-                           "meta": {"created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"}})
+    return protector.sign(
+        {
+            "_id": "n1",
+            "_rev": "3-" + "c" * 32,
+            "type": "note_v1.0",
+            "title": "before",
+            "meta": {"created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"},
+        }
+    )
 
 
 def store_on(fake: OneDocument, protector: Keyring) -> DocumentStore:

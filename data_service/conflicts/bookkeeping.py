@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import secrets
-from typing import Any
 
 from ..canonical import integral
 from ..envelope import properties

@@ -33,9 +33,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 from .. import idempotency
 from ..couchdb import CouchDBError, Database
@@ -87,10 +88,17 @@ class Reconciler:
     integrity_violations). ``after_winner_write`` runs between writing the merged
     winners and deleting the losers (a test seam: raise there to simulate a crash)."""
 
-    def __init__(self, db: Database, lifecycle: Lifecycle, stats: Any, *,
-                 retry: RetryPolicy = RetryPolicy(attempts=5, base=0.01, cap=0.1),
-                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-                 after_winner_write: AfterWinnerWrite | None = None, remember: int = 1024) -> None:
+    def __init__(
+        self,
+        db: Database,
+        lifecycle: Lifecycle,
+        stats: Any,
+        *,
+        retry: RetryPolicy = RetryPolicy(attempts=5, base=0.01, cap=0.1),
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        after_winner_write: AfterWinnerWrite | None = None,
+        remember: int = 1024,
+    ) -> None:
         self.db = db
         self.lifecycle = lifecycle
         self.stats = stats
@@ -147,30 +155,41 @@ class Reconciler:
         pending = [doc for _, doc in items]
         async for _ in attempts(self.retry, self._sleep):
             plans = await self._plans([(models[doc["_id"]], doc) for doc in pending])
-            writes = [plan for plan in plans if plan.write is not None and not plan.retry]
+            writes = [(plan, plan.write) for plan in plans if plan.write is not None and not plan.retry]
             if writes:
-                results = await self.db.bulk_docs([plan.write for plan in writes])
-                for plan, result in zip(writes, results):
+                results = await self.db.bulk_docs([write for _, write in writes])
+                for (plan, write), result in zip(writes, results, strict=True):
                     if result.get("error") == "conflict":
                         plan.retry = True
                     elif result.get("error"):
-                        plan.outcome = Outcome(plan.docid, Status.UNRESOLVABLE, f"CouchDB refused the merged document: "
-                                               f"{result.get('error')}: {result.get('reason')}",
-                                               plan.outcome.discarded, plan.winner)
+                        plan.outcome = Outcome(
+                            plan.docid,
+                            Status.UNRESOLVABLE,
+                            f"CouchDB refused the merged document: {result.get('error')}: {result.get('reason')}",
+                            plan.outcome.discarded,
+                            plan.winner,
+                        )
                         plan.losers = []
                     else:
-                        plan.outcome.doc = {**plan.write, "_rev": result["rev"]}
-            written = [p.docid for p in writes if not p.retry and p.outcome.status is Status.RESOLVED]
+                        plan.outcome.doc = {**write, "_rev": result["rev"]}
+            written = [p.docid for p, _ in writes if not p.retry and p.outcome.status is Status.RESOLVED]
             if written and self.after_winner_write is not None:
                 await self.after_winner_write(written)
-            deletes = [{"_id": plan.docid, "_rev": rev, "_deleted": True}
-                       for plan in plans if not plan.retry and plan.outcome.status is Status.RESOLVED
-                       for rev in plan.losers]
+            deletes = [
+                {"_id": plan.docid, "_rev": rev, "_deleted": True}
+                for plan in plans
+                if not plan.retry and plan.outcome.status is Status.RESOLVED
+                for rev in plan.losers
+            ]
             if deletes:  # a loser someone else deleted or extended answers 409: fine either way
                 for result in await self.db.bulk_docs(deletes):
                     if result.get("error") not in (None, "conflict", "not_found"):
-                        log.warning("conflict: document %s: losing revision not deleted (%s: %s); the next "
-                                    "pass retries", result.get("id"), result.get("error"), result.get("reason"))
+                        log.warning(
+                            "conflict: document %s: losing revision not deleted (%s: %s); the next pass retries",
+                            result.get("id"),
+                            result.get("error"),
+                            result.get("reason"),
+                        )
             retry = []
             for plan in plans:
                 if plan.retry:
@@ -241,37 +260,37 @@ class Reconciler:
 
     def _plan(self, plan: _Plan, model: ModelType | None, leaves: list[dict]) -> None:
         """Verify, merge and decide what to write and delete (no I/O)."""
-        outcome = plan.outcome
-        outcome.doc = plan.winner
+        plan.outcome.doc = plan.winner
+        reason = self._merge(plan, model, leaves)
+        if reason is not None:
+            plan.outcome.status, plan.outcome.reason = Status.UNRESOLVABLE, reason
 
-        def unresolvable(reason: str) -> None:
-            outcome.status, outcome.reason = Status.UNRESOLVABLE, reason
-
+    def _merge(self, plan: _Plan, model: ModelType | None, leaves: list[dict]) -> str | None:
+        """Fill in ``plan``; the reason the conflict is unresolvable, or None."""
         if model is None and idempotency.is_record(plan.winner):  # two claims of one key on two nodes:
             plan.losers = [leaf["_rev"] for leaf in leaves if leaf["_rev"] != plan.winner["_rev"]]  # keep one
             return None
         if model is None:
-            return unresolvable(f"type {plan.winner.get('type')!r} is not in the models file")
+            return f"type {plan.winner.get('type')!r} is not in the models file"
         valid = []
         for leaf in leaves:
             try:
                 self.lifecycle.verify(leaf)
             except IntegrityViolation as exc:
-                outcome.discarded.append((leaf["_rev"], exc.reason))
+                plan.outcome.discarded.append((leaf["_rev"], exc.reason))
                 continue
             except KeyUnavailable as exc:
-                return unresolvable(f"revision {leaf['_rev']} cannot be verified: {exc}")
+                return f"revision {leaf['_rev']} cannot be verified: {exc}"
             if not is_of(model, leaf):
-                return unresolvable(f"revision {leaf['_rev']} is a {leaf.get('type')!r}, "
-                                    f"not a {model.name} v{model.major}")
+                return f"revision {leaf['_rev']} is a {leaf.get('type')!r}, not a {model.name} v{model.major}"
             valid.append(leaf)
         if not valid:
-            return unresolvable("no revision passes its signature check")
+            return "no revision passes its signature check"
         try:
             base, plan.write = self.lifecycle.reconciled(model, valid)
         except Unresolvable as exc:
-            return unresolvable(str(exc))
+            return str(exc)
         plan.losers = [leaf["_rev"] for leaf in leaves if leaf["_rev"] != base["_rev"]]
         if plan.write is None:
-            outcome.doc = base
-
+            plan.outcome.doc = base
+        return None

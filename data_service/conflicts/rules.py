@@ -44,7 +44,7 @@ from typing import Any
 from ..canonical import canonical, integral
 from ..envelope import UNSIGNED, properties, rev_key
 from ..models import ConflictPolicy, MergeKind, ModelType
-from ..protection import IntegrityViolation, KeyUnavailable, Keyring
+from ..protection import IntegrityViolation, Keyring, KeyUnavailable
 from .bookkeeping import changed_times, meta_of, time_of
 
 
@@ -86,11 +86,13 @@ def _check_immutables(model: ModelType, leaves: list[dict], keys: Keyring) -> No
             if name not in leaf:
                 continue
             try:
-                value = prop.kind.reveal(keys, model.slot(name, leaf["_id"]), leaf[name]) \
-                    if prop.readable else leaf[name]
+                value = (
+                    prop.kind.reveal(keys, model.slot(name, leaf["_id"]), leaf[name]) if prop.readable else leaf[name]
+                )
             except (IntegrityViolation, KeyUnavailable) as exc:
-                raise Unresolvable(f"immutable property {name!r} of revision {leaf['_rev']} cannot be read: "
-                                   f"{exc}") from None
+                raise Unresolvable(
+                    f"immutable property {name!r} of revision {leaf['_rev']} cannot be read: {exc}"
+                ) from None
             seen.setdefault(canonical(value), []).append(leaf["_rev"])
         if len(seen) > 1:
             groups = " vs ".join("+".join(revs) for revs in seen.values())
@@ -125,8 +127,11 @@ def _merged(model: ModelType, leaves: list[dict], latest: dict, keys: Keyring) -
         elif name in top:
             props[name] = top[name]
     for name, prop in model.properties.items():  # counters never set still keep their record
-        if prop.merge is MergeKind.COUNTER and name not in counters and any(
-                name in (meta_of(leaf).get("counters") or {}) for leaf in leaves):
+        if (
+            prop.merge is MergeKind.COUNTER
+            and name not in counters
+            and any(name in (meta_of(leaf).get("counters") or {}) for leaf in leaves)
+        ):
             counters[name], _ = _counter(leaves, name)
     meta = dict(meta_of(latest))
     created = [str(meta_of(leaf)["created_at"]) for leaf in leaves if meta_of(leaf).get("created_at")]
@@ -144,8 +149,9 @@ def _check_value(model: ModelType, name: str, value: Any) -> None:
     if name in model.properties:
         violations = model.check_value(name, value)
         if violations:
-            raise Unresolvable(f"the merged value of {name!r} breaks its schema: "
-                               + "; ".join(v.message for v in violations))
+            raise Unresolvable(
+                f"the merged value of {name!r} breaks its schema: " + "; ".join(v.message for v in violations)
+            )
 
 
 def _union(model: ModelType, keys: Keyring, docid: str, name: str, holders: list[dict]) -> Any:
@@ -189,12 +195,11 @@ def _counter(leaves: list[dict], name: str) -> tuple[dict, Any]:
                 merged[writer] = max(merged.get(writer, total), total)
     if any(base != bases[0] for base in bases):
         raise Unresolvable(f"counter {name!r}: the revisions disagree on its base value")
-    value = integral(bases[0] + sum(sums["inc"][w] for w in sorted(sums["inc"]))
-                    - sum(sums["dec"][w] for w in sorted(sums["dec"])))
+    value = integral(
+        bases[0] + sum(sums["inc"][w] for w in sorted(sums["inc"])) - sum(sums["dec"][w] for w in sorted(sums["dec"]))
+    )
     record = {"base": bases[0]}
     for part in ("inc", "dec"):
         if sums[part]:
             record[part] = dict(sorted(sums[part].items()))
     return record, value
-
-

@@ -72,7 +72,12 @@ async def run_sweeper(reconciler: Reconciler, models: Models, interval: float) -
     async def reconcile_conflicts() -> None:
         report = await sweep(reconciler, models)
         if report.conflicted:
-            log.info("reconcile: %d conflicted, %d resolved, %d unresolvable, %d busy", report.conflicted,
-                     report.resolved, len(report.having(Status.UNRESOLVABLE)), len(report.having(Status.BUSY)))
+            log.info(
+                "reconcile: %d conflicted, %d resolved, %d unresolvable, %d busy",
+                report.conflicted,
+                report.resolved,
+                len(report.having(Status.UNRESOLVABLE)),
+                len(report.having(Status.BUSY)),
+            )
 
     await every(interval, reconcile_conflicts)

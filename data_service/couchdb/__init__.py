@@ -1,6 +1,7 @@
 """Async CouchDB client on aiohttp, behind one transport seam."""
 
-from .client import CouchDB, Database, ServerInfo, ViewResult, WriteResult
+from .client import CouchDB, ServerInfo
+from .database import Database, ViewResult, WriteResult
 from .errors import (
     BadRequest,
     Conflict,
@@ -18,8 +19,28 @@ from .idpool import IdPool
 from .transport import TLS, AiohttpTransport, AsyncTransport, Limits, Request, Response, Timeouts
 
 __all__ = [
-    "AiohttpTransport", "AsyncTransport", "BadRequest", "Conflict", "ConnectFailed", "CouchDB",
-    "CouchDBError", "Database", "Forbidden", "IdPool", "Limits", "NotFound", "PreconditionFailed",
-    "Request", "Response", "ServerInfo", "TLS", "Timeout", "Timeouts", "Unauthorized",
-    "Unavailable", "Unsupported", "ViewResult", "WriteResult",
+    "TLS",
+    "AiohttpTransport",
+    "AsyncTransport",
+    "BadRequest",
+    "Conflict",
+    "ConnectFailed",
+    "CouchDB",
+    "CouchDBError",
+    "Database",
+    "Forbidden",
+    "IdPool",
+    "Limits",
+    "NotFound",
+    "PreconditionFailed",
+    "Request",
+    "Response",
+    "ServerInfo",
+    "Timeout",
+    "Timeouts",
+    "Unauthorized",
+    "Unavailable",
+    "Unsupported",
+    "ViewResult",
+    "WriteResult",
 ]

@@ -9,11 +9,10 @@ client's job. Tests inject their own transport; production uses aiohttp.
 from __future__ import annotations
 
 import abc
-import asyncio
 import base64
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import quote
 
 import aiohttp
@@ -85,7 +84,7 @@ class AsyncTransport(abc.ABC):
     async def handle(self, request: Request) -> Response:
         """Send one request; raise an ``Unavailable`` subclass if no response came."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional: transports without connections need none
         """Release connections."""
 
 
@@ -118,9 +117,7 @@ class AiohttpTransport(AsyncTransport):
                 keepalive_timeout=self._limits.keepalive_expiry,
                 ssl=self._tls.ssl_context() if self._base.startswith("https") else False,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers
-            )
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
         return self._session
 
     async def handle(self, request: Request) -> Response:
@@ -141,7 +138,7 @@ class AiohttpTransport(AsyncTransport):
                 return Response(resp.status, body, dict(resp.headers))
         except aiohttp.ClientConnectorError as exc:
             raise ConnectFailed(request.method, request.path, reason=type(exc).__name__) from None
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             raise Timeout(request.method, request.path, reason="no response in time") from None
         except aiohttp.ClientError as exc:
             raise Unavailable(request.method, request.path, reason=type(exc).__name__) from None

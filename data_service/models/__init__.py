@@ -9,8 +9,8 @@ from .file import ModelError, load_models, parse_models
 from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
 from .types import (
     RESERVED,
-    ModelType,
     Models,
+    ModelType,
     Property,
     ReservedNames,
     ValidationFailed,
@@ -21,7 +21,21 @@ from .types import (
 )
 
 __all__ = [
-    "DEFAULT_BCRYPT_COST", "RESERVED", "ConflictPolicy", "DeletePolicy", "MergeKind", "ModelError", "ModelType",
-    "Models", "Property", "ReservedNames", "ValidationFailed", "Violation", "check_reserved", "is_reserved",
-    "load_models", "parse_models", "pointer",
+    "DEFAULT_BCRYPT_COST",
+    "RESERVED",
+    "ConflictPolicy",
+    "DeletePolicy",
+    "MergeKind",
+    "ModelError",
+    "ModelType",
+    "Models",
+    "Property",
+    "ReservedNames",
+    "ValidationFailed",
+    "Violation",
+    "check_reserved",
+    "is_reserved",
+    "load_models",
+    "parse_models",
+    "pointer",
 ]

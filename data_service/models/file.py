@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
@@ -23,7 +24,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from ..protection.kinds import KINDS
 from .formats import FORMAT_CHECKER, FORMATS
 from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
-from .types import RESERVED, SCHEMA_DIALECT, VERSION_PATTERN, ModelType, Models, Property, is_reserved, pointer
+from .types import RESERVED, SCHEMA_DIALECT, VERSION_PATTERN, Models, ModelType, Property, is_reserved, pointer
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 TAG_PATTERN = r"^[a-z][a-z0-9_]*_v\d+\.\d+$"
@@ -64,7 +65,9 @@ MODELS_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "type": "object",
                     "propertyNames": {
-                        "type": "string", "pattern": NAME_PATTERN, "not": {"enum": sorted(RESERVED)},
+                        "type": "string",
+                        "pattern": NAME_PATTERN,
+                        "not": {"enum": sorted(RESERVED)},
                     },
                     "additionalProperties": {"$ref": "#/$defs/property"},
                 },
@@ -90,6 +93,7 @@ _SCHEMA_VALIDATOR = Draft202012Validator(Draft202012Validator.META_SCHEMA, forma
 
 # --- parsing
 
+
 def load_models(path: str | os.PathLike) -> Models:
     """Read and parse a models file (.yaml, .yml or .json)."""
     source = str(path)
@@ -111,7 +115,7 @@ def load_models(path: str | os.PathLike) -> Models:
             raise ModelError(f"{source}: invalid JSON: duplicate key {exc.args[0]!r}") from None
     else:
         try:
-            data = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+            data = yaml.load(text, Loader=_YamlLoader)
         except yaml.YAMLError as exc:
             raise ModelError(f"{source}: invalid YAML: {_yaml_problem(exc)}") from None
     return parse_models(data, source)
@@ -125,7 +129,8 @@ def parse_models(data: object, source: str = "models") -> Models:
     if errors:
         raise ModelError("\n".join(f"{source}: {_describe(e)}" for e in errors))
     problems: list[str] = []
-    types = {name: _model_type(name, spec, problems) for name, spec in data["types"].items()}
+    declared: dict[str, dict] = data["types"]  # type: ignore[index]  # its schema was checked above
+    types = {name: _model_type(name, spec, problems) for name, spec in declared.items()}
     if problems:
         raise ModelError("\n".join(f"{source}: {p}" for p in problems))
     return Models(types)
@@ -134,20 +139,29 @@ def parse_models(data: object, source: str = "models") -> Models:
 def _model_type(name: str, spec: dict, problems: list[str]) -> ModelType:
     where = f"type {name!r}"
     major, minor = (int(n) for n in spec["version"].split("."))
-    properties = {pname: _property(pname, pspec, f"{where}, property {pname!r}", problems)
-                  for pname, pspec in spec["properties"].items()}
+    properties = {
+        pname: _property(pname, pspec, f"{where}, property {pname!r}", problems)
+        for pname, pspec in spec["properties"].items()
+    }
     for rname in spec.get("required", ()):
         if rname not in properties:
             problems.append(f"{where}: required names undeclared property {rname!r}")
     policy = ConflictPolicy(spec.get("conflict", ConflictPolicy.LATEST))
     for prop in properties.values():
         if prop.merge and policy is not ConflictPolicy.MERGE:
-            problems.append(f"{where}, property {prop.name!r}: merge: {prop.merge} needs conflict: merge "
-                            f"on the type (it is {policy})")
+            problems.append(
+                f"{where}, property {prop.name!r}: merge: {prop.merge} needs conflict: merge "
+                f"on the type (it is {policy})"
+            )
     model = ModelType(
-        name=name, major=major, minor=minor, properties=properties,
-        required=tuple(spec.get("required", ())), delete_policy=DeletePolicy(spec.get("delete", DeletePolicy.HARD)),
-        conflict_policy=policy, extras={k: spec[k] for k in EXTRA_KEYS if k in spec},
+        name=name,
+        major=major,
+        minor=minor,
+        properties=properties,
+        required=tuple(spec.get("required", ())),
+        delete_policy=DeletePolicy(spec.get("delete", DeletePolicy.HARD)),
+        conflict_policy=policy,
+        extras={k: spec[k] for k in EXTRA_KEYS if k in spec},
         description=spec.get("description"),
     )
     if not re.fullmatch(TAG_PATTERN, model.tag):
@@ -163,11 +177,14 @@ def _property(name: str, spec: dict, where: str, problems: list[str]) -> Propert
     if cost is not None and not kind.slow:
         problems.append(f"{where}: bcrypt_cost is only allowed with protection bcrypt, not {kind.name}")
     if kind.strings_only and declared not in ("string", ["string"]):
-        problems.append(f"{where}: protection {kind.name!r} needs type string "
-                        f"(a hashed value is compared as a string), not {declared}")
+        problems.append(
+            f"{where}: protection {kind.name!r} needs type string "
+            f"(a hashed value is compared as a string), not {declared}"
+        )
     if spec.get("indexed") and not kind.queryable:
-        problems.append(f"{where}: cannot be indexed with protection {kind.name!r} "
-                        "(its stored form differs for every write)")
+        problems.append(
+            f"{where}: cannot be indexed with protection {kind.name!r} (its stored form differs for every write)"
+        )
     merge = MergeKind(spec["merge"]) if "merge" in spec else None
     immutable = bool(spec.get("immutable", False))
     if merge is MergeKind.SET and declared not in ("array", ["array"]):
@@ -176,13 +193,17 @@ def _property(name: str, spec: dict, where: str, problems: list[str]) -> Propert
         if declared not in ("integer", "number", ["integer"], ["number"]):
             problems.append(f"{where}: merge: counter needs type integer or number, not {declared}")
         if kind.confidential:
-            problems.append(f"{where}: merge: counter needs protection plain, not {kind.name} "
-                            "(its increments are kept in clear in the document metadata)")
+            problems.append(
+                f"{where}: merge: counter needs protection plain, not {kind.name} "
+                "(its increments are kept in clear in the document metadata)"
+            )
     if merge and immutable:
         problems.append(f"{where}: merge: {merge} and immutable exclude each other (an immutable value never changes)")
     if immutable and kind.slow:
-        problems.append(f"{where}: immutable cannot be combined with protection {kind.name} "
-                        "(a bcrypt hash cannot be compared with another one)")
+        problems.append(
+            f"{where}: immutable cannot be combined with protection {kind.name} "
+            "(a bcrypt hash cannot be compared with another one)"
+        )
     error = best_match(_SCHEMA_VALIDATOR.iter_errors(schema))
     if error is not None:
         at = pointer(list(error.absolute_path)) or "/"
@@ -190,16 +211,31 @@ def _property(name: str, spec: dict, where: str, problems: list[str]) -> Propert
     else:
         problems.extend(f"{where}: {p}" for p in _unsupported(schema, ""))
     return Property(
-        name=name, schema=schema, kind=kind, indexed=bool(spec.get("indexed", False)),
+        name=name,
+        schema=schema,
+        kind=kind,
+        indexed=bool(spec.get("indexed", False)),
         bcrypt_cost=(int(cost) if cost is not None else DEFAULT_BCRYPT_COST) if kind.slow else None,
-        merge=merge, immutable=immutable,
+        merge=merge,
+        immutable=immutable,
     )
 
 
 _SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "dependentSchemas")
 _SUBSCHEMA_LISTS = ("prefixItems", "allOf", "anyOf", "oneOf")
-_SUBSCHEMAS = ("items", "additionalProperties", "unevaluatedProperties", "unevaluatedItems", "contains",
-               "propertyNames", "not", "if", "then", "else", "contentSchema")
+_SUBSCHEMAS = (
+    "items",
+    "additionalProperties",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "contains",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+    "contentSchema",
+)
 _SELF_CONTAINED = ("$ref", "$dynamicRef", "$id", "$schema")
 
 
@@ -281,12 +317,20 @@ def _json_type(value: object) -> str:
     if isinstance(value, str) and value in ("object", "array", "string", "number", "integer", "boolean", "null"):
         name = value
     else:
-        name = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
-                int: "integer", float: "number"}.get(type(value), type(value).__name__)
+        name = {
+            dict: "object",
+            list: "array",
+            str: "string",
+            bool: "boolean",
+            type(None): "null",
+            int: "integer",
+            float: "number",
+        }.get(type(value), type(value).__name__)
     return ("an " if name[0] in "aeiou" else "a ") + name
 
 
 # --- file readers
+
 
 class _DuplicateKey(ValueError):
     pass
@@ -317,19 +361,21 @@ class _YamlLoader(yaml.SafeLoader):
                 break
             if duplicate:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}",
-                    key_node.start_mark)
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
 
 _YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, regex) for tag, regex in resolvers
-            if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
+    first: [
+        (tag, regex) for tag, regex in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from datetime import date
-from typing import Callable
 
 from jsonschema import FormatChecker
 
@@ -18,7 +18,8 @@ def _string_check(pattern: str, extra: Callable[[re.Match], bool] = lambda m: Tr
         if not isinstance(value, str):
             return True
         match = regex.fullmatch(value)
-        return bool(match) and extra(match)
+        return match is not None and extra(match)
+
     return check
 
 
@@ -45,6 +46,7 @@ def _valid_ip(kind: type) -> Callable[[object], bool]:
         except ValueError:
             return False
         return "%" not in value
+
     return check
 
 

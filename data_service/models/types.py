@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -124,8 +125,11 @@ class ModelType:
         meta = {
             "type": "object",
             "properties": {
-                "type": {"type": "string"}, "version": {"type": "string", "pattern": VERSION_PATTERN},
-                "created_at": stamp, "updated_at": dict(stamp), "deleted_at": dict(stamp),
+                "type": {"type": "string"},
+                "version": {"type": "string", "pattern": VERSION_PATTERN},
+                "created_at": stamp,
+                "updated_at": dict(stamp),
+                "deleted_at": dict(stamp),
             },
             "required": ["type", "version", "created_at", "updated_at"],
             "additionalProperties": False,
@@ -143,8 +147,9 @@ class ModelType:
     def _validators(self) -> dict[str, Draft202012Validator]:
         # One compiled validator per property (twice as fast as one for the whole body);
         # required, unknown and reserved names are checked by validate() itself.
-        return {name: Draft202012Validator(p.schema, format_checker=FORMAT_CHECKER)
-                for name, p in self.properties.items()}
+        return {
+            name: Draft202012Validator(p.schema, format_checker=FORMAT_CHECKER) for name, p in self.properties.items()
+        }
 
     def validate(self, body: object, kept: frozenset[str] = frozenset()) -> None:
         """Raise ValidationFailed listing every violation of ``body``. ``kept`` names
@@ -203,11 +208,16 @@ def pointer(parts: list) -> str:
 
 
 _BOUNDS = {
-    "minLength": "is shorter than {} characters", "maxLength": "is longer than {} characters",
-    "minimum": "is less than {}", "maximum": "is greater than {}",
-    "exclusiveMinimum": "is not greater than {}", "exclusiveMaximum": "is not less than {}",
-    "multipleOf": "is not a multiple of {}", "minItems": "has fewer than {} items",
-    "maxItems": "has more than {} items", "minProperties": "has fewer than {} properties",
+    "minLength": "is shorter than {} characters",
+    "maxLength": "is longer than {} characters",
+    "minimum": "is less than {}",
+    "maximum": "is greater than {}",
+    "exclusiveMinimum": "is not greater than {}",
+    "exclusiveMaximum": "is not less than {}",
+    "multipleOf": "is not a multiple of {}",
+    "minItems": "has fewer than {} items",
+    "maxItems": "has more than {} items",
+    "minProperties": "has fewer than {} properties",
     "maxProperties": "has more than {} properties",
 }
 

@@ -4,7 +4,7 @@
 protection kinds (plain, bcrypt, sha3-512, encrypt, encrypt-deterministic).
 """
 
-from .keyring import IntegrityViolation, KeyUnavailable, Keyring, Keyset
+from .keyring import IntegrityViolation, Keyring, Keyset, KeyUnavailable
 from .kinds import KINDS, Kind, Slot
 
 __all__ = ["KINDS", "IntegrityViolation", "KeyUnavailable", "Keyring", "Keyset", "Kind", "Slot"]

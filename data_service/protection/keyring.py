@@ -94,8 +94,12 @@ class Keyset:
 
 def _keyset(purpose: str, handle: tink.KeysetHandle, primitive_class: Any) -> Keyset:
     info = handle.keyset_info()
-    return Keyset(purpose, handle.primitive(primitive_class), info.primary_key_id,
-                  {k.key_id: _STATUS.get(k.status, "UNKNOWN") for k in info.key_info})
+    return Keyset(
+        purpose,
+        handle.primitive(primitive_class),
+        info.primary_key_id,
+        {k.key_id: _STATUS.get(k.status, "UNKNOWN") for k in info.key_info},
+    )
 
 
 def _single_key_daeads(handle: tink.KeysetHandle) -> dict[int, daead.DeterministicAead]:
@@ -103,9 +107,11 @@ def _single_key_daeads(handle: tink.KeysetHandle) -> dict[int, daead.Determinist
     keyset = json.loads(tink.json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN))
     return {
         key["keyId"]: tink.json_proto_keyset_format.parse(
-            json.dumps({"primaryKeyId": key["keyId"], "key": [key]}), secret_key_access.TOKEN,
+            json.dumps({"primaryKeyId": key["keyId"], "key": [key]}),
+            secret_key_access.TOKEN,
         ).primitive(daead.DeterministicAead)
-        for key in keyset["key"] if key["status"] == "ENABLED"
+        for key in keyset["key"]
+        if key["status"] == "ENABLED"
     }
 
 
@@ -177,4 +183,3 @@ class Keyring:
         if key is None:
             raise KeyUnavailable("lookup", kid)
         return key
-

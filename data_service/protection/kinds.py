@@ -185,8 +185,9 @@ class EncryptDeterministic(Kind):
         if scheme == "daead":
             keys.deterministic.check(kid)
             try:
-                return orjson.loads(keys.deterministic.primitive.decrypt_deterministically(
-                    ct, slot.bound(with_docid=False)))
+                return orjson.loads(
+                    keys.deterministic.primitive.decrypt_deterministically(ct, slot.bound(with_docid=False))
+                )
             except (ValueError, tink.TinkError):
                 pass
         raise IntegrityViolation(slot.docid, f"property {slot.prop!r} does not decrypt")

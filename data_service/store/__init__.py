@@ -11,6 +11,14 @@ from .errors import DocumentNotFound, IdempotencyKeyConsumed, IdempotencyMismatc
 from .results import Page, Shown, Stats
 
 __all__ = [
-    "ANY_REVISION", "DocumentNotFound", "DocumentStore", "IdempotencyKeyConsumed", "IdempotencyMismatch", "Page",
-    "RetriesExhausted", "Shown", "StaleRevision", "Stats",
+    "ANY_REVISION",
+    "DocumentNotFound",
+    "DocumentStore",
+    "IdempotencyKeyConsumed",
+    "IdempotencyMismatch",
+    "Page",
+    "RetriesExhausted",
+    "Shown",
+    "StaleRevision",
+    "Stats",
 ]

@@ -33,7 +33,7 @@ class Claims:
     async def claim(self, model: ModelType, key: str, docid: str, body: Any, current: dict | None) -> bool:
         """Claim ``key`` for ``docid`` (over an expired ``current`` record); False if another
         request claimed it first."""
-        record = self.lifecycle.claim(model, key, docid, body, dt.datetime.now(dt.timezone.utc), self.ttl, current)
+        record = self.lifecycle.claim(model, key, docid, body, dt.datetime.now(dt.UTC), self.ttl, current)
         try:
             await self.writes.put(record, current)
         except Conflict:
@@ -42,7 +42,7 @@ class Claims:
 
     @staticmethod
     def expired(record: dict) -> bool:
-        return idempotency.expired(record, dt.datetime.now(dt.timezone.utc))
+        return idempotency.expired(record, dt.datetime.now(dt.UTC))
 
     async def expire(self, page: int = 500) -> int:
         """Delete expired records (the background sweep); how many."""
@@ -51,8 +51,9 @@ class Claims:
             rows = (await self.db.view(IDEMPOTENCY_NAME, VIEW, endkey=now(), limit=page)).rows
             if not rows:
                 return deleted
-            results = await self.db.bulk_docs([{"_id": row["id"], "_rev": row["value"], "_deleted": True}
-                                               for row in rows])
+            results = await self.db.bulk_docs(
+                [{"_id": row["id"], "_rev": row["value"], "_deleted": True} for row in rows]
+            )
             deleted += sum(1 for result in results if result.get("ok"))
             if len(rows) < page:
                 return deleted

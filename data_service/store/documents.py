@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 from .. import envelope, idempotency
 from ..conflicts.bookkeeping import new_writer_id
@@ -81,9 +82,10 @@ class DocumentStore:
         if not envelope.is_of(model, doc):
             raise DocumentNotFound(docid)
         if doc.get("_conflicts"):
-            doc = await self.reconciler.resolve(model, doc)
-            if doc is None or not envelope.is_of(model, doc):
+            resolved = await self.reconciler.resolve(model, doc)
+            if resolved is None or not envelope.is_of(model, resolved):
                 raise DocumentNotFound(docid)
+            doc = resolved
         if envelope.is_deleted(doc):
             raise DocumentNotFound(docid)
         self.verify(doc)
@@ -133,7 +135,8 @@ class DocumentStore:
                 result[name] = False
             elif kind.slow:
                 result[name] = await asyncio.get_running_loop().run_in_executor(
-                    self.hasher, kind.holds, self.lifecycle.keys, slot, doc[name], candidate)
+                    self.hasher, kind.holds, self.lifecycle.keys, slot, doc[name], candidate
+                )
             else:
                 result[name] = kind.holds(self.lifecycle.keys, slot, doc[name], candidate)
         return result
@@ -203,8 +206,9 @@ class DocumentStore:
     async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> Shown:
         self.lifecycle.check_body(model, body)
         hashed = await self._hash(model, docid, body)
-        return await self._checked(model, docid, if_match,
-                                   lambda current: self.lifecycle.replace(model, current, body, hashed, envelope.now()))
+        return await self._checked(
+            model, docid, if_match, lambda current: self.lifecycle.replace(model, current, body, hashed, envelope.now())
+        )
 
     async def patch(self, model: ModelType, docid: str, patch: Any, if_match: Revisions | None) -> Shown:
         """RFC 7396 merge patch. With ``if_match`` it is a checked write; without, the
@@ -241,8 +245,7 @@ class DocumentStore:
             except Conflict:
                 raise await self._stale(model, docid) from None
 
-    async def _checked(self, model: ModelType, docid: str, if_match: Revisions,
-                       make: Callable[[dict], dict]) -> Shown:
+    async def _checked(self, model: ModelType, docid: str, if_match: Revisions, make: Callable[[dict], dict]) -> Shown:
         """A write by a caller who named the revision(s) it read: a 409 is StaleRevision."""
         async with self.writes.serialized(docid):
             current = await self.read(model, docid)
@@ -260,9 +263,12 @@ class DocumentStore:
         """The bcrypt values of ``values``, hashed in the thread pool."""
         loop = asyncio.get_running_loop()
         keys = self.lifecycle.keys
-        return {name: await loop.run_in_executor(self.hasher, model.properties[name].kind.protect, keys,
-                                                 model.slot(name, docid), value)
-                for name, value in self.lifecycle.slow_values(model, values).items()}
+        return {
+            name: await loop.run_in_executor(
+                self.hasher, model.properties[name].kind.protect, keys, model.slot(name, docid), value
+            )
+            for name, value in self.lifecycle.slow_values(model, values).items()
+        }
 
     def _check_revision(self, model: ModelType, current: dict, if_match: Revisions) -> None:
         if ANY_REVISION not in if_match and current["_rev"] not in if_match:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from ..canonical import digest
 from ..conflicts.reconciler import Reconciler
@@ -17,8 +17,14 @@ from ..query import Plan, Query, QueryError, plan
 from .results import Page
 
 
-async def run_query(db: Database, lifecycle: Lifecycle, reconciler: Reconciler, verify: Callable[[dict], None],
-                    model: ModelType, query: Query) -> Page:
+async def run_query(
+    db: Database,
+    lifecycle: Lifecycle,
+    reconciler: Reconciler,
+    verify: Callable[[dict], None],
+    model: ModelType,
+    query: Query,
+) -> Page:
     """The page of ``query``; the cursor holds the segment, key and id of the last item
     returned. ``verify`` checks (and counts) each document's signature."""
     chosen = plan(model, query, lifecycle.lookup_values)
@@ -59,16 +65,26 @@ async def run_query(db: Database, lifecycle: Lifecycle, reconciler: Reconciler, 
             segment, after = segment + 1, None
     next_cursor = None
     if len(found) > query.limit:
-        found = found[:query.limit]
+        found = found[: query.limit]
         _, last_segment, (key, docid) = found[-1]
         next_cursor = lifecycle.keys.seal({"q": bound_to, "s": last_segment, "k": key, "d": docid})
     return Page([item for item, _, _ in found], next_cursor, omitted)
 
 
-def _rows(db: Database, chosen: Plan, segment: int, after: tuple | None,
-          limit: int) -> Awaitable[tuple[list[dict], bool]]:
+def _rows(
+    db: Database, chosen: Plan, segment: int, after: tuple | None, limit: int
+) -> Awaitable[tuple[list[dict], bool]]:
     """Rows of one segment after ``after`` (exclusive); True when the segment ended."""
     seg = chosen.segments[segment]
     start, end = (seg.high, seg.low) if chosen.descending else (seg.low, seg.high)
-    return db.page(chosen.index.design, VIEW, after=after, limit=limit, startkey=start, endkey=end,
-                   include_docs=True, conflicts=True, descending=chosen.descending or None)
+    return db.page(
+        chosen.index.design,
+        VIEW,
+        after=after,
+        limit=limit,
+        startkey=start,
+        endkey=end,
+        include_docs=True,
+        conflicts=True,
+        descending=chosen.descending or None,
+    )

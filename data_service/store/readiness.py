@@ -36,13 +36,18 @@ class NotInstalled(ServiceError):
 
     @property
     def detail(self) -> str:
-        parts = [f"{label}: {', '.join(names)}" for label, names in
-                 (("missing", self.diff.missing), ("outdated", self.diff.outdated + self.diff.foreign)) if names]
+        parts = [
+            f"{label}: {', '.join(names)}"
+            for label, names in (("missing", self.diff.missing), ("outdated", self.diff.outdated + self.diff.foreign))
+            if names
+        ]
         return f"design documents not installed ({'; '.join(parts)}); run data-service install"
 
     def extensions(self) -> dict[str, Any]:
-        return {"missing_design_docs": self.diff.missing,
-                "outdated_design_docs": self.diff.outdated + self.diff.foreign}
+        return {
+            "missing_design_docs": self.diff.missing,
+            "outdated_design_docs": self.diff.outdated + self.diff.foreign,
+        }
 
 
 async def readiness(db: Database, models: Models, stats: Stats) -> dict:
@@ -57,7 +62,7 @@ async def readiness(db: Database, models: Models, stats: Stats) -> dict:
     if not diff.installed:
         raise NotInstalled(diff)
     cluster, degraded = await _cluster(db, stats)
-    report = {
+    report: dict[str, Any] = {
         "status": "degraded" if degraded else "ok",
         "couchdb": {"kind": server.kind, "version": server.version},
         "database": {"name": db.name, "doc_count": info.get("doc_count"), "cluster": info.get("cluster")},

@@ -17,15 +17,14 @@ async def database_report(db: Database, models: Models) -> dict:
     What the server does not report is ``"unavailable"``, never zero."""
     names = [name for name, doc in design.design_docs(models).items() if "views" in doc]
     # All requests finish before any error is raised: none outlives the answer.
-    results = await asyncio.gather(db.info(), *(_view_index(db, n) for n in names),
-                                   return_exceptions=True)
+    results: list[Any] = await asyncio.gather(db.info(), *(_view_index(db, n) for n in names), return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
     info, *indexes = results
     sizes = _sizes(info.get("sizes"))
     fragmentation = None
-    if sizes != UNAVAILABLE and sizes["file"] > 0:
+    if isinstance(sizes, dict) and sizes["file"] > 0:
         fragmentation = round((sizes["file"] - sizes["active"]) / sizes["file"], 4)
     return {
         "database": db.name,
@@ -35,7 +34,7 @@ async def database_report(db: Database, models: Models) -> dict:
         "fragmentation": fragmentation,
         "design_docs": {
             name: {"sizes": _sizes(index.get("sizes")), "updates_pending": _pending(index.get("updates_pending"))}
-            for name, index in zip(names, indexes)
+            for name, index in zip(names, indexes, strict=True)
         },
     }
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from ..couchdb import Conflict, CouchDBError, Database, WriteResult
 from ..envelope import rev_key, strip
@@ -67,9 +67,14 @@ class Writes:
         self.stats.writes_below_quorum += 1
         self.stats.last_below_quorum = time.monotonic()
         generation = rev_key(rev)[0]
-        rivals = [leaf["ok"]["_rev"] for leaf in await self.db.open_revs(docid)
-                  if isinstance(leaf.get("ok"), dict) and not leaf["ok"].get("_deleted")
-                  and leaf["ok"]["_rev"] != rev and rev_key(leaf["ok"]["_rev"])[0] >= generation]
+        rivals = [
+            leaf["ok"]["_rev"]
+            for leaf in await self.db.open_revs(docid)
+            if isinstance(leaf.get("ok"), dict)
+            and not leaf["ok"].get("_deleted")
+            and leaf["ok"]["_rev"] != rev
+            and rev_key(leaf["ok"]["_rev"])[0] >= generation
+        ]
         if rivals:
             self.stats.quorum_races_lost += 1
             log.warning("document %s: a write stored below quorum raced revision %s; undone", docid, rivals[0])

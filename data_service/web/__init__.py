@@ -11,7 +11,6 @@ from .documents import CollectionHandler, DocumentHandler, OpenApiHandler, Types
 from .health import HealthHandler
 from .metrics import DatabaseMetricsHandler, MetricsHandler
 
-
 access_log = logging.getLogger("tornado.access")
 
 
@@ -22,8 +21,9 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
     request = handler.request
     query = "?…" if request.query else ""
-    access_log.log(level, "%d %s %s%s %.2fms", status, request.method, request.path, query,
-                   1000.0 * request.request_time())
+    access_log.log(
+        level, "%d %s %s%s %.2fms", status, request.method, request.path, query, 1000.0 * request.request_time()
+    )
 
 
 def make_app(ctx: Context) -> tornado.web.Application:

@@ -36,8 +36,9 @@ class BaseHandler(RequestHandler):
         self.route = route  # the route pattern: the metrics label (never the raw path)
 
     def on_finish(self) -> None:
-        self.ctx.metrics.observe_http(self.route, self.request.method or "", self.get_status(),
-                                      self.request.request_time())
+        self.ctx.metrics.observe_http(
+            self.route, self.request.method or "", self.get_status(), self.request.request_time()
+        )
 
     def compute_etag(self) -> None:
         return None  # ETags are revisions, set by the handlers that have one
@@ -49,8 +50,7 @@ class BaseHandler(RequestHandler):
 
     def allowed_methods(self) -> list[str]:
         own = type(self)
-        return [m for m in self.SUPPORTED_METHODS
-                if getattr(own, m.lower()) is not getattr(RequestHandler, m.lower())]
+        return [m for m in self.SUPPORTED_METHODS if getattr(own, m.lower()) is not getattr(RequestHandler, m.lower())]
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -68,8 +68,13 @@ class BaseHandler(RequestHandler):
         if problem.code == "internal_error" and not isinstance(value, Problem):
             super().log_exception(typ, value, tb)
         elif problem.status_code >= 500:
-            log.warning("%s %s: %s (%s)", self.request.method, self.request.path, problem.code,
-                        value if isinstance(value, CouchDBError) else type(value).__name__)
+            log.warning(
+                "%s %s: %s (%s)",
+                self.request.method,
+                self.request.path,
+                problem.code,
+                value if isinstance(value, CouchDBError) else type(value).__name__,
+            )
 
 
 class NotFoundHandler(BaseHandler):

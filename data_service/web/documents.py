@@ -150,19 +150,25 @@ class VerifyHandler(ApiHandler):
 
 class TypesHandler(BaseHandler):
     def get(self) -> None:
-        self.write_json({"types": [
+        self.write_json(
             {
-                "name": model.name,
-                "version": model.version,
-                "delete": model.delete_policy,
-                "conflict": model.conflict_policy,
-                "indexes": [list(index.properties) for index in indexes(model)],
-                "schema": model.input_schema(),
-                "properties": {p.name: {"protection": p.protection, "indexed": p.indexed}
-                               for p in model.properties.values()},
+                "types": [
+                    {
+                        "name": model.name,
+                        "version": model.version,
+                        "delete": model.delete_policy,
+                        "conflict": model.conflict_policy,
+                        "indexes": [list(index.properties) for index in indexes(model)],
+                        "schema": model.input_schema(),
+                        "properties": {
+                            p.name: {"protection": p.protection, "indexed": p.indexed}
+                            for p in model.properties.values()
+                        },
+                    }
+                    for model in self.ctx.models
+                ]
             }
-            for model in self.ctx.models
-        ]})
+        )
 
 
 class OpenApiHandler(BaseHandler):

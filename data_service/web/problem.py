@@ -14,8 +14,7 @@ from ..problems import BY_STATUS, RETRY_AFTER_SECONDS, TABLE
 class Problem(HTTPError):
     """An error answer. ``extensions`` become extra members of the body."""
 
-    def __init__(self, code: str, detail: str | None = None, *, headers: dict | None = None,
-                 **extensions: Any) -> None:
+    def __init__(self, code: str, detail: str | None = None, *, headers: dict | None = None, **extensions: Any) -> None:
         self.kind = TABLE[code]
         super().__init__(self.kind.status)
         self.code = code

@@ -1,0 +1,275 @@
+"""One CouchDB database: documents, views, keyset paging, changes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .client import CouchDB, path
+from .errors import NotFound, PreconditionFailed, Timeout
+from .transport import Response
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    id: str
+    rev: str
+    accepted: bool = False  # 202: stored, but the write quorum was not met
+
+
+@dataclass(frozen=True)
+class ViewResult:
+    rows: list[dict]
+    total_rows: int | None = None
+    offset: int | None = None
+
+
+class Database:
+    """One database on a ``CouchDB`` server."""
+
+    def __init__(self, couch: CouchDB, name: str) -> None:
+        self.couch = couch
+        self.name = name
+
+    def _path(self, *segments: str) -> str:
+        return path(self.name, *segments)
+
+    def _doc_path(self, docid: str) -> str:
+        """``_design/x`` and ``_local/x`` keep their slash; any other id is one segment."""
+        prefix, slash, rest = docid.partition("/")
+        if slash and prefix in ("_design", "_local"):
+            return self._path(prefix, rest)
+        return self._path(docid)
+
+    # -- the database ---------------------------------------------------------
+
+    async def create(self, exist_ok: bool = False) -> bool:
+        """Create it; ``False`` if it existed and ``exist_ok``."""
+        try:
+            await self.couch.request("PUT", self._path())
+        except PreconditionFailed:
+            if not exist_ok:
+                raise
+            return False
+        return True
+
+    async def drop(self, missing_ok: bool = False) -> None:
+        try:
+            await self.couch.request("DELETE", self._path())
+        except NotFound:
+            if not missing_ok:
+                raise
+
+    async def info(self) -> dict:
+        return await self.couch.json("GET", self._path())
+
+    async def exists(self) -> bool:
+        try:
+            await self.couch.request("HEAD", self._path())
+        except NotFound:
+            return False
+        return True
+
+    async def security(self) -> dict:
+        return await self.couch.json("GET", self._path("_security"))
+
+    async def put_security(self, security: dict) -> None:
+        await self.couch.request("PUT", self._path("_security"), json=security)
+
+    # -- documents ------------------------------------------------------------
+
+    async def get(
+        self,
+        docid: str,
+        *,
+        rev: str | None = None,
+        conflicts: bool = False,
+        revs: bool = False,
+    ) -> dict:
+        params = {"rev": rev, "conflicts": conflicts or None, "revs": revs or None}
+        return await self.couch.json("GET", self._doc_path(docid), params=params)
+
+    async def revision(self, docid: str) -> tuple[str, bool] | None:
+        """(winning rev, deleted) of ``docid``; None if it never existed. (``GET`` cannot
+        tell a deleted document from a missing one on every server; ``_all_docs`` can.)"""
+        [row] = (await self.all_docs(keys=[docid])).rows
+        value = row.get("value")
+        if not isinstance(value, dict):
+            return None
+        return value["rev"], bool(value.get("deleted"))
+
+    async def open_revs(self, docid: str, revs: Iterable[str] | None = None) -> list[dict]:
+        """Leaf revisions (all, or the given ones): ``[{"ok": doc} | {"missing": rev}]``."""
+        which = "all" if revs is None else orjson.dumps(list(revs)).decode()
+        return await self.couch.json("GET", self._doc_path(docid), params={"open_revs": which})
+
+    async def put(self, doc: dict) -> WriteResult:
+        """Create or update ``doc`` (``_id`` required; ``_rev`` to update)."""
+        response = await self.couch.request("PUT", self._doc_path(doc["_id"]), json=doc)
+        return _write_result(response)
+
+    async def delete(self, docid: str, rev: str) -> WriteResult:
+        response = await self.couch.request("DELETE", self._doc_path(docid), params={"rev": rev})
+        return _write_result(response)
+
+    async def bulk_docs(self, docs: list[dict], *, new_edits: bool = True) -> list[dict]:
+        """Per-document results; with ``new_edits=False`` the revs are stored as given
+        (replication style — the way to create real conflicts)."""
+        body: dict[str, Any] = {"docs": docs}
+        if not new_edits:
+            body["new_edits"] = False
+        return await self.couch.json("POST", self._path("_bulk_docs"), json=body, idempotent=not new_edits)
+
+    async def bulk_get(self, items: list[dict], *, revs: bool = False) -> list[dict]:
+        """``items`` are ``{"id": .., "rev": ..?}``; returns CouchDB's ``results``."""
+        body = await self.couch.json(
+            "POST",
+            self._path("_bulk_get"),
+            params={"revs": revs or None},
+            json={"docs": items},
+            idempotent=True,
+        )
+        return body["results"]
+
+    async def design_docs(self) -> dict[str, dict]:
+        """Every design document, by name (without ``_design/``)."""
+        rows = (await self.all_docs(startkey="_design/", endkey="_design0", include_docs=True)).rows
+        return {row["id"].removeprefix("_design/"): row["doc"] for row in rows if row.get("doc")}
+
+    async def design_info(self, name: str) -> Any:
+        """``GET /db/_design/<name>/_info`` (a stub on the dev server)."""
+        return await self.couch.json("GET", self._path("_design", name, "_info"))
+
+    async def put_design(self, name: str, design: dict) -> WriteResult:
+        """Create/replace ``_design/<name>`` (include ``_rev`` to replace)."""
+        return await self.put({**design, "_id": f"_design/{name}"})
+
+    # -- views and changes ----------------------------------------------------
+
+    async def view(
+        self,
+        ddoc: str,
+        view: str,
+        *,
+        keys: list | None = None,
+        **options: Any,
+    ) -> ViewResult:
+        """Query ``_design/<ddoc>/_view/<view>``. Options as CouchDB names them:
+        key, startkey, endkey, startkey_docid, endkey_docid, limit, descending,
+        include_docs, inclusive_end, reduce, group, skip. ``keys`` goes in a POST body."""
+        target = self._path("_design", ddoc, "_view", view)
+        if (
+            options.get("startkey_docid") is not None
+            and keys is None
+            and not (await self.couch.server_info()).supports_startkey_docid
+        ):
+            return await self._rows_from_docid(target, options)
+        return await self._rows(target, keys, options)
+
+    async def page(
+        self, ddoc: str | None, view: str | None, *, after: tuple[Any, str] | None, limit: int, **options: Any
+    ) -> tuple[list[dict], bool]:
+        """Up to ``limit`` rows of a view (``_all_docs`` when ``ddoc`` is None) strictly
+        after ``after`` = (key, id) in the view's order, and whether the range ended.
+        Keyset paging, never ``skip``: it asks for one row more, starting at ``after``
+        (``startkey`` + ``startkey_docid``), and drops that row if it is still there."""
+        want = limit + (after is not None)
+        if after is not None:
+            options["startkey"] = after[0]
+            if ddoc is not None:  # _all_docs keys are ids: unique already
+                options["startkey_docid"] = after[1]
+        if ddoc is None:
+            result = await self.all_docs(limit=want, **options)
+        else:
+            result = await self.view(ddoc, view or "", limit=want, **options)
+        rows = result.rows
+        ended = len(rows) < want
+        if after is not None and rows and (rows[0]["key"], rows[0]["id"]) == tuple(after):
+            rows = rows[1:]
+        return rows[:limit], ended
+
+    async def pages(
+        self, ddoc: str | None, view: str | None, *, size: int, **options: Any
+    ) -> AsyncIterator[list[dict]]:
+        """Every row of a view (or ``_all_docs``), ``size`` at a time (``page``)."""
+        after = None
+        while True:
+            rows, ended = await self.page(ddoc, view, after=after, limit=size, **options)
+            if rows:
+                yield rows
+            if ended or not rows:
+                return
+            after = (rows[-1]["key"], rows[-1]["id"])
+
+    async def all_docs(self, *, keys: list | None = None, **options: Any) -> ViewResult:
+        return await self._rows(self._path("_all_docs"), keys, options)
+
+    async def _rows(self, target: str, keys: list | None, options: dict) -> ViewResult:
+        if keys is None:
+            body = await self.couch.json("GET", target, params=options)
+        else:
+            body = await self.couch.json("POST", target, params=options, json={"keys": keys}, idempotent=True)
+        return ViewResult(body["rows"], body.get("total_rows"), body.get("offset"))
+
+    async def _rows_from_docid(self, target: str, options: dict) -> ViewResult:
+        """Fallback for servers without ``startkey_docid``: drop the rows of ``startkey``
+        whose id sorts before it, reading on (with ``skip``) until ``limit`` rows remain."""
+        options = dict(options)
+        docid = options.pop("startkey_docid")
+        limit = options.pop("limit", None)
+        start, descending = options.get("startkey"), options.get("descending", False)
+        kept: list[dict] = []
+        skip = 0
+        while True:
+            batch = await self._rows(target, None, {**options, "limit": limit, "skip": skip or None})
+            kept += [
+                row
+                for row in batch.rows
+                if not (row["key"] == start and (row["id"] > docid if descending else row["id"] < docid))
+            ]
+            if limit is None or len(batch.rows) < limit or len(kept) >= limit:
+                return ViewResult(kept[:limit], batch.total_rows, batch.offset)
+            skip += len(batch.rows)
+
+    async def changes(
+        self,
+        *,
+        since: str | int | None = None,
+        feed: str = "normal",
+        timeout: float = 30.0,
+        limit: int | None = None,
+        include_docs: bool = False,
+        style: str | None = None,
+    ) -> dict:
+        """One ``_changes`` response. For ``longpoll`` we also enforce ``timeout``
+        ourselves (some servers ignore it): on expiry the answer is no results,
+        ``last_seq`` unchanged. Seqs are opaque: pass back what you got."""
+        params = {
+            "since": since,
+            "feed": feed,
+            "limit": limit,
+            "include_docs": include_docs or None,
+            "style": style,
+        }
+        if feed == "longpoll":
+            params["timeout"] = int(timeout * 1000)
+        try:
+            return await self.couch.json(  # a longpoll timing out is an answer, not a failure to retry
+                "GET",
+                self._path("_changes"),
+                params=params,
+                timeout=timeout + 2.0,
+                idempotent=feed != "longpoll",
+            )
+        except Timeout:
+            if feed != "longpoll":
+                raise
+            return {"results": [], "last_seq": since, "pending": None}
+
+
+def _write_result(response: Response) -> WriteResult:
+    body = response.json()
+    return WriteResult(body["id"], body["rev"], accepted=response.status == 202)
