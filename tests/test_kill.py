@@ -148,8 +148,8 @@ async def test_sigkill_under_load_loses_no_acknowledged_write(keys_dir, http, ca
             writers = [asyncio.create_task(writer(api, record, n, stop)) for n in range(WRITERS)]
             try:
                 await asyncio.sleep(KILL_AFTER)
-                await asyncio.to_thread(script, "kill-node", "1")
                 killed = loop.time()
+                await asyncio.to_thread(script, "kill-node", "1")
                 answering = asyncio.create_task(answering_again(config.couchdb_url, config.couchdb_auth))
                 await asyncio.sleep(DOWN_SECONDS)
                 await asyncio.to_thread(script, "start-node", "1")  # returns once /_up answers
