@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test test-fast lint constraints dist-check devcouch-stop clean
+.PHONY: install run test test-fast test-couchdb test-cluster lint constraints dist-check devcouch-stop clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -25,8 +25,17 @@ run: install
 ## Run the whole test suite (against $$COUCHDB_URL when set, else a private dev server).
 ## pytest's exit 5 (no test collected) counts as a failure.
 test: install
-	@$(BIN)/python -m pytest; status=$$?; \
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no test was collected" >&2; exit 1; fi; exit $$status
+
+## The same suite against a real Apache CouchDB 3.5.2 single node from the shared script,
+## started here and stopped afterwards (also on failure); with the kill test (marker kill).
+test-couchdb: install
+	scripts/with-couchdb 1 $(MAKE) --no-print-directory test
+
+## The cluster tests (marker cluster) against a 3-node CouchDB 3.5.2 cluster, likewise.
+test-cluster: install
+	scripts/with-couchdb 3 $(MAKE) --no-print-directory test PYTEST_ARGS="-m cluster"
 
 ## ruff (lint + format) and mypy: zero findings.
 lint: install

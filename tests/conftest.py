@@ -16,12 +16,24 @@ from data_service.couchdb import CouchDB
 from data_service.couchdb.client import split_credentials
 from data_service.keys import KeysDir
 
+# What each environment-bound marker needs (see pyproject.toml).
+NEEDS = {"cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"), "kill": ("COUCHDB_SCRIPT",)}
 
-def pytest_collection_modifyitems(items) -> None:
-    """Mark every test that needs a server, so ``pytest -m "not couchdb"`` is the fast inner loop."""
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test that needs a server (``pytest -m "not couchdb"`` is the fast inner
+    loop), and deselect, not skip, the tests whose environment this run lacks: a plain
+    ``make test`` has no CouchDB script or cluster, and a skip would read as a test that
+    could not pass. ``make test-couchdb`` / ``make test-cluster`` set the variables."""
+    unmet = {marker for marker, names in NEEDS.items() if not all(os.environ.get(n) for n in names)}
+    keep, drop = [], []
     for item in items:
         if "couchdb_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.couchdb)
+        (drop if any(item.get_closest_marker(m) for m in unmet) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

@@ -50,6 +50,25 @@ def run_command(config: Config, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+class CouchScript:
+    """The shared Apache CouchDB test script (``$COUCHDB_SCRIPT``) on one instance
+    directory. It blocks: a test whose event loop also runs a sidecar calls it through
+    ``asyncio.to_thread``. Its stdout is an admin URL, so it never goes into a message."""
+
+    def __init__(self, directory) -> None:
+        self.directory = str(directory)
+
+    def __call__(self, *args: str) -> str:
+        command = [os.environ["COUCHDB_SCRIPT"], *args, f"--dir={self.directory}"]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"couchdb {' '.join(args)} --dir={self.directory}: {result.stderr[-3000:]}"
+        return result.stdout.strip()
+
+    def url(self, node: int = 1) -> str:
+        """``http://admin:…@127.0.0.1:PORT`` of ``node``."""
+        return self("url", f"--node={node}")
+
+
 def unique_name(prefix: str = "test") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
