@@ -189,18 +189,16 @@ class DocumentStore:
         raise IdempotencyKeyConsumed(key)
 
     async def _insert(self, model: ModelType, docid: str, body: dict, twin_ok: bool) -> Shown:
-        """PUT a new document. On a 409 the doc is already there: our own retried PUT
-        (same signature), or with ``twin_ok`` the work of a request with the same
-        idempotency key and body."""
+        """PUT a new document. On a 409 the id is taken; with ``twin_ok`` by the work of a
+        request with the same idempotency key and body (or seed), which is returned."""
         hashed = await self._hash(model, docid, body)
         doc = self.lifecycle.create(model, docid, body, hashed, envelope.now())
         try:
             result = await self.writes.put(doc, None)
         except Conflict:
-            existing = await self.read(model, docid)
-            if twin_ok or existing.get("sig") == doc["sig"]:
-                return self.shown(model, existing)
-            raise
+            if not twin_ok:
+                raise
+            return await self.get(model, docid)
         return self.shown(model, {**doc, "_rev": result.rev}, created=True, below_quorum=result.accepted)
 
     async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> Shown:

@@ -47,8 +47,17 @@ class Writes:
                 del self._locks[docid]
 
     async def put(self, doc: dict, parent: dict | None) -> WriteResult:
-        """PUT ``doc`` over ``parent`` (None: a new document); Conflict when it lost."""
-        result = await self.db.put(doc)
+        """PUT ``doc`` over ``parent`` (None: a new document); Conflict when it lost.
+        The client retries a PUT whose answer was lost (timeout, dropped connection); when
+        the first attempt had landed, the retry answers 409 — then the document holds our
+        signature, and the write succeeded."""
+        try:
+            result = await self.db.put(doc)
+        except Conflict:
+            current = await self.db.get(doc["_id"])
+            if current.get("sig") != doc.get("sig"):
+                raise
+            return WriteResult(doc["_id"], current["_rev"])
         if result.accepted and await self._lost_race(doc["_id"], result.rev):
             await self._undo(doc["_id"], result.rev, parent)
             raise Conflict("PUT", doc["_id"], 409, "conflict", "a concurrent write reached the write quorum first")

@@ -9,7 +9,7 @@ import pytest
 from support import SAMPLE_MODELS
 from test_couchdb_unit import FakeTransport
 
-from data_service.couchdb import CouchDB, IdPool, Request
+from data_service.couchdb import CouchDB, IdPool, Request, Timeout
 from data_service.keys import KeysDir
 from data_service.models import load_models
 from data_service.protection import Keyring
@@ -100,3 +100,33 @@ def test_a_write_is_always_later_than_what_it_overwrites():
     assert later(current, "2026-01-01T00:00:00.999Z") == "2026-01-01T00:00:01.000Z"
     assert later(current, "2025-12-31T23:59:59.000Z") == "2026-01-01T00:00:01.000Z"  # a clock behind
     assert later(current, "2026-01-01T00:00:02.000Z") == "2026-01-01T00:00:02.000Z"
+
+
+class LostAnswer:
+    """A CouchDB whose answer to the first PUT is lost after the write landed (a timeout):
+    the client's retry then meets its own write and gets 409."""
+
+    def __init__(self, doc: dict) -> None:
+        self.doc, self.puts = doc, 0
+
+    def __call__(self, request: Request):
+        if request.method == "GET":
+            return 200, self.doc
+        self.puts += 1
+        if self.puts == 1:
+            self.doc = {**orjson.loads(request.body), "_rev": "4-" + "d" * 32}
+            return Timeout("PUT", request.path, reason="no response in time")
+        return 409, {"error": "conflict", "reason": "Document update conflict."}
+
+
+async def test_a_retried_write_that_had_landed_is_a_success_not_a_conflict(protector):
+    before = stored_note(protector)
+    fake = LostAnswer(before)
+    couch = CouchDB("http://couch.invalid", transport=FakeTransport(fake), sleep=_no_wait)
+    store = DocumentStore(couch.database("db"), IdPool(couch), protector)
+    shown = await store.patch(NOTE, "n1", {"title": "mine"}, frozenset({before["_rev"]}))
+    assert fake.puts == 2 and shown.rev == "4-" + "d" * 32 and shown.body["title"] == "mine"
+
+
+async def _no_wait(seconds: float) -> None:
+    return None
