@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -65,12 +66,22 @@ _CONFLICTS_MAP = """function (doc) {
 }"""
 
 
+META_FIELDS = ("meta.created_at", "meta.updated_at")  # kept by the service: indexable like properties
+LISTING_FIELD = "meta.created_at"  # what the type's listing index (no declared fields) is keyed by
+
+
 @dataclass(frozen=True)
 class Index:
-    """A declared index: which properties, in which order, in which design doc."""
+    """A declared index: which fields (properties or ``META_FIELDS``), in which order,
+    in which design doc."""
 
     model: ModelType
-    properties: tuple[str, ...]  # empty: the type's listing by creation time
+    properties: tuple[str, ...]  # empty: the type's listing, by creation time
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields its keys hold, in order."""
+        return self.properties or (LISTING_FIELD,)
 
     @property
     def design(self) -> str:
@@ -79,19 +90,14 @@ class Index:
 
     @property
     def label(self) -> str:
-        return "[" + ", ".join(self.properties) + "]" if self.properties else "(all, by creation)"
+        return "[" + ", ".join(self.properties) + "]" if self.properties else f"(all, by {LISTING_FIELD})"
 
     def map_function(self) -> str:
         type_test = f"doc.type.indexOf({_js(self.model.name + '_v' + str(self.model.major) + '.')}) === 0"
-        if not self.properties:
-            return (
-                f"function (doc) {{\n  if (typeof doc.type === 'string' && {type_test}) {{\n"
-                f"    emit([doc.meta && doc.meta.created_at], null);\n  }}\n}}"
-            )
-        values = ", ".join(f"doc[{_js(p)}]" for p in self.properties)
-        present = " && ".join(f"doc[{_js(p)}] !== undefined" for p in self.properties)
+        values = ", ".join(_js_field(f) for f in self.fields)
+        present = "".join(f" && {_js_field(f)} !== undefined" for f in self.properties)
         return (
-            f"function (doc) {{\n  if (typeof doc.type === 'string' && {type_test} && {present}) {{\n"
+            f"function (doc) {{\n  if (typeof doc.type === 'string' && {type_test}{present}) {{\n"
             f"    emit([{values}], null);\n  }}\n}}"
         )
 
@@ -103,12 +109,27 @@ class Index:
         tag = doc.get("type")
         if not isinstance(tag, str) or not tag.startswith(f"{self.model.name}_v{self.model.major}."):
             return None
-        if not self.properties:
-            meta = doc.get("meta")
-            return [meta.get("created_at") if isinstance(meta, dict) else None]
-        if any(p not in doc for p in self.properties):
+        values = [field_value(doc, f) for f in self.fields]
+        if any(v is _ABSENT for v in values[: len(self.properties)]):
             return None
-        return [doc[p] for p in self.properties]
+        return [None if v is _ABSENT else v for v in values]
+
+
+_ABSENT: Any = object()
+
+
+def field_value(doc: dict, name: str) -> Any:
+    """A property's stored value or a meta field of ``doc`` (``_ABSENT`` when it has none)."""
+    if name in META_FIELDS:
+        meta = doc.get("meta")
+        return meta.get(name.partition(".")[2], _ABSENT) if isinstance(meta, dict) else _ABSENT
+    return doc.get(name, _ABSENT)
+
+
+def _js_field(name: str) -> str:
+    if name in META_FIELDS:  # the listing's map has said it this way from the start: its hash stays
+        return f"doc.meta && doc.meta.{name.partition('.')[2]}"
+    return f"doc[{_js(name)}]"
 
 
 def indexes(model: ModelType) -> list[Index]:
@@ -117,22 +138,22 @@ def indexes(model: ModelType) -> list[Index]:
     found = [Index(model, ())]
     declared = [tuple(i) if isinstance(i, list) else (i,) for i in model.extras.get("indexes", [])]
     declared += [(p.name,) for p in model.properties.values() if p.indexed]
-    for props in declared:
-        where = f"type {model.name!r}, index [{', '.join(map(str, props))}]"
-        for name in props:
+    for fields in declared:
+        where = f"type {model.name!r}, index [{', '.join(map(str, fields))}]"
+        for name in fields:
             prop = model.properties.get(name)
-            if prop is None:
-                raise ModelError(f"{where}: {name!r} is not a declared property")
-            if not prop.kind.queryable:
+            if prop is None and name not in META_FIELDS:
+                raise ModelError(f"{where}: {name!r} is not a declared property (nor one of {', '.join(META_FIELDS)})")
+            if prop is not None and not prop.kind.queryable:
                 raise ModelError(f"{where}: {prop.protection} values cannot be indexed")
-            if prop.kind.equality_only and len(props) > 1:
+            if prop is not None and prop.kind.equality_only and len(fields) > 1:
                 raise ModelError(
                     f"{where}: {prop.protection} properties may only be indexed alone "
                     "(their stored form changes with the key version)"
                 )
-        if len(set(props)) != len(props):
+        if len(set(fields)) != len(fields):
             raise ModelError(f"{where}: a property is repeated")
-        index = Index(model, props)
+        index = Index(model, fields)
         if index not in found:
             found.append(index)
     return found

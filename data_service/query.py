@@ -1,10 +1,12 @@
 """Collection queries: parse ``GET /v1/{type}?...`` and plan it on one index view (pure).
 
-A query is equality conditions on a prefix of an index's properties, then at most
-one range (``[gt|gte|lt|lte]``) or ``[prefix]`` condition and/or a ``sort`` on the
-next property. ``sha3-512`` and ``encrypt-deterministic`` properties allow equality
-only (on their own single-property index): the value is transformed under every
-enabled key version and each version becomes one segment of the plan.
+A query is equality conditions on a prefix of an index's fields, then on the next
+field a range — a lower bound (``[gt|gte]``), an upper bound (``[lt|lte]``), both, or a
+``[prefix]`` — and/or a ``sort``. Fields are properties or the service's
+``meta.created_at`` / ``meta.updated_at``; the type's listing index is keyed by
+``meta.created_at``. ``sha3-512`` and ``encrypt-deterministic`` properties allow
+equality only (on their own single-property index): the value is transformed under
+every enabled key version and each version becomes one segment of the plan.
 
 The plan's CouchDB ranges are inclusive; exclusive bounds and prefixes are also
 checked on each row's key, which keeps results identical whatever collation the
@@ -16,17 +18,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from .design import Index, indexes
+from .design import META_FIELDS, Index, indexes
 from .errors import ServiceError
 from .models import ModelType
+from .protection.kinds import KINDS, Kind
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-RANGE_OPS = ("gt", "gte", "lt", "lte", "prefix")
+LOWER, UPPER = ("gt", "gte"), ("lt", "lte")
+RANGE_OPS = (*LOWER, *UPPER, "prefix")
 HIGH = "\ufff0"  # sorts after the strings that start with a prefix (CouchDB's advice)
-_CONDITION = re.compile(r"^([a-z][a-z0-9_]*)(?:\[([a-z]+)\])?$")
+_CONDITION = re.compile(r"^((?:meta\.)?[a-z][a-z0-9_]*)(?:\[([a-z]+)\])?$")
+_META_SCHEMA = {"type": "string", "format": "date-time"}
 
 
 class QueryError(ServiceError, ValueError):
@@ -85,25 +91,27 @@ def parse(model: ModelType, args: dict[str, list[str]]) -> Query:
             options[name] = raw
             continue
         match = _CONDITION.match(name)
-        prop = model.properties.get(match[1]) if match else None
-        if match is None or prop is None:
-            raise QueryError(f"{name}: not a property of {model.name}")
+        field = _field(model, match[1]) if match else None
+        if match is None or field is None:
+            raise QueryError(f"{name}: not a property of {model.name} (nor one of {', '.join(META_FIELDS)})")
+        schema, kind = field
         op = match[2] or "eq"
         if op not in ("eq", *RANGE_OPS):
             raise QueryError(f"{name}: the operators are {', '.join(RANGE_OPS)}")
-        if op != "eq" and prop.kind.equality_only:
-            raise QueryError(f"{name}: {prop.protection} properties allow equality only")
-        value = _typed(prop.name, prop.schema, raw)
+        if op != "eq" and kind.equality_only:
+            raise QueryError(f"{name}: {kind.name} properties allow equality only")
+        value = _typed(match[1], schema, raw)
         if op == "prefix" and not isinstance(value, str):
             raise QueryError(f"{name}: prefix needs a string property")
-        conditions.append(Condition(prop.name, op, value))
+        conditions.append(Condition(match[1], op, value))
     sort, descending = options.get("sort"), False
     if sort is not None:
-        descending, sort = sort.startswith("-"), sort.lstrip("-")
-        if sort not in model.properties:
-            raise QueryError(f"sort: {sort!r} is not a property of {model.name}")
-        if model.properties[sort].kind.equality_only:
-            raise QueryError(f"sort: {model.properties[sort].protection} values have no meaningful order")
+        descending, sort = sort.startswith("-"), sort.removeprefix("-")
+        field = _field(model, sort)
+        if field is None:
+            raise QueryError(f"sort: {sort!r} is not a property of {model.name} (nor one of {', '.join(META_FIELDS)})")
+        if field[1].equality_only:
+            raise QueryError(f"sort: {field[1].name} values have no meaningful order")
     try:
         limit = int(options.get("limit", DEFAULT_LIMIT))
     except ValueError:
@@ -114,6 +122,14 @@ def parse(model: ModelType, args: dict[str, list[str]]) -> Query:
     if include_deleted not in ("true", "false"):
         raise QueryError("include_deleted: true or false")
     return Query(tuple(conditions), sort, descending, limit, include_deleted == "true", options.get("cursor"))
+
+
+def _field(model: ModelType, name: str) -> tuple[dict, Kind] | None:
+    """(schema, protection kind) of a property or meta field; None if there is none."""
+    if name in META_FIELDS:
+        return _META_SCHEMA, KINDS["plain"]
+    prop = model.properties.get(name)
+    return (prop.schema, prop.kind) if prop else None
 
 
 def _typed(name: str, schema: dict, raw: str) -> Any:
@@ -136,17 +152,23 @@ def plan(model: ModelType, query: Query, lookup_values: Callable[[ModelType, str
     """The index and key ranges answering ``query``. ``lookup_values(model, prop, value)``
     gives the stored forms of a value (every key version for protected properties)."""
     equal = {c.prop: c for c in query.conditions if c.op == "eq"}
-    ranged = [c for c in query.conditions if c.op != "eq"]
+    bounds = [c for c in query.conditions if c.op != "eq"]
+    ranged = {c.prop for c in bounds}
     if len(ranged) > 1:
-        raise QueryError("one range or prefix condition per query")
-    if len(equal) + len(ranged) != len(query.conditions):
-        raise QueryError("each property may be filtered once")
-    bound = ranged[0] if ranged else None
+        raise QueryError("range conditions on one field per query (the one after the equality conditions)")
+    ops = [c.op for c in bounds]
+    if (
+        len(equal) + len(bounds) != len(query.conditions)
+        or set(equal) & ranged
+        or ("prefix" in ops and len(ops) > 1)
+        or sum(op in LOWER for op in ops) > 1
+        or sum(op in UPPER for op in ops) > 1
+    ):
+        raise QueryError("each field may be filtered once, or twice with a lower and an upper bound")
     for index in indexes(model):
-        if _serves(index, equal, bound, query.sort):
-            return _plan_on(
-                index, model, [equal[p] for p in index.properties[: len(equal)]], bound, query.descending, lookup_values
-            )
+        if _serves(index, equal, next(iter(ranged), None), query.sort):
+            prefix = [equal[f] for f in index.fields[: len(equal)]]
+            return _plan_on(index, model, prefix, bounds, query.descending, lookup_values)
     wanted = ", ".join(
         [c.prop + ("" if c.op == "eq" else f"[{c.op}]") for c in query.conditions]
         + ([f"sort={'-' if query.descending else ''}{query.sort}"] if query.sort else [])
@@ -155,36 +177,48 @@ def plan(model: ModelType, query: Query, lookup_values: Callable[[ModelType, str
     raise QueryError(f"no index of {model.name} serves {wanted}; its indexes: {available}")
 
 
-def _serves(index: Index, equal: dict, bound: Condition | None, sort: str | None) -> bool:
-    props = index.properties
-    if set(props[: len(equal)]) != set(equal) or (not props and (equal or bound or sort)):
+def _serves(index: Index, equal: dict, ranged: str | None, sort: str | None) -> bool:
+    fields = index.fields
+    if set(fields[: len(equal)]) != set(equal):
         return False
-    following = props[len(equal)] if len(props) > len(equal) else None
-    return all(p in (None, following) for p in (bound and bound.prop, sort))
+    following = fields[len(equal)] if len(fields) > len(equal) else None
+    return all(f in (None, following) for f in (ranged, sort))
 
 
 def _plan_on(
-    index: Index, model: ModelType, equal: list[Condition], bound: Condition | None, descending: bool, lookup_values
+    index: Index, model: ModelType, equal: list[Condition], bounds: list[Condition], descending: bool, lookup_values
 ) -> Plan:
     prefixes: list[list] = [[]]
     for condition in equal:
         prefixes = [[*p, v] for p in prefixes for v in lookup_values(model, condition.prop, condition.value)]
     low_tail: list = []
     high_tail: list = [{}]
-    accepts: Callable[[list], bool] = lambda key: True  # noqa: E731
-    if bound is not None:
-        at, value = len(equal), bound.value
-        if bound.op in ("gt", "gte"):
+    checks: list[Callable[[list], bool]] = []
+    at = len(equal)
+    for bound in bounds:
+        value = bound.value
+        if bound.op in LOWER:
             low_tail = [value]
-        elif bound.op in ("lt", "lte"):
+        elif bound.op in UPPER:
             high_tail = [value, {}]
         else:
             low_tail, high_tail = [value], [value + HIGH]
+            checks.append(partial(_has_prefix, at, value))
         if bound.op in ("gt", "lt"):
-            accepts = lambda key: key[at] != value  # noqa: E731
-        elif bound.op == "prefix":
-            accepts = lambda key: isinstance(key[at], str) and key[at].startswith(value)  # noqa: E731
+            checks.append(partial(_differs, at, value))
     segments = [Segment(p + low_tail, p + high_tail) for p in prefixes]
     if descending:
         segments.reverse()
-    return Plan(index, tuple(segments), descending, accepts)
+    return Plan(index, tuple(segments), descending, lambda key: all(check(key) for check in checks))
+
+
+# Checked on each row's key: CouchDB's ranges are inclusive, and its collation (ICU) is not
+# Python's, so exclusive bounds and prefixes are decided here, the same on every server.
+
+
+def _has_prefix(at: int, prefix: str, key: list) -> bool:
+    return isinstance(key[at], str) and key[at].startswith(prefix)
+
+
+def _differs(at: int, value: Any, key: list) -> bool:
+    return key[at] != value

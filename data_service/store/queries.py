@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from ..canonical import digest
 from ..conflicts.reconciler import Reconciler
-from ..couchdb import Database
+from ..couchdb import BadRequest, Database
 from ..design import VIEW
 from ..envelope import is_deleted
 from ..lifecycle import Lifecycle
@@ -71,20 +71,23 @@ async def run_query(
     return Page([item for item, _, _ in found], next_cursor, omitted)
 
 
-def _rows(
-    db: Database, chosen: Plan, segment: int, after: tuple | None, limit: int
-) -> Awaitable[tuple[list[dict], bool]]:
+async def _rows(db: Database, chosen: Plan, segment: int, after: tuple | None, limit: int) -> tuple[list[dict], bool]:
     """Rows of one segment after ``after`` (exclusive); True when the segment ended."""
     seg = chosen.segments[segment]
     start, end = (seg.high, seg.low) if chosen.descending else (seg.low, seg.high)
-    return db.page(
-        chosen.index.design,
-        VIEW,
-        after=after,
-        limit=limit,
-        startkey=start,
-        endkey=end,
-        include_docs=True,
-        conflicts=True,
-        descending=chosen.descending or None,
-    )
+    try:
+        return await db.page(
+            chosen.index.design,
+            VIEW,
+            after=after,
+            limit=limit,
+            startkey=start,
+            endkey=end,
+            include_docs=True,
+            conflicts=True,
+            descending=chosen.descending or None,
+        )
+    except BadRequest as exc:  # a lower bound above the upper one (in CouchDB's collation)
+        if exc.error == "query_parse_error" and "No rows can match" in str(exc.reason):
+            return [], True
+        raise
