@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import pytest
 from openapi_check import SpecChecker
-
 from support import ROOT, Api, install_design_docs, running_app
 
 MODELS = ROOT / "tests" / "query_models.yaml"
