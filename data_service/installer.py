@@ -200,7 +200,7 @@ async def _security_step(db: Database, exists: bool, user: str | None) -> Step:
 
 async def _design_steps(db: Database, exists: bool, models: Models) -> list[Step]:
     wanted = design.design_docs(models)
-    existing = await db.design_docs() if exists else {}
+    existing = await db.design_docs(wanted) if exists else {}
     diff = design.diff(existing, wanted)
     if diff.foreign:
         name = diff.foreign[0]

@@ -101,6 +101,11 @@ class Endpoint:
             except ValueError:
                 return exc.code, None
 
+    def is_couchdb(self) -> bool:
+        """Apache CouchDB (has the replication scheduler API), not pouchdb-server."""
+        status, body = self.request("GET", "/")
+        return status == 200 and isinstance(body, dict) and "couchdb" in body
+
     def ensure_database(self, name: str | None = None) -> None:
         status, body = self.request("PUT", "/" + urllib.parse.quote(name or self.database, safe=""))
         if status not in (201, 202, 412):
@@ -162,7 +167,32 @@ class Replication:
                 time.sleep(0.05)
             else:
                 raise RuntimeError(f"cannot delete replication {docid}: {status} {body}")
+        self._wait_until_stopped()
         self.running = False
+
+    def _wait_until_stopped(self, seconds: float = 30.0) -> None:
+        """On Apache CouchDB a deleted replication document's job stops asynchronously (on a
+        cluster, on whichever node runs it, after its start-up delay). Its replication id is
+        that of the next generation's document (same source, target and options; extra
+        fields such as ``generation`` are ignored), so a document created while the old job
+        still runs is refused as a duplicate and only retried after a back-off. Wait until
+        ``_scheduler/jobs`` lists no job of ours (a documented API; pouchdb-server has none)."""
+        ours = {docid for _, docid, _ in self._docs()}
+        for server in {self.a.base: self.a, self.b.base: self.b}.values():
+            if not server.is_couchdb():
+                continue
+            deadline = time.monotonic() + seconds
+            while True:
+                status, body = server.request("GET", "/_scheduler/jobs")
+                jobs = body.get("jobs", []) if status == 200 and isinstance(body, dict) else []
+                left = [job.get("doc_id") for job in jobs if job.get("doc_id") in ours]
+                if not left:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"replication jobs still running {seconds} s after their documents were deleted: {left}"
+                    )
+                time.sleep(0.1)
 
     def resume(self) -> None:
         self.start()

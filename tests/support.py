@@ -34,6 +34,34 @@ async def install_design_docs(db, models_path=SAMPLE_MODELS) -> None:
         await db.put_design(name, doc)
 
 
+async def put_on_every_copy(db, doc: dict) -> dict:
+    """PUT ``doc`` straight into CouchDB with ``w`` = the number of copies (n). A plain 201 on a
+    cluster means w (2 of 3) copies hold the write; the third gets it shortly after. Views and
+    range reads of ``_all_docs`` read one copy per shard range, and a write with a stale
+    ``_rev`` that reaches the lagging copy first is accepted there (202, a conflict). A 201
+    with w = n means every copy holds it. (Servers without ``cluster`` info ignore ``w``.)"""
+    response = await db.couch.request("PUT", db._doc_path(doc["_id"]), params={"w": await db.copies()}, json=doc)
+    assert response.status == 201, response.status
+    return response.json()
+
+
+@contextlib.asynccontextmanager
+async def single_copy_database(couch):
+    """A database with one copy per shard range (``n=1``; on a cluster its shards still spread
+    over the nodes, so pages merge across shards), dropped afterwards. For tests of query
+    semantics, not replica lag: on a replicated database a view is read from one copy per shard
+    range, which may not yet hold a write acknowledged a moment ago (queries are eventually
+    consistent there, see the README). Servers without clustering ignore ``n``."""
+    from data_service.couchdb.client import path
+
+    database = couch.database(unique_name())
+    await couch.request("PUT", path(database.name), params={"n": 1})
+    try:
+        yield database
+    finally:
+        await database.drop(missing_ok=True)
+
+
 def run_command(config: Config, *args: str) -> subprocess.CompletedProcess:
     """``data-service <args>`` against ``config``'s CouchDB and database, as an operator runs
     it: the password only in the environment. Never a traceback, never the password."""

@@ -614,15 +614,21 @@ async def test_reconcile_command_resolves_500_conflicted_documents(db, config, k
         for leaf in (a, b):
             digest = uuid.uuid4().hex
             batch.append({**leaf, "_rev": f"2-{digest}", "_revisions": {"start": 2, "ids": [digest, parent]}})
+    # Written to every copy (w = n): views read one copy per shard range, so only then does
+    # the count below see every document on a cluster (a plain 201 means w of n copies).
+    copies = await db.copies()
     for start in range(0, len(batch), 500):
-        assert await db.bulk_docs(batch[start : start + 500], new_edits=False) == []
+        body = {"docs": batch[start : start + 500], "new_edits": False}
+        assert await db.couch.json("POST", db._path("_bulk_docs"), params={"w": copies}, json=body) == []
     assert (await db.view(CONFLICTS_NAME, VIEW, limit=0)).total_rows == 500
 
     result = await asyncio.to_thread(run_command, config, "reconcile", f"--models={MODELS_PATH}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "reconcile: 500/500 documents (100%)" in result.stderr  # progress
     assert "reconcile: 500 conflicted, 500 resolved, 0 unresolvable, 0 busy, 0 tampered" in result.stdout
-    assert (await db.view(CONFLICTS_NAME, VIEW, limit=0)).total_rows == 0
+    ids = [base["_id"] for base, _, _ in docs]  # read by id (quorum reads), not through the view
+    rows = (await db.all_docs(keys=ids, include_docs=True, conflicts=True)).rows
+    assert len(rows) == 500 and not [row["id"] for row in rows if "_conflicts" in row["doc"]]
     for base, a, b in docs[:4]:
         final = await db.get(base["_id"], conflicts=True)
         assert "_conflicts" not in final

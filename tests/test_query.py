@@ -8,7 +8,7 @@ from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
-from support import ROOT, install_design_docs, running_sidecar
+from support import ROOT, install_design_docs, running_sidecar, single_copy_database
 from test_protection import ALICE, spec_api
 
 from data_service.keys import KeysDir
@@ -16,6 +16,13 @@ from data_service.models import load_models
 from data_service.query import Condition, Query, QueryError, parse, plan
 
 MODELS = load_models(ROOT / "models" / "sample.yaml")
+
+
+@pytest.fixture
+async def db(couch):
+    """Query semantics, not replica lag: see ``support.single_copy_database``."""
+    async with single_copy_database(couch) as database:
+        yield database
 
 
 @pytest.fixture

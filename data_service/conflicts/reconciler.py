@@ -199,7 +199,7 @@ class Reconciler:
             if not retry:
                 break
             pending = []
-            for docid, doc in (await self._current(retry)).items():
+            for docid, doc in (await self.current(retry)).items():
                 if doc is None:
                     final[docid] = Outcome(docid, Status.GONE)
                 elif not doc.get("_conflicts"):
@@ -228,7 +228,8 @@ class Reconciler:
             self.stats.conflicts_unresolvable += 1
             log.warning("conflict: document %s cannot be reconciled: %s", outcome.docid, outcome.reason)
 
-    async def _current(self, docids: list[str]) -> dict[str, dict | None]:
+    async def current(self, docids: list[str]) -> dict[str, dict | None]:
+        """The documents by id, with their conflicts (None: gone): quorum reads."""
         rows = (await self.db.all_docs(keys=docids, include_docs=True, conflicts=True)).rows
         return {row["key"]: row.get("doc") for row in rows}
 

@@ -40,10 +40,14 @@ async def sweep(reconciler: Reconciler, models: Models, progress: Any = None, pa
     """One pass over the ``ds_conflicts`` view, ``page`` documents at a time.
     ``progress`` (``maintenance.Progress``) advances per document."""
     report = SweepReport()
-    async for rows in reconciler.db.pages(CONFLICTS_NAME, VIEW, size=page, include_docs=True, conflicts=True):
+    async for rows in reconciler.db.pages(CONFLICTS_NAME, VIEW, size=page):
+        # The view only names candidates: on a cluster it is read from one copy per shard range,
+        # which may lag behind acknowledged writes. Each document is read again by id (a quorum
+        # read) before anything is counted or written.
+        current = await reconciler.current([row["id"] for row in rows])
         items = []
         for row in rows:
-            doc = row.get("doc")
+            doc = current.get(row["id"])
             if doc is None:
                 report.outcomes.append(Outcome(row["id"], Status.GONE))
             elif not doc.get("_conflicts"):

@@ -27,12 +27,16 @@ class ViewResult:
     offset: int | None = None
 
 
+_UNKNOWN: Any = object()
+
+
 class Database:
     """One database on a ``CouchDB`` server."""
 
     def __init__(self, couch: CouchDB, name: str) -> None:
         self.couch = couch
         self.name = name
+        self._copies: Any = _UNKNOWN
 
     def _path(self, *segments: str) -> str:
         return path(self.name, *segments)
@@ -101,10 +105,18 @@ class Database:
             return None
         return value["rev"], bool(value.get("deleted"))
 
-    async def open_revs(self, docid: str, revs: Iterable[str] | None = None) -> list[dict]:
-        """Leaf revisions (all, or the given ones): ``[{"ok": doc} | {"missing": rev}]``."""
+    async def open_revs(self, docid: str, revs: Iterable[str] | None = None, *, r: int | None = None) -> list[dict]:
+        """Leaf revisions (all, or the given ones): ``[{"ok": doc} | {"missing": rev}]``.
+        ``r``: how many copies must answer (on a cluster; ``copies()`` for all of them)."""
         which = "all" if revs is None else orjson.dumps(list(revs)).decode()
-        return await self.couch.json("GET", self._doc_path(docid), params={"open_revs": which})
+        return await self.couch.json("GET", self._doc_path(docid), params={"open_revs": which, "r": r})
+
+    async def copies(self) -> int | None:
+        """How many copies of each document the database keeps (``cluster.n``; None on a
+        server without clustering). Asked once: it is fixed when the database is created."""
+        if self._copies is _UNKNOWN:
+            self._copies = ((await self.info()).get("cluster") or {}).get("n")
+        return self._copies
 
     async def put(self, doc: dict) -> WriteResult:
         """Create or update ``doc`` (``_id`` required; ``_rev`` to update)."""
@@ -134,9 +146,14 @@ class Database:
         )
         return body["results"]
 
-    async def design_docs(self) -> dict[str, dict]:
-        """Every design document, by name (without ``_design/``)."""
-        rows = (await self.all_docs(startkey="_design/", endkey="_design0", include_docs=True)).rows
+    async def design_docs(self, names: Iterable[str] = ()) -> dict[str, dict]:
+        """Every design document, by name (without ``_design/``), plus ``names`` if they exist.
+        A range read of ``_all_docs`` is served by one copy per shard range, which on a cluster
+        may not yet hold a write acknowledged a moment ago; reading by ``keys`` is a quorum
+        read per document, so the range only lists candidates."""
+        listed = (await self.all_docs(startkey="_design/", endkey="_design0")).rows
+        ids = sorted({row["id"] for row in listed} | {f"_design/{name}" for name in names})
+        rows = (await self.all_docs(keys=ids, include_docs=True)).rows if ids else []
         return {row["id"].removeprefix("_design/"): row["doc"] for row in rows if row.get("doc")}
 
     async def design_info(self, name: str) -> Any:

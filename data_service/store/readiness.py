@@ -58,7 +58,8 @@ async def readiness(db: Database, models: Models, stats: Stats) -> dict:
     except NotFound:
         raise DatabaseMissing(db.name) from None
     server = await db.couch.server_info()
-    diff = design.diff(await db.design_docs(), design.design_docs(models))
+    wanted = design.design_docs(models)
+    diff = design.diff(await db.design_docs(wanted), wanted)
     if not diff.installed:
         raise NotInstalled(diff)
     cluster, degraded = await _cluster(db, stats)

@@ -76,9 +76,9 @@ class Writes:
         self.stats.writes_below_quorum += 1
         self.stats.last_below_quorum = time.monotonic()
         generation = rev_key(rev)[0]
-        rivals = [
+        rivals = [  # every copy's leaves: with fewer, the copies holding the rival may not answer
             leaf["ok"]["_rev"]
-            for leaf in await self.db.open_revs(docid)
+            for leaf in await self.db.open_revs(docid, r=await self.db.copies())
             if isinstance(leaf.get("ok"), dict)
             and not leaf["ok"].get("_deleted")
             and leaf["ok"]["_rev"] != rev
