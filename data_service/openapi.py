@@ -23,7 +23,11 @@ from . import __version__
 SPEC_FILE = Path(__file__).with_name("openapi.yaml")
 
 _SCHEMAS = "#/components/schemas/"
-_GENERIC_PATHS = {"/v1/{type}": "/v1/{name}", "/v1/{type}/{id}": "/v1/{name}/{{id}}"}
+_GENERIC_PATHS = {
+    "/v1/{type}": "/v1/{name}",
+    "/v1/{type}/{id}": "/v1/{name}/{{id}}",
+    "/v1/{type}/_changes": "/v1/{name}/_changes",
+}
 _TYPE_PARAMETER = "#/components/parameters/TypeName"
 
 

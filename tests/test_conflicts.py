@@ -15,7 +15,7 @@ import uuid
 import devcouch_pair
 import orjson
 import pytest
-from support import ROOT, run_command, running_app, unique_name
+from support import ROOT, run_command, running_app, single_copy_database, unique_name
 
 from data_service import design, envelope, query
 from data_service.config import Config
@@ -45,6 +45,14 @@ async def install_views(db) -> None:
     for name, doc in design.design_docs(MODELS).items():
         if name != design.GUARD_NAME:
             await db.put_design(name, doc)
+
+
+@pytest.fixture
+async def db(couch):
+    """Merge semantics, not replica lag: a view or a read right after a write on a replicated
+    cluster database may miss it (see ``support.single_copy_database``)."""
+    async with single_copy_database(couch) as database:
+        yield database
 
 
 @pytest.fixture(scope="module")

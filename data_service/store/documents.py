@@ -27,6 +27,7 @@ from ..models import DeletePolicy, Models, ModelType, ValidationFailed, Violatio
 from ..protection import IntegrityViolation, Keyring
 from ..query import Query
 from ..retry import RetryPolicy, attempts
+from .changes import Changes, read_changes
 from .claims import Claims
 from .errors import DocumentNotFound, IdempotencyKeyConsumed, IdempotencyMismatch, RetriesExhausted, StaleRevision
 from .queries import run_query
@@ -108,6 +109,10 @@ class DocumentStore:
 
     async def query(self, model: ModelType, query: Query) -> Page:
         return await run_query(self.db, self.lifecycle, self.reconciler, self.verify, model, query)
+
+    async def changes(self, model: ModelType, since: str | None, limit: int, wait: float | None) -> Changes:
+        """The verified change feed of ``model`` after ``since`` (``changes``)."""
+        return await read_changes(self.db, self.lifecycle, self.verify, model, since, limit, wait)
 
     async def verify_secrets(self, model: ModelType, docid: str, candidates: Any) -> dict[str, bool]:
         """Which candidate values match the stored bcrypt / sha3-512 ones (constant time)."""

@@ -7,6 +7,7 @@ import logging
 import tornado.web
 
 from .base import Context, NotFoundHandler
+from .changes import ChangesHandler
 from .documents import CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler, VerifyHandler
 from .health import HealthHandler
 from .metrics import DatabaseMetricsHandler, MetricsHandler
@@ -34,6 +35,7 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/openapi.json", OpenApiHandler, "/openapi.json"),
         (r"/v1/_types", TypesHandler, "/v1/_types"),
         (r"/v1/([^/]+)", CollectionHandler, "/v1/{type}"),
+        (r"/v1/([^/]+)/_changes", ChangesHandler, "/v1/{type}/_changes"),
         (r"/v1/([^/]+)/([^/]+)", DocumentHandler, "/v1/{type}/{id}"),
         (r"/v1/([^/]+)/([^/]+)/verify", VerifyHandler, "/v1/{type}/{id}/verify"),
     ]

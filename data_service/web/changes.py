@@ -1,0 +1,65 @@
+"""``GET /v1/{type}/_changes``: the verified change feed, as JSON (normal or long poll)
+or as server-sent events (``Accept: text/event-stream``, resumable with ``Last-Event-ID``)."""
+
+from __future__ import annotations
+
+import orjson
+from tornado.iostream import StreamClosedError
+
+from ..couchdb import CouchDBError
+from ..models import ModelType
+from ..store.changes import Changes
+from .documents import ApiHandler
+from .problem import Problem
+
+EVENT_STREAM = "text/event-stream"
+MAX_LIMIT = 1000
+POLL_SECONDS = 25.0  # one long poll of an event stream; an empty one sends a keep-alive comment
+
+
+class ChangesHandler(ApiHandler):
+    async def get(self, type_name: str) -> None:
+        model = self.model(type_name)
+        since = self.get_query_argument("since", None) or self.request.headers.get("Last-Event-ID")
+        limit = self.number("limit", 100, 1, MAX_LIMIT)
+        if EVENT_STREAM in self.request.headers.get("Accept", ""):
+            await self.stream(model, since, limit)
+            return
+        feed = self.get_query_argument("feed", "normal")
+        if feed not in ("normal", "longpoll"):
+            raise Problem("invalid_query", "feed: normal or longpoll")
+        wait = self.number("timeout", 30, 1, 60) if feed == "longpoll" else None
+        self.write_json(self.body(await self.ctx.store.changes(model, since, limit, wait)))
+
+    def number(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.get_query_argument(name, str(default))
+        if not (raw.isascii() and raw.isdigit() and low <= int(raw) <= high):
+            raise Problem("invalid_query", f"{name}: a whole number from {low} to {high}")
+        return int(raw)
+
+    @staticmethod
+    def body(changes: Changes) -> dict:
+        body: dict = {"results": changes.results, "last": changes.last}
+        if changes.omitted:
+            body["omitted"] = changes.omitted
+        return body
+
+    async def stream(self, model: ModelType, since: str | None, limit: int) -> None:
+        """Events until the client goes: ``change`` (a result) and ``omitted`` (a document
+        failing its check), each with the position after it as its ``id``. If CouchDB fails
+        mid-stream the stream ends; the client reconnects with ``Last-Event-ID``."""
+        changes = await self.ctx.store.changes(model, since, limit, None)  # a bad position: a problem, not a stream
+        self.set_header("Content-Type", EVENT_STREAM)
+        self.set_header("Cache-Control", "no-cache")
+        try:
+            while True:
+                for kind, item in changes.events:
+                    self.write(f"id: {item['position']}\nevent: {kind}\ndata: ".encode() + orjson.dumps(item) + b"\n\n")
+                if not changes.events:
+                    self.write(b": keep-alive\n\n")
+                await self.flush()
+                changes = await self.ctx.store.changes(model, changes.last, limit, POLL_SECONDS)
+        except StreamClosedError:
+            return
+        except CouchDBError:  # the stream has begun: end it; the client reconnects with Last-Event-ID
+            self.finish()

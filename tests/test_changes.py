@@ -1,0 +1,121 @@
+"""The verified change feed: representations in order, tampered documents reported not passed
+on, opaque positions that resume exactly, long poll and server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from test_api import NOTE
+
+from data_service.canonical import canonical
+
+
+async def create_notes(api, n: int, prefix: str = "n") -> list[dict]:
+    notes = []
+    for i in range(n):
+        reply = await api.request("POST", "/v1/note", json={**NOTE, "title": f"{prefix}{i}"})
+        assert reply.status == 201
+        notes.append(reply.body)
+    return notes
+
+
+async def feed(api, query: str = "") -> dict:
+    reply = await api.request("GET", f"/v1/note/_changes{query}")
+    assert reply.status == 200, reply.body
+    return reply.body
+
+
+async def test_the_feed_shows_every_change_as_callers_see_it(api, db):
+    notes = await create_notes(api, 3)
+    await api.request("POST", "/v1/user", json={"email": "a@example.com", "name": "A", "password": "long enough"})
+    first = await feed(api)
+    by_id = {r["id"]: r for r in first["results"]}  # CouchDB's order: by shard, not by time
+    assert sorted(by_id) == sorted(n["id"] for n in notes)  # only notes, each its representation
+    assert all(by_id[n["id"]]["doc"] == n for n in notes)
+    edited = await api.request(
+        "PATCH",
+        f"/v1/note/{notes[1]['id']}",
+        data=b'{"title": "edited"}',
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    gone = await api.request(
+        "DELETE", f"/v1/note/{notes[2]['id']}", headers={"If-Match": f'"{by_id[notes[2]["id"]]["rev"]}"'}
+    )
+    assert gone.status == 204
+    after = await feed(api, f"?since={first['last']}")
+    changed = {r["id"]: r for r in after["results"]}
+    assert sorted(changed) == sorted([notes[1]["id"], notes[2]["id"]])
+    assert changed[notes[2]["id"]]["deleted"] is True and "doc" not in changed[notes[2]["id"]]
+    assert changed[notes[1]["id"]]["doc"] == edited.body and changed[notes[1]["id"]]["rev"] == edited.etag.strip('"')
+    assert (await feed(api, f"?since={after['last']}"))["results"] == []
+
+
+async def test_a_tampered_document_is_reported_never_passed_on(api, db):
+    [note] = await create_notes(api, 1)
+    stored = await db.get(note["id"])
+    await db.put({**stored, "title": "Mallory's"})  # edited directly in CouchDB, not re-signed
+    body = await feed(api)
+    assert body["results"] == [] and [o["id"] for o in body["omitted"]] == [note["id"]]
+    assert body["omitted"][0]["code"] == "integrity_violation" and "Mallory" not in str(body)
+
+
+async def test_positions_resume_exactly_and_belong_to_their_feed(api):
+    notes = await create_notes(api, 6)
+    page = await feed(api, "?limit=2")
+    seen = [r["id"] for r in page["results"]]
+    while len(seen) < 6:  # resume from the position of the last item seen, like a reconnecting consumer
+        page = await feed(api, f"?since={page['results'][-1]['position']}&limit=2")
+        seen += [r["id"] for r in page["results"]]
+    assert sorted(seen) == sorted(n["id"] for n in notes) and len(seen) == 6  # each once
+    foreign = await api.request("GET", f"/v1/user/_changes?since={page['last']}")
+    assert foreign.status == 400 and foreign.body["code"] == "invalid_query"
+    garbled = await api.request("GET", "/v1/note/_changes?since=AAAA")
+    assert garbled.status == 400 and garbled.body["code"] == "invalid_query"
+    bad = await api.request("GET", "/v1/note/_changes?limit=٣")
+    assert bad.status == 400
+
+
+async def test_a_long_poll_answers_when_something_changes(api):
+    now = await feed(api, "?since=now")
+    assert now["results"] == []
+    waiting = asyncio.ensure_future(feed(api, f"?since={now['last']}&feed=longpoll&timeout=20"))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    [note] = await create_notes(api, 1, "late")
+    body = await asyncio.wait_for(waiting, 10)
+    assert [r["id"] for r in body["results"]] == [note["id"]]
+
+
+async def events(http, url: str, count: int, last_event_id: str | None = None) -> list[tuple[str, dict]]:
+    """Read ``count`` server-sent events, then hang up."""
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    got: list[tuple[str, dict]] = []
+    async with http.get(url, headers=headers) as resp:
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        event: dict = {}
+        async for raw in resp.content:
+            line = raw.decode().rstrip("\n")
+            if not line:
+                if "data" in event:
+                    got.append((event["id"], orjson.loads(event["data"])))
+                    if len(got) == count:
+                        return got
+                event = {}
+            elif not line.startswith(":"):
+                field, _, value = line.partition(": ")
+                event[field] = value
+    return got
+
+
+async def test_an_event_stream_consumer_sees_every_change_once_across_a_reconnect(api, http, sidecar):
+    notes = await create_notes(api, 4)
+    first = await events(http, f"{sidecar}/v1/note/_changes", 2)  # then the consumer drops the connection
+    more = await create_notes(api, 3, "m")
+    rest = await asyncio.wait_for(events(http, f"{sidecar}/v1/note/_changes", 5, last_event_id=first[-1][0]), 20)
+    seen = [item["id"] for _, item in first + rest]
+    assert sorted(seen) == sorted(n["id"] for n in notes + more) and len(seen) == 7  # each once
+    shown = {item["id"]: item["doc"] for _, item in first + rest}
+    assert all(canonical(shown[n["id"]]) == canonical(n) for n in notes + more)
