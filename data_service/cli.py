@@ -57,6 +57,7 @@ Options:
   --auto-install              Run the install steps before listening.
   --reconcile-interval=SECONDS  Seconds between conflict sweeps; 0 disables them
                               [default: 60]
+  --max-bulk=N                Most items in one POST /v1/{type}/_bulk [default: 500]
   --idempotency-ttl=SECONDS   How long an Idempotency-Key is remembered; expired
                               keys are forgotten and their records deleted
                               [default: 86400]

@@ -37,6 +37,7 @@ class Config:
     kek_file: str | None = None
     reconcile_interval: float = 60.0  # seconds between conflict sweeps in serve; 0: none
     idempotency_ttl: float = 86400.0  # seconds an Idempotency-Key is remembered
+    max_bulk: int = 500  # items in one POST /v1/{type}/_bulk
 
     @property
     def couchdb_auth(self) -> tuple[str, str] | None:
@@ -77,6 +78,7 @@ class Config:
             keys_dir=args["--keys-dir"],
             kek_file=args["--kek-file"],
             reconcile_interval=_interval(args.get("--reconcile-interval", "60")),
+            max_bulk=_number(args, "--max-bulk", int) if args.get("--max-bulk") else 500,
             idempotency_ttl=_number(args, "--idempotency-ttl", float) if args.get("--idempotency-ttl") else 86400.0,
         )
 

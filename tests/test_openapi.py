@@ -169,6 +169,7 @@ def test_spec_documents_every_path_and_method():
         "/v1/{type}/{id}": ["delete", "get", "patch", "put"],
         "/v1/{type}/{id}/verify": ["post"],
         "/v1/{type}/_changes": ["get"],
+        "/v1/{type}/_bulk": ["post"],
     }
 
 

@@ -27,6 +27,7 @@ from ..models import DeletePolicy, Models, ModelType, ValidationFailed, Violatio
 from ..protection import IntegrityViolation, Keyring
 from ..query import Query
 from ..retry import RetryPolicy, attempts
+from .bulk import Result, bulk
 from .changes import Changes, read_changes
 from .claims import Claims
 from .errors import DocumentNotFound, IdempotencyKeyConsumed, IdempotencyMismatch, RetriesExhausted, StaleRevision
@@ -61,7 +62,7 @@ class DocumentStore:
         self.ids = ids
         self.lifecycle = Lifecycle(keys, writer or new_writer_id())
         self.hasher = hasher or ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
-        self.retry, self._sleep = retry, sleep
+        self.retry, self.sleep = retry, sleep
         self.stats = Stats()
         self.writes = Writes(db, self.stats)
         self.claims = Claims(db, self.lifecycle, self.writes, idempotency_ttl)
@@ -109,6 +110,10 @@ class DocumentStore:
 
     async def query(self, model: ModelType, query: Query) -> Page:
         return await run_query(self.db, self.lifecycle, self.reconciler, self.verify, model, query)
+
+    async def bulk(self, model: ModelType, items: list) -> list[Result]:
+        """Many writes of one type in one request (``bulk``)."""
+        return await bulk(self, model, items)
 
     async def changes(self, model: ModelType, since: str | None, limit: int, wait: float | None) -> Changes:
         """The verified change feed of ``model`` after ``since`` (``changes``)."""
@@ -165,7 +170,7 @@ class DocumentStore:
     async def _create_once(self, model: ModelType, body: Any, key: str) -> Shown:
         """Claim the key with a record (see ``idempotency``), then store the document.
         A replay finds the record and answers with the document it names."""
-        async for _ in attempts(self.retry, self._sleep):
+        async for _ in attempts(self.retry, self.sleep):
             async with self.writes.serialized(idempotency.record_id(model.name, key)):
                 record = await self.claims.record(model, key)
                 if record is None or self.claims.expired(record):
@@ -196,7 +201,7 @@ class DocumentStore:
     async def _insert(self, model: ModelType, docid: str, body: dict, twin_ok: bool) -> Shown:
         """PUT a new document. On a 409 the id is taken; with ``twin_ok`` by the work of a
         request with the same idempotency key and body (or seed), which is returned."""
-        hashed = await self._hash(model, docid, body)
+        hashed = await self.hash_values(model, docid, body)
         doc = self.lifecycle.create(model, docid, body, hashed, envelope.now())
         try:
             result = await self.writes.put(doc, None)
@@ -208,7 +213,7 @@ class DocumentStore:
 
     async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> Shown:
         self.lifecycle.check_body(model, body)
-        hashed = await self._hash(model, docid, body)
+        hashed = await self.hash_values(model, docid, body)
         return await self._checked(
             model, docid, if_match, lambda current: self.lifecycle.replace(model, current, body, hashed, envelope.now())
         )
@@ -217,14 +222,14 @@ class DocumentStore:
         """RFC 7396 merge patch. With ``if_match`` it is a checked write; without, the
         sidecar re-reads and retries on conflicts (bounded, jittered)."""
         self.lifecycle.check_patch(model, patch)
-        hashed = await self._hash(model, docid, patch)
+        hashed = await self.hash_values(model, docid, patch)
 
         def patched(current: dict) -> dict:
             return self.lifecycle.patch(model, current, patch, hashed, envelope.now())
 
         if if_match is not None:
             return await self._checked(model, docid, if_match, patched)
-        async for _ in attempts(self.retry, self._sleep):
+        async for _ in attempts(self.retry, self.sleep):
             try:
                 async with self.writes.serialized(docid):
                     current = await self.read(model, docid)
@@ -239,7 +244,7 @@ class DocumentStore:
         True when CouchDB stored it below the write quorum (202)."""
         async with self.writes.serialized(docid):
             current = await self.read(model, docid)
-            self._check_revision(model, current, if_match)
+            self.check_revision(model, current, if_match)
             try:
                 if model.delete_policy is DeletePolicy.SOFT:
                     doc = self.lifecycle.soft_delete(model, current, envelope.now())
@@ -252,7 +257,7 @@ class DocumentStore:
         """A write by a caller who named the revision(s) it read: a 409 is StaleRevision."""
         async with self.writes.serialized(docid):
             current = await self.read(model, docid)
-            self._check_revision(model, current, if_match)
+            self.check_revision(model, current, if_match)
             try:
                 return await self._write(model, current, make(current))
             except Conflict:
@@ -262,7 +267,7 @@ class DocumentStore:
         result = await self.writes.put(doc, current)
         return self.shown(model, {**doc, "_rev": result.rev}, below_quorum=result.accepted)
 
-    async def _hash(self, model: ModelType, docid: str, values: dict) -> Mapping[str, str]:
+    async def hash_values(self, model: ModelType, docid: str, values: dict) -> Mapping[str, str]:
         """The bcrypt values of ``values``, hashed in the thread pool."""
         loop = asyncio.get_running_loop()
         keys = self.lifecycle.keys
@@ -273,7 +278,7 @@ class DocumentStore:
             for name, value in self.lifecycle.slow_values(model, values).items()
         }
 
-    def _check_revision(self, model: ModelType, current: dict, if_match: Revisions) -> None:
+    def check_revision(self, model: ModelType, current: dict, if_match: Revisions) -> None:
         if ANY_REVISION not in if_match and current["_rev"] not in if_match:
             self.stats.stale_revisions += 1
             raise StaleRevision(current["_rev"], self.lifecycle.representation(model, current))

@@ -8,7 +8,7 @@ import tornado.web
 
 from .base import Context, NotFoundHandler
 from .changes import ChangesHandler
-from .documents import CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler, VerifyHandler
+from .documents import BulkHandler, CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler, VerifyHandler
 from .health import HealthHandler
 from .metrics import DatabaseMetricsHandler, MetricsHandler
 
@@ -36,6 +36,7 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/v1/_types", TypesHandler, "/v1/_types"),
         (r"/v1/([^/]+)", CollectionHandler, "/v1/{type}"),
         (r"/v1/([^/]+)/_changes", ChangesHandler, "/v1/{type}/_changes"),
+        (r"/v1/([^/]+)/_bulk", BulkHandler, "/v1/{type}/_bulk"),
         (r"/v1/([^/]+)/([^/]+)", DocumentHandler, "/v1/{type}/{id}"),
         (r"/v1/([^/]+)/([^/]+)/verify", VerifyHandler, "/v1/{type}/{id}/verify"),
     ]

@@ -12,10 +12,11 @@ from tornado.web import stream_request_body
 from .. import etags, query
 from ..design import indexes
 from ..envelope import valid_id
-from ..models import ModelType
+from ..models import ModelType, ValidationFailed, Violation
 from ..store import Shown
+from ..store.bulk import Deleted
 from .base import BaseHandler
-from .problem import Problem
+from .problem import Problem, from_exception
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -137,6 +138,30 @@ class DocumentHandler(ApiHandler):
         self.mark_quorum(await self.ctx.store.delete(model, docid, self.required_if_match()))
         self.set_status(204)
         self.finish()
+
+
+class BulkHandler(ApiHandler):
+    """``POST /v1/{type}/_bulk``: many writes of one type, one result each, in order."""
+
+    async def post(self, type_name: str) -> None:
+        model = self.model(type_name)
+        body = self.json_body(JSON)
+        if not isinstance(body, dict) or set(body) != {"items"} or not isinstance(body["items"], list):
+            raise ValidationFailed([Violation("", 'send {"items": [...]}')])
+        if len(body["items"]) > self.ctx.config.max_bulk:
+            raise Problem("payload_too_large", f"at most {self.ctx.config.max_bulk} items per request")
+        results = await self.ctx.store.bulk(model, body["items"])
+        self.write_json({"results": [self.result(r) for r in results]})
+
+    @staticmethod
+    def result(result: Shown | Deleted | Exception) -> dict:
+        if isinstance(result, Shown):
+            status = 201 if result.created else 200
+            return {"status": status, "id": result.id, "etag": etags.etag(result.rev), "body": result.body}
+        if isinstance(result, Deleted):
+            return {"status": 204, "id": result.id}
+        problem = from_exception(result, 500)
+        return {"status": problem.kind.status, "problem": problem.body()}
 
 
 class VerifyHandler(ApiHandler):
