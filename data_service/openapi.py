@@ -56,8 +56,10 @@ def spec_for(models: Iterable[DeclaredType], spec: dict[str, Any] | None = None)
     schemas = spec["components"]["schemas"]
     for model in models:
         name = model.name
-        schemas[name] = _rebased(copy.deepcopy(model.output_schema()), _SCHEMAS + name)
-        schemas[f"{name}_input"] = _rebased(copy.deepcopy(model.input_schema()), f"{_SCHEMAS}{name}_input")
+        for key, schema in ((name, model.output_schema()), (f"{name}_input", model.input_schema())):
+            # the title is what generators name the class after: the models file titles
+            # both schemas of a type alike (``user_v1.0``), which would collide
+            schemas[key] = {**_rebased(copy.deepcopy(schema), _SCHEMAS + key), "title": key}
         refs = {_SCHEMAS + "Document": _SCHEMAS + name, _SCHEMAS + "DocumentInput": f"{_SCHEMAS}{name}_input"}
         for generic, concrete in _GENERIC_PATHS.items():
             item = _with_refs(copy.deepcopy(spec["paths"][generic]), refs)

@@ -52,6 +52,7 @@ TABLE: dict[str, Kind] = {
         503, "The database's design documents are missing or outdated (run data-service install)", retryable=True
     ),
     "conflict_retries_exhausted": Kind(503, "The document kept changing; try again", retryable=True),
+    "draining": Kind(503, "The service is shutting down; send requests to another instance", retryable=True),
 }
 
 # For statuses Tornado raises by itself (unknown method, malformed request ...).

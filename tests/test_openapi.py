@@ -45,6 +45,7 @@ CONTRACT = {
     "couchdb_unavailable": (503, True),
     "database_missing": (503, True),
     "conflict_retries_exhausted": (503, True),
+    "draining": (503, True),
 }
 
 
@@ -192,7 +193,8 @@ def test_spec_for_adds_type_schemas_and_concrete_paths():
     assert out["info"]["version"] == __version__
 
     schemas = out["components"]["schemas"]
-    assert schemas["user"] == USER.output and schemas["user_input"] == USER.input
+    assert schemas["user"] == {**USER.output, "title": "user"}
+    assert schemas["user_input"] == {**USER.input, "title": "user_input"}
     assert schemas["note"]["properties"]["text"] == {"$ref": "#/components/schemas/note/$defs/text"}
     assert schemas["note_input"]["properties"]["text"] == {"$ref": "#/components/schemas/note_input/$defs/text"}
     assert {"Document", "DocumentInput"} <= set(schemas)
@@ -334,6 +336,7 @@ PROBLEM_CASES = [
     ("GET", "/_health?quick=false", "couchdb_unavailable", {"Retry-After": "1"}, {}),
     ("POST", "/v1/user", "database_missing", {"Retry-After": "1"}, {}),
     ("PATCH", "/v1/user/abc123", "conflict_retries_exhausted", {"Retry-After": "1"}, {}),
+    ("GET", "/_health?quick=false", "draining", {"Retry-After": "1"}, {}),
 ]
 
 
