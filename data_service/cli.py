@@ -12,13 +12,19 @@ Usage:
   data-service reencrypt --keys-dir=DIR --models=FILE [--kek-file=FILE] [options]
   data-service reconcile --keys-dir=DIR --models=FILE [--kek-file=FILE] [options]
   data-service -h | --help
-  data-service --version
+  data-service --version [--models=FILE] [--keys-dir=DIR] [--kek-file=FILE]
 
 Commands:
   serve                       Run the HTTP service. With --auto-install it first runs
                               the steps of `install` (no seeds), then listens. It
                               reconciles the documents the ds_conflicts view lists
                               (replication conflicts) every reconcile interval.
+                              On SIGTERM it drains: readiness fails at once, new
+                              connections are refused, requests in flight finish
+                              (up to --drain-timeout), then it exits. It logs to
+                              stdout; OpenTelemetry spans when the otel extra is
+                              installed and OTEL_TRACES_EXPORTER or an
+                              OTEL_EXPORTER_OTLP_*ENDPOINT is set.
   install                     Make the database what the models file says: create it,
                               set _security, create/update/remove the generated design
                               docs (never ones without the data_service marker), set
@@ -78,9 +84,14 @@ Options:
   --listen=ADDRESS            Address to listen on [default: 127.0.0.1]
   --port=PORT                 Port to listen on [default: 8080]
   --max-body=BYTES            Largest request body accepted [default: 1048576]
+  --drain-timeout=SECONDS     Seconds requests in flight get to finish after
+                              SIGTERM [default: 10]
   --log-level=LEVEL           debug, info, warning or error [default: info]
+  --log-format=FORMAT         json (one object per line) or text; default: json
+                              unless the log goes to a terminal
   -h --help                   Show this text.
-  --version                   Show the version.
+  --version                   Show the version; with --models the models file's
+                              digest, with --keys-dir the key ids (never keys).
 
 Passwords and keys are never taken from flags or URLs: they would show in the
 process list.
@@ -89,14 +100,13 @@ process list.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
 from docopt import docopt
 
-from . import __version__
+from . import logs
 from .config import Config, ConfigError
 from .couchdb import CouchDBError
 from .keys import PURPOSES, KeysDir, KeysetError, kek_from, new_kek
@@ -110,12 +120,16 @@ if TYPE_CHECKING:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = docopt(__doc__, argv=argv, version=f"data-service {__version__}")
+    args = docopt(__doc__, argv=argv)
     try:
+        if args["--version"]:
+            return version_command(args)
         if args["keys"]:
             return keys_command(args)
         config = Config.from_args(args)
-        logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # serve logs to stdout (12-factor: the log is its output); commands report on
+        # stdout, so their log goes to stderr
+        logs.setup(config.log_level, config.log_format, sys.stdout if args["serve"] else sys.stderr)
         if args["serve"]:
             from .server import run
 
@@ -134,6 +148,21 @@ def main(argv: list[str] | None = None) -> int:
     except CouchDBError as exc:  # the message names method, path and CouchDB's reason; never credentials
         print(f"data-service: CouchDB at {args['--couchdb']} failed: {exc}", file=sys.stderr)
         return 1
+
+
+def version_command(args: dict) -> int:
+    from .buildinfo import BuildInfo
+    from .models import load_models
+
+    keyring = None
+    if args["--models"]:
+        load_models(args["--models"])  # a broken models file says so here too
+    if args["--keys-dir"]:
+        from .protection import Keyring
+
+        keyring = Keyring(KeysDir(args["--keys-dir"], kek_from(args["--kek-file"])))
+    print("\n".join(BuildInfo.of(args["--models"], keyring).lines()))
+    return 0
 
 
 def keys_command(args: dict) -> int:

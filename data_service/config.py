@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .logs import LogFormat
+
 PASSWORD_ENV = "DATA_SERVICE_COUCHDB_PASSWORD"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -31,6 +33,7 @@ class Config:
     request_timeout: float = 30.0
     max_connections: int = 100
     log_level: str = "info"
+    log_format: LogFormat | None = None  # None: json unless the log goes to a terminal
     models_path: str | None = None
     max_body: int = 1024 * 1024
     keys_dir: str | None = None
@@ -38,6 +41,7 @@ class Config:
     reconcile_interval: float = 60.0  # seconds between conflict sweeps in serve; 0: none
     idempotency_ttl: float = 86400.0  # seconds an Idempotency-Key is remembered
     max_bulk: int = 500  # items in one POST /v1/{type}/_bulk
+    drain_timeout: float = 10.0  # seconds in-flight requests get after SIGTERM
 
     @property
     def couchdb_auth(self) -> tuple[str, str] | None:
@@ -60,6 +64,9 @@ class Config:
         level = args["--log-level"].lower()
         if level not in LOG_LEVELS:
             raise ConfigError(f"--log-level: one of {', '.join(LOG_LEVELS)}")
+        log_format = args.get("--log-format")
+        if log_format is not None and log_format not in set(LogFormat):
+            raise ConfigError(f"--log-format: one of {', '.join(LogFormat)}")
         return cls(
             couchdb_url=url.rstrip("/"),
             database=args["--database"],
@@ -73,13 +80,15 @@ class Config:
             request_timeout=_number(args, "--request-timeout", float),
             max_connections=_number(args, "--max-connections", int),
             log_level=level,
+            log_format=LogFormat(log_format) if log_format else None,
             models_path=args["--models"],
             max_body=_number(args, "--max-body", int),
             keys_dir=args["--keys-dir"],
             kek_file=args["--kek-file"],
-            reconcile_interval=_interval(args.get("--reconcile-interval", "60")),
+            reconcile_interval=_interval("--reconcile-interval", args.get("--reconcile-interval", "60")),
             max_bulk=_number(args, "--max-bulk", int) if args.get("--max-bulk") else 500,
             idempotency_ttl=_number(args, "--idempotency-ttl", float) if args.get("--idempotency-ttl") else 86400.0,
+            drain_timeout=_interval("--drain-timeout", args.get("--drain-timeout", "10")),
         )
 
 
@@ -93,13 +102,14 @@ def _number(args: Mapping[str, Any], flag: str, kind: type) -> Any:
     return value
 
 
-def _interval(text: Any) -> float:
+def _interval(flag: str, text: Any) -> float:
+    """Seconds, 0 or more (0: none)."""
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise ConfigError(f"--reconcile-interval: {text!r} is not a number") from None
+        raise ConfigError(f"{flag}: {text!r} is not a number") from None
     if not value >= 0 or value == float("inf"):
-        raise ConfigError("--reconcile-interval: seconds, 0 or more (0 disables the sweeper)")
+        raise ConfigError(f"{flag}: seconds, 0 or more")
     return value
 
 

@@ -6,18 +6,20 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
 
 from tornado.httpserver import HTTPServer
 
+from . import tracing
 from .background import every
+from .buildinfo import BuildInfo
 from .config import Config, ConfigError
 from .conflicts.sweeper import run_sweeper
-from .couchdb import TLS, CouchDB, IdPool, Limits, Timeouts
+from .couchdb import TLS, CouchDB, Hooks, IdPool, Limits, Timeouts
 from .design import design_docs
 from .keys import KeysDir, kek_from
 from .metrics import Metrics
 from .models import Models, load_models
+from .observe import Observer
 from .openapi import spec_for
 from .protection import Keyring
 from .store import DocumentStore
@@ -26,15 +28,15 @@ from .web import Context, make_app
 log = logging.getLogger("data_service")
 
 
-def connect(config: Config, observer: Callable[[str, str, int | None, float], None] | None = None) -> CouchDB:
-    """The CouchDB client; ``observer`` sees every request attempt (the metrics hook)."""
+def connect(config: Config, hooks: Hooks = Hooks()) -> CouchDB:
+    """The CouchDB client; ``hooks`` see every request attempt (metrics, logs, spans)."""
     return CouchDB(
         config.couchdb_url,
         auth=config.couchdb_auth,
         timeouts=Timeouts(connect=config.connect_timeout, request=config.request_timeout),
         limits=Limits(max_connections=config.max_connections),
         tls=TLS(ca_file=config.ca_file, verify=config.verify_tls),
-        observer=observer,
+        hooks=hooks,
     )
 
 
@@ -45,16 +47,26 @@ def keyring(config: Config) -> Keyring:
     return Keyring(KeysDir(config.keys_dir, kek_from(config.kek_file)))
 
 
-def build(config: Config) -> tuple[Context, HTTPServer]:
-    """The app and its parts; raises ModelError, KeysetError or ConfigError at startup."""
+def build(config: Config, spans: tracing.Tracing | None = None) -> tuple[Context, HTTPServer]:
+    """The app and its parts; raises ModelError, KeysetError or ConfigError at startup.
+    ``spans`` defaults to what the ``OTEL_*`` variables ask for."""
     models = load_models(config.models_path) if config.models_path else Models({})
     design_docs(models)  # a declared index no view can serve stops startup here
     keys = keyring(config)
     metrics = Metrics()
-    couch = connect(config, observer=metrics.observe_couchdb)
+    spans = spans if spans is not None else tracing.from_env()
+    couch = connect(config, Observer(metrics, spans))
     store = DocumentStore(couch.database(config.database), IdPool(couch), keys, idempotency_ttl=config.idempotency_ttl)
     metrics.watch(store)
-    ctx = Context(config=config, models=models, store=store, spec=spec_for(models), metrics=metrics)
+    ctx = Context(
+        config=config,
+        models=models,
+        store=store,
+        spec=spec_for(models),
+        build=BuildInfo.of(config.models_path, keys),
+        metrics=metrics,
+        tracing=spans,
+    )
     return ctx, HTTPServer(make_app(ctx), xheaders=False)
 
 
@@ -92,20 +104,34 @@ async def serve(config: Config, auto_install: bool = False) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "data-service listening on http://%s:%d (CouchDB %s, database %s)",
+        "data-service %s listening on http://%s:%d (CouchDB %s, database %s)",
+        ctx.build.version,
         config.listen,
         config.port,
         config.couchdb_url,
         config.database,
+        extra={"fields": ctx.build.as_dict()},
     )
     await stop.wait()
-    log.info("shutting down")
+    await drain(ctx, server, tasks, config.drain_timeout)
+
+
+async def drain(ctx: Context, server: HTTPServer, tasks: list[asyncio.Task], timeout: float) -> None:
+    """Graceful shutdown: readiness fails at once (``draining``) and new connections are
+    refused; requests in flight finish, for up to ``timeout`` seconds; then the background
+    tasks stop and every connection is closed. Requests still running then are cut off."""
+    ctx.inflight.draining = True
+    server.stop()  # closes the listening sockets: new connections are refused
+    log.info("draining: %d requests in flight, up to %.1f s", len(ctx.inflight), timeout)
+    if left := await ctx.inflight.wait_idle(timeout):
+        log.warning("drain timeout: %d requests still in flight are cut off", left)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    server.stop()
     await server.close_all_connections()
-    await store.aclose()
+    await ctx.store.aclose()
+    ctx.tracing.shutdown()
+    log.info("stopped")
 
 
 def run(config: Config, auto_install: bool = False) -> None:

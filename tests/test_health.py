@@ -3,20 +3,35 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from support import dead_port, install_design_docs, running_app, running_sidecar, unique_name
+
+from data_service import __version__
+from data_service.keys import KeysDir
 
 PROBLEM = "application/problem+json"
 
 
-async def test_liveness_needs_nothing(config, http):
+async def test_liveness_needs_nothing_and_says_what_runs(config, http):
     async with running_sidecar(replace(config, couchdb_url=f"http://127.0.0.1:{dead_port()}")) as base:
         async with http.get(f"{base}/_health") as resp:
-            assert resp.status == 200 and await resp.json() == {"status": "ok"}
+            body = await resp.json()
+    assert resp.status == 200 and body["status"] == "ok"
+    digest = hashlib.sha256(Path(config.models_path).read_bytes()).hexdigest()
+    keys = {info.purpose: info for info in KeysDir(config.keys_dir).list() if info.primary}
+    assert body["build"]["version"] == __version__
+    assert body["build"]["models_digest"] == f"sha256:{digest}"
+    assert {purpose: ids["primary"] for purpose, ids in body["build"]["keys"].items()} == {
+        purpose: info.key_id for purpose, info in keys.items()
+    }
+    assert set(keys) == {"signing", "encryption", "deterministic", "lookup"}
 
 
 async def test_readiness_when_database_exists_and_is_installed(sidecar, http, db):
@@ -93,3 +108,19 @@ def test_bad_models_file_stops_startup(tmp_path, keys_dir):
     result = run_cli("serve", f"--keys-dir={keys_dir}", f"--models={models}")
     assert result.returncode == 2
     assert "type 'user'" in result.stderr and "property 'email'" in result.stderr and "rot13" in result.stderr
+
+
+def test_version_reports_models_digest_and_key_ids_never_keys(keys_dir):
+    models = Path(__file__).resolve().parent.parent / "models" / "sample.yaml"
+    plain = run_cli("--version")
+    assert plain.returncode == 0 and plain.stdout == f"data-service {__version__}\n"
+    full = run_cli("--version", f"--models={models}", f"--keys-dir={keys_dir}")
+    assert full.returncode == 0, full.stderr
+    lines = full.stdout.splitlines()
+    assert lines[0] == f"data-service {__version__}"
+    assert lines[1] == f"models sha256:{hashlib.sha256(models.read_bytes()).hexdigest()}"
+    for info in KeysDir(keys_dir).list():
+        assert f"keys {info.purpose}: primary " in full.stdout and str(info.key_id) in full.stdout
+    for keyset in Path(keys_dir).glob("*.json"):  # no key material: the keysets' values never show
+        for key in json.loads(keyset.read_text())["key"]:
+            assert key["keyData"]["value"] not in full.stdout

@@ -239,14 +239,21 @@ def test_spec_for_without_types_is_the_generic_spec():
 
 CREATED = {"Location": "/v1/user/abc123", "ETag": ETAG, "Content-Type": JSON}
 
+BUILD = {"version": __version__, "models_digest": None, "keys": {"signing": {"primary": 7, "enabled": [3, 7]}}}
+
 CONFORMING = [
-    ("GET", "/_health", 200, {"Content-Type": JSON}, {"status": "ok"}),
+    ("GET", "/_health", 200, {"Content-Type": JSON}, {"status": "ok", "build": BUILD}),
     (
         "GET",
         "/_health?quick=false",
         200,
         {"Content-Type": "application/json; charset=UTF-8"},
-        {"status": "ok", "couchdb": {"kind": "couchdb", "version": None}, "database": {"name": "d", "doc_count": 0}},
+        {
+            "status": "ok",
+            "build": BUILD,
+            "couchdb": {"kind": "couchdb", "version": None},
+            "database": {"name": "d", "doc_count": 0},
+        },
     ),
     (
         "GET",
@@ -432,14 +439,14 @@ def test_rejects_non_json_body_and_missing_content_type(checker):
     with pytest.raises(AssertionError, match="not JSON"):
         checker.check("GET", "/_health", 200, {"Content-Type": JSON}, b"ok")
     with pytest.raises(AssertionError, match="no Content-Type"):
-        checker.check("GET", "/_health", 200, {}, body({"status": "ok"}))
+        checker.check("GET", "/_health", 200, {}, body({"status": "ok", "build": BUILD}))
 
 
 def test_rejects_unknown_path_and_undocumented_method(checker):
     with pytest.raises(AssertionError, match="no path in the spec matches"):
         checker.check("GET", "/v2/user", 200, {"Content-Type": JSON}, body({}))
     with pytest.raises(AssertionError, match="has no POST operation"):
-        checker.check("POST", "/_health", 200, {"Content-Type": JSON}, body({"status": "ok"}))
+        checker.check("POST", "/_health", 200, {"Content-Type": JSON}, body({"status": "ok", "build": BUILD}))
 
 
 def test_rejects_bad_date_time_in_meta(checker):

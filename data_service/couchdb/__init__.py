@@ -1,6 +1,6 @@
 """Async CouchDB client on aiohttp, behind one transport seam."""
 
-from .client import CouchDB, ServerInfo
+from .client import Attempt, CouchDB, Hooks, ServerInfo
 from .database import Database, ViewResult, WriteResult
 from .errors import (
     BadRequest,
@@ -22,6 +22,7 @@ __all__ = [
     "TLS",
     "AiohttpTransport",
     "AsyncTransport",
+    "Attempt",
     "BadRequest",
     "Conflict",
     "ConnectFailed",
@@ -29,6 +30,7 @@ __all__ = [
     "CouchDBError",
     "Database",
     "Forbidden",
+    "Hooks",
     "IdPool",
     "Limits",
     "NotFound",

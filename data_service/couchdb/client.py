@@ -7,8 +7,8 @@ feature the client says so with ``Unsupported`` instead of guessing.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -64,6 +64,24 @@ def encode_params(options: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+@dataclass
+class Attempt:
+    """One request attempt as ``Hooks`` see it: ``request`` is what is sent (a hook may
+    replace it, e.g. to add headers); ``response`` is set when one came."""
+
+    request: Request
+    response: Response | None = None
+
+
+class Hooks:
+    """The one place metrics, request logs and traces see CouchDB (``observe.py``):
+    ``attempt`` wraps sending each request attempt. This default does nothing."""
+
+    @contextlib.contextmanager
+    def attempt(self, request: Request) -> Iterator[Attempt]:
+        yield Attempt(request)
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     """``GET /`` and what it tells about the server's kind and abilities."""
@@ -106,17 +124,16 @@ class CouchDB:
         tls: TLS = TLS(),
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-        observer: Callable[[str, str, int | None, float], None] | None = None,
+        hooks: Hooks = Hooks(),
     ) -> None:
-        """``observer(method, path, status, seconds)`` is called after every attempt
-        (status None when no response came) — the metrics hook."""
+        """``hooks`` wrap every request attempt (headers out; metrics, logs, spans)."""
         self.url, url_auth = split_credentials(url)
         self.transport = transport or AiohttpTransport(
             self.url, auth=auth or url_auth, timeouts=timeouts, limits=limits, tls=tls
         )
         self.retry = retry
         self._sleep = sleep
-        self.observer = observer
+        self.hooks = hooks
         self._info: ServerInfo | None = None
 
     async def __aenter__(self) -> CouchDB:
@@ -152,25 +169,19 @@ class CouchDB:
         attempts = self.retry.attempts if idempotent else 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
-            started = time.perf_counter()
             try:
-                response = await self.transport.handle(request)
+                with self.hooks.attempt(request) as seen:
+                    seen.response = response = await self.transport.handle(seen.request)
             except Unavailable:
-                self._observe(request, None, started)
                 if last:
                     raise
             else:
-                self._observe(request, response.status, started)
                 if response.status < 400:
                     return response
                 if last or response.status not in RETRY_STATUSES:
                     raise _error(request, response)
             await self._sleep(self.retry.delay(attempt))
         raise AssertionError("unreachable")
-
-    def _observe(self, request: Request, status: int | None, started: float) -> None:
-        if self.observer is not None:
-            self.observer(request.method, request.path, status, time.perf_counter() - started)
 
     async def json(self, method: str, target: str, **kwargs) -> Any:
         return (await self.request(method, target, **kwargs)).json()

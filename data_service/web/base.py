@@ -2,21 +2,59 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from tornado.web import RequestHandler
 
+from ..buildinfo import BuildInfo
 from ..config import Config
 from ..couchdb import CouchDBError
 from ..metrics import Metrics
 from ..models import Models
+from ..request_context import RequestContext, TraceParent, current, request_id
 from ..store import DocumentStore
+from ..tracing import Tracing
 from .problem import Problem, from_exception
 
 log = logging.getLogger("data_service.web")
+access_log = logging.getLogger("data_service.access")
+
+REQUEST_ID = "X-Request-Id"
+
+
+class InFlight:
+    """The requests being answered, and whether the service is draining (``server.py``)."""
+
+    def __init__(self) -> None:
+        self._handlers: weakref.WeakSet[RequestHandler] = weakref.WeakSet()  # a dropped handler leaves by itself
+        self._idle = asyncio.Event()
+        self.draining = False
+
+    def add(self, handler: RequestHandler) -> None:
+        self._handlers.add(handler)
+        self._idle.clear()
+
+    def remove(self, handler: RequestHandler) -> None:
+        self._handlers.discard(handler)
+        if not self._handlers:
+            self._idle.set()
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    async def wait_idle(self, timeout: float) -> int:
+        """Wait until no request is in flight, at most ``timeout`` seconds; how many are left."""
+        if self._handlers:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except TimeoutError:
+                pass
+        return len(self._handlers)
 
 
 @dataclass
@@ -27,18 +65,67 @@ class Context:
     models: Models
     store: DocumentStore
     spec: dict  # the OpenAPI document served at /openapi.json
+    build: BuildInfo  # version, models digest, key ids: /_health and --version
     metrics: Metrics = field(default_factory=Metrics)  # this app's registry, served at /_metrics
+    tracing: Tracing = field(default_factory=Tracing)
+    inflight: InFlight = field(default_factory=InFlight)
 
 
 class BaseHandler(RequestHandler):
     def initialize(self, ctx: Context, route: str = "unmatched") -> None:
         self.ctx = ctx
-        self.route = route  # the route pattern: the metrics label (never the raw path)
+        self.route = route  # the route pattern: the metrics and log label (never the raw path)
+        headers = self.request.headers
+        self.context = RequestContext(
+            request_id(headers.get(REQUEST_ID)),
+            self.request.method or "",
+            route,
+            TraceParent.parse(headers.get("traceparent"), headers.get("tracestate")),
+        )
+        self.set_default_headers()
+        ctx.inflight.add(self)
+
+    def set_default_headers(self) -> None:
+        """Also after ``clear()`` (error answers): every answer carries the request id."""
+        if hasattr(self, "context"):
+            self.set_header(REQUEST_ID, self.context.request_id)
+            if self.ctx.inflight.draining:
+                self.set_header("Connection", "close")
+
+    def prepare(self) -> None:
+        """Runs in the request's own task: what CouchDB calls and log lines read from here on."""
+        current.set(self.context)
+        self.ctx.tracing.start_request(self.context)
 
     def on_finish(self) -> None:
-        self.ctx.metrics.observe_http(
-            self.route, self.request.method or "", self.get_status(), self.request.request_time()
-        )
+        status = self.get_status()
+        self.ctx.metrics.observe_http(self.route, self.request.method or "", status, self.request.request_time())
+        self.ctx.tracing.end_request(self.context, status)
+        self.ctx.inflight.remove(self)
+
+    def log_access(self) -> None:
+        """The access line: the route pattern, never the path or its query string
+        (``?email=...`` on a sha3-512 property is a protected value)."""
+        status, ctx = self.get_status(), self.context
+        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        fields = {
+            "method": ctx.method,
+            "route": ctx.route,
+            "status": status,
+            "duration_ms": round(1000.0 * self.request.request_time(), 2),
+            "couchdb_ms": round(1000.0 * ctx.couchdb_seconds, 2),
+            "couchdb_requests": ctx.couchdb_requests,
+            "request_id": ctx.request_id,
+        }
+        optional = {
+            "trace_id": ctx.trace_id,
+            "couchdb_request_ids": ctx.couchdb_request_ids or None,
+            "doc_type": ctx.doc_type,
+            "doc_id": ctx.doc_id,
+            "code": ctx.code,
+        }
+        fields.update({name: value for name, value in optional.items() if value is not None})
+        access_log.log(level, "%s %s %d", ctx.method, ctx.route, status, extra={"fields": fields})
 
     def compute_etag(self) -> None:
         return None  # ETags are revisions, set by the handlers that have one
@@ -55,6 +142,7 @@ class BaseHandler(RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         problem = from_exception(exc, status_code)
+        self.context.code = problem.code
         self.clear()
         for name, value in problem.headers.items():
             self.set_header(name, value)
@@ -63,22 +151,27 @@ class BaseHandler(RequestHandler):
         self.write_json(problem.body(self.request.path), problem.status_code, "application/problem+json")
 
     def log_exception(self, typ, value, tb) -> None:
-        """Tracebacks only for the unexpected; expected failures get one line (5xx) or none."""
+        """Tracebacks only for the unexpected; expected failures get one line (5xx) or none.
+        Named by route, never by ``request.uri`` (Tornado's default logs the query string)."""
         problem = from_exception(value, 500)
         if problem.code == "internal_error" and not isinstance(value, Problem):
-            super().log_exception(typ, value, tb)
+            log.error("%s: unexpected %s", self._request_summary(), type(value).__name__, exc_info=(typ, value, tb))
         elif problem.status_code >= 500:
             log.warning(
-                "%s %s: %s (%s)",
-                self.request.method,
-                self.request.path,
+                "%s: %s (%s)",
+                self._request_summary(),
                 problem.code,
                 value if isinstance(value, CouchDBError) else type(value).__name__,
             )
+
+    def _request_summary(self) -> str:
+        """Tornado's own warnings name the request with this (its default has the URI)."""
+        return f"{self.request.method} {self.route}"
 
 
 class NotFoundHandler(BaseHandler):
     """Every path no route matched."""
 
     def prepare(self) -> None:
+        super().prepare()
         raise Problem("not_found", f"no resource at {self.request.path}")

@@ -29,6 +29,7 @@ class ApiHandler(BaseHandler):
     """Reads the body itself so an oversized one is refused before it is buffered."""
 
     def prepare(self) -> None:
+        super().prepare()
         self._chunks: list[bytes] = []
         self._size = 0
         length = self.request.headers.get("Content-Length")
@@ -60,11 +61,13 @@ class ApiHandler(BaseHandler):
         model = self.ctx.models.get(name)
         if model is None:
             raise Problem("unknown_type", f"no type {name!r}; GET /v1/_types lists them")
+        self.context.doc_type = name
         return model
 
     def document_id(self, docid: str) -> str:
         if not valid_id(docid):
             raise Problem("invalid_id", "ids are 1-128 letters, digits, '_' or '-'")
+        self.context.doc_id = docid  # ids are not secret (values are): the access line names it
         return docid
 
     def if_match(self) -> frozenset[str] | None:
@@ -108,6 +111,7 @@ class CollectionHandler(ApiHandler):
         if key is not None and not IDEMPOTENCY_KEY.match(key):
             raise Problem("bad_request", "Idempotency-Key must be 1-200 visible ASCII characters")
         shown = await self.ctx.store.create(model, body, key)
+        self.context.doc_id = shown.id
         self.set_header("Location", f"/v1/{model.name}/{shown.id}")
         self.write_document(shown, 201 if shown.created else 200)
 

@@ -1,14 +1,19 @@
-"""``GET /_health``: liveness, or with ``quick=false`` readiness against CouchDB."""
+"""``GET /_health``: liveness, or with ``quick=false`` readiness against CouchDB.
+Both say what is running (``build``); readiness fails at once while draining."""
 
 from __future__ import annotations
 
 from .base import BaseHandler
+from .problem import Problem
 
 
 class HealthHandler(BaseHandler):
     async def get(self) -> None:
+        build = self.ctx.build.as_dict()
         if self.get_query_argument("quick", "true").lower() != "false":
-            self.write_json({"status": "ok"})
+            self.write_json({"status": "ok", "build": build})
             return
+        if self.ctx.inflight.draining:  # a load balancer must stop sending here
+            raise Problem("draining", "the service received SIGTERM and finishes the requests it has")
         # a missing database, design docs or CouchDB: their problems, from write_error
-        self.write_json(await self.ctx.store.readiness(self.ctx.models))
+        self.write_json({**await self.ctx.store.readiness(self.ctx.models), "build": build})
