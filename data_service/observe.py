@@ -46,7 +46,7 @@ class Observer(Hooks):
                     ctx.couchdb_requests += 1
                     ctx.couchdb_seconds += seconds
                     answered = response is not None and _header(response.headers, COUCH_REQUEST_ID)
-                    if answered:
+                    if answered and answered not in ctx.couchdb_request_ids:  # CouchDB echoes ours
                         ctx.couchdb_request_ids.append(answered)
 
 

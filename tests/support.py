@@ -160,11 +160,15 @@ class Reply:
 
 class TcpProxy:
     """A loopback TCP relay to ``target`` that can be stopped and restarted on the
-    same port: a CouchDB that goes away and comes back, whatever server is behind."""
+    same port: a CouchDB that goes away and comes back, whatever server is behind.
+    With ``delay`` set, every answer chunk is held that long (a slow CouchDB);
+    ``sent`` counts the request chunks relayed to it."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = devcouch.free_port()
+        self.delay = 0.0
+        self.sent = 0
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -181,9 +185,13 @@ class TcpProxy:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self._writers |= {writer, up_writer}
 
-        async def pipe(src, dst):
+        async def pipe(src, dst, upstream: bool):
             try:
                 while data := await src.read(65536):
+                    if upstream:
+                        self.sent += 1
+                    elif self.delay:
+                        await asyncio.sleep(self.delay)
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -191,5 +199,62 @@ class TcpProxy:
             finally:
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
         self._writers -= {writer, up_writer}
+
+
+@dataclass
+class Served:
+    """A ``data-service serve`` process (see ``serving``); its stdout is the log."""
+
+    process: asyncio.subprocess.Process
+    base: str
+    port: int
+    log_path: Path
+    stderr_path: Path
+
+    def log_lines(self) -> list[dict]:
+        """Every stdout line, parsed: each must be one JSON object."""
+        return [orjson.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+
+
+@contextlib.asynccontextmanager
+async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None = None):
+    """``data-service serve`` as an operator runs it (password in the environment, the
+    log on stdout, not a terminal) on a free port, ready when ``/_health`` answers;
+    killed at the end if it is still running."""
+    port = devcouch.free_port()
+    args = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
+    args += [f"--models={config.models_path}", f"--port={port}", "--reconcile-interval=0"]
+    if config.couchdb_user:
+        args.append(f"--couchdb-user={config.couchdb_user}")
+    environment = {**os.environ, "DATA_SERVICE_COUCHDB_PASSWORD": config.couchdb_password or "", **(env or {})}
+    log_path, stderr_path = tmp_path / "serve.log", tmp_path / "serve.err"
+    with open(log_path, "wb") as out, open(stderr_path, "wb") as err:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "data_service", "serve", *args, *flags, env=environment, stdout=out, stderr=err
+        )
+    served = Served(process, f"http://127.0.0.1:{port}", port, log_path, stderr_path)
+    try:
+        await _wait_ready(served)
+        yield served
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def _wait_ready(served: Served, timeout: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if served.process.returncode is not None:
+            raise AssertionError(f"serve exited {served.process.returncode}: {served.stderr_path.read_text()[-2000:]}")
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        return
+    raise AssertionError("serve did not start listening in time")
