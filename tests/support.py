@@ -107,9 +107,9 @@ def dead_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_app(config: Config):
+async def running_app(config: Config, spans=None):
     """The real app on a free loopback port; yields (base URL, its Context)."""
-    ctx, server = build(config)
+    ctx, server = build(config, spans)
     sock, port = bind_unused_port()
     server.add_sockets([sock])
     try:

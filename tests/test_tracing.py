@@ -1,0 +1,183 @@
+"""Trace context to CouchDB, and OpenTelemetry spans when the ``OTEL_*`` variables ask
+for them (the ``otel`` extra is installed in the test environment; its absence is
+simulated)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+
+import aiohttp
+import orjson
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from support import install_design_docs, running_app, serving
+
+from data_service import tracing
+from data_service.couchdb import AsyncTransport, CouchDB, Request, Response
+from data_service.metrics import Metrics
+from data_service.observe import Observer
+from data_service.request_context import RequestContext, TraceParent, current
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
+
+
+class Recorder(AsyncTransport):
+    """Records what the client sends; answers with a CouchDB request id header."""
+
+    def __init__(self) -> None:
+        self.sent: list[Request] = []
+
+    async def handle(self, request: Request) -> Response:
+        self.sent.append(request)
+        return Response(200, orjson.dumps({"couchdb": "Welcome"}), {"X-Couch-Request-ID": "from-couch"})
+
+
+def in_memory() -> tuple[tracing.OtelTracing, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return tracing.OtelTracing(provider), exporter
+
+
+async def test_couchdb_gets_the_request_id_and_the_callers_trace_context():
+    transport = Recorder()
+    couch = CouchDB("http://couch.invalid", transport=transport, hooks=Observer(Metrics(), tracing.Tracing()))
+    await couch.server_info()  # outside a request: nothing added
+    ctx = RequestContext("rid-1", "GET", "/_health", TraceParent.parse(TRACEPARENT, "k=v"))
+    token = current.set(ctx)
+    try:
+        await couch.server_info(refresh=True)
+    finally:
+        current.reset(token)
+    assert "X-Couch-Request-ID" not in transport.sent[0].headers and "traceparent" not in transport.sent[0].headers
+    assert transport.sent[1].headers == {"traceparent": TRACEPARENT, "tracestate": "k=v", "X-Couch-Request-ID": "rid-1"}
+    assert (ctx.couchdb_requests, ctx.couchdb_request_ids) == (1, ["from-couch"]) and ctx.couchdb_seconds > 0
+
+
+async def test_with_spans_couchdb_gets_the_attempt_spans_traceparent():
+    spans, exporter = in_memory()
+    transport = Recorder()
+    couch = CouchDB("http://couch.invalid", transport=transport, hooks=Observer(Metrics(), spans))
+    ctx = RequestContext("rid-2", "GET", "/_health", TraceParent.parse(TRACEPARENT))
+    token = current.set(ctx)
+    try:
+        spans.start_request(ctx)
+        await couch.server_info()
+        spans.end_request(ctx, 200)
+    finally:
+        current.reset(token)
+    client, server = exporter.get_finished_spans()
+    assert (server.name, server.kind) == ("GET /_health", SpanKind.SERVER)
+    assert (client.name, client.kind) == ("couchdb server", SpanKind.CLIENT)
+    assert (server.parent.span_id, client.parent.span_id) == (int(CALLER_SPAN, 16), server.context.span_id)
+    assert {span.context.trace_id for span in (client, server)} == {int(TRACE_ID, 16)}
+    sent = transport.sent[0].headers["traceparent"]
+    assert sent == f"00-{TRACE_ID}-{client.context.span_id:016x}-01"
+    assert client.attributes["http.response.status_code"] == 200 and ctx.trace_id == TRACE_ID
+
+
+async def test_spans_of_a_request_through_the_running_app(config, db, http):
+    await install_design_docs(db)
+    spans, exporter = in_memory()
+    async with running_app(config, spans) as (base, _):
+        async with http.post(f"{base}/v1/note", json={"title": "traced"}, headers={"traceparent": TRACEPARENT}) as resp:
+            assert resp.status == 201
+            docid = (await resp.json())["id"]
+        async with http.get(f"{base}/v1/note/{docid}") as resp:  # no traceparent: a new trace
+            assert resp.status == 200
+    finished = exporter.get_finished_spans()
+    servers = [span for span in finished if span.kind == SpanKind.SERVER]
+    assert [span.name for span in servers] == ["POST /v1/{type}", "GET /v1/{type}/{id}"]
+    create, read = servers
+    assert create.context.trace_id == int(TRACE_ID, 16) and create.parent.span_id == int(CALLER_SPAN, 16)
+    assert read.parent is None and read.context.trace_id != create.context.trace_id
+    assert create.attributes["http.response.status_code"] == 201 and create.attributes["document.id"] == docid
+
+    def children(parent):
+        return [span for span in finished if span.parent and span.parent.span_id == parent.context.span_id]
+
+    for server in servers:
+        assert children(server)
+        assert all(span.kind == SpanKind.CLIENT and span.name.startswith("couchdb ") for span in children(server))
+    assert "couchdb doc" in {span.name for span in children(read)}
+
+
+def test_spans_only_when_the_variables_ask():
+    assert not tracing.spans_wanted({})
+    assert not tracing.spans_wanted({"OTEL_TRACES_EXPORTER": "none", "OTEL_SERVICE_NAME": "x"})
+    assert tracing.spans_wanted({"OTEL_TRACES_EXPORTER": "console"})
+    assert tracing.spans_wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    assert not tracing.spans_wanted({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"})
+    assert type(tracing.from_env({})) is tracing.Tracing
+    configured = tracing.from_env({"OTEL_TRACES_EXPORTER": "console"})
+    assert isinstance(configured, tracing.OtelTracing)
+    assert configured.provider.resource.attributes["service.name"] == "data-service"
+    configured.shutdown()
+
+
+def test_no_hard_dependency(monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # what an absent extra looks like
+    with caplog.at_level(logging.WARNING, logger="data_service"):
+        assert type(tracing.from_env({"OTEL_TRACES_EXPORTER": "console"})) is tracing.Tracing
+    assert "the otel extra is not installed: no spans" in caplog.text
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, data_service.cli, data_service.server; print(sorted(sys.modules))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert loaded.returncode == 0 and "tornado" in loaded.stdout and "opentelemetry" not in loaded.stdout
+
+
+def spans_in(text: str) -> list[dict]:
+    """The console exporter's output: JSON objects one after another."""
+    decoder, spans, at = json.JSONDecoder(), [], 0
+    while (at := _skip_space(text, at)) < len(text):
+        span, at = decoder.raw_decode(text, at)
+        spans.append(span)
+    return spans
+
+
+def _skip_space(text: str, at: int) -> int:
+    while at < len(text) and text[at].isspace():
+        at += 1
+    return at
+
+
+async def test_serve_exports_spans_configured_by_otel_variables(config, db, tmp_path):
+    await install_design_docs(db)
+    env = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "notes-sidecar"}
+    async with serving(config, tmp_path, env=env) as served:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{served.base}/_health?quick=false", headers={"traceparent": TRACEPARENT}) as resp:
+                assert resp.status == 200
+        served.process.send_signal(signal.SIGTERM)
+        assert await served.process.wait() == 0  # exporting what is buffered on the way out
+    spans = spans_in(served.stderr_path.read_text())
+    server = next(span for span in spans if span["kind"] == "SpanKind.SERVER")
+    assert server["name"] == "GET /_health" and server["context"]["trace_id"] == f"0x{TRACE_ID}"
+    assert server["parent_id"] == f"0x{CALLER_SPAN}"
+    assert server["resource"]["attributes"]["service.name"] == "notes-sidecar"
+    children = [span for span in spans if span["parent_id"] == server["context"]["span_id"]]
+    assert children and {span["kind"] for span in children} == {"SpanKind.CLIENT"}
+    access = next(line for line in served.log_lines() if line["logger"] == "data_service.access")
+    assert access["trace_id"] == TRACE_ID  # the log line and the trace meet
+
+
+@pytest.mark.parametrize("header", ["not-a-traceparent", f"00-{TRACE_ID}-0000000000000000-01"])
+async def test_an_invalid_traceparent_starts_a_new_trace(config, db, http, header):
+    spans, exporter = in_memory()
+    async with running_app(config, spans) as (base, _):
+        async with http.get(f"{base}/_health", headers={"traceparent": header}) as resp:
+            assert resp.status == 200
+    (server,) = exporter.get_finished_spans()
+    assert server.parent is None and server.context.trace_id != int(TRACE_ID, 16)
