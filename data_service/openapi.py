@@ -28,6 +28,7 @@ _GENERIC_PATHS = {
     "/v1/{type}/{id}": "/v1/{name}/{{id}}",
     "/v1/{type}/_changes": "/v1/{name}/_changes",
     "/v1/{type}/_bulk": "/v1/{name}/_bulk",
+    "/v1/{type}/{id}/verify": "/v1/{name}/{{id}}/verify",
 }
 _TYPE_PARAMETER = "#/components/parameters/TypeName"
 

@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -30,7 +31,8 @@ async def run(*command: str, cwd=None, env=None) -> tuple[int, str]:
 async def generated(sidecar, http, tmp_path, monkeypatch):
     """The client package generated from what the sidecar serves, importable."""
     async with http.get(f"{sidecar}/openapi.json") as resp:
-        (tmp_path / "openapi.json").write_bytes(await resp.read())
+        served = await resp.read()
+    (tmp_path / "openapi.json").write_bytes(served)
     bin_dir = os.path.dirname(sys.executable)  # the generator formats its output with ruff from here
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     status, output = await run(
@@ -46,16 +48,24 @@ async def generated(sidecar, http, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in [m for m in sys.modules if m == PACKAGE or m.startswith(PACKAGE + ".")]:
         monkeypatch.delitem(sys.modules, name)
-    yield importlib.import_module(PACKAGE), tmp_path / PACKAGE
+    yield importlib.import_module(PACKAGE), tmp_path / PACKAGE, json.loads(served)["paths"]
 
 
 async def test_generated_python_client_creates_reads_updates_gets_412_and_queries(generated, sidecar, db):
-    client_package, directory = generated
+    client_package, directory, spec = generated
     await install_design_docs(db)
     models = importlib.import_module(f"{PACKAGE}.models")
-    for type_name in ("user", "note", "event"):  # every operation, per declared type
+    generic = {  # every operation of the generic /v1/{type} paths, e.g. replace_document
+        re.sub("([A-Z])", r"_\1", operation["operationId"]).lower()
+        for path, item in spec.items()
+        if path.startswith("/v1/{type}")
+        for operation in item.values()
+        if "operationId" in operation
+    }
+    assert {*PER_TYPE, "query_documents", "verify_secrets", "get_changes"} <= generic
+    for type_name in ("user", "note", "event"):  # exists per declared type in the generated client
         operations = {p.stem for p in (directory / "api" / type_name).glob("*.py")} - {"__init__"}
-        assert operations == {f"{op}_{type_name}" for op in (*PER_TYPE, "query_documents")}
+        assert operations == {f"{op}_{type_name}" for op in generic}
     ops = {op: importlib.import_module(f"{PACKAGE}.api.note.{op}_note") for op in (*PER_TYPE, "query_documents")}
 
     client = client_package.Client(base_url=sidecar, raise_on_unexpected_status=True)

@@ -202,6 +202,7 @@ def test_spec_for_adds_type_schemas_and_concrete_paths():
     paths = out["paths"]
     assert {"/v1/{type}", "/v1/{type}/{id}", "/v1/user", "/v1/user/{id}", "/v1/note", "/v1/note/{id}"} <= set(paths)
     assert {"/v1/{type}/_changes", "/v1/user/_changes", "/v1/note/_changes"} <= set(paths)
+    assert paths["/v1/user/{id}/verify"]["post"]["operationId"] == "verifySecrets_user"
     for name in ("user", "note"):
         collection, single = paths[f"/v1/{name}"], paths[f"/v1/{name}/{{id}}"]
         assert "parameters" not in collection

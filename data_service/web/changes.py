@@ -52,13 +52,14 @@ class ChangesHandler(ApiHandler):
         self.set_header("Content-Type", EVENT_STREAM)
         self.set_header("Cache-Control", "no-cache")
         try:
-            while True:
+            while not self.ctx.inflight.draining:  # shutting down: end it, the client resumes elsewhere
                 for kind, item in changes.events:
                     self.write(f"id: {item['position']}\nevent: {kind}\ndata: ".encode() + orjson.dumps(item) + b"\n\n")
                 if not changes.events:
                     self.write(b": keep-alive\n\n")
                 await self.flush()
                 changes = await self.ctx.store.changes(model, changes.last, limit, POLL_SECONDS)
+            self.finish()
         except StreamClosedError:
             return
         except CouchDBError:  # the stream has begun: end it; the client reconnects with Last-Event-ID
