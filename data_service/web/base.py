@@ -115,7 +115,7 @@ class BaseHandler(RequestHandler):
             "duration_ms": round(1000.0 * self.request.request_time(), 2),
             "couchdb_ms": round(1000.0 * ctx.couchdb_seconds, 2),
             "couchdb_requests": ctx.couchdb_requests,
-            "request_id": ctx.request_id,
+            "request_id": ctx.request_id,  # also when prepare never ran (Tornado refused the method)
         }
         optional = {
             "trace_id": ctx.trace_id,
