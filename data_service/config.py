@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from urllib.parse import urlsplit
 
 PASSWORD_ENV = "DATA_SERVICE_COUCHDB_PASSWORD"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEPLOYMENT_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
 
 
 class ConfigError(ValueError):
@@ -38,6 +40,14 @@ class Config:
     reconcile_interval: float = 60.0  # seconds between conflict sweeps in serve; 0: none
     idempotency_ttl: float = 86400.0  # seconds an Idempotency-Key is remembered
     max_bulk: int = 500  # items in one POST /v1/{type}/_bulk
+    cursor_ttl: float = 3600.0  # seconds a query's next cursor stays valid
+    deployment_id: str | None = None  # what signatures bind documents to; None: the database name
+    accept_v1: bool = True  # read version 1 signatures and ciphertexts (False: --refuse-v1)
+
+    @property
+    def deployment(self) -> str:
+        """What signatures and associated data name: the deployment id, else the database."""
+        return self.deployment_id or self.database
 
     @property
     def couchdb_auth(self) -> tuple[str, str] | None:
@@ -80,6 +90,9 @@ class Config:
             reconcile_interval=_interval(args.get("--reconcile-interval", "60")),
             max_bulk=_number(args, "--max-bulk", int) if args.get("--max-bulk") else 500,
             idempotency_ttl=_number(args, "--idempotency-ttl", float) if args.get("--idempotency-ttl") else 86400.0,
+            cursor_ttl=_number(args, "--cursor-ttl", float) if args.get("--cursor-ttl") else 3600.0,
+            deployment_id=_deployment_id(args.get("--deployment-id")),
+            accept_v1=not args.get("--refuse-v1"),
         )
 
 
@@ -101,6 +114,14 @@ def _interval(text: Any) -> float:
     if not value >= 0 or value == float("inf"):
         raise ConfigError("--reconcile-interval: seconds, 0 or more (0 disables the sweeper)")
     return value
+
+
+def _deployment_id(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if not DEPLOYMENT_ID.match(text):
+        raise ConfigError("--deployment-id: 1-200 characters, letters, digits and ._:/- (no spaces)")
+    return text
 
 
 def _password(file: str | None, env: Mapping[str, str]) -> str | None:

@@ -39,10 +39,11 @@ def connect(config: Config, observer: Callable[[str, str, int | None, float], No
 
 
 def keyring(config: Config) -> Keyring:
-    """The keysets of ``--keys-dir``; KeysetError says which file is wrong."""
+    """The keysets of ``--keys-dir`` for the configured deployment; KeysetError says
+    which file is wrong."""
     if not config.keys_dir:
         raise ConfigError("--keys-dir is required (create one: data-service keys create --keys-dir=DIR)")
-    return Keyring(KeysDir(config.keys_dir, kek_from(config.kek_file)))
+    return Keyring(KeysDir(config.keys_dir, kek_from(config.kek_file)), config.deployment, accept_v1=config.accept_v1)
 
 
 def build(config: Config) -> tuple[Context, HTTPServer]:
@@ -52,7 +53,13 @@ def build(config: Config) -> tuple[Context, HTTPServer]:
     keys = keyring(config)
     metrics = Metrics()
     couch = connect(config, observer=metrics.observe_couchdb)
-    store = DocumentStore(couch.database(config.database), IdPool(couch), keys, idempotency_ttl=config.idempotency_ttl)
+    store = DocumentStore(
+        couch.database(config.database),
+        IdPool(couch),
+        keys,
+        idempotency_ttl=config.idempotency_ttl,
+        cursor_ttl=config.cursor_ttl,
+    )
     metrics.watch(store)
     ctx = Context(config=config, models=models, store=store, spec=spec_for(models), metrics=metrics)
     return ctx, HTTPServer(make_app(ctx), xheaders=False)

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from .client import CouchDB, path
-from .errors import NotFound, PreconditionFailed, Timeout
+from .errors import NotFound, PreconditionFailed, Timeout, Unreadable
 from .transport import Response
 
 
@@ -192,21 +192,42 @@ class Database:
         """Up to ``limit`` rows of a view (``_all_docs`` when ``ddoc`` is None) strictly
         after ``after`` = (key, id) in the view's order, and whether the range ended.
         Keyset paging, never ``skip``: it asks for one row more, starting at ``after``
-        (``startkey`` + ``startkey_docid``), and drops that row if it is still there."""
+        (``startkey`` + ``startkey_docid``), and drops that row if it is still there.
+        With ``include_docs``, a page that cannot be parsed is read again without its
+        documents, which are then fetched one by one (``_docs_one_by_one``)."""
         want = limit + (after is not None)
         if after is not None:
             options["startkey"] = after[0]
             if ddoc is not None:  # _all_docs keys are ids: unique already
                 options["startkey_docid"] = after[1]
-        if ddoc is None:
-            result = await self.all_docs(limit=want, **options)
-        else:
-            result = await self.view(ddoc, view or "", limit=want, **options)
-        rows = result.rows
+        try:
+            rows = await self._page_rows(ddoc, view, want, options)
+        except Unreadable:
+            if not options.get("include_docs"):
+                raise
+            rows = await self._page_rows(ddoc, view, want, {**options, "include_docs": None, "conflicts": None})
+            await self._docs_one_by_one(rows, conflicts=bool(options.get("conflicts")))
         ended = len(rows) < want
         if after is not None and rows and (rows[0]["key"], rows[0]["id"]) == tuple(after):
             rows = rows[1:]
         return rows[:limit], ended
+
+    async def _page_rows(self, ddoc: str | None, view: str | None, want: int, options: dict) -> list[dict]:
+        if ddoc is None:
+            return (await self.all_docs(limit=want, **options)).rows
+        return (await self.view(ddoc, view or "", limit=want, **options)).rows
+
+    async def _docs_one_by_one(self, rows: list[dict], conflicts: bool) -> None:
+        """When a page with its documents cannot be parsed (one of them is nested too
+        deeply), each document is fetched alone; one that cannot be parsed either comes
+        as ``"doc": None, "unreadable": True``, so one document never hides a page."""
+        for row in rows:
+            try:
+                row["doc"] = await self.get(row["id"], conflicts=conflicts)
+            except NotFound:  # deleted meanwhile
+                row["doc"] = None
+            except Unreadable:
+                row["doc"], row["unreadable"] = None, True
 
     async def pages(
         self, ddoc: str | None, view: str | None, *, size: int, **options: Any
