@@ -1,8 +1,8 @@
 """data-service: sidecar HTTP data-access service in front of CouchDB.
 
 Usage:
-  data-service serve --keys-dir=DIR [--models=FILE] [--auto-install] [options]
-  data-service install --keys-dir=DIR --models=FILE [--seed=FILE] [--dry-run] [--delete --yes] [options]
+  data-service serve --keys-dir=DIR [--kek-file=FILE] [--models=FILE] [--auto-install] [options]
+  data-service install --keys-dir=DIR --models=FILE [--kek-file=F] [--seed=FILE] [--dry-run] [--delete --yes] [options]
   data-service keys create --keys-dir=DIR [--kek-file=FILE]
   data-service keys rotate --keys-dir=DIR --purpose=P [--kek-file=FILE]
   data-service keys (promote | disable | enable) --keys-dir=DIR --purpose=P --key-id=N [--kek-file=FILE]
