@@ -73,6 +73,10 @@ def run_command(config: Config, *args: str) -> subprocess.CompletedProcess:
     flags = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
     if config.couchdb_user:
         flags.append(f"--couchdb-user={config.couchdb_user}")
+    if config.deployment_id:
+        flags.append(f"--deployment-id={config.deployment_id}")
+    if not config.accept_v1:
+        flags.append("--refuse-v1")
     env = {**os.environ, "DATA_SERVICE_COUCHDB_PASSWORD": config.couchdb_password or ""}
     result = subprocess.run(
         [sys.executable, "-m", "data_service", *args, *flags], env=env, capture_output=True, text=True, timeout=120
