@@ -128,6 +128,16 @@ async def test_changed_type_version_or_deleted_marker_is_a_violation_never_a_404
     await omitted_from_listing(api, "user", users[2]["id"])
     await omitted_from_listing(api, "note", users[1]["id"])
     assert all(f"document {u['id']}" in caplog.text for u in users)
+    # bulk writes and the change feed verify first too: the retyped user does not vanish from the user feed
+    items = [
+        {"op": "patch", "id": users[0]["id"], "patch": {"age": 1}},
+        {"op": "delete", "id": users[2]["id"], "if_match": "*"},
+    ]
+    reply = await api.request("POST", "/v1/user/_bulk", json={"items": items})
+    assert [r["problem"]["code"] for r in reply.body["results"]] == ["integrity_violation"] * 2
+    feed = await api.request("GET", "/v1/user/_changes")
+    assert {item["id"] for item in feed.body["omitted"]} == {u["id"] for u in users}
+    assert users[1]["id"] not in [item["id"] for item in feed.body["results"]]
     # a valid document of another type stays a plain 404
     other = await api.request("GET", f"/v1/user/{note.body['id']}")
     assert other.status == 404 and other.body["code"] == "not_found"
