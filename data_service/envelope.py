@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 TYPE_TAG = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_v(?P<major>\d+)\.(?P<minor>\d+)$")
+READ_ADDED = frozenset({"_conflicts", "_deleted_conflicts", "_revisions"})  # what reads may add
 UNREADABLE = "_unreadable"  # marks a document CouchDB holds but the client cannot parse (``unreadable``)
-READ_ADDED = frozenset({"_conflicts", "_deleted_conflicts", "_revisions", UNREADABLE})  # what reads may add
 UNSIGNED = READ_ADDED | {"_rev", "sig"}  # what the signature does not cover
 ENVELOPE = UNSIGNED | {"_id", "type", "meta"}  # everything that is not a property
 

@@ -137,12 +137,45 @@ def test_signature_covers_everything_but_revision_fields(keys):
         {k: v for k, v in doc.items() if k != "holder"},
         {**doc, "sig": {**doc["sig"], "gen": 2}, "_rev": "2-b"},  # the generation is signed too
         {**doc, "sig": {**doc["sig"], "v": 3}},
+        {**doc, "sig": {**doc["sig"], "v": [2]}},
+        {**doc, "sig": {**doc["sig"], "v": "2"}},
+        {**doc, "sig": {**doc["sig"], "gen": "1"}},
         {**doc, "sig": {k: v for k, v in doc["sig"].items() if k != "gen"}},
     ):
         with pytest.raises(IntegrityViolation):
             protector.verify(tampered)
     with pytest.raises(IntegrityViolation, match="no signature"):
         protector.verify({k: v for k, v in doc.items() if k != "sig"})
+
+
+def nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+PRIMARY = object()  # stands for the keyring's primary signing key id
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        {"_id": "x", "sig": []},
+        {"_id": "x", "sig": {"kid": True, "mac": "AAAA"}},
+        {"_id": "x", "sig": {"kid": PRIMARY, "mac": "not base64 !"}},
+        {"_id": "x", "sig": {"kid": PRIMARY, "mac": ""}},
+        {"_id": "x", "_rev": 7, "meta": [], "type": {}, "sig": {"v": 2, "kid": PRIMARY, "gen": 1, "mac": "AAAA"}},
+        {"sig": {"kid": PRIMARY, "mac": "AAAA"}, "deep": nested(400)},
+    ],
+    ids=["sig a list", "kid a boolean", "mac not base64", "mac empty", "odd shapes", "no id, deep"],
+)
+def test_whatever_the_stored_bytes_verification_raises_integrity_violation_only(keys, hostile):
+    protector = ring(keys)
+    if isinstance(hostile["sig"], dict) and hostile["sig"]["kid"] is PRIMARY:
+        hostile = {**hostile, "sig": {**hostile["sig"], "kid": protector.signing.primary}}
+    with pytest.raises(IntegrityViolation):
+        protector.verify(hostile)
 
 
 def test_a_signed_body_holds_only_at_the_generation_it_was_signed_for(keys):
@@ -196,13 +229,6 @@ def test_version_1_documents_verify_until_refused_and_are_not_current(keys):
 def test_canonical_json_is_key_order_independent():
     assert canonical({"b": 1, "a": {"d": [1, 2], "c": "é"}}) == canonical({"a": {"c": "é", "d": [1, 2]}, "b": 1})
     assert canonical({"b": 1, "a": 2}) == b'{"a":2,"b":1}'
-
-
-def nested(depth: int) -> dict:
-    value: dict = {"leaf": 1}
-    for _ in range(depth - 1):
-        value = {"a": value}
-    return value
 
 
 @pytest.mark.parametrize(

@@ -177,10 +177,15 @@ class Keyring:
         disabled or not in this keyset. Any stored bytes at all: nothing else is raised."""
         docid = str(doc.get("_id"))
         sig = doc.get("sig")
-        if not isinstance(sig, dict) or not isinstance(sig.get("kid"), int) or not isinstance(sig.get("mac"), str):
+        if (
+            not isinstance(sig, dict)
+            or not isinstance(sig.get("kid"), int)
+            or isinstance(sig["kid"], bool)
+            or not isinstance(sig.get("mac"), str)
+        ):
             raise IntegrityViolation(docid, "no signature")
-        version = sig.get("v", 1) if "v" not in sig or sig["v"] == SIGNATURE_VERSION else None
-        if version is None:
+        version = sig.get("v", 1)  # version 1 had no "v"
+        if not isinstance(version, int) or version not in SIGNATURE_DOMAINS:
             raise IntegrityViolation(docid, "unknown signature version")
         if version == 1 and not self.accept_v1:
             raise IntegrityViolation(docid, "a version 1 signature, refused (--refuse-v1)")
