@@ -216,6 +216,13 @@ async def test_a_poisoned_document_is_named_never_an_internal_error(couch, api, 
     reply = await api.request("GET", "/v1/user?limit=100")
     assert reply.status == 200 and reply.body["omitted"] == [{"id": victim, "code": "integrity_violation"}]
     assert sorted(item["id"] for item in reply.body["items"]) == sorted(u["id"] for u in users if u["id"] != victim)
+    feed = await api.request("GET", "/v1/user/_changes")
+    assert feed.status == 200 and [item["id"] for item in feed.body["omitted"]] == [victim]
+    assert len(feed.body["results"]) == 2
+    items = [{"op": "patch", "id": victim, "patch": {"age": 3}}, {"op": "patch", "id": users[0]["id"], "patch": {}}]
+    batch = await api.request("POST", "/v1/user/_bulk", json={"items": items})
+    assert [r["status"] for r in batch.body["results"]] == [500, 200]
+    assert batch.body["results"][0]["problem"]["code"] == "integrity_violation"
 
     verified = run_command(config, "verify")
     assert verified.returncode == 1, verified.stdout + verified.stderr

@@ -192,42 +192,20 @@ class Database:
         """Up to ``limit`` rows of a view (``_all_docs`` when ``ddoc`` is None) strictly
         after ``after`` = (key, id) in the view's order, and whether the range ended.
         Keyset paging, never ``skip``: it asks for one row more, starting at ``after``
-        (``startkey`` + ``startkey_docid``), and drops that row if it is still there.
-        With ``include_docs``, a page that cannot be parsed is read again without its
-        documents, which are then fetched one by one (``_docs_one_by_one``)."""
+        (``startkey`` + ``startkey_docid``), and drops that row if it is still there."""
         want = limit + (after is not None)
         if after is not None:
             options["startkey"] = after[0]
             if ddoc is not None:  # _all_docs keys are ids: unique already
                 options["startkey_docid"] = after[1]
-        try:
-            rows = await self._page_rows(ddoc, view, want, options)
-        except Unreadable:
-            if not options.get("include_docs"):
-                raise
-            rows = await self._page_rows(ddoc, view, want, {**options, "include_docs": None, "conflicts": None})
-            await self._docs_one_by_one(rows, conflicts=bool(options.get("conflicts")))
+        if ddoc is None:
+            rows = (await self.all_docs(limit=want, **options)).rows
+        else:
+            rows = (await self.view(ddoc, view or "", limit=want, **options)).rows
         ended = len(rows) < want
         if after is not None and rows and (rows[0]["key"], rows[0]["id"]) == tuple(after):
             rows = rows[1:]
         return rows[:limit], ended
-
-    async def _page_rows(self, ddoc: str | None, view: str | None, want: int, options: dict) -> list[dict]:
-        if ddoc is None:
-            return (await self.all_docs(limit=want, **options)).rows
-        return (await self.view(ddoc, view or "", limit=want, **options)).rows
-
-    async def _docs_one_by_one(self, rows: list[dict], conflicts: bool) -> None:
-        """When a page with its documents cannot be parsed (one of them is nested too
-        deeply), each document is fetched alone; one that cannot be parsed either comes
-        as ``"doc": None, "unreadable": True``, so one document never hides a page."""
-        for row in rows:
-            try:
-                row["doc"] = await self.get(row["id"], conflicts=conflicts)
-            except NotFound:  # deleted meanwhile
-                row["doc"] = None
-            except Unreadable:
-                row["doc"], row["unreadable"] = None, True
 
     async def pages(
         self, ddoc: str | None, view: str | None, *, size: int, **options: Any
@@ -246,11 +224,36 @@ class Database:
         return await self._rows(self._path("_all_docs"), keys, options)
 
     async def _rows(self, target: str, keys: list | None, options: dict) -> ViewResult:
-        if keys is None:
-            body = await self.couch.json("GET", target, params=options)
-        else:
-            body = await self.couch.json("POST", target, params=options, json={"keys": keys}, idempotent=True)
+        """Rows of a view or ``_all_docs``. With ``include_docs``, an answer that cannot be
+        parsed (a document in it nested too deeply) is read again without the documents,
+        which are then fetched one by one (``_docs_one_by_one``): one document never
+        hides the others."""
+        try:
+            body = await self._rows_body(target, keys, options)
+        except Unreadable:
+            if not options.get("include_docs"):
+                raise
+            body = await self._rows_body(target, keys, {**options, "include_docs": None, "conflicts": None})
+            await self._docs_one_by_one(body["rows"], conflicts=bool(options.get("conflicts")))
         return ViewResult(body["rows"], body.get("total_rows"), body.get("offset"))
+
+    async def _rows_body(self, target: str, keys: list | None, options: dict) -> dict:
+        if keys is None:
+            return await self.couch.json("GET", target, params=options)
+        return await self.couch.json("POST", target, params=options, json={"keys": keys}, idempotent=True)
+
+    async def _docs_one_by_one(self, rows: list[dict], conflicts: bool = False) -> None:
+        """Each row's (or change's) document, fetched alone; one that cannot be parsed
+        either comes as ``"doc": None, "unreadable": True``."""
+        for row in rows:
+            if row.get("id") is None or row.get("deleted") or (row.get("value") or {}).get("deleted"):
+                continue  # a key without a document, or a deletion
+            try:
+                row["doc"] = await self.get(row["id"], conflicts=conflicts)
+            except NotFound:  # deleted meanwhile
+                row["doc"] = None
+            except Unreadable:
+                row["doc"], row["unreadable"] = None, True
 
     async def _rows_from_docid(self, target: str, options: dict) -> ViewResult:
         """Fallback for servers without ``startkey_docid``: drop the rows of ``startkey``
@@ -284,7 +287,20 @@ class Database:
     ) -> dict:
         """One ``_changes`` response. For ``longpoll`` we also enforce ``timeout``
         ourselves (some servers ignore it): on expiry the answer is no results,
-        ``last_seq`` unchanged. Seqs are opaque: pass back what you got."""
+        ``last_seq`` unchanged. Seqs are opaque: pass back what you got. With
+        ``include_docs``, documents this client cannot parse come as ``_rows`` gives them."""
+        try:
+            return await self._changes(since, feed, timeout, limit, include_docs, style)
+        except Unreadable:
+            if not include_docs:
+                raise
+            answer = await self._changes(since, feed, timeout, limit, False, style)
+            await self._docs_one_by_one(answer.get("results", []))
+            return answer
+
+    async def _changes(
+        self, since: Any, feed: str, timeout: float, limit: int | None, include_docs: bool, style: str | None
+    ) -> dict:
         params = {
             "since": since,
             "feed": feed,

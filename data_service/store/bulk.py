@@ -203,7 +203,7 @@ async def _read_current(store: DocumentStore, model: ModelType, items: list[Item
     for item, row in zip(items, rows, strict=True):
         item.current = None
         try:
-            doc = row.get("doc")
+            doc = envelope.row_doc(row)
             if doc is not None and doc.get("_conflicts"):  # rare: the single-document path reconciles
                 doc = await store.read(model, item.docid or "")
             if doc is None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..couchdb import Database
-from ..envelope import is_of
+from ..envelope import is_of, row_doc
 from ..lifecycle import Lifecycle
 from ..models import ModelType
 from ..protection import IntegrityViolation, KeyUnavailable
@@ -82,7 +82,7 @@ async def read_changes(
     )
     events: list[tuple[str, dict]] = []
     for change in answer.get("results", ()):
-        doc = change.get("doc") or {}
+        doc = row_doc(change) or {}
         rev = change["changes"][0]["rev"] if change.get("changes") else doc.get("_rev")
         after = token(lifecycle, db, model, change["seq"])  # resuming from here skips this change only
         if change.get("deleted"):
