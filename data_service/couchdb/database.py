@@ -199,9 +199,10 @@ class Database:
             if ddoc is not None:  # _all_docs keys are ids: unique already
                 options["startkey_docid"] = after[1]
         if ddoc is None:
-            rows = (await self.all_docs(limit=want, **options)).rows
+            result = await self.all_docs(limit=want, **options)
         else:
-            rows = (await self.view(ddoc, view or "", limit=want, **options)).rows
+            result = await self.view(ddoc, view or "", limit=want, **options)
+        rows = result.rows
         ended = len(rows) < want
         if after is not None and rows and (rows[0]["key"], rows[0]["id"]) == tuple(after):
             rows = rows[1:]
