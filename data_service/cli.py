@@ -1,11 +1,11 @@
 """data-service: sidecar HTTP data-access service in front of CouchDB.
 
 Usage:
-  data-service serve --keys-dir=DIR [--models=FILE] [--auto-install] [options]
-  data-service install --keys-dir=DIR --models=FILE [--seed=FILE] [--dry-run] [--delete --yes] [options]
+  data-service serve --keys-dir=DIR [--kek-file=FILE] [--models=FILE] [--auto-install] [options]
+  data-service install --keys-dir=DIR --models=FILE [--kek-file=F] [--seed=FILE] [--dry-run] [--delete --yes] [options]
   data-service keys create --keys-dir=DIR [--kek-file=FILE]
   data-service keys rotate --keys-dir=DIR --purpose=P [--kek-file=FILE]
-  data-service keys (disable | enable) --keys-dir=DIR --purpose=P --key-id=N [--kek-file=FILE]
+  data-service keys (promote | disable | enable) --keys-dir=DIR --purpose=P --key-id=N [--kek-file=FILE]
   data-service keys list --keys-dir=DIR [--kek-file=FILE]
   data-service keys new-kek --out=FILE
   data-service verify --keys-dir=DIR [--kek-file=FILE] [options]
@@ -35,7 +35,11 @@ Commands:
   keys create                 Write a new Tink keyset per purpose (signing, encryption,
                               deterministic, lookup) into --keys-dir, files 0600; never
                               overwrites.
-  keys rotate                 Add a new primary key for --purpose; old keys keep working.
+  keys rotate                 Add a new key for --purpose, enabled but not primary:
+                              sidecars restarted with it read what it protects.
+  keys promote                Make --key-id the primary of --purpose, once every
+                              sidecar has loaded it (restart them again to write with
+                              it); then reencrypt, then disable the old key.
   keys disable | enable       Change a key's status (the primary cannot be disabled).
   keys list                   Show every key: purpose, id, status, primary.
   keys new-kek                Write a key-encryption key: with --kek-file (or the KEK
@@ -43,8 +47,9 @@ Commands:
   verify                      Check every document's signature; lists failing ids and
                               exits 1 if any fail.
   reencrypt                   Re-protect and re-sign every document under the primary
-                              keys (after a rotation); resumable, safe beside traffic.
-                              Reconciles replication conflicts first.
+                              keys in the current formats (after a rotation, and once
+                              to upgrade version 1 signatures); resumable, safe beside
+                              traffic. Reconciles replication conflicts first.
   reconcile                   One pass over the documents with replication conflicts
                               (the ds_conflicts view): merge each per its type's
                               conflict policy, write the winner, delete the losing
@@ -67,6 +72,15 @@ Options:
   --idempotency-ttl=SECONDS   How long an Idempotency-Key is remembered; expired
                               keys are forgotten and their records deleted
                               [default: 86400]
+  --cursor-ttl=SECONDS        How long a query's `next` cursor stays valid
+                              [default: 3600]
+  --deployment-id=ID          What signatures and encryption bind documents to
+                              instead of the database name: give replicas whose
+                              databases replicate into each other the same one.
+  --refuse-v1                 Treat version 1 signatures and ciphertexts (written
+                              before documents were bound to their revision and
+                              database) as integrity violations. Set it once
+                              reencrypt has upgraded every document.
   --purpose=P                 signing, encryption, deterministic or lookup.
   --key-id=N                  A key id as `keys list` shows it.
   --out=FILE                  Where to write (refuses to overwrite).
@@ -160,7 +174,7 @@ def version_command(args: dict) -> int:
     if args["--keys-dir"]:
         from .protection import Keyring
 
-        keyring = Keyring(KeysDir(args["--keys-dir"], kek_from(args["--kek-file"])))
+        keyring = Keyring(KeysDir(args["--keys-dir"], kek_from(args["--kek-file"])), deployment="")  # key ids only
     print("\n".join(BuildInfo.of(args["--models"], keyring).lines()))
     return 0
 
@@ -180,13 +194,16 @@ def keys_command(args: dict) -> int:
         for path in keys.create():
             print(f"wrote {path}")
     elif args["rotate"]:
-        print(f"{purpose}: new primary key {keys.rotate(purpose)}")
+        key_id = keys.rotate(purpose)
+        print(f"{purpose}: new key {key_id}, enabled, not primary; once every sidecar has loaded it, run")
+        print(f"  data-service keys promote --keys-dir={args['--keys-dir']} --purpose={purpose} --key-id={key_id}")
+    elif args["promote"]:
+        key_id = _key_id(args)
+        keys.promote(purpose, key_id)
+        print(f"{purpose}: key {key_id} is primary (restart the sidecars to write with it)")
     elif args["disable"] or args["enable"]:
         status = "DISABLED" if args["disable"] else "ENABLED"
-        try:
-            key_id = int(args["--key-id"])
-        except ValueError:
-            raise ConfigError("--key-id: a number, as `keys list` shows") from None
+        key_id = _key_id(args)
         keys.set_status(purpose, key_id, status)
         print(f"{purpose}: key {key_id} {status.lower()}")
     else:
@@ -194,6 +211,13 @@ def keys_command(args: dict) -> int:
         for info in keys.list():
             print(f"{info.purpose:<14} {info.key_id:>10}  {info.status:<9} {'*' if info.primary else ''}")
     return 0
+
+
+def _key_id(args: dict) -> int:
+    try:
+        return int(args["--key-id"])
+    except ValueError:
+        raise ConfigError("--key-id: a number, as `keys list` shows") from None
 
 
 def _create_private(path: str) -> int:

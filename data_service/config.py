@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from .logs import LogFormat
 
 PASSWORD_ENV = "DATA_SERVICE_COUCHDB_PASSWORD"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEPLOYMENT_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,200}$")
 
 
 class ConfigError(ValueError):
@@ -42,6 +44,14 @@ class Config:
     idempotency_ttl: float = 86400.0  # seconds an Idempotency-Key is remembered
     max_bulk: int = 500  # items in one POST /v1/{type}/_bulk
     drain_timeout: float = 10.0  # seconds in-flight requests get after SIGTERM
+    cursor_ttl: float = 3600.0  # seconds a query's next cursor stays valid
+    deployment_id: str | None = None  # what signatures bind documents to; None: the database name
+    accept_v1: bool = True  # read version 1 signatures and ciphertexts (False: --refuse-v1)
+
+    @property
+    def deployment(self) -> str:
+        """What signatures and associated data name: the deployment id, else the database."""
+        return self.deployment_id or self.database
 
     @property
     def couchdb_auth(self) -> tuple[str, str] | None:
@@ -89,6 +99,9 @@ class Config:
             max_bulk=_number(args, "--max-bulk", int) if args.get("--max-bulk") else 500,
             idempotency_ttl=_number(args, "--idempotency-ttl", float) if args.get("--idempotency-ttl") else 86400.0,
             drain_timeout=_interval("--drain-timeout", args.get("--drain-timeout", "10")),
+            cursor_ttl=_number(args, "--cursor-ttl", float) if args.get("--cursor-ttl") else 3600.0,
+            deployment_id=_deployment_id(args.get("--deployment-id")),
+            accept_v1=not args.get("--refuse-v1"),
         )
 
 
@@ -111,6 +124,14 @@ def _interval(flag: str, text: Any) -> float:
     if not value >= 0 or value == float("inf"):
         raise ConfigError(f"{flag}: seconds, 0 or more")
     return value
+
+
+def _deployment_id(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if not DEPLOYMENT_ID.match(text):
+        raise ConfigError("--deployment-id: 1-200 characters, letters, digits and ._:/- (no spaces)")
+    return text
 
 
 def _password(file: str | None, env: Mapping[str, str]) -> str | None:

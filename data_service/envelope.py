@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 TYPE_TAG = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_v(?P<major>\d+)\.(?P<minor>\d+)$")
 READ_ADDED = frozenset({"_conflicts", "_deleted_conflicts", "_revisions"})  # what reads may add
+UNREADABLE = "_unreadable"  # marks a document CouchDB holds but the client cannot parse (``unreadable``)
 UNSIGNED = READ_ADDED | {"_rev", "sig"}  # what the signature does not cover
 ENVELOPE = UNSIGNED | {"_id", "type", "meta"}  # everything that is not a property
 
@@ -47,6 +48,13 @@ def rev_key(rev: str) -> tuple[int, str]:
     return int(generation), digest
 
 
+def generation(rev: Any) -> int | None:
+    """The ``N`` of a CouchDB revision ``N-hash`` (None if ``rev`` is not one): each
+    write over a revision creates the next generation."""
+    number, dash, _ = str(rev).partition("-")
+    return int(number) if dash and number.isascii() and number.isdigit() else None
+
+
 def valid_id(docid: str) -> bool:
     return bool(ID_PATTERN.match(docid))
 
@@ -64,6 +72,19 @@ def model_of(models: Iterable[ModelType], doc: dict) -> ModelType | None:
 
 def is_deleted(doc: dict) -> bool:
     return bool(doc.get("meta", {}).get("deleted_at"))
+
+
+def unreadable(docid: str) -> dict:
+    """Stands for a stored document the CouchDB client could not parse (nested deeper
+    than its parser allows): it fails verification like any other poisoned document.
+    (CouchDB refuses ``_``-names it does not know, so no stored document looks like it.)"""
+    return {"_id": docid, UNREADABLE: True}
+
+
+def row_doc(row: dict) -> dict | None:
+    """The document of a view row read with ``include_docs`` (``unreadable`` for one the
+    client could not parse; None for none)."""
+    return unreadable(row["id"]) if row.get("unreadable") else row.get("doc")
 
 
 def properties(doc: dict) -> dict[str, Any]:

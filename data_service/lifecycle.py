@@ -12,7 +12,10 @@ steps, in this order:
    (``hashed``): the store runs bcrypt in its thread pool, never here;
 4. the envelope: id, type tag, ``meta`` times (``envelope``);
 5. merge bookkeeping for ``conflict: merge`` types (``conflicts.bookkeeping``);
-6. the signature (``protection.keyring``).
+6. the signature (``protection.keyring``), for the revision generation the write
+   creates: one more than the revision it is written over (1 for a new document, one
+   more than the tombstone for an id deleted before). A read checks it against
+   ``_rev``, so an older body written over a newer revision fails.
 
 The store (``store``), the reconciler (``conflicts``), ``reencrypt`` (``maintenance``)
 and the installer's seeds are I/O shells around it.
@@ -29,9 +32,9 @@ from . import envelope, idempotency
 from .canonical import canonical
 from .conflicts import rules
 from .conflicts.bookkeeping import stamp
-from .envelope import rev_key
+from .envelope import generation, rev_key, strip
 from .models import ModelType, ValidationFailed, Violation, check_reserved, pointer
-from .protection import Keyring
+from .protection import IntegrityViolation, Keyring
 
 MISSING: Any = object()
 
@@ -44,7 +47,10 @@ class Lifecycle:
     # -- reading ------------------------------------------------------------------
 
     def verify(self, doc: dict) -> None:
-        """IntegrityViolation unless ``doc`` is as the service signed it."""
+        """IntegrityViolation unless ``doc`` is as the service signed it, at the revision
+        it was signed for (KeyUnavailable: signed with a key this keyring lacks)."""
+        if doc.get(envelope.UNREADABLE):
+            raise IntegrityViolation(doc["_id"], "the stored document cannot be parsed (nested too deeply)")
         self.keys.verify(doc)
 
     def clear(self, model: ModelType, doc: dict) -> dict:
@@ -96,11 +102,20 @@ class Lifecycle:
             if value is not None and name in model.properties and model.properties[name].kind.slow
         }
 
-    def create(self, model: ModelType, docid: str, body: dict, hashed: Mapping[str, str], at: str) -> dict:
-        """A new document (``body`` checked by ``check_body``)."""
+    def create(
+        self,
+        model: ModelType,
+        docid: str,
+        body: dict,
+        hashed: Mapping[str, str],
+        at: str,
+        tombstone: str | None = None,
+    ) -> dict:
+        """A new document (``body`` checked by ``check_body``). ``tombstone``: the
+        revision of a deleted document with this id, whose branch CouchDB continues."""
         stored, _ = self._protected(model, docid, None, body, hashed)
         doc = envelope.new(model, docid, stored, at)
-        return self.keys.sign(stamp(model, None, doc, set(stored), self.writer))
+        return self._signed(stamp(model, None, doc, set(stored), self.writer), tombstone)
 
     def replace(self, model: ModelType, current: dict, body: dict, hashed: Mapping[str, str], at: str) -> dict:
         """``current`` with exactly the properties of ``body`` (checked by ``check_body``)."""
@@ -121,7 +136,7 @@ class Lifecycle:
         return self._over(model, current, {**stored, **kept}, changed, at)
 
     def soft_delete(self, model: ModelType, current: dict, at: str) -> dict:
-        return self.keys.sign(stamp(model, current, envelope.soft_deleted(current, at), set(), self.writer))
+        return self._signed(stamp(model, current, envelope.soft_deleted(current, at), set(), self.writer))
 
     def reconciled(self, model: ModelType, leaves: list[dict]) -> tuple[dict, dict | None]:
         """A conflict's verified live ``leaves`` merged by the type's policy: (the leaf to
@@ -131,12 +146,13 @@ class Lifecycle:
         base = max(leaves, key=lambda leaf: rev_key(leaf["_rev"]))
         if merged == {k: v for k, v in base.items() if k not in envelope.UNSIGNED}:
             return base, None
-        return base, self.keys.sign({**merged, "_rev": base["_rev"]})
+        return base, self._signed({**merged, "_rev": base["_rev"]})
 
     def reprotected(self, model: ModelType, doc: dict) -> tuple[dict | None, int]:
-        """``doc`` with readable protected values re-protected under the primary keys and
-        signed again, or None if it is current. Also returns how many hashed values stay
-        under an old key (a hash cannot be re-keyed without its plaintext)."""
+        """``doc`` with readable protected values re-protected under the primary keys (in
+        the current format) and signed again (version 2), or None if it is current. Also
+        returns how many hashed values stay under an old key (a hash cannot be re-keyed
+        without its plaintext)."""
         changed, stale = dict(doc), 0
         for name, value in envelope.properties(doc).items():
             prop = model.properties.get(name)
@@ -146,22 +162,35 @@ class Lifecycle:
                 changed[name] = prop.kind.protect(self.keys, slot, prop.kind.reveal(self.keys, slot, value))
             else:
                 stale += 1
-        if changed == doc and self.keys.signed_by_primary(doc):
+        if changed == doc and self.keys.is_current(doc):
             return None, stale
-        return self.keys.sign(changed), stale
+        return self._signed(changed), stale
 
     def resigned(self, doc: dict) -> dict | None:
         """A document with nothing protected (an Idempotency-Key record) signed under
         the primary key, or None if it is."""
-        return None if self.keys.signed_by_primary(doc) else self.keys.sign(doc)
+        return None if self.keys.is_current(doc) else self._signed(doc)
+
+    def restored(self, parent: dict, rev: str) -> dict:
+        """``parent``'s content, unchanged (``meta`` too), signed to be written over
+        ``rev``: undoing a write that lost a race (``store.writes``)."""
+        return self._signed({**strip(parent), "_rev": rev})
 
     def claim(
-        self, model: ModelType, key: str, docid: str, body: Any, at: dt.datetime, ttl: float, current: dict | None
+        self,
+        model: ModelType,
+        key: str,
+        docid: str,
+        body: Any,
+        at: dt.datetime,
+        ttl: float,
+        current: dict | None,
+        tombstone: str | None = None,
     ) -> dict:
         """A signed Idempotency-Key record claiming ``key`` for ``docid`` (over an expired
-        ``current`` one, if any)."""
+        ``current`` one, or continuing the ``tombstone`` of a deleted one)."""
         record = idempotency.new_record(model.name, key, docid, body, at, ttl)
-        return self.keys.sign({**record, "_rev": current["_rev"]} if current else record)
+        return self._signed({**record, "_rev": current["_rev"]} if current else record, tombstone)
 
     # -- the steps ----------------------------------------------------------------
 
@@ -208,4 +237,10 @@ class Lifecycle:
 
     def _over(self, model: ModelType, current: dict, stored: dict, changed: set[str], at: str) -> dict:
         doc = envelope.replaced(model, current, stored, at)
-        return self.keys.sign(stamp(model, current, doc, changed, self.writer))
+        return self._signed(stamp(model, current, doc, changed, self.writer))
+
+    def _signed(self, doc: dict, tombstone: str | None = None) -> dict:
+        """``doc`` signed for the generation its write creates: over its ``_rev``, or
+        over ``tombstone`` (a create on a deleted id), or 1."""
+        over = tombstone if tombstone is not None else doc.get("_rev")
+        return self.keys.sign(doc, (generation(over) or 0) + 1)

@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from . import idempotency
 from .couchdb import Database
-from .envelope import model_of
+from .envelope import model_of, row_doc
 from .lifecycle import Lifecycle
 from .models import Models
 from .protection import IntegrityViolation, KeyUnavailable
@@ -48,9 +48,10 @@ class Progress:
 
 
 async def documents(db: Database, size: int = PAGE) -> AsyncIterator[list[dict]]:
-    """Every document but design docs, in id order, ``size`` at a time."""
+    """Every document but design docs, in id order, ``size`` at a time (one the client
+    cannot parse as ``envelope.unreadable``: it fails verification)."""
     async for rows in db.pages(None, None, size=size, include_docs=True):
-        yield [row["doc"] for row in rows if not row["id"].startswith("_design/") and row.get("doc")]
+        yield [doc for row in rows if not row["id"].startswith("_design/") and (doc := row_doc(row))]
 
 
 @dataclass
@@ -92,9 +93,11 @@ async def reencrypt_database(
     retry: RetryPolicy = RetryPolicy(attempts=5, base=0.01, cap=0.25),
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> ReencryptReport:
-    """Re-protect every document under the primary keys, page by page with revs.
-    Safe beside live traffic: a document changed meanwhile (409) is re-read and
-    redone; re-running skips what is already current, so an interrupted run resumes."""
+    """Re-protect every document under the primary keys and re-sign it (version 2,
+    for the generation the write creates), page by page with revs. Documents that fail
+    verification are skipped and reported, never re-signed. Safe beside live traffic:
+    a document changed meanwhile (409) is re-read and redone; re-running skips what is
+    already current, so an interrupted run resumes."""
     report = ReencryptReport()
     async for page in documents(db):
         report.checked += len(page)
@@ -102,12 +105,12 @@ async def reencrypt_database(
         async for _ in attempts(retry, sleep):
             writes = []
             for doc in todo:
-                model = model_of(models, doc)
-                if model is None and not idempotency.is_record(doc):
-                    report.skipped.append((doc["_id"], f"type {doc.get('type')!r} not in the models file"))
-                    continue
                 try:
-                    lifecycle.verify(doc)
+                    lifecycle.verify(doc)  # first: a poisoned document is skipped and named, whatever it holds
+                    model = model_of(models, doc)
+                    if model is None and not idempotency.is_record(doc):
+                        report.skipped.append((doc["_id"], f"type {doc.get('type')!r} not in the models file"))
+                        continue
                     new, stale = lifecycle.reprotected(model, doc) if model else (lifecycle.resigned(doc), 0)
                 except (IntegrityViolation, KeyUnavailable) as exc:
                     report.skipped.append((doc["_id"], str(exc)))

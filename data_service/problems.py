@@ -43,7 +43,6 @@ TABLE: dict[str, Kind] = {
     "precondition_required": Kind(428, "If-Match with the document's ETag is required"),
     "internal_error": Kind(500, "Internal error"),
     "integrity_violation": Kind(500, "The stored document failed its integrity check"),
-    "key_unavailable": Kind(500, "The document is protected by a disabled or missing key"),
     "couchdb_refused": Kind(502, "CouchDB refused the service's credentials"),
     "couchdb_error": Kind(502, "CouchDB answered unexpectedly"),
     "couchdb_unavailable": Kind(503, "CouchDB is unavailable", retryable=True),
@@ -53,6 +52,11 @@ TABLE: dict[str, Kind] = {
     ),
     "conflict_retries_exhausted": Kind(503, "The document kept changing; try again", retryable=True),
     "draining": Kind(503, "The service is shutting down; send requests to another instance", retryable=True),
+    # A key this sidecar does not have enabled: a newer one after `keys rotate` that it has
+    # not loaded yet (another sidecar, restarted, reads it), or one an operator disabled.
+    "key_unavailable": Kind(
+        503, "The document is protected by a key this sidecar does not have enabled", retryable=True
+    ),
 }
 
 # For statuses Tornado raises by itself (unknown method, malformed request ...).

@@ -41,10 +41,11 @@ def connect(config: Config, hooks: Hooks = Hooks()) -> CouchDB:
 
 
 def keyring(config: Config) -> Keyring:
-    """The keysets of ``--keys-dir``; KeysetError says which file is wrong."""
+    """The keysets of ``--keys-dir`` for the configured deployment; KeysetError says
+    which file is wrong."""
     if not config.keys_dir:
         raise ConfigError("--keys-dir is required (create one: data-service keys create --keys-dir=DIR)")
-    return Keyring(KeysDir(config.keys_dir, kek_from(config.kek_file)))
+    return Keyring(KeysDir(config.keys_dir, kek_from(config.kek_file)), config.deployment, accept_v1=config.accept_v1)
 
 
 def build(config: Config, spans: tracing.Tracing | None = None) -> tuple[Context, HTTPServer]:
@@ -56,7 +57,13 @@ def build(config: Config, spans: tracing.Tracing | None = None) -> tuple[Context
     metrics = Metrics()
     spans = spans if spans is not None else tracing.from_env()
     couch = connect(config, Observer(metrics, spans))
-    store = DocumentStore(couch.database(config.database), IdPool(couch), keys, idempotency_ttl=config.idempotency_ttl)
+    store = DocumentStore(
+        couch.database(config.database),
+        IdPool(couch),
+        keys,
+        idempotency_ttl=config.idempotency_ttl,
+        cursor_ttl=config.cursor_ttl,
+    )
     metrics.watch(store)
     ctx = Context(
         config=config,

@@ -35,7 +35,9 @@ async def test_500_items_with_some_invalid_ones(api, db):
         r["etag"] == f'"{r["etag"][1:-1]}"' and r["etag"].startswith('"1-') for r in results if r["status"] == 201
     )
     stored = await stored_docs(db)
-    assert len(stored) == 495 and all(set(d["sig"]) == {"kid", "mac"} for d in stored)
+    assert len(stored) == 495 and all(
+        set(d["sig"]) == {"v", "kid", "gen", "mac"} and d["sig"]["gen"] == 1 for d in stored
+    )
 
 
 async def test_updates_deletes_and_their_preconditions(api, db):
@@ -71,7 +73,7 @@ async def test_protected_values_and_idempotency_per_item(api, db):
     assert [r["status"] for r in first] == [201] * 3 and [r["status"] for r in again] == [200] * 3
     assert [r["id"] for r in first] == [r["id"] for r in again]
     raw = [d for d in await stored_docs(db) if d["type"].startswith("user")]
-    assert len(raw) == 3 and all(d["password"].startswith("$2b$") and d["ssn"].startswith("aead:") for d in raw)
+    assert len(raw) == 3 and all(d["password"].startswith("$2b$") and d["ssn"].startswith("aead2:") for d in raw)
     assert "password" not in first[0]["body"] and first[0]["body"]["ssn"] == ALICE["ssn"]
     other = await bulk(api, [{**items[0], "body": {**items[0]["body"], "name": "Other"}}], "user")
     assert other[0]["status"] == 422 and other[0]["problem"]["code"] == "idempotency_key_mismatch"

@@ -15,9 +15,9 @@ import uuid
 import devcouch_pair
 import orjson
 import pytest
-from support import ROOT, run_command, running_app, single_copy_database, unique_name
+from support import ROOT, install_design_docs, run_command, running_app, single_copy_database, unique_name
 
-from data_service import design, envelope, query
+from data_service import envelope, query
 from data_service.config import Config
 from data_service.conflicts.reconciler import Reconciler, Status
 from data_service.conflicts.rules import Unresolvable, merge
@@ -38,13 +38,8 @@ PROFILE, CART = MODELS.get("profile"), MODELS.get("cart")
 
 
 async def install_views(db) -> None:
-    """The views of the test models. Not the guard: pouchdb-server's validation plugin
-    replaces the ``_revisions`` of every ``new_edits: false`` write (replication's too)
-    with the stored document's, which silently drops new revisions, whenever a database
-    has a ``validate_doc_update``. Apache CouchDB has no such problem."""
-    for name, doc in design.design_docs(MODELS).items():
-        if name != design.GUARD_NAME:
-            await db.put_design(name, doc)
+    """The views of the test models; not the guard (see ``install_design_docs``)."""
+    await install_design_docs(db, MODELS_PATH, guard=False)
 
 
 @pytest.fixture
@@ -57,7 +52,14 @@ async def db(couch):
 
 @pytest.fixture(scope="module")
 def keys(keys_dir) -> Keyring:
-    return Keyring(KeysDir(keys_dir))
+    """For the pure tests: documents of no database."""
+    return Keyring(KeysDir(keys_dir), "pure-tests")
+
+
+@pytest.fixture
+def ring(keys_dir, db) -> Keyring:
+    """For documents of the test database: signed for it, as its sidecar signs them."""
+    return Keyring(KeysDir(keys_dir), db.name)
 
 
 def at(n: float) -> str:
@@ -193,7 +195,7 @@ def test_merge_keeps_every_side_and_is_deterministic_and_idempotent(keys):
     assert results[0]["title"] == "A" and results[0]["visits"] == 8  # 5 +1 +3 -1
     assert {k: v for k, v in merge(CART, [b, a], keys).items() if k != "tags"} == plain
 
-    winner = keys.sign({**merged, "_rev": "3-0001"})  # written; the losers not deleted yet
+    winner = keys.sign({**merged, "_rev": "3-0001"}, 3)  # written; the losers not deleted yet
     assert merge(CART, [winner, a], keys) == body(winner)
     assert merge(CART, [winner, b, a], keys) == body(winner)
 
@@ -218,7 +220,7 @@ def test_counter_decrements_and_resets_are_merged_too(keys):
         "dec": {"wa": 10},
     }
     # the same writer continuing on top of the merge: its own sums only grow
-    after = edit(keys, CART, keys.sign({**merged, "_rev": "3-0"}), {"visits": 3}, at(3), "wa", "4-0")
+    after = edit(keys, CART, keys.sign({**merged, "_rev": "3-0"}, 3), {"visits": 3}, at(3), "wa", "4-0")
     assert after["meta"]["counters"]["visits"]["inc"] == {"wa": 1, "wb": 2}
     assert merge(CART, [after, more], keys)["visits"] == 3
 
@@ -269,14 +271,14 @@ async def create_stored(store, model, body: dict) -> dict:
     return await store.read(model, (await store.create(model, body)).id)
 
 
-def edit_now(keys, model, current, changes, writer) -> dict:
-    return edit(keys, model, current, changes, envelope.now(), writer, current["_rev"])
+def edit_now(ring, model, current, changes, writer) -> dict:
+    return edit(ring, model, current, changes, envelope.now(), writer, current["_rev"])
 
 
 @pytest.fixture
-async def store(db, couch, keys):
+async def store(db, couch, ring):
     await install_views(db)
-    return DocumentStore(db, IdPool(couch), keys, writer="w-store")
+    return DocumentStore(db, IdPool(couch), ring, writer="w-store")
 
 
 async def test_writes_record_changes_counters_and_keep_immutables(store, db):
@@ -307,10 +309,10 @@ async def test_writes_record_changes_counters_and_keep_immutables(store, db):
         await store.patch(PROFILE, profile["_id"], {"account": None}, None)
 
 
-async def test_a_read_reconciles_and_discards_a_tampered_leaf(store, db, keys, caplog):
+async def test_a_read_reconciles_and_discards_a_tampered_leaf(store, db, ring, caplog):
     doc = await create_stored(store, CART, {"owner": "o1", "title": "t", "items": ["x"]})
-    valid = edit_now(keys, CART, doc, {"items": ["x", "good"]}, "wa")
-    tampered = {**edit_now(keys, CART, doc, {"title": "honest"}, "wb"), "title": "Mallory"}  # not re-signed
+    valid = edit_now(ring, CART, doc, {"items": ["x", "good"]}, "wa")
+    tampered = {**edit_now(ring, CART, doc, {"title": "honest"}, "wb"), "title": "Mallory"}  # not re-signed
     good_rev, bad_rev = await fork(db, doc, valid, tampered)
     caplog.set_level(logging.WARNING, logger="data_service.reconcile")
     got = await store.read(CART, doc["_id"])
@@ -326,10 +328,10 @@ async def test_a_read_reconciles_and_discards_a_tampered_leaf(store, db, keys, c
     assert (await db.get(doc["_id"], rev=bad_rev))["title"] == "Mallory"  # kept in history, for forensics
 
 
-async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch, keys):
+async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch, ring):
     doc = await create_stored(store, CART, {"owner": "o1", "visits": 1, "items": ["x"]})
-    a = edit_now(keys, CART, doc, {"visits": 2, "items": ["x", "a"], "title": "A"}, "wa")
-    b = edit_now(keys, CART, doc, {"visits": 4, "items": ["x", "b"]}, "wb")
+    a = edit_now(ring, CART, doc, {"visits": 2, "items": ["x", "a"], "title": "A"}, "wa")
+    b = edit_now(ring, CART, doc, {"visits": 4, "items": ["x", "b"]}, "wb")
     await fork(db, doc, a, b)
 
     class Crash(Exception):
@@ -338,7 +340,7 @@ async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch,
     async def crash(written):
         raise Crash(written)
 
-    dying = Reconciler(db, Lifecycle(keys, "w-r"), Stats(), after_winner_write=crash)
+    dying = Reconciler(db, Lifecycle(ring, "w-r"), Stats(), after_winner_write=crash)
     with pytest.raises(Crash):
         await sweep(dying, MODELS)
     midway = await db.get(doc["_id"], conflicts=True)
@@ -346,7 +348,7 @@ async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch,
     assert midway["visits"] == 5 and set(midway["items"]) == {"x", "a", "b"} and midway["title"] == "A"
 
     stats = Stats()
-    report = await sweep(Reconciler(db, Lifecycle(keys, "w-r"), stats), MODELS)
+    report = await sweep(Reconciler(db, Lifecycle(ring, "w-r"), stats), MODELS)
     assert report.conflicted == report.resolved == 1 and report.complete
     final = await db.get(doc["_id"], conflicts=True)
     assert "_conflicts" not in final and final["_rev"] == midway["_rev"]  # nothing to write: only deletions
@@ -354,32 +356,32 @@ async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch,
     assert (await db.view(CONFLICTS_NAME, VIEW)).rows == []
 
 
-async def test_racing_reconcilers_converge(store, db, keys):
+async def test_racing_reconcilers_converge(store, db, ring):
     docs = []
     for i in range(6):
         doc = await create_stored(store, CART, {"owner": f"o{i}", "visits": 0, "items": []})
         await fork(
             db,
             doc,
-            edit_now(keys, CART, doc, {"visits": 1, "items": ["a"]}, "wa"),
-            edit_now(keys, CART, doc, {"visits": 2, "items": ["b"]}, "wb"),
-            edit_now(keys, CART, doc, {"visits": 3, "title": "c"}, "wc"),
+            edit_now(ring, CART, doc, {"visits": 1, "items": ["a"]}, "wa"),
+            edit_now(ring, CART, doc, {"visits": 2, "items": ["b"]}, "wb"),
+            edit_now(ring, CART, doc, {"visits": 3, "title": "c"}, "wc"),
         )
         docs.append(doc)
-    racers = [Reconciler(db, Lifecycle(keys, "w-r"), Stats()) for _ in range(3)]
+    racers = [Reconciler(db, Lifecycle(ring, "w-r"), Stats()) for _ in range(3)]
     reports = await asyncio.gather(*(sweep(r, MODELS, page=2) for r in racers))
     assert all(not report.having(Status.UNRESOLVABLE) for report in reports)
     for doc in docs:
         final = await db.get(doc["_id"], conflicts=True)
         assert "_conflicts" not in final
         assert final["visits"] == 6 and sorted(final["items"]) == ["a", "b"] and final["title"] == "c"
-        keys.verify(final)
+        ring.verify(final)
 
 
-async def test_unresolvable_conflicts_are_reported_every_pass_not_guessed(store, db, keys):
+async def test_unresolvable_conflicts_are_reported_every_pass_not_guessed(store, db, ring):
     doc = await create_stored(store, PROFILE, {"name": "Ann"})
-    one = edit_now(keys, PROFILE, doc, {"account": "acc-1"}, "wa")
-    two = edit_now(keys, PROFILE, doc, {"account": "acc-2"}, "wb")
+    one = edit_now(ring, PROFILE, doc, {"account": "acc-1"}, "wa")
+    two = edit_now(ring, PROFILE, doc, {"account": "acc-2"}, "wb")
     revs = await fork(db, doc, one, two)
     got = await store.read(PROFILE, doc["_id"])  # CouchDB's winner, as it is
     assert got["_rev"] == max(revs, key=rev_key) and "_conflicts" not in got
@@ -393,14 +395,14 @@ async def test_unresolvable_conflicts_are_reported_every_pass_not_guessed(store,
     assert len((await db.get(doc["_id"], conflicts=True))["_conflicts"]) == 1  # left as it is
 
 
-async def test_queries_reconcile_conflicted_rows(store, db, keys):
+async def test_queries_reconcile_conflicted_rows(store, db, ring):
     docs = [await create_stored(store, CART, {"owner": "q", "title": f"t{i}", "visits": i}) for i in range(3)]
     target = docs[1]
     await fork(
         db,
         target,
-        edit_now(keys, CART, target, {"title": "A"}, "wa"),
-        edit_now(keys, CART, target, {"visits": 11}, "wb"),
+        edit_now(ring, CART, target, {"title": "A"}, "wa"),
+        edit_now(ring, CART, target, {"visits": 11}, "wb"),
     )
     page = await store.query(CART, query.parse(CART, {"owner": ["q"]}))
     shown = {item["id"]: item for item in page.items}
@@ -471,7 +473,8 @@ async def converged(a, b, ids: list[str], seconds: float = 40.0) -> dict[str, di
 @pytest.fixture(params=["two databases", "two dev servers"])
 async def nodes(request, couchdb_url, keys_dir, tmp_path):
     """Two replicating "nodes": two databases of the server under test (works against any
-    server, $COUCHDB_URL included), or two pouchdb-servers started by scripts/devcouch_pair.py."""
+    server, $COUCHDB_URL included), or two pouchdb-servers started by scripts/devcouch_pair.py.
+    Replicas share one deployment id: signatures name it, not their database names."""
     if request.param == "two databases":
         names = [unique_name("node_a"), unique_name("node_b")]
         servers = [couchdb_url, couchdb_url]
@@ -502,6 +505,7 @@ async def nodes(request, couchdb_url, keys_dir, tmp_path):
                 request_timeout=10,
                 models_path=str(MODELS_PATH),
                 keys_dir=keys_dir,
+                deployment_id=f"replicas-{names[0]}",
             )
         )
     try:
@@ -601,19 +605,19 @@ async def test_two_replicating_nodes_converge_on_the_declared_policy(nodes, http
 # --- the reconcile command ----------------------------------------------------------
 
 
-async def test_reconcile_command_resolves_500_conflicted_documents(db, config, keys):
+async def test_reconcile_command_resolves_500_conflicted_documents(db, config, ring):
     await install_views(db)
     docs = []
     for i in range(500):
         rev = f"1-{uuid.uuid4().hex}"
         if i % 2:
-            base = make(keys, CART, {"owner": f"o{i}", "items": ["x"], "visits": i}, at(0), rev=rev)
-            a = edit(keys, CART, base, {"items": ["x", "a"], "visits": i + 1}, at(1), "wa", rev)
-            b = edit(keys, CART, base, {"items": ["x", "b"], "visits": i + 2, "title": "b"}, at(2), "wb", rev)
+            base = make(ring, CART, {"owner": f"o{i}", "items": ["x"], "visits": i}, at(0), rev=rev)
+            a = edit(ring, CART, base, {"items": ["x", "a"], "visits": i + 1}, at(1), "wa", rev)
+            b = edit(ring, CART, base, {"items": ["x", "b"], "visits": i + 2, "title": "b"}, at(2), "wb", rev)
         else:
-            base = make(keys, PROFILE, {"name": f"n{i}"}, at(0), rev=rev)
-            a = edit(keys, PROFILE, base, {"city": "A"}, at(1), "wa", rev)
-            b = edit(keys, PROFILE, base, {"city": "B"}, at(2), "wb", rev)
+            base = make(ring, PROFILE, {"name": f"n{i}"}, at(0), rev=rev)
+            a = edit(ring, PROFILE, base, {"city": "A"}, at(1), "wa", rev)
+            b = edit(ring, PROFILE, base, {"city": "B"}, at(2), "wb", rev)
         docs.append((base, a, b))
     batch = []
     for base, a, b in docs:
@@ -649,13 +653,13 @@ async def test_reconcile_command_resolves_500_conflicted_documents(db, config, k
     assert again.returncode == 0 and "reconcile: 0 conflicted" in again.stdout
 
 
-async def test_reconcile_command_exits_1_on_unresolvable(db, config, keys):
+async def test_reconcile_command_exits_1_on_unresolvable(db, config, ring):
     await install_views(db)
-    base = make(keys, PROFILE, {"name": "n"}, envelope.now(), rev=f"1-{uuid.uuid4().hex}")
+    base = make(ring, PROFILE, {"name": "n"}, envelope.now(), rev=f"1-{uuid.uuid4().hex}")
     await db.bulk_docs([base], new_edits=False)
-    tampered = {**edit_now(keys, PROFILE, base, {"city": "x"}, "wa"), "name": "evil"}
-    one = edit_now(keys, PROFILE, base, {"account": "1"}, "wa")
-    two = edit_now(keys, PROFILE, base, {"account": "2"}, "wb")
+    tampered = {**edit_now(ring, PROFILE, base, {"city": "x"}, "wa"), "name": "evil"}
+    one = edit_now(ring, PROFILE, base, {"account": "1"}, "wa")
+    two = edit_now(ring, PROFILE, base, {"account": "2"}, "wb")
     _, bad, _ = await fork(db, base, one, tampered, two)
     result = await asyncio.to_thread(run_command, config, "reconcile", f"--models={MODELS_PATH}")
     assert result.returncode == 1, result.stdout + result.stderr

@@ -97,7 +97,27 @@ def test_cli_help_and_bad_flags(keys_dir):
     assert "hunter2" not in leaked.stderr
     assert run_cli("serve", f"--keys-dir={keys_dir}", "--port=zero").returncode == 2
     no_keys = run_cli("serve", f"--keys-dir={keys_dir}/missing")
-    assert no_keys.returncode == 2 and "missing/signing.json: cannot read" in no_keys.stderr
+    assert no_keys.returncode == 2 and f"{keys_dir}/missing: cannot read" in no_keys.stderr
+    for bad in ("--cursor-ttl=0", "--deployment-id=two words", "--deployment-id="):
+        assert run_cli("serve", f"--keys-dir={keys_dir}", bad).returncode == 2, bad
+
+
+def test_startup_refuses_keysets_that_could_have_been_swapped(tmp_path):
+    """With a key-encryption key only encrypted keysets load: a cleartext one in their
+    place (whoever can write the keys directory can sign forged documents with it) stops
+    startup, as does a keyset file group or others may write. Exit 2, naming the file."""
+    kek = tmp_path / "kek.json"
+    assert run_cli("keys", "new-kek", f"--out={kek}").returncode == 0
+    keys, forged = tmp_path / "keys", tmp_path / "forged"
+    assert run_cli("keys", "create", f"--keys-dir={keys}", f"--kek-file={kek}").returncode == 0
+    assert run_cli("keys", "create", f"--keys-dir={forged}").returncode == 0
+    (keys / "signing.json").write_text((forged / "signing.json").read_text())
+    swapped = run_cli("serve", f"--keys-dir={keys}", f"--kek-file={kek}", "--port=1")
+    assert swapped.returncode == 2, swapped.stderr
+    assert f"{keys}/signing.json: a cleartext keyset, but a key-encryption key is configured" in swapped.stderr
+    (forged / "encryption.json").chmod(0o666)
+    writable = run_cli("serve", f"--keys-dir={forged}", "--port=1")
+    assert writable.returncode == 2 and f"{forged}/encryption.json: writable by group or others" in writable.stderr
 
 
 def test_bad_models_file_stops_startup(tmp_path, keys_dir):

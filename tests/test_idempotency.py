@@ -84,3 +84,9 @@ async def test_expired_keys_are_forgotten_and_their_records_swept(config, db, ht
         assert await ctx.store.expire_idempotency_records() == 1
         assert await records(db) == []
         assert await ctx.store.expire_idempotency_records() == 0
+        # claimed again over the swept record's tombstone (CouchDB continues its branch: generation 4),
+        # signed for that generation: the replay verifies it
+        assert await post() == 201
+        [record] = await records(db)
+        assert record["_rev"].startswith("4-") and record["sig"]["gen"] == 4
+        assert await post() == 200

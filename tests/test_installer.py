@@ -188,8 +188,8 @@ async def test_seeds_are_stored_like_the_service_stores_documents(couch, fresh, 
     stored = await db.get(admin_id)
     text = orjson.dumps(stored).decode()
     assert not any(secret in text for secret in SECRETS)  # protected, never plaintext in CouchDB
-    assert stored["password"].startswith("$2b$10$") and stored["ssn"].startswith("aead:")
-    assert set(stored["sig"]) == {"kid", "mac"} and stored["type"] == "user_v1.0"
+    assert stored["password"].startswith("$2b$10$") and stored["ssn"].startswith("aead2:")
+    assert stored["sig"]["v"] == 2 and stored["sig"]["gen"] == 1 and stored["type"] == "user_v1.0"
 
     async with running_sidecar(fresh) as base:  # signed: the sidecar reads and verifies it
         async with http.get(f"{base}/v1/user/{admin_id}") as resp:
@@ -221,6 +221,18 @@ async def test_seeds_are_stored_like_the_service_stores_documents(couch, fresh, 
             assert (await resp.json())["name"] == "Root Admin"
         async with http.post(f"{base}/v1/user/{admin_id}/verify", json={"password": "n3w-Passw0rd"}) as resp:
             assert (await resp.json()) == {"matches": {"password": True}}
+        note_url = f"{base}/v1/note/{seed_id('note', 'welcome')}"
+        async with http.get(note_url) as resp:
+            etag = resp.headers["ETag"]
+        async with http.delete(note_url, headers={"If-Match": etag}) as resp:
+            assert resp.status == 204  # a hard delete: a tombstone at generation 2
+
+    recreated = run(fresh, f"--seed={seeds}")  # CouchDB continues the tombstone's branch: generation 3
+    assert "create seed note/welcome" in recreated.stdout, recreated.stdout
+    note_doc = await db.get(seed_id("note", "welcome"))
+    assert note_doc["_rev"].startswith("3-") and note_doc["sig"]["gen"] == 3
+    async with running_sidecar(fresh) as base, http.get(f"{base}/v1/note/{seed_id('note', 'welcome')}") as resp:
+        assert resp.status == 200 and (await resp.json())["title"] == "Welcome"
 
 
 async def test_invalid_seeds_stop_the_install_before_anything_is_written(couch, fresh, tmp_path):

@@ -1,6 +1,9 @@
-"""The pure document lifecycle: every stored document is made by it (no server needed)."""
+"""The pure document lifecycle: every stored document is made by it (no server needed),
+signed for the revision generation its write creates."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 import pytest
 
@@ -48,7 +51,7 @@ VALUES = {
 def core(tmp_path_factory) -> Lifecycle:
     directory = tmp_path_factory.mktemp("keys")
     KeysDir(directory).create()
-    return Lifecycle(Keyring(KeysDir(directory)), "w1")
+    return Lifecycle(Keyring(KeysDir(directory), "accounts"), "w1")
 
 
 def hashed(core: Lifecycle, password: str) -> dict:
@@ -63,7 +66,8 @@ def created(core: Lifecycle) -> dict:
 def test_a_patch_of_one_plain_property_leaves_every_other_stored_value_byte_identical(core):
     before = created(core)
     after = core.patch(ACCOUNT, before, {"note": "changed"}, {}, LATER)
-    core.verify(after)
+    assert after["_rev"] == "1-a" and after["sig"]["gen"] == 2  # written over 1-a: it becomes generation 2
+    core.verify({**after, "_rev": "2-b"})
     assert after["note"] == "changed"
     for name in ("iban", "country", "email", "password", "name", "owner", "visits"):
         assert after[name] == before[name], name
@@ -124,14 +128,47 @@ def test_reconciling_identical_leaves_writes_nothing(core):
     assert leaf["_rev"] == "2-b" and write is None  # the merge of an ancestor and its edit is the edit
 
 
+def test_every_write_is_signed_for_the_generation_it_creates(core):
+    base = created(core)
+    assert base["sig"]["gen"] == 1
+    core.verify(base)
+    deleted = core.soft_delete(ACCOUNT, {**base, "_rev": "6-f"}, LATER)
+    assert deleted["sig"]["gen"] == 7 and deleted["meta"]["deleted_at"]
+    again = core.create(ACCOUNT, "a1", VALUES, {}, AT, tombstone="4-d")  # CouchDB continues the deleted branch
+    assert again["sig"]["gen"] == 5 and "_rev" not in again
+    core.verify({**again, "_rev": "5-e"})
+    record = core.claim(ACCOUNT, "k", "a1", {}, dt.datetime.now(dt.UTC), 60, None, tombstone="2-b")
+    assert record["sig"]["gen"] == 3
+    over = core.claim(ACCOUNT, "k", "a1", {}, dt.datetime.now(dt.UTC), 60, {**record, "_rev": "3-c"})
+    assert over["sig"]["gen"] == 4 and over["_rev"] == "3-c"
+
+
+def test_a_restored_parent_keeps_its_content_and_is_signed_for_its_new_place(core):
+    parent = created(core)
+    restored = core.restored({**parent, "_conflicts": ["1-z"]}, "2-ours")
+    assert restored["_rev"] == "2-ours" and restored["sig"]["gen"] == 3 and "_conflicts" not in restored
+    assert {k: v for k, v in restored.items() if k not in ("_rev", "sig")} == {
+        k: v for k, v in parent.items() if k not in ("_rev", "sig")
+    }
+    core.verify({**restored, "_rev": "3-x"})
+
+
+def test_a_merged_winner_is_signed_one_generation_above_its_base(core):
+    base = created(core)
+    one = {**core.patch(ACCOUNT, base, {"note": "one"}, {}, LATER), "_rev": "2-a"}
+    two = {**core.patch(ACCOUNT, base, {"name": "Two"}, {}, LATER), "_rev": "2-b"}
+    leaf, write = core.reconciled(ACCOUNT, [one, two])
+    assert leaf["_rev"] == "2-b" and write is not None and write["_rev"] == "2-b" and write["sig"]["gen"] == 3
+
+
 def test_reprotection_touches_only_values_under_old_keys(core, tmp_path):
     KeysDir(tmp_path).create()
-    old = Lifecycle(Keyring(KeysDir(tmp_path)), "w1")
+    old = Lifecycle(Keyring(KeysDir(tmp_path), "accounts"), "w1")
     doc = {**old.create(ACCOUNT, "a1", VALUES, {}, AT), "_rev": "1-a"}
-    KeysDir(tmp_path).rotate("encryption")
-    new = Lifecycle(Keyring(KeysDir(tmp_path)), "w1")
+    KeysDir(tmp_path).promote("encryption", KeysDir(tmp_path).rotate("encryption"))
+    new = Lifecycle(Keyring(KeysDir(tmp_path), "accounts"), "w1")
     again, stale = new.reprotected(ACCOUNT, doc)
-    assert again is not None and stale == 0
+    assert again is not None and stale == 0 and again["sig"]["gen"] == 2
     assert again["iban"] != doc["iban"] and again["country"] == doc["country"] and again["email"] == doc["email"]
     assert new.reprotected(ACCOUNT, again) == (None, 0)
     assert properties(again).keys() == properties(doc).keys()

@@ -38,7 +38,6 @@ CONTRACT = {
     "precondition_required": (428, False),
     "internal_error": (500, False),
     "integrity_violation": (500, False),
-    "key_unavailable": (500, False),
     "not_installed": (503, True),
     "couchdb_refused": (502, False),
     "couchdb_error": (502, False),
@@ -46,6 +45,7 @@ CONTRACT = {
     "database_missing": (503, True),
     "conflict_retries_exhausted": (503, True),
     "draining": (503, True),
+    "key_unavailable": (503, True),
 }
 
 
@@ -337,7 +337,9 @@ PROBLEM_CASES = [
     ("DELETE", "/v1/user/abc123", "precondition_required", {}, {}),
     ("GET", "/openapi.json", "internal_error", {}, {}),
     ("GET", "/v1/user/abc123", "integrity_violation", {}, {}),
-    ("PATCH", "/v1/user/abc123", "key_unavailable", {}, {}),
+    ("PATCH", "/v1/user/abc123", "key_unavailable", {"Retry-After": "1"}, {}),
+    ("GET", "/v1/user/abc123", "key_unavailable", {"Retry-After": "1"}, {}),
+    ("POST", "/v1/user", "key_unavailable", {"Retry-After": "1"}, {}),
     ("GET", "/_health?quick=false", "not_installed", {"Retry-After": "1"}, {"missing_design_docs": ["ds_user_v1"]}),
     ("GET", "/_health?quick=false", "couchdb_refused", {}, {}),
     ("DELETE", "/v1/user/abc123", "couchdb_error", {}, {}),

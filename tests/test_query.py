@@ -197,7 +197,7 @@ async def test_tampered_or_foreign_cursors_are_400(api, installed):
         reply = await api.request("GET", f"/v1/note?limit=1&cursor={bad}")
         assert reply.status == 400 and reply.body["code"] == "invalid_query"
     other_query = await api.request("GET", f"/v1/note?limit=1&include_deleted=true&cursor={cursor}")
-    assert other_query.status == 400 and "other filters" in other_query.body["detail"]
+    assert other_query.status == 400 and "from another query" in other_query.body["detail"]
 
 
 async def test_cursor_reveals_no_protected_value(api, installed):

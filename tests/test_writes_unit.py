@@ -44,7 +44,7 @@ class OneDocument:
 @pytest.fixture
 def protector(tmp_path) -> Keyring:
     KeysDir(tmp_path).create()
-    return Keyring(KeysDir(tmp_path))
+    return Keyring(KeysDir(tmp_path), "db")
 
 
 def stored_note(protector: Keyring) -> dict:
@@ -55,7 +55,8 @@ def stored_note(protector: Keyring) -> dict:
             "type": "note_v1.0",
             "title": "before",
             "meta": {"created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"},
-        }
+        },
+        3,
     )
 
 
@@ -74,7 +75,13 @@ async def test_a_202_that_raced_another_write_is_undone_and_stale(protector):
     assert write["body"]["title"] == "mine" and write["rev"].startswith("4-")
     # the undo puts the content it overwrote back on top of our leaf: older than the rival, it loses the merge
     assert undo["method"] == "PUT" and undo["body"]["_rev"] == write["rev"]
-    assert {k: v for k, v in undo["body"].items() if k != "_rev"} == {k: v for k, v in before.items() if k != "_rev"}
+    unsigned = ("_rev", "sig")
+    assert {k: v for k, v in undo["body"].items() if k not in unsigned} == {
+        k: v for k, v in before.items() if k not in unsigned
+    }
+    # re-signed by the lifecycle for the generation it lands on (over 4-…: generation 5), so it verifies there
+    assert undo["body"]["sig"]["gen"] == 5
+    protector.verify({**undo["body"], "_rev": "5-" + "e" * 32})
     assert store.stats.writes_below_quorum == 1 and store.stats.quorum_races_lost == 1
 
 

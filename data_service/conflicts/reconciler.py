@@ -4,11 +4,14 @@
 
 Which leaves take part
     Every live leaf (deleted leaves are not conflicts). Each one's signature is verified
-    first: a leaf that fails (edited outside the service) is *discarded* — never merged,
-    deleted with the other losers, logged, counted in ``integrity_violations`` and
-    ``conflict_leaves_discarded`` and listed by ``reconcile``. A leaf signed with a
-    disabled key, or of another type, makes the conflict unresolvable. Two claims of one
-    Idempotency-Key (records, no type) keep CouchDB's winner.
+    first: a leaf that fails — edited outside the service, or signed for another
+    revision generation than the one it is stored at (an old body injected with
+    ``new_edits: false``) — is *discarded*: never merged or re-signed, deleted with the
+    other losers, logged, counted in ``integrity_violations`` and
+    ``conflict_leaves_discarded`` and listed by ``reconcile``. A leaf this sidecar cannot
+    verify (a signing key it does not hold — perhaps a newer one — or a disabled one),
+    or of another type, makes the conflict unresolvable for now: nothing is deleted.
+    Two claims of one Idempotency-Key (verified records, no type) keep the highest.
 
 Writing the result
     The merge is signed and written on top of the highest valid leaf *first*; only then
@@ -40,7 +43,7 @@ from typing import Any
 
 from .. import idempotency
 from ..couchdb import CouchDBError, Database
-from ..envelope import is_of, strip
+from ..envelope import is_of, rev_key, strip
 from ..lifecycle import Lifecycle
 from ..models import ModelType
 from ..protection import IntegrityViolation, KeyUnavailable
@@ -268,29 +271,32 @@ class Reconciler:
 
     def _merge(self, plan: _Plan, model: ModelType | None, leaves: list[dict]) -> str | None:
         """Fill in ``plan``; the reason the conflict is unresolvable, or None."""
-        if model is None and idempotency.is_record(plan.winner):  # two claims of one key on two nodes:
-            plan.losers = [leaf["_rev"] for leaf in leaves if leaf["_rev"] != plan.winner["_rev"]]  # keep one
-            return None
-        if model is None:
+        record = model is None and idempotency.is_record(plan.winner)
+        if model is None and not record:
             return f"type {plan.winner.get('type')!r} is not in the models file"
         valid = []
         for leaf in leaves:
             try:
                 self.lifecycle.verify(leaf)
-            except IntegrityViolation as exc:
+            except IntegrityViolation as exc:  # edited, or signed for another generation: never merged
                 plan.outcome.discarded.append((leaf["_rev"], exc.reason))
                 continue
-            except KeyUnavailable as exc:
-                return f"revision {leaf['_rev']} cannot be verified: {exc}"
-            if not is_of(model, leaf):
+            except KeyUnavailable as exc:  # perhaps a newer key: left as it is, never deleted
+                return f"revision {leaf['_rev']} cannot be verified with this sidecar's keys: {exc}"
+            if model is not None and not is_of(model, leaf):
                 return f"revision {leaf['_rev']} is a {leaf.get('type')!r}, not a {model.name} v{model.major}"
+            if model is None and not idempotency.is_record(leaf):
+                return f"revision {leaf['_rev']} is a {leaf.get('type')!r}, not an Idempotency-Key record"
             valid.append(leaf)
         if not valid:
             return "no revision passes its signature check"
-        try:
-            base, plan.write = self.lifecycle.reconciled(model, valid)
-        except Unresolvable as exc:
-            return str(exc)
+        if model is None:  # two claims of one key on two nodes: keep one, in CouchDB's order
+            base, plan.write = max(valid, key=lambda leaf: rev_key(leaf["_rev"])), None
+        else:
+            try:
+                base, plan.write = self.lifecycle.reconciled(model, valid)
+            except Unresolvable as exc:
+                return str(exc)
         plan.losers = [leaf["_rev"] for leaf in leaves if leaf["_rev"] != base["_rev"]]
         if plan.write is None:
             plan.outcome.doc = base

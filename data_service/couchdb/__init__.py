@@ -13,6 +13,7 @@ from .errors import (
     Timeout,
     Unauthorized,
     Unavailable,
+    Unreadable,
     Unsupported,
 )
 from .idpool import IdPool
@@ -42,6 +43,7 @@ __all__ = [
     "Timeouts",
     "Unauthorized",
     "Unavailable",
+    "Unreadable",
     "Unsupported",
     "ViewResult",
     "WriteResult",

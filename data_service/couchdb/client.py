@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import orjson
 
 from ..retry import RetryPolicy
-from .errors import CouchDBError, Unavailable, Unsupported, error_for_status
+from .errors import CouchDBError, Unavailable, Unreadable, Unsupported, error_for_status
 from .transport import TLS, AiohttpTransport, AsyncTransport, Limits, Request, Response, Timeouts
 
 if TYPE_CHECKING:
@@ -184,7 +184,11 @@ class CouchDB:
         raise AssertionError("unreachable")
 
     async def json(self, method: str, target: str, **kwargs) -> Any:
-        return (await self.request(method, target, **kwargs)).json()
+        response = await self.request(method, target, **kwargs)
+        try:
+            return response.json()
+        except orjson.JSONDecodeError:  # never the parser's message: it may quote stored bytes
+            raise Unreadable(method, target, response.status, "unreadable", "not JSON this client can parse") from None
 
     # -- server ---------------------------------------------------------------
 

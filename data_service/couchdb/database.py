@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from .client import CouchDB, path
-from .errors import NotFound, PreconditionFailed, Timeout
+from .errors import NotFound, PreconditionFailed, Timeout, Unreadable
 from .transport import Response
 
 
@@ -225,11 +225,36 @@ class Database:
         return await self._rows(self._path("_all_docs"), keys, options)
 
     async def _rows(self, target: str, keys: list | None, options: dict) -> ViewResult:
-        if keys is None:
-            body = await self.couch.json("GET", target, params=options)
-        else:
-            body = await self.couch.json("POST", target, params=options, json={"keys": keys}, idempotent=True)
+        """Rows of a view or ``_all_docs``. With ``include_docs``, an answer that cannot be
+        parsed (a document in it nested too deeply) is read again without the documents,
+        which are then fetched one by one (``_docs_one_by_one``): one document never
+        hides the others."""
+        try:
+            body = await self._rows_body(target, keys, options)
+        except Unreadable:
+            if not options.get("include_docs"):
+                raise
+            body = await self._rows_body(target, keys, {**options, "include_docs": None, "conflicts": None})
+            await self._docs_one_by_one(body["rows"], conflicts=bool(options.get("conflicts")))
         return ViewResult(body["rows"], body.get("total_rows"), body.get("offset"))
+
+    async def _rows_body(self, target: str, keys: list | None, options: dict) -> dict:
+        if keys is None:
+            return await self.couch.json("GET", target, params=options)
+        return await self.couch.json("POST", target, params=options, json={"keys": keys}, idempotent=True)
+
+    async def _docs_one_by_one(self, rows: list[dict], conflicts: bool = False) -> None:
+        """Each row's (or change's) document, fetched alone; one that cannot be parsed
+        either comes as ``"doc": None, "unreadable": True``."""
+        for row in rows:
+            if row.get("id") is None or row.get("deleted") or (row.get("value") or {}).get("deleted"):
+                continue  # a key without a document, or a deletion
+            try:
+                row["doc"] = await self.get(row["id"], conflicts=conflicts)
+            except NotFound:  # deleted meanwhile
+                row["doc"] = None
+            except Unreadable:
+                row["doc"], row["unreadable"] = None, True
 
     async def _rows_from_docid(self, target: str, options: dict) -> ViewResult:
         """Fallback for servers without ``startkey_docid``: drop the rows of ``startkey``
@@ -263,7 +288,20 @@ class Database:
     ) -> dict:
         """One ``_changes`` response. For ``longpoll`` we also enforce ``timeout``
         ourselves (some servers ignore it): on expiry the answer is no results,
-        ``last_seq`` unchanged. Seqs are opaque: pass back what you got."""
+        ``last_seq`` unchanged. Seqs are opaque: pass back what you got. With
+        ``include_docs``, documents this client cannot parse come as ``_rows`` gives them."""
+        try:
+            return await self._changes(since, feed, timeout, limit, include_docs, style)
+        except Unreadable:
+            if not include_docs:
+                raise
+            answer = await self._changes(since, feed, timeout, limit, False, style)
+            await self._docs_one_by_one(answer.get("results", []))
+            return answer
+
+    async def _changes(
+        self, since: Any, feed: str, timeout: float, limit: int | None, include_docs: bool, style: str | None
+    ) -> dict:
         params = {
             "since": since,
             "feed": feed,

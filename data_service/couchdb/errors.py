@@ -11,6 +11,8 @@ HTTP status when there was a response, and CouchDB's ``error``/``reason``::
      │    └── Unsupported                  the server lacks the endpoint (dev server)
      ├── Conflict                          409  stale or missing rev
      ├── PreconditionFailed                412  e.g. database already exists
+     ├── Unreadable(ValueError)            an answer this client cannot parse (a stored
+     │                                     document nested deeper than orjson's 1024 levels)
      └── Unavailable(ConnectionError)      5xx, connect failure, timeout
           ├── ConnectFailed                nothing was sent
           └── Timeout(TimeoutError)        no answer in time
@@ -72,6 +74,11 @@ class Conflict(CouchDBError):
 
 class PreconditionFailed(CouchDBError):
     pass
+
+
+class Unreadable(CouchDBError, ValueError):
+    """A 2xx answer that is not JSON this client can parse: CouchDB keeps documents
+    nested deeper than the parser's limit (1024 levels)."""
 
 
 class Unavailable(CouchDBError, ConnectionError):

@@ -15,6 +15,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from ..canonical import MAX_DEPTH, NotCanonical, check
 from ..errors import ServiceError
 from ..protection.kinds import Kind, Slot
 from .formats import FORMAT_CHECKER
@@ -23,6 +24,7 @@ from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKi
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
 RESERVED = frozenset({"id", "type", "meta", "sig"})  # and every name starting with "_"
+MAX_VALUE_DEPTH = MAX_DEPTH - 10  # a property value sits inside the document, and may inside an array
 
 
 def is_reserved(name: str) -> bool:
@@ -172,6 +174,10 @@ class ModelType:
     def check_value(self, name: str, value: object) -> list[Violation]:
         """The violations of one property's value."""
         prop = self.properties[name]
+        try:  # first, iteratively: deeper values cannot be signed (nor validated without recursing)
+            check(value, MAX_VALUE_DEPTH)
+        except NotCanonical as exc:
+            return [Violation(pointer([name]), str(exc))]
         echo = not prop.kind.confidential
         found = {v for error in self._validators[name].iter_errors(value) for v in _violations(error, name, echo)}
         limit = prop.kind.max_bytes

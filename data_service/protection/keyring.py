@@ -1,14 +1,31 @@
-"""The keysets of a keys directory, loaded: signatures and opaque tokens (pure: keys in).
+"""The keysets of a keys directory, loaded for one deployment: signatures and opaque
+tokens (pure: keys in).
 
-Signature: ``sig = {"kid": <signing key id>, "mac": <b64url tag>}``, a Tink HMAC over
-``b"data-service/document/v1\\n" + canonical(doc)`` where ``doc`` is the whole stored
+Signature (version 2): ``sig = {"v": 2, "kid": <signing key id>, "gen": <revision
+generation>, "mac": <b64url tag>}``, a Tink HMAC over
+``b"data-service/document/v2\\n" + canonical(doc)`` where ``doc`` is the whole stored
 document except the revision fields (``envelope.UNSIGNED``) and ``sig``, plus
-``"sig": {"kid": <kid>}``. It covers ``_id``, so a signed body copied to another id
-fails, and every stored value, so swapped ciphertexts fail too. Canonical JSON:
-``canonical.canonical``.
+``"sig": {"v": 2, "kid": <kid>, "gen": <gen>, "deployment": <deployment>}``.
+
+* It covers ``_id``, so a signed body copied to another id fails, and every stored
+  value, so swapped ciphertexts fail too.
+* ``gen`` is the generation of the revision the write creates (the ``N`` of CouchDB's
+  ``N-hash``), checked against ``_rev`` on every read: an older signed body written
+  over a newer revision, an undone soft delete or a hard-deleted document put back
+  all land on a later generation than they were signed for.
+* ``deployment`` (the database name, or ``serve --deployment-id``) is not stored: the
+  verifier supplies its own, so a document copied into another database fails.
+
+Version 1 (``{"kid", "mac"}``, domain ``data-service/document/v1``, no generation, no
+deployment) is what earlier releases wrote: it verifies unless ``accept_v1`` is off
+(``--refuse-v1``, once ``reencrypt`` has upgraded every document), because until then
+an old v1 body can be put back undetected. Canonical JSON: ``canonical.canonical``.
+
+A key id the keyset does not hold is ``KeyUnavailable`` (a newer sidecar may hold it:
+see ``keys rotate``/``promote``), never an integrity violation.
 
 Tokens (``seal``/``unseal``): authenticated, encrypted payloads for callers to hold
-and hand back (pagination cursors).
+and hand back (pagination cursors), bound to the deployment.
 """
 
 from __future__ import annotations
@@ -22,14 +39,15 @@ import orjson
 import tink
 from tink import aead, daead, mac, prf, secret_key_access
 
-from ..canonical import canonical
-from ..envelope import UNSIGNED
+from ..canonical import NotCanonical, canonical
+from ..envelope import UNSIGNED, generation
 from ..errors import ServiceError
 from ..keys import KeysDir
 
-SIGNATURE_DOMAIN = b"data-service/document/v1\n"
+SIGNATURE_DOMAINS = {1: b"data-service/document/v1\n", 2: b"data-service/document/v2\n"}
+SIGNATURE_VERSION = 2
 LOOKUP_INFO = b"data-service/lookup/sha3-512/v1"
-CURSOR_AD = b"data-service/cursor/v1"
+CURSOR_AD = b"data-service/cursor/v2\n"
 _STATUS = {1: "ENABLED", 2: "DISABLED", 3: "DESTROYED"}
 
 
@@ -48,7 +66,9 @@ class IntegrityViolation(ServiceError):
 
 
 class KeyUnavailable(ServiceError):
-    """A value or signature was made with a key that is disabled or gone."""
+    """A value or signature was made with a key that is disabled, or that this keyset
+    does not hold (yet: a sidecar not restarted since ``keys rotate``). Retryable, and
+    never counted as tampering."""
 
     code = "key_unavailable"
 
@@ -58,7 +78,10 @@ class KeyUnavailable(ServiceError):
 
     @property
     def detail(self) -> str:
-        return f"needs {self.purpose} key {self.key_id}; run reencrypt before disabling keys"
+        return (
+            f"needs {self.purpose} key {self.key_id}, which this sidecar does not have enabled "
+            "(restart it with the current keysets; run reencrypt before disabling keys)"
+        )
 
 
 def b64(data: bytes) -> str:
@@ -116,9 +139,13 @@ def _single_key_daeads(handle: tink.KeysetHandle) -> dict[int, daead.Determinist
 
 
 class Keyring:
-    """The four keysets of a keys directory (see ``keys``), loaded once at startup."""
+    """The four keysets of a keys directory (see ``keys``), loaded once at startup, for
+    one ``deployment`` (what signatures and associated data name: the database, or an
+    explicit deployment id shared by replicas). ``accept_v1``: whether version 1
+    signatures and ciphertexts (which name no deployment or generation) are read."""
 
-    def __init__(self, keys: KeysDir) -> None:
+    def __init__(self, keys: KeysDir, deployment: str, *, accept_v1: bool = True) -> None:
+        self.deployment, self.accept_v1 = deployment, accept_v1
         self.signing = _keyset("signing", keys.load("signing"), mac.Mac)
         self.encryption = _keyset("encryption", keys.load("encryption"), aead.Aead)
         deterministic = keys.load("deterministic")
@@ -130,49 +157,79 @@ class Keyring:
 
     # -- signatures -------------------------------------------------------------
 
-    @staticmethod
-    def _payload(doc: dict, kid: int) -> bytes:
+    def _payload(self, doc: dict, sig: dict) -> bytes:
+        """What the MAC covers; NotCanonical for stored bytes with no canonical form."""
         body = {k: v for k, v in doc.items() if k not in UNSIGNED}
-        body["sig"] = {"kid": kid}
-        return SIGNATURE_DOMAIN + canonical(body)
+        if sig.get("v") == SIGNATURE_VERSION:
+            body["sig"] = {"v": SIGNATURE_VERSION, "kid": sig["kid"], "gen": sig["gen"], "deployment": self.deployment}
+            return SIGNATURE_DOMAINS[SIGNATURE_VERSION] + canonical(body)
+        body["sig"] = {"kid": sig["kid"]}
+        return SIGNATURE_DOMAINS[1] + canonical(body)
 
-    def sign(self, doc: dict) -> dict:
-        kid = self.signing.primary
-        tag = self.signing.primitive.compute_mac(self._payload(doc, kid))
-        return {**doc, "sig": {"kid": kid, "mac": b64(tag)}}
+    def sign(self, doc: dict, gen: int) -> dict:
+        """``doc`` signed for the revision generation ``gen`` its write will create."""
+        sig = {"v": SIGNATURE_VERSION, "kid": self.signing.primary, "gen": gen}
+        tag = self.signing.primitive.compute_mac(self._payload(doc, sig))
+        return {**doc, "sig": {**sig, "mac": b64(tag)}}
 
     def verify(self, doc: dict) -> None:
-        """Raise IntegrityViolation (or KeyUnavailable for a disabled signing key)."""
+        """Raise IntegrityViolation, or KeyUnavailable for a signing key that is
+        disabled or not in this keyset. Any stored bytes at all: nothing else is raised."""
         docid = str(doc.get("_id"))
         sig = doc.get("sig")
-        if not isinstance(sig, dict) or not isinstance(sig.get("kid"), int) or not isinstance(sig.get("mac"), str):
+        if (
+            not isinstance(sig, dict)
+            or not isinstance(sig.get("kid"), int)
+            or isinstance(sig["kid"], bool)
+            or not isinstance(sig.get("mac"), str)
+        ):
             raise IntegrityViolation(docid, "no signature")
+        version = sig.get("v", 1)  # version 1 had no "v"
+        if not isinstance(version, int) or version not in SIGNATURE_DOMAINS:
+            raise IntegrityViolation(docid, "unknown signature version")
+        if version == 1 and not self.accept_v1:
+            raise IntegrityViolation(docid, "a version 1 signature, refused (--refuse-v1)")
+        if version == SIGNATURE_VERSION and not isinstance(sig.get("gen"), int):
+            raise IntegrityViolation(docid, "no revision generation in the signature")
         kid = sig["kid"]
         if kid not in self.signing.status:
-            raise IntegrityViolation(docid, "signed by a key not in the keyset")
+            raise KeyUnavailable("signing", kid)
         self.signing.check(kid)
         try:
             tag = unb64(sig["mac"])
             if tink_kid(tag) != kid:
                 raise ValueError("key id mismatch")
-            self.signing.primitive.verify_mac(tag, self._payload(doc, kid))
+            self.signing.primitive.verify_mac(tag, self._payload(doc, sig))
+        except NotCanonical as exc:
+            raise IntegrityViolation(docid, f"the stored document has no canonical form: {exc}") from None
         except (ValueError, tink.TinkError):
             raise IntegrityViolation(docid, "signature does not match the content") from None
+        if version == SIGNATURE_VERSION and sig["gen"] != generation(doc.get("_rev")):
+            raise IntegrityViolation(
+                docid,
+                f"signed for revision generation {sig['gen']} but stored at {doc.get('_rev')!r}: "
+                "an older body written over a newer revision, or a deleted document put back",
+            )
 
-    def signed_by_primary(self, doc: dict) -> bool:
+    def is_current(self, doc: dict) -> bool:
+        """Whether ``doc``'s signature is of the current version, under the primary key."""
         sig = doc.get("sig")
-        return isinstance(sig, dict) and sig.get("kid") == self.signing.primary
+        return isinstance(sig, dict) and sig.get("v") == SIGNATURE_VERSION and sig.get("kid") == self.signing.primary
 
     # -- opaque tokens ------------------------------------------------------------
 
+    @property
+    def _cursor_ad(self) -> bytes:
+        return CURSOR_AD + self.deployment.encode()
+
     def seal(self, payload: Any) -> str:
         """An opaque, authenticated, encrypted token (pagination cursors)."""
-        return b64(self.encryption.primitive.encrypt(canonical(payload), CURSOR_AD))
+        return b64(self.encryption.primitive.encrypt(canonical(payload), self._cursor_ad))
 
     def unseal(self, token: str) -> Any:
         """The payload of a ``seal`` token; ValueError if forged, edited or garbled."""
         try:
-            return orjson.loads(self.encryption.primitive.decrypt(unb64(token), CURSOR_AD))
+            return orjson.loads(self.encryption.primitive.decrypt(unb64(token), self._cursor_ad))
         except (ValueError, tink.TinkError):
             raise ValueError("not a valid token") from None
 

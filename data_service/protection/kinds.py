@@ -3,7 +3,7 @@
 A kind's traits and operations live together in one class, and ``KINDS`` is the
 registry the models file's ``protection:`` keyword names: adding a kind touches this
 module only. Stored forms (``<kid>`` is the Tink key id that made the value, so
-rotation works):
+rotation works; ``D`` is the keyring's deployment: the database or its deployment id):
 
 ==========================  =====================================================
 ``plain``                   the value
@@ -13,12 +13,18 @@ rotation works):
                             where K = PRF_kid("data-service/lookup/sha3-512/v1", 64 bytes)
                             from the ``lookup`` keyset (Tink has no SHA-3 HMAC; its PRF
                             derives the key, Python's hmac+sha3_512 computes the hash)
-``encrypt``                 ``aead:<kid>:<b64url AES256-GCM(canonical JSON of value)>``,
-                            associated data ``type NUL prop NUL document id``
-``encrypt-deterministic``   ``daead:<kid>:<b64url AES256-SIV(canonical JSON of value)>``,
-                            associated data ``type NUL prop``. Leaks equality: equal
+``encrypt``                 ``aead2:<kid>:<b64url AES256-GCM(canonical JSON of value)>``,
+                            associated data ``type NUL prop NUL document id NUL D``
+``encrypt-deterministic``   ``daead2:<kid>:<b64url AES256-SIV(canonical JSON of value)>``,
+                            associated data ``type NUL prop NUL D``. Leaks equality: equal
                             values of one property look equal in the database.
 ==========================  =====================================================
+
+Version 1 ciphertexts (``aead:``/``daead:``, associated data without ``D``) are what
+earlier releases wrote: they are read (and looked up) while the keyring accepts v1,
+and ``reencrypt`` rewrites them. Lookup hashes name no deployment: they cannot be
+re-keyed without their plaintext, and inside a signed document a copied one fails
+the signature anyway.
 """
 
 from __future__ import annotations
@@ -45,9 +51,10 @@ class Slot:
     docid: str
     bcrypt_cost: int = 12
 
-    def bound(self, with_docid: bool) -> bytes:
+    def bound(self, with_docid: bool, deployment: str | None) -> bytes:
+        """Associated data; ``deployment`` None for version 1 ciphertexts."""
         parts = [self.type_name, self.prop] + ([self.docid] if with_docid else [])
-        return "\0".join(parts).encode()
+        return "\0".join(parts + ([deployment] if deployment is not None else [])).encode()
 
 
 class Kind:
@@ -62,6 +69,7 @@ class Kind:
     strings_only: ClassVar[bool] = False  # compared as strings (hashes)
     slow: ClassVar[bool] = False  # protect and check in a thread pool (``Bcrypt``)
     max_bytes: ClassVar[int | None] = None  # longest value (UTF-8) it can protect
+    scheme: ClassVar[str] = ""  # the prefix of its current stored form (keyed kinds)
 
     def protect(self, keys: Keyring, slot: Slot, value: Any) -> Any:
         raise NotImplementedError
@@ -87,9 +95,10 @@ class Kind:
         return None
 
     def is_current(self, keys: Keyring, slot: Slot, stored: Any) -> bool:
-        """Whether ``stored`` was made with its keyset's primary key (re-keying skips it)."""
+        """Whether ``stored`` is of the current format, made with its keyset's primary key
+        (re-keying skips it)."""
         keyset = self.keyset(keys)
-        return keyset is None or _parse(stored, slot)[1] == keyset.primary
+        return keyset is None or _parse(stored, slot)[:2] == (self.scheme, keyset.primary)
 
 
 class Plain(Kind):
@@ -125,6 +134,7 @@ class Bcrypt(Kind):
 
 class Sha3(Kind):
     name = "sha3-512"
+    scheme = "sha3"
     readable = False
     queryable = True
     equality_only = True
@@ -153,20 +163,20 @@ class Sha3(Kind):
 
 class Encrypt(Kind):
     name = "encrypt"
+    scheme, legacy = "aead2", "aead"
 
     def protect(self, keys: Keyring, slot: Slot, value: Any) -> str:
-        ct = keys.encryption.primitive.encrypt(canonical(value), slot.bound(with_docid=True))
-        return f"aead:{tink_kid(ct)}:{b64(ct)}"
+        ct = keys.encryption.primitive.encrypt(canonical(value), slot.bound(True, keys.deployment))
+        return f"{self.scheme}:{tink_kid(ct)}:{b64(ct)}"
 
     def reveal(self, keys: Keyring, slot: Slot, stored: Any) -> Any:
         scheme, kid, ct = _parse(stored, slot)
-        if scheme == "aead":
-            keys.encryption.check(kid)
-            try:
-                return orjson.loads(keys.encryption.primitive.decrypt(ct, slot.bound(with_docid=True)))
-            except (ValueError, tink.TinkError):
-                pass
-        raise IntegrityViolation(slot.docid, f"property {slot.prop!r} does not decrypt")
+        ad = _associated(keys, slot, scheme, self, with_docid=True)
+        keys.encryption.check(kid)
+        try:
+            return orjson.loads(keys.encryption.primitive.decrypt(ct, ad))
+        except (ValueError, tink.TinkError):
+            raise IntegrityViolation(slot.docid, f"property {slot.prop!r} does not decrypt") from None
 
     def keyset(self, keys: Keyring) -> Keyset:
         return keys.encryption
@@ -176,32 +186,49 @@ class EncryptDeterministic(Kind):
     name = "encrypt-deterministic"
     queryable = True
     equality_only = True
+    scheme, legacy = "daead2", "daead"
 
     def protect(self, keys: Keyring, slot: Slot, value: Any) -> str:
-        return self._encrypt(keys.deterministic.primitive, slot, value)
+        return self._encrypt(keys.deterministic.primitive, slot.bound(False, keys.deployment), value, self.scheme)
 
     def reveal(self, keys: Keyring, slot: Slot, stored: Any) -> Any:
         scheme, kid, ct = _parse(stored, slot)
-        if scheme == "daead":
-            keys.deterministic.check(kid)
-            try:
-                return orjson.loads(
-                    keys.deterministic.primitive.decrypt_deterministically(ct, slot.bound(with_docid=False))
-                )
-            except (ValueError, tink.TinkError):
-                pass
-        raise IntegrityViolation(slot.docid, f"property {slot.prop!r} does not decrypt")
+        ad = _associated(keys, slot, scheme, self, with_docid=False)
+        keys.deterministic.check(kid)
+        try:
+            return orjson.loads(keys.deterministic.primitive.decrypt_deterministically(ct, ad))
+        except (ValueError, tink.TinkError):
+            raise IntegrityViolation(slot.docid, f"property {slot.prop!r} does not decrypt") from None
 
     def lookup_values(self, keys: Keyring, slot: Slot, value: Any) -> list:
-        return [self._encrypt(primitive, slot, value) for primitive in keys.daeads.values()]
+        """Under every enabled key; version 1 forms too while the keyring accepts them."""
+        forms = [(self.scheme, slot.bound(False, keys.deployment))]
+        if keys.accept_v1:
+            forms.append((self.legacy, slot.bound(False, None)))
+        return [
+            self._encrypt(primitive, ad, value, scheme) for scheme, ad in forms for primitive in keys.daeads.values()
+        ]
 
     def keyset(self, keys: Keyring) -> Keyset:
         return keys.deterministic
 
     @staticmethod
-    def _encrypt(primitive: Any, slot: Slot, value: Any) -> str:
-        ct = primitive.encrypt_deterministically(canonical(value), slot.bound(with_docid=False))
-        return f"daead:{tink_kid(ct)}:{b64(ct)}"
+    def _encrypt(primitive: Any, ad: bytes, value: Any, scheme: str) -> str:
+        ct = primitive.encrypt_deterministically(canonical(value), ad)
+        return f"{scheme}:{tink_kid(ct)}:{b64(ct)}"
+
+
+def _associated(
+    keys: Keyring, slot: Slot, scheme: str, kind: Encrypt | EncryptDeterministic, with_docid: bool
+) -> bytes:
+    """The associated data a stored ``scheme`` value was encrypted with."""
+    if scheme == kind.scheme:
+        return slot.bound(with_docid, keys.deployment)
+    if scheme == kind.legacy and keys.accept_v1:
+        return slot.bound(with_docid, None)
+    if scheme == kind.legacy:
+        raise IntegrityViolation(slot.docid, f"property {slot.prop!r} is a version 1 ciphertext, refused (--refuse-v1)")
+    raise IntegrityViolation(slot.docid, f"property {slot.prop!r} is not a {kind.name} value")
 
 
 def _parse(stored: Any, slot: Slot) -> tuple[str, int, bytes]:

@@ -133,9 +133,12 @@ async def _claim_keys(store: DocumentStore, model: ModelType, keyed: list[Item])
             await _replay(store, model, item, record)
             continue
         item.docid = await store.ids.take()
-        claims.append(
-            (item, store.lifecycle.claim(model, item.key or "", item.docid, item.values, now, store.claims.ttl, record))
+        value = row.get("value")  # a record the sweep deleted: the claim continues its tombstone
+        tombstone = value["rev"] if isinstance(value, dict) and value.get("deleted") else None
+        claim = store.lifecycle.claim(
+            model, item.key or "", item.docid, item.values, now, store.claims.ttl, record, tombstone
         )
+        claims.append((item, claim))
     if claims:
         results = await store.db.bulk_docs([claim for _, claim in claims])
         for (item, _), result in zip(claims, results, strict=True):
@@ -200,12 +203,14 @@ async def _read_current(store: DocumentStore, model: ModelType, items: list[Item
     for item, row in zip(items, rows, strict=True):
         item.current = None
         try:
-            doc = row.get("doc")
+            doc = envelope.row_doc(row)
             if doc is not None and doc.get("_conflicts"):  # rare: the single-document path reconciles
                 doc = await store.read(model, item.docid or "")
-            if doc is None or not envelope.is_of(model, doc) or envelope.is_deleted(doc):
+            if doc is None:
                 raise DocumentNotFound(item.docid)
-            store.verify(doc)
+            store.verify(doc)  # first: a changed type or deleted marker is a violation, not a 404
+            if not envelope.is_of(model, doc) or envelope.is_deleted(doc):
+                raise DocumentNotFound(item.docid)
             item.current = doc
         except (ServiceError, KeyUnavailable) as exc:
             item.result = exc

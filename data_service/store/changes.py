@@ -2,8 +2,10 @@
 
 CouchDB's ``_changes`` is read with the documents; each one of the type is verified
 and turned into its representation (decrypted, write-only properties omitted), a
-document failing its check is reported in ``omitted`` and never passed on, and a
-hard delete is passed on as ``{"id", "rev", "deleted": true}`` (a tombstone keeps no
+document failing its check is reported in ``omitted`` and never passed on — whatever
+type it claims: a document whose type was changed in the database must not vanish
+from the feed it belonged to, so documents of other types are verified too and only
+the valid ones skipped — and a hard delete is passed on as ``{"id", "rev", "deleted": true}`` (a tombstone keeps no
 type, so every type's feed reports it: ids are not secret). The position is an opaque
 token — CouchDB's sequence sealed with the service's key and bound to the database and
 the type — so a consumer resumes exactly where it left off, on a cluster too (where
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..couchdb import Database
-from ..envelope import is_of
+from ..envelope import is_of, row_doc
 from ..lifecycle import Lifecycle
 from ..models import ModelType
 from ..protection import IntegrityViolation, KeyUnavailable
@@ -80,16 +82,20 @@ async def read_changes(
     )
     events: list[tuple[str, dict]] = []
     for change in answer.get("results", ()):
-        doc = change.get("doc") or {}
+        doc = row_doc(change) or {}
         rev = change["changes"][0]["rev"] if change.get("changes") else doc.get("_rev")
         after = token(lifecycle, db, model, change["seq"])  # resuming from here skips this change only
         if change.get("deleted"):
             events.append(("change", {"id": change["id"], "rev": rev, "deleted": True, "position": after}))
-        elif is_of(model, doc):
+        elif doc and not doc["_id"].startswith("_design/"):
             try:
                 verify(doc)
-                shown = lifecycle.representation(model, doc)
-                events.append(("change", {"id": doc["_id"], "rev": doc["_rev"], "doc": shown, "position": after}))
-            except (IntegrityViolation, KeyUnavailable) as exc:
+                if is_of(model, doc):
+                    shown = lifecycle.representation(model, doc)
+                    events.append(("change", {"id": doc["_id"], "rev": doc["_rev"], "doc": shown, "position": after}))
+            except IntegrityViolation as exc:
                 events.append(("omitted", {"id": doc["_id"], "code": exc.code, "position": after}))
+            except KeyUnavailable as exc:  # of this type only: another type's key is none of its business
+                if is_of(model, doc):
+                    events.append(("omitted", {"id": doc["_id"], "code": exc.code, "position": after}))
     return Changes(events, token(lifecycle, db, model, answer.get("last_seq", seq)))

@@ -31,9 +31,15 @@ class Claims:
         return record
 
     async def claim(self, model: ModelType, key: str, docid: str, body: Any, current: dict | None) -> bool:
-        """Claim ``key`` for ``docid`` (over an expired ``current`` record); False if another
-        request claimed it first."""
-        record = self.lifecycle.claim(model, key, docid, body, dt.datetime.now(dt.UTC), self.ttl, current)
+        """Claim ``key`` for ``docid`` (over an expired ``current`` record, or the tombstone
+        of one the sweep deleted: CouchDB continues its branch, and the signature names
+        the generation); False if another request claimed it first."""
+        tombstone = None
+        if current is None:
+            state = await self.db.revision(idempotency.record_id(model.name, key))
+            tombstone = state[0] if state is not None and state[1] else None
+        now = dt.datetime.now(dt.UTC)
+        record = self.lifecycle.claim(model, key, docid, body, now, self.ttl, current, tombstone)
         try:
             await self.writes.put(record, current)
         except Conflict:

@@ -21,10 +21,10 @@ from typing import Any
 from .. import envelope, idempotency
 from ..conflicts.bookkeeping import new_writer_id
 from ..conflicts.reconciler import Reconciler
-from ..couchdb import Conflict, Database, IdPool, NotFound
+from ..couchdb import Conflict, Database, IdPool, NotFound, Unreadable
 from ..lifecycle import Lifecycle
 from ..models import DeletePolicy, Models, ModelType, ValidationFailed, Violation, pointer
-from ..protection import IntegrityViolation, Keyring
+from ..protection import IntegrityViolation, Keyring, KeyUnavailable
 from ..query import Query
 from ..retry import RetryPolicy, attempts
 from .bulk import Result, bulk
@@ -54,17 +54,21 @@ class DocumentStore:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         writer: str | None = None,
         idempotency_ttl: float = 86400.0,
+        cursor_ttl: float = 3600.0,
     ) -> None:
-        """``writer`` names this process in counters' metadata (random by default; never
-        share one between processes); ``retry`` bounds the sidecar's own read-modify-write
-        loops; ``idempotency_ttl``: seconds an Idempotency-Key is remembered."""
+        """``keys`` are loaded for this database's deployment (``Keyring``); ``writer``
+        names this process in counters' metadata (random by default; never share one
+        between processes); ``retry`` bounds the sidecar's own read-modify-write loops;
+        ``idempotency_ttl``: seconds an Idempotency-Key is remembered; ``cursor_ttl``:
+        seconds a query's ``next`` cursor stays valid."""
         self.db = db
         self.ids = ids
         self.lifecycle = Lifecycle(keys, writer or new_writer_id())
         self.hasher = hasher or ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
         self.retry, self.sleep = retry, sleep
+        self.cursor_ttl = cursor_ttl
         self.stats = Stats()
-        self.writes = Writes(db, self.stats)
+        self.writes = Writes(db, self.stats, self.lifecycle)
         self.claims = Claims(db, self.lifecycle, self.writes, idempotency_ttl)
         self.reconciler = Reconciler(db, self.lifecycle, self.stats)
 
@@ -76,21 +80,23 @@ class DocumentStore:
 
     async def read(self, model: ModelType, docid: str) -> dict:
         """The stored doc, reconciled if it was conflicted, signature verified;
-        DocumentNotFound unless it is a live ``model``."""
+        DocumentNotFound unless it is a live ``model``. Verified *first*: a document
+        whose type, version or deleted marker was changed in the database is an
+        IntegrityViolation, never a quiet 404 (a valid document of another type is one)."""
         try:
             doc = await self.db.get(docid, conflicts=True)
         except NotFound:
             raise DocumentNotFound(docid) from None
-        if not envelope.is_of(model, doc):
-            raise DocumentNotFound(docid)
-        if doc.get("_conflicts"):
+        except Unreadable:
+            doc = envelope.unreadable(docid)
+        if doc.get("_conflicts") and envelope.is_of(model, doc):
             resolved = await self.reconciler.resolve(model, doc)
-            if resolved is None or not envelope.is_of(model, resolved):
+            if resolved is None:
                 raise DocumentNotFound(docid)
             doc = resolved
-        if envelope.is_deleted(doc):
-            raise DocumentNotFound(docid)
         self.verify(doc)
+        if not envelope.is_of(model, doc) or envelope.is_deleted(doc):
+            raise DocumentNotFound(docid)
         return doc
 
     async def get(self, model: ModelType, docid: str) -> Shown:
@@ -100,16 +106,20 @@ class DocumentStore:
         return Shown(doc["_id"], doc["_rev"], self.lifecycle.representation(model, doc), **flags)
 
     def verify(self, doc: dict) -> None:
-        """Check a stored document's signature; failures are logged (by id) and counted."""
+        """Check a stored document's signature; failures are logged (by id) and counted
+        (a key this sidecar lacks is logged, but it is no tampering)."""
         try:
             self.lifecycle.verify(doc)
         except IntegrityViolation as exc:
             self.stats.integrity_violations += 1
             log.warning("integrity violation: document %s: %s", exc.docid, exc.reason)
             raise
+        except KeyUnavailable as exc:
+            log.warning("document %s: %s", doc.get("_id"), exc)
+            raise
 
     async def query(self, model: ModelType, query: Query) -> Page:
-        return await run_query(self.db, self.lifecycle, self.reconciler, self.verify, model, query)
+        return await run_query(self.db, self.lifecycle, self.reconciler, self.verify, model, query, self.cursor_ttl)
 
     async def bulk(self, model: ModelType, items: list) -> list[Result]:
         """Many writes of one type in one request (``bulk``)."""
@@ -163,9 +173,12 @@ class DocumentStore:
 
     async def create_with_id(self, model: ModelType, docid: str, body: Any) -> Shown:
         """Create under a caller-chosen stable id (installer seeds). If the id exists
-        already with this type, that document is returned (``created=False``)."""
+        already with this type, that document is returned (``created=False``). An id
+        deleted before continues its tombstone's branch: signed for that generation."""
         self.lifecycle.check_body(model, body)
-        return await self._insert(model, docid, body, twin_ok=True)
+        state = await self.db.revision(docid)
+        tombstone = state[0] if state is not None and state[1] else None
+        return await self._insert(model, docid, body, twin_ok=True, tombstone=tombstone)
 
     async def _create_once(self, model: ModelType, body: Any, key: str) -> Shown:
         """Claim the key with a record (see ``idempotency``), then store the document.
@@ -198,11 +211,14 @@ class DocumentStore:
                 return await self.get(model, docid)
         raise IdempotencyKeyConsumed(key)
 
-    async def _insert(self, model: ModelType, docid: str, body: dict, twin_ok: bool) -> Shown:
-        """PUT a new document. On a 409 the id is taken; with ``twin_ok`` by the work of a
-        request with the same idempotency key and body (or seed), which is returned."""
+    async def _insert(
+        self, model: ModelType, docid: str, body: dict, twin_ok: bool, tombstone: str | None = None
+    ) -> Shown:
+        """PUT a new document (over the ``tombstone`` of a deleted one). On a 409 the id
+        is taken; with ``twin_ok`` by the work of a request with the same idempotency key
+        and body (or seed), which is returned."""
         hashed = await self.hash_values(model, docid, body)
-        doc = self.lifecycle.create(model, docid, body, hashed, envelope.now())
+        doc = self.lifecycle.create(model, docid, body, hashed, envelope.now(), tombstone)
         try:
             result = await self.writes.put(doc, None)
         except Conflict:

@@ -8,7 +8,8 @@ leaves: both callers would think they won and a merge would drop one acknowledge
 write. Then ours counts as lost: what it overwrote is put back on top of it (that
 content is older than any concurrent write, so every merge prefers the others, and if
 every racer undoes its own the document is simply what it was) and the write fails as
-a ``Conflict``, answered like any stale write.
+a ``Conflict``, answered like any stale write. The content put back is re-signed by the
+lifecycle for the generation it lands on, content and ``meta`` unchanged.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ import time
 from collections.abc import AsyncIterator
 
 from ..couchdb import Conflict, CouchDBError, Database, WriteResult
-from ..envelope import rev_key, strip
+from ..envelope import rev_key
+from ..lifecycle import Lifecycle
 from .results import Stats
 
 log = logging.getLogger("data_service.store")
 
 
 class Writes:
-    def __init__(self, db: Database, stats: Stats) -> None:
-        self.db, self.stats = db, stats
+    def __init__(self, db: Database, stats: Stats, lifecycle: Lifecycle) -> None:
+        self.db, self.stats, self.lifecycle = db, stats, lifecycle
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     @contextlib.asynccontextmanager
@@ -95,6 +97,6 @@ class Writes:
             if parent is None:
                 await self.db.delete(docid, rev)
             else:
-                await self.db.put({**strip(parent), "_rev": rev})
+                await self.db.put(self.lifecycle.restored(parent, rev))
         except CouchDBError as exc:
             log.warning("document %s: could not undo revision %s: %s", docid, rev, exc)
