@@ -59,15 +59,27 @@ def valid_id(docid: str) -> bool:
     return bool(ID_PATTERN.match(docid))
 
 
+def tag_of(doc: dict) -> tuple[str, int, int] | None:
+    """(name, major, minor) of a stored doc's type tag, None if it has none."""
+    match = TYPE_TAG.match(str(doc.get("type", "")))
+    return (match["name"], int(match["major"]), int(match["minor"])) if match else None
+
+
 def is_of(model: ModelType, doc: dict) -> bool:
     """A stored doc belongs to ``model`` when its tag has the same name and major version."""
-    match = TYPE_TAG.match(str(doc.get("type", "")))
-    return bool(match and match["name"] == model.name and int(match["major"]) == model.major)
+    tag = tag_of(doc)
+    return tag is not None and tag[:2] == (model.name, model.major)
+
+
+def is_older(model: ModelType, doc: dict) -> bool:
+    """A stored doc of an older major of ``model`` that its migrations upgrade."""
+    tag = tag_of(doc)
+    return tag is not None and tag[0] == model.name and tag[1] < model.major and model.migrates_from(tag[1])
 
 
 def model_of(models: Iterable[ModelType], doc: dict) -> ModelType | None:
-    """The declared type a stored doc belongs to, if any."""
-    return next((model for model in models if is_of(model, doc)), None)
+    """The declared type that reads a stored doc (its own major, or upgraded), if any."""
+    return next((model for model in models if is_of(model, doc) or is_older(model, doc)), None)
 
 
 def is_deleted(doc: dict) -> bool:
@@ -112,9 +124,18 @@ def later(current: dict, at: str) -> str:
 
 
 def replaced(model: ModelType, current: dict, props: dict[str, Any], at: str) -> dict:
-    """``current`` with new properties; keeps id, rev and creation time."""
+    """``current`` with new properties; keeps id, rev and creation time, and the tag of a
+    newer minor version (whose properties the writer kept as they were)."""
     meta = {**current.get("meta", {}), "updated_at": later(current, at)}
-    return {"_id": current["_id"], "_rev": current["_rev"], "type": model.tag, "meta": meta, **props}
+    tag = tag_of(current)
+    newer = tag is not None and tag[:2] == (model.name, model.major) and tag[2] > model.minor
+    return {
+        "_id": current["_id"],
+        "_rev": current["_rev"],
+        "type": current["type"] if newer else model.tag,
+        "meta": meta,
+        **props,
+    }
 
 
 def soft_deleted(current: dict, at: str) -> dict:
@@ -139,8 +160,8 @@ def representation(model: ModelType, doc: dict, props: dict[str, Any]) -> dict:
 
 
 def _version(doc: dict) -> str:
-    match = TYPE_TAG.match(str(doc.get("type", "")))
-    return f"{match['major']}.{match['minor']}" if match else ""
+    tag = tag_of(doc)
+    return f"{tag[1]}.{tag[2]}" if tag else ""
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

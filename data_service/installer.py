@@ -8,8 +8,9 @@ real run share one code path. In order:
 2. ``_security``: the service user and role ``data-service`` as members, role
    ``_admin`` as admins, so anonymous users are locked out;
 3. the design docs of ``design.design_docs``: created, updated when their content
-   hash differs, removed when generated earlier but no longer declared; design docs
-   without the ``data_service`` marker are never touched;
+   hash differs, removed when generated earlier but no longer declared — those of an
+   older major version of a type only once no document of that version is left;
+   design docs without the ``data_service`` marker are never touched;
 4. ``uuids/algorithm = sequential`` where the server has node config;
 5. seed documents, upserted under ids derived from type + key, stored exactly as
    the service stores documents (validated, protected, signed).
@@ -224,18 +225,42 @@ async def _design_steps(db: Database, exists: bool, models: Models) -> list[Step
             )
         else:
             steps.append(Step("unchanged", f"unchanged _design/{name}"))
-    steps += [
-        Step(
-            "remove",
-            f"remove _design/{name} (generated earlier, no longer declared)",
-            _delete_design(db, name, existing[name]["_rev"]),
-        )
-        for name in diff.removable
-    ]
+    older = await _older_versions(db, models, diff.removable)
+    for name in diff.removable:
+        left = older.get(name)
+        if left:
+            steps.append(Step("note", f"keep _design/{name}: {left} still use it (data-service migrate upgrades them)"))
+        else:
+            why = "no document of that version left" if name in older else "no longer declared"
+            steps.append(
+                Step(
+                    "remove",
+                    f"remove _design/{name} (generated earlier, {why})",
+                    _delete_design(db, name, existing[name]["_rev"]),
+                )
+            )
     steps += [
         Step("note", f"leave _design/{name} (no data_service marker: not managed here)") for name in diff.unmanaged
     ]
     return steps
+
+
+async def _older_versions(db: Database, models: Models, names: list[str]) -> dict[str, str]:
+    """Which of the design docs ``names`` (generated, no longer declared) belong to an
+    older major version of a declared type, and how many documents of that version are
+    left ("" for none) — counted with that version's listing view, which is kept as long
+    as they are. Old documents are in their version's views only until migrated, and
+    sidecars still running the older models file query them there."""
+    found: dict[str, str] = {}
+    for model in models:
+        for major in range(model.major):
+            listing = f"{design.PREFIX}{model.name}_v{major}"
+            mine = [name for name in names if name == listing or name.startswith(listing + "-")]
+            if mine and listing in names:
+                count = (await db.view(listing, design.VIEW, limit=0)).total_rows
+                left = f"{count} documents of {model.name} version {major}" if count else ""
+                found.update(dict.fromkeys(mine, left))
+    return found
 
 
 def _put_design(db: Database, name: str, doc: dict, rev: str | None) -> Callable[[], Awaitable[None]]:

@@ -11,14 +11,23 @@ steps, in this order:
 3. protect what changed (``protection.kinds``); bcrypt values arrive already hashed
    (``hashed``): the store runs bcrypt in its thread pool, never here;
 4. the envelope: id, type tag, ``meta`` times (``envelope``);
-5. merge bookkeeping for ``conflict: merge`` types (``conflicts.bookkeeping``);
+5. merge bookkeeping for ``conflict: merge`` types (``conflicts.bookkeeping``): change
+   times, counters, and the dots of ``merge: set`` arrays (``conflicts.sets``, from the
+   clear arrays before and after);
 6. the signature (``protection.keyring``), for the revision generation the write
    creates: one more than the revision it is written over (1 for a new document, one
    more than the tombstone for an id deleted before). A read checks it against
    ``_rev``, so an older body written over a newer revision fails.
 
-The store (``store``), the reconciler (``conflicts``), ``reencrypt`` (``maintenance``)
-and the installer's seeds are I/O shells around it.
+A document of an older major version is read upgraded (``current``/``migrated``): it is
+verified first, its values revealed under that version's declarations, the type's
+migration steps applied to the clear values, the result validated against the current
+version and protected and signed as it — what the next write stores over it, and what
+``data-service migrate`` writes. Properties a newer *minor* version added (unknown here)
+are kept as stored on every write, and so is that version's tag.
+
+The store (``store``), the reconciler (``conflicts``), ``reencrypt`` and ``migrate``
+(``maintenance``) and the installer's seeds are I/O shells around it.
 """
 
 from __future__ import annotations
@@ -30,11 +39,24 @@ from typing import Any
 
 from . import envelope, idempotency
 from .canonical import canonical
-from .conflicts import rules
-from .conflicts.bookkeeping import stamp
+from .conflicts import bookkeeping, rules
+from .conflicts.bookkeeping import Arrays, stamp
 from .envelope import generation, rev_key, strip
-from .models import ModelType, ValidationFailed, Violation, check_reserved, pointer
+from .models import (
+    DEFAULT_BCRYPT_COST,
+    Hidden,
+    MergeKind,
+    MigrationFailed,
+    ModelType,
+    ValidationFailed,
+    Values,
+    Violation,
+    check_reserved,
+    pointer,
+)
+from .models.migrations import same
 from .protection import IntegrityViolation, Keyring
+from .protection.kinds import Slot
 
 MISSING: Any = object()
 
@@ -60,6 +82,64 @@ class Lifecycle:
             for name, value in envelope.properties(doc).items()
             if name in model.properties and model.properties[name].readable
         }
+
+    def current(self, model: ModelType, doc: dict) -> dict | None:
+        """A verified stored ``doc`` as ``model``'s version: itself, or upgraded from an
+        older major (``migrated``); None when it is no document of ``model``."""
+        if envelope.is_of(model, doc):
+            return doc
+        return self.migrated(model, doc) if envelope.is_older(model, doc) else None
+
+    def migrated(self, model: ModelType, doc: dict) -> dict:
+        """``doc`` (verified, of an older major of ``model``) upgraded by the type's
+        migrations: the stored document of ``model``'s version, ``meta`` times unchanged,
+        signed to be written over ``doc``'s revision. Values the steps leave as they
+        were keep their stored form. MigrationFailed when the result is not valid."""
+        docid, (_, major, _) = doc["_id"], envelope.tag_of(doc) or ("", 0, 0)
+        declared = model.migrations[major].properties
+        values = Values({}, {})
+        for name, stored in envelope.properties(doc).items():
+            prop = declared.get(name)
+            if prop is None:
+                raise MigrationFailed(docid, f"property {name!r} is not declared in version {major}'s properties")
+            slot = Slot(model.name, name, docid, prop.bcrypt_cost or DEFAULT_BCRYPT_COST)
+            values.values[name] = prop.kind.reveal(self.keys, slot, stored) if prop.readable else Hidden(stored)
+            values.origin[name] = name
+        before = dict(values.values)
+        for source in range(major, model.major):
+            values.apply(model.migrations[source], docid)
+        hidden = {name: value.stored for name, value in values.values.items() if isinstance(value, Hidden)}
+        clear = {name: value for name, value in values.values.items() if name not in hidden}
+        try:
+            model.validate(clear, kept=frozenset(hidden))
+        except ValidationFailed as exc:  # paths only: a plain value may be in a message
+            where = ", ".join(sorted({v.path or "/" for v in exc.violations}))
+            raise MigrationFailed(
+                docid, f"the upgraded document does not match version {model.version} at {where}"
+            ) from None
+        wrong = [
+            name
+            for name in hidden
+            if name not in model.properties
+            or model.properties[name].kind is not declared[values.origin[name] or ""].kind
+        ]
+        if wrong:
+            raise MigrationFailed(docid, f"hashed properties {sorted(wrong)} have no place in version {model.version}")
+        unchanged = {
+            name
+            for name, value in clear.items()
+            if (origin := values.origin.get(name)) in before and same(before[origin], value)
+        }
+        stored = dict(hidden)
+        for name, value in clear.items():
+            kept = (
+                name in unchanged and values.origin[name] == name and declared[name].kind is model.properties[name].kind
+            )
+            stored[name] = (
+                doc[name] if kept else model.properties[name].kind.protect(self.keys, model.slot(name, docid), value)
+            )
+        new = {"_id": docid, "_rev": doc["_rev"], "type": model.tag, "meta": dict(doc.get("meta") or {}), **stored}
+        return self._signed(bookkeeping.migrated(model, doc, new, values.origin, unchanged))
 
     def representation(self, model: ModelType, doc: dict) -> dict:
         """What callers see of a verified stored document."""
@@ -115,12 +195,16 @@ class Lifecycle:
         revision of a deleted document with this id, whose branch CouchDB continues."""
         stored, _ = self._protected(model, docid, None, body, hashed)
         doc = envelope.new(model, docid, stored, at)
-        return self._signed(stamp(model, None, doc, set(stored), self.writer), tombstone)
+        return self._signed(
+            stamp(model, None, doc, set(stored), self.writer, self._arrays(model, None, body)), tombstone
+        )
 
     def replace(self, model: ModelType, current: dict, body: dict, hashed: Mapping[str, str], at: str) -> dict:
-        """``current`` with exactly the properties of ``body`` (checked by ``check_body``)."""
-        stored, changed = self._protected(model, current["_id"], current, body, hashed)
-        return self._over(model, current, stored, changed, at)
+        """``current`` with exactly the properties of ``body`` (checked by ``check_body``);
+        properties of a newer minor version, unknown here, are kept as stored."""
+        kept = self._unknown(model, current)
+        stored, changed = self._protected(model, current["_id"], current, body, hashed, kept)
+        return self._over(model, current, {**stored, **kept}, changed, at, body)
 
     def patch(self, model: ModelType, current: dict, patch: dict, hashed: Mapping[str, str], at: str) -> dict:
         """``current`` with an RFC 7396 merge patch applied to its clear values (checked by
@@ -132,17 +216,20 @@ class Lifecycle:
             name: value for name, value in envelope.properties(current).items() if name in hidden and name not in patch
         }
         model.validate({**merged, **secrets}, kept=frozenset(kept))
+        kept.update(self._unknown(model, current))
         stored, changed = self._protected(model, current["_id"], current, {**merged, **secrets}, hashed, kept)
-        return self._over(model, current, {**stored, **kept}, changed, at)
+        return self._over(model, current, {**stored, **kept}, changed, at, merged)
 
     def soft_delete(self, model: ModelType, current: dict, at: str) -> dict:
-        return self._signed(stamp(model, current, envelope.soft_deleted(current, at), set(), self.writer))
+        arrays = self._arrays(model, current, self.clear(model, current))
+        return self._signed(stamp(model, current, envelope.soft_deleted(current, at), set(), self.writer, arrays))
 
     def reconciled(self, model: ModelType, leaves: list[dict]) -> tuple[dict, dict | None]:
-        """A conflict's verified live ``leaves`` merged by the type's policy: (the leaf to
-        write on — the highest revision — and the signed merge to write on it, or None when
-        that leaf already is the merge). Raises ``rules.Unresolvable``."""
-        merged = rules.merge(model, leaves, self.keys)
+        """A conflict's verified live ``leaves`` merged by the type's policy, leaves of an
+        older version upgraded first: (the leaf to write on — the highest revision — and
+        the signed merge to write on it, or None when that leaf already is the merge).
+        Raises ``rules.Unresolvable`` or MigrationFailed."""
+        merged = rules.merge(model, [self.current(model, leaf) or leaf for leaf in leaves], self.keys)
         base = max(leaves, key=lambda leaf: rev_key(leaf["_rev"]))
         if merged == {k: v for k, v in base.items() if k not in envelope.UNSIGNED}:
             return base, None
@@ -164,17 +251,18 @@ class Lifecycle:
                 stale += 1
         if changed == doc and self.keys.is_current(doc):
             return None, stale
-        return self._signed(changed), stale
+        return self._signed(bookkeeping.redigested(doc, changed)), stale
 
     def resigned(self, doc: dict) -> dict | None:
         """A document with nothing protected (an Idempotency-Key record) signed under
         the primary key, or None if it is."""
         return None if self.keys.is_current(doc) else self._signed(doc)
 
-    def restored(self, parent: dict, rev: str) -> dict:
-        """``parent``'s content, unchanged (``meta`` too), signed to be written over
-        ``rev``: undoing a write that lost a race (``store.writes``)."""
-        return self._signed({**strip(parent), "_rev": rev})
+    def restored(self, parent: dict, rev: str, undone: dict) -> dict:
+        """``parent``'s content, unchanged (``meta`` too, but that its set contexts cover
+        what ``undone`` added), signed to be written over ``rev``: undoing the write
+        ``undone`` that lost a race (``store.writes``)."""
+        return self._signed({**bookkeeping.restored(strip(parent), undone), "_rev": rev})
 
     def claim(
         self,
@@ -235,9 +323,20 @@ class Lifecycle:
             raise ValidationFailed(wrong)
         return stored, changed
 
-    def _over(self, model: ModelType, current: dict, stored: dict, changed: set[str], at: str) -> dict:
+    def _over(self, model: ModelType, current: dict, stored: dict, changed: set[str], at: str, values: dict) -> dict:
         doc = envelope.replaced(model, current, stored, at)
-        return self._signed(stamp(model, current, doc, changed, self.writer))
+        return self._signed(stamp(model, current, doc, changed, self.writer, self._arrays(model, current, values)))
+
+    def _arrays(self, model: ModelType, current: dict | None, values: Mapping[str, Any]) -> Arrays:
+        """The clear ``merge: set`` arrays of ``current`` and of the new ``values``."""
+        names = [name for name, prop in model.properties.items() if prop.merge is MergeKind.SET]
+        old = self.clear(model, {k: v for k, v in current.items() if k in names or k == "_id"}) if current else {}
+        return {name: (old.get(name), values.get(name)) for name in names}
+
+    @staticmethod
+    def _unknown(model: ModelType, current: dict) -> dict:
+        """Stored properties ``model`` does not declare: a newer minor version's."""
+        return {name: value for name, value in envelope.properties(current).items() if name not in model.properties}
 
     def _signed(self, doc: dict, tombstone: str | None = None) -> dict:
         """``doc`` signed for the generation its write creates: over its ``_rev``, or

@@ -1,5 +1,8 @@
-"""Whole-database jobs: tamper scan (``verify``) and re-protection after key
-rotation (``reencrypt``). Both page through ``_all_docs`` and show progress."""
+"""Whole-database jobs: tamper scan (``verify``), re-protection after key rotation
+(``reencrypt``) and upgrading documents of older type versions (``migrate``). All
+page through ``_all_docs`` and show progress; the writing ones are resumable (what is
+done already is skipped) and safe beside live traffic (revisions; a document changed
+meanwhile is read again and redone)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ from typing import Any, TextIO
 
 from . import idempotency
 from .couchdb import Database
-from .envelope import model_of, row_doc
+from .envelope import is_older, model_of, row_doc, tag_of
 from .lifecycle import Lifecycle
-from .models import Models
+from .models import MigrationFailed, Models
 from .protection import IntegrityViolation, KeyUnavailable
 from .retry import RetryPolicy, attempts
 
@@ -103,13 +106,16 @@ async def reencrypt_database(
         report.checked += len(page)
         todo = page
         async for _ in attempts(retry, sleep):
-            writes = []
+            writes: list[dict] = []
             for doc in todo:
                 try:
                     lifecycle.verify(doc)  # first: a poisoned document is skipped and named, whatever it holds
                     model = model_of(models, doc)
                     if model is None and not idempotency.is_record(doc):
                         report.skipped.append((doc["_id"], f"type {doc.get('type')!r} not in the models file"))
+                        continue
+                    if model is not None and is_older(model, doc):
+                        report.skipped.append((doc["_id"], f"an older version ({doc['type']}): run migrate first"))
                         continue
                     new, stale = lifecycle.reprotected(model, doc) if model else (lifecycle.resigned(doc), 0)
                 except (IntegrityViolation, KeyUnavailable) as exc:
@@ -122,14 +128,72 @@ async def reencrypt_database(
                     writes.append(new)
             if not writes:
                 break
-            results = await db.bulk_docs(writes)
-            report.rewritten += sum(1 for r in results if r.get("ok"))
-            conflicted = [r["id"] for r in results if r.get("error") == "conflict"]
-            todo = (
-                [r["doc"] for r in (await db.all_docs(keys=conflicted, include_docs=True)).rows if r.get("doc")]
-                if conflicted
-                else []
-            )
+            written, todo = await _write(db, writes)
+            report.rewritten += written
+        else:
+            report.skipped += [(doc["_id"], "kept changing; run again") for doc in todo]
+        progress.advance(len(page))
+    progress.finish()
+    return report
+
+
+async def _write(db: Database, docs: list[dict]) -> tuple[int, list[dict]]:
+    """Write ``docs`` (each over its ``_rev``): how many were written, and the ones
+    that changed meanwhile, read again."""
+    results = await db.bulk_docs(docs)
+    conflicted = [r["id"] for r in results if r.get("error") == "conflict"]
+    again = (await db.all_docs(keys=conflicted, include_docs=True)).rows if conflicted else []
+    return sum(1 for r in results if r.get("ok")), [row["doc"] for row in again if row.get("doc")]
+
+
+@dataclass
+class MigrateReport:
+    checked: int = 0
+    migrated: int = 0
+    current: int = 0  # documents of declared types at their version already
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, why)
+
+
+async def migrate_database(
+    db: Database,
+    lifecycle: Lifecycle,
+    models: Models,
+    progress: Progress,
+    batch: int = PAGE,
+    retry: RetryPolicy = RetryPolicy(attempts=5, base=0.01, cap=0.25),
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> MigrateReport:
+    """Rewrite every document of an older major version of a declared type as its
+    current version (``Lifecycle.migrated``: verified first, upgraded, signed for the
+    generation the rewrite creates), ``batch`` documents per round trip. Documents that
+    fail verification or their migration, or of a version no migration starts from, are
+    skipped and reported; documents of other types or newer versions are left alone."""
+    report = MigrateReport()
+    async for page in documents(db, batch):
+        report.checked += len(page)
+        todo = page
+        async for _ in attempts(retry, sleep):
+            writes: list[dict] = []
+            for doc in todo:
+                tag = tag_of(doc)
+                model = models.get(tag[0]) if tag else None
+                if tag is None or model is None or tag[1] > model.major:
+                    continue
+                if tag[1] == model.major:
+                    report.current += 1
+                    continue
+                try:
+                    lifecycle.verify(doc)  # first: a poisoned document is skipped and named, whatever it holds
+                    if not model.migrates_from(tag[1]):
+                        report.skipped.append((doc["_id"], f"no migration from {model.name} version {tag[1]}"))
+                        continue
+                    writes.append(lifecycle.migrated(model, doc))
+                except (IntegrityViolation, KeyUnavailable, MigrationFailed) as exc:
+                    report.skipped.append((doc["_id"], str(exc)))
+            if not writes:
+                break
+            written, todo = await _write(db, writes)
+            report.migrated += written
         else:
             report.skipped += [(doc["_id"], "kept changing; run again") for doc in todo]
         progress.advance(len(page))

@@ -43,6 +43,7 @@ TABLE: dict[str, Kind] = {
     "precondition_required": Kind(428, "If-Match with the document's ETag is required"),
     "internal_error": Kind(500, "Internal error"),
     "integrity_violation": Kind(500, "The stored document failed its integrity check"),
+    "migration_failed": Kind(500, "The stored document of an older version cannot be upgraded to the current one"),
     "couchdb_refused": Kind(502, "CouchDB refused the service's credentials"),
     "couchdb_error": Kind(502, "CouchDB answered unexpectedly"),
     "couchdb_unavailable": Kind(503, "CouchDB is unavailable", retryable=True),

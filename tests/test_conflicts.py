@@ -200,13 +200,13 @@ def test_merge_keeps_every_side_and_is_deterministic_and_idempotent(keys):
     assert merge(CART, [winner, b, a], keys) == body(winner)
 
 
-def test_removal_counts_as_an_edit_and_sets_resurrect_concurrent_removals(keys):
+def test_removal_counts_as_an_edit_and_set_removals_survive_other_edits(keys):
     base = make(keys, CART, {"owner": "o", "title": "t", "items": ["x", "y"]}, at(0))
     a = edit(keys, CART, base, {"title": None, "items": ["x"]}, at(2), "wa", "2-aaaa")
     b = edit(keys, CART, base, {"note": "B"}, at(1), "wb", "2-bbbb")
     merged = clear(keys, CART, merge(CART, [a, b], keys))
     assert "title" not in merged and merged["note"] == "B"
-    assert merged["items"] == ["x", "y"]  # documented: a union brings back what one side removed
+    assert merged["items"] == ["x"]  # removed on one side while the other edited something else: stays removed
 
 
 def test_counter_decrements_and_resets_are_merged_too(keys):

@@ -145,7 +145,7 @@ def test_every_write_is_signed_for_the_generation_it_creates(core):
 
 def test_a_restored_parent_keeps_its_content_and_is_signed_for_its_new_place(core):
     parent = created(core)
-    restored = core.restored({**parent, "_conflicts": ["1-z"]}, "2-ours")
+    restored = core.restored({**parent, "_conflicts": ["1-z"]}, "2-ours", parent)
     assert restored["_rev"] == "2-ours" and restored["sig"]["gen"] == 3 and "_conflicts" not in restored
     assert {k: v for k, v in restored.items() if k not in ("_rev", "sig")} == {
         k: v for k, v in parent.items() if k not in ("_rev", "sig")

@@ -1,10 +1,13 @@
-"""What writes record for merges later (pure): ``meta.changed`` and ``meta.counters``.
+"""What writes record for merges later (pure): ``meta.changed``, ``meta.counters`` and
+``meta.sets``.
 
 Only ``conflict: merge`` types keep them. ``meta.changed`` maps each property to the
 time it last changed (set, changed or removed). ``meta.counters.<prop>`` holds
 ``base`` (the value at creation) and, per writer — one sidecar process, see
 ``new_writer_id`` — the sums of its increments (``inc``) and decrements (``dec``).
-``lifecycle`` calls ``stamp`` on every write of a merge type; ``rules`` reads them.
+``meta.sets.<prop>`` holds the dots and causal context of a ``merge: set`` array
+(``sets``). ``lifecycle`` calls ``stamp`` on every write of a merge type and
+``migrated`` when it upgrades a document of an older version; ``rules`` reads them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,10 @@ import secrets
 from ..canonical import integral
 from ..envelope import properties
 from ..models import ConflictPolicy, MergeKind, ModelType
+from . import sets
+
+BOOKKEEPING = ("changed", "counters", "sets")
+Arrays = dict[str, tuple[list | None, list | None]]  # set property: (old clear array, new clear array)
 
 
 def new_writer_id() -> str:
@@ -40,10 +47,12 @@ def time_of(doc: dict, name: str) -> str:
     return str(meta.get("updated_at") or "") if name in doc else ""  # written before tracking
 
 
-def stamp(model: ModelType, current: dict | None, doc: dict, changed: set[str], writer: str) -> dict:
+def stamp(
+    model: ModelType, current: dict | None, doc: dict, changed: set[str], writer: str, arrays: Arrays | None = None
+) -> dict:
     """``doc`` (about to be signed and written over ``current``, or created when None)
     with its bookkeeping brought up to date; ``changed`` names the properties this write
-    set, changed or removed."""
+    set, changed or removed; ``arrays`` the clear ``merge: set`` arrays before and after."""
     if model.conflict_policy is not ConflictPolicy.MERGE:
         return doc
     meta = dict(doc["meta"])
@@ -67,4 +76,76 @@ def stamp(model: ModelType, current: dict | None, doc: dict, changed: set[str], 
     meta["changed"] = dict(sorted(times.items()))
     if counted:
         meta["counters"] = counters
+    if arrays:
+        meta["sets"] = _sets(current, doc, arrays, writer)
     return {**doc, "meta": meta}
+
+
+def _sets(current: dict | None, doc: dict, arrays: Arrays, writer: str) -> dict:
+    records = {}
+    for name, (old, new) in sorted(arrays.items()):
+        record = sets.record_of(meta_of(current), name, current.get(name), old) if current else None
+        base = current.get("_rev") if current else None
+        records[name] = sets.as_meta(sets.written(record, old, new, writer, base), doc.get(name))
+    return records
+
+
+def migrated(model: ModelType, old: dict, doc: dict, origin: dict[str, str | None], unchanged: set[str]) -> dict:
+    """``doc``, upgraded from ``old`` (an older version), with bookkeeping that follows
+    the properties: a property keeps the change time of the one it came from
+    (``origin``; made by the migration: the creation time, so any real edit is later),
+    and its counter or set record when the migration left its value ``unchanged``.
+    The other records are dropped: such values merge like ones written before records
+    were kept."""
+    meta = {k: v for k, v in meta_of(doc).items() if k not in BOOKKEEPING}
+    if model.conflict_policy is not ConflictPolicy.MERGE:
+        return {**doc, "meta": meta}
+    created = str(meta.get("created_at") or "")
+    new = properties(doc)
+    meta["changed"] = dict(
+        sorted((name, (time_of(old, source) if (source := origin.get(name)) else "") or created) for name in new)
+    )
+    records = {part: meta_of(old).get(part) or {} for part in ("counters", "sets")}
+    for name in sorted(unchanged & set(new)):
+        source = origin[name] or ""
+        counter = records["counters"].get(source)
+        if isinstance(counter, dict):
+            meta.setdefault("counters", {})[name] = counter
+        record = records["sets"].get(source)
+        if isinstance(record, dict) and record.get("digest") == sets.stored_digest(old.get(source)):
+            meta.setdefault("sets", {})[name] = {**record, "digest": sets.stored_digest(new[name])}
+    return {**doc, "meta": meta}
+
+
+def restored(parent: dict, undone: dict) -> dict:
+    """``parent`` put back over ``undone`` (a write that lost a race, ``store.writes``):
+    its set records' contexts also cover the dots ``undone`` made, so they are never
+    made again for other items."""
+    records, lost = meta_of(parent).get("sets"), meta_of(undone).get("sets")
+    if not isinstance(records, dict) or not isinstance(lost, dict):
+        return parent
+    covered = {}
+    for name, record in records.items():
+        other = lost.get(name)
+        if isinstance(record, dict) and isinstance(other, dict) and isinstance(other.get("context"), dict):
+            context = {**other["context"], **record.get("context", {})}
+            for writer, n in other["context"].items():
+                context[writer] = max(n, context[writer])
+            record = {**record, "context": dict(sorted(context.items()))}
+        covered[name] = record
+    return {**parent, "meta": {**meta_of(parent), "sets": covered}}
+
+
+def redigested(old: dict, new: dict) -> dict:
+    """``new``, the stored values of ``old`` protected anew (re-keyed), with its set
+    records describing the new stored forms — those that described the old ones."""
+    records = meta_of(old).get("sets")
+    if not isinstance(records, dict):
+        return new
+    renewed = {
+        name: {**record, "digest": sets.stored_digest(new.get(name))}
+        if isinstance(record, dict) and record.get("digest") == sets.stored_digest(old.get(name))
+        else record
+        for name, record in records.items()
+    }
+    return {**new, "meta": {**meta_of(new), "sets": renewed}}

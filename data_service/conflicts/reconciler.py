@@ -11,6 +11,7 @@ Which leaves take part
     ``conflict_leaves_discarded`` and listed by ``reconcile``. A leaf this sidecar cannot
     verify (a signing key it does not hold — perhaps a newer one — or a disabled one),
     or of another type, makes the conflict unresolvable for now: nothing is deleted.
+    Leaves of an older version of the type are upgraded before they are merged.
     Two claims of one Idempotency-Key (verified records, no type) keep the highest.
 
 Writing the result
@@ -43,9 +44,9 @@ from typing import Any
 
 from .. import idempotency
 from ..couchdb import CouchDBError, Database
-from ..envelope import is_of, rev_key, strip
+from ..envelope import model_of, rev_key, strip
 from ..lifecycle import Lifecycle
-from ..models import ModelType
+from ..models import MigrationFailed, ModelType
 from ..protection import IntegrityViolation, KeyUnavailable
 from ..retry import RetryPolicy, attempts
 from .rules import Unresolvable
@@ -283,7 +284,7 @@ class Reconciler:
                 continue
             except KeyUnavailable as exc:  # perhaps a newer key: left as it is, never deleted
                 return f"revision {leaf['_rev']} cannot be verified with this sidecar's keys: {exc}"
-            if model is not None and not is_of(model, leaf):
+            if model is not None and not model_of([model], leaf):
                 return f"revision {leaf['_rev']} is a {leaf.get('type')!r}, not a {model.name} v{model.major}"
             if model is None and not idempotency.is_record(leaf):
                 return f"revision {leaf['_rev']} is a {leaf.get('type')!r}, not an Idempotency-Key record"
@@ -295,7 +296,7 @@ class Reconciler:
         else:
             try:
                 base, plan.write = self.lifecycle.reconciled(model, valid)
-            except Unresolvable as exc:
+            except (Unresolvable, MigrationFailed) as exc:
                 return str(exc)
         plan.losers = [leaf["_rev"] for leaf in leaves if leaf["_rev"] != base["_rev"]]
         if plan.write is None:

@@ -19,10 +19,14 @@ the type's ``conflict`` policy from the models file.
     the type tracked changes count their present properties as changed at their
     ``updated_at``.
 
-    ``merge: set`` (arrays): the union of every leaf's items (compared as JSON values), in
-    the order of the leaf the rule above would pick, then the items only other leaves
-    hold, in their order (leaves by time, then revision). A union keeps an item one node
-    removed while another node's leaf still holds it.
+    ``merge: set`` (arrays): an observed-remove set (``sets``): an item is kept when a
+    write that added it survives — one every leaf either holds or has not seen — so a
+    removal concurrent with any other edit stays removed and an item added again
+    concurrently with its removal stays. Items in the order of the leaf the rule above
+    would pick, then the items only other leaves hold, in their order (leaves by time,
+    then revision). Arrays written before sets kept their dots merge by union. With no
+    item left the property is an empty array, or absent when the leaf that changed it
+    last removed it.
 
     ``merge: counter`` (numbers, protection plain): ``meta.counters.<prop>`` holds
     ``base`` (the value at creation) and, per writer (a sidecar process), the sums of its
@@ -45,6 +49,7 @@ from ..canonical import canonical, integral
 from ..envelope import UNSIGNED, properties, rev_key
 from ..models import ConflictPolicy, MergeKind, ModelType
 from ..protection import IntegrityViolation, Keyring, KeyUnavailable
+from . import sets
 from .bookkeeping import changed_times, meta_of, time_of
 
 
@@ -107,6 +112,7 @@ def _merged(model: ModelType, leaves: list[dict], latest: dict, keys: Keyring) -
     props: dict[str, Any] = {}
     changed: dict[str, str] = {}
     counters: dict[str, dict] = {}
+    records: dict[str, dict] = {}
     for name in sorted(names):
         prop = model.properties.get(name)
         ranked = sorted(leaves, key=lambda leaf: (time_of(leaf, name), rev_key(leaf["_rev"])), reverse=True)
@@ -115,9 +121,7 @@ def _merged(model: ModelType, leaves: list[dict], latest: dict, keys: Keyring) -
             changed[name] = time_of(top, name)
         kind = prop.merge if prop is not None else None
         if kind is MergeKind.SET:
-            holders = [leaf for leaf in ranked if name in leaf]
-            if holders:
-                props[name] = _union(model, keys, docid, name, holders)
+            records[name] = _set(model, keys, name, ranked, props)
         elif kind is MergeKind.COUNTER:
             counters[name], value = _counter(leaves, name)
             if name in top:
@@ -142,6 +146,10 @@ def _merged(model: ModelType, leaves: list[dict], latest: dict, keys: Keyring) -
         meta["counters"] = counters
     else:
         meta.pop("counters", None)
+    if records:
+        meta["sets"] = records
+    else:
+        meta.pop("sets", None)
     return {"_id": docid, "type": latest["type"], "meta": dict(sorted(meta.items())), **props}
 
 
@@ -154,11 +162,14 @@ def _check_value(model: ModelType, name: str, value: Any) -> None:
             )
 
 
-def _union(model: ModelType, keys: Keyring, docid: str, name: str, holders: list[dict]) -> Any:
+def _set(model: ModelType, keys: Keyring, name: str, ranked: list[dict], props: dict) -> dict:
+    """Merge set ``name`` of the ``ranked`` leaves into ``props``; its merged record."""
     prop = model.properties[name]
-    slot = model.slot(name, docid)
+    slot = model.slot(name, ranked[0]["_id"])
 
-    def clear(leaf: dict) -> list:
+    def clear(leaf: dict) -> list | None:
+        if name not in leaf:
+            return None
         try:
             value = prop.kind.reveal(keys, slot, leaf[name])
         except (IntegrityViolation, KeyUnavailable) as exc:
@@ -167,18 +178,23 @@ def _union(model: ModelType, keys: Keyring, docid: str, name: str, holders: list
             raise Unresolvable(f"set {name!r} of revision {leaf['_rev']} is not an array")
         return value
 
-    seen: set[bytes] = set()
-    union: list = []
-    for leaf in holders:
-        for item in clear(leaf):
-            key = canonical(item)
-            if key not in seen:
-                seen.add(key)
-                union.append(item)
-    if union == clear(holders[0]):
-        return holders[0][name]  # the stored form as it is (no new ciphertext)
-    _check_value(model, name, union)
-    return prop.kind.protect(keys, slot, union)
+    arrays = [clear(leaf) for leaf in ranked]
+    entries = [
+        (array, sets.record_of(meta_of(leaf), name, leaf.get(name), array))
+        for leaf, array in zip(ranked, arrays, strict=True)
+    ]
+    try:
+        items, record = sets.merged(entries)
+    except sets.SetConflict as exc:
+        raise Unresolvable(f"set {name!r}: {exc}") from None
+    top = ranked[0]
+    if items or name in top:
+        if arrays[0] is not None and canonical(items) == canonical(arrays[0]):
+            props[name] = top[name]  # the stored form as it is (no new ciphertext)
+        else:
+            _check_value(model, name, items)
+            props[name] = prop.kind.protect(keys, slot, items)
+    return sets.as_meta(record, props.get(name))
 
 
 def _counter(leaves: list[dict], name: str) -> tuple[dict, Any]:

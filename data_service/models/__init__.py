@@ -2,10 +2,11 @@
 
 ``policies``: delete, conflict and merge policies; ``formats``: string formats;
 ``types``: the declared types and body validation; ``file``: reading and checking
-a models file.
+a models file; ``migrations``: how older major versions are upgraded.
 """
 
 from .file import ModelError, load_models, parse_models
+from .migrations import Hidden, Migration, MigrationFailed, Values
 from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
 from .types import (
     RESERVED,
@@ -25,13 +26,17 @@ __all__ = [
     "RESERVED",
     "ConflictPolicy",
     "DeletePolicy",
+    "Hidden",
     "MergeKind",
+    "Migration",
+    "MigrationFailed",
     "ModelError",
     "ModelType",
     "Models",
     "Property",
     "ReservedNames",
     "ValidationFailed",
+    "Values",
     "Violation",
     "check_reserved",
     "is_reserved",

@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from ..protection.kinds import KINDS
+from . import migrations
 from .formats import FORMAT_CHECKER, FORMATS
 from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
 from .types import RESERVED, SCHEMA_DIALECT, VERSION_PATTERN, Models, ModelType, Property, is_reserved, pointer
@@ -73,6 +74,7 @@ MODELS_SCHEMA: dict[str, Any] = {
                 },
                 "indexes": {"type": "array"},
                 "conflict": {"enum": [p.value for p in ConflictPolicy]},
+                "migrations": migrations.schema({"$ref": "#/$defs/property"}),
             },
         },
         "property": {
@@ -153,16 +155,20 @@ def _model_type(name: str, spec: dict, problems: list[str]) -> ModelType:
                 f"{where}, property {prop.name!r}: merge: {prop.merge} needs conflict: merge "
                 f"on the type (it is {policy})"
             )
+    required = tuple(spec.get("required", ()))
     model = ModelType(
         name=name,
         major=major,
         minor=minor,
         properties=properties,
-        required=tuple(spec.get("required", ())),
+        required=required,
         delete_policy=DeletePolicy(spec.get("delete", DeletePolicy.HARD)),
         conflict_policy=policy,
         extras={k: spec[k] for k in EXTRA_KEYS if k in spec},
         description=spec.get("description"),
+        migrations=migrations.parse(
+            name, spec, properties, required, major, lambda n, s, w: _property(n, s, w, problems), problems
+        ),
     )
     if not re.fullmatch(TAG_PATTERN, model.tag):
         problems.append(f"{where}: tag {model.tag!r} does not match {TAG_PATTERN}")
@@ -274,7 +280,17 @@ def _describe(error: ValidationError) -> str:
     where: list[str] = []
     if len(path) >= 2 and path[0] == "types":
         where.append(f"type {path[1]!r}")
-        if len(path) >= 4 and path[2] == "properties":
+        if len(path) >= 4 and path[2] == "migrations":
+            where.append(f"migration from version {path[3]}")
+            if len(path) >= 6 and path[4] == "steps":
+                where.append(f"step {int(path[5]) + 1}")
+                key = ".".join(path[6:])
+            elif len(path) >= 6 and path[4] == "properties":
+                where.append(f"property {path[5]!r}")
+                key = ".".join(path[6:])
+            else:
+                key = ".".join(path[4:])
+        elif len(path) >= 4 and path[2] == "properties":
             where.append(f"property {path[3]!r}")
             key = ".".join(path[4:])
         else:
@@ -287,6 +303,10 @@ def _describe(error: ValidationError) -> str:
 
 def _problem(error: ValidationError, key: str, path: list[str]) -> str:
     keyword, expected, instance = error.validator, error.validator_value, error.instance
+    if "propertyNames" in error.schema_path and "migrations" in path:
+        if path[-1] == "migrations":
+            return f"migrations: {instance!r} is not a major version number"
+        return f"unknown step {instance!r} (one of {', '.join(migrations.STEP_SCHEMAS)})"
     if "propertyNames" in error.schema_path:
         what = "property name" if path[-1:] == ["properties"] else "type name"
         if isinstance(instance, str) and what == "property name" and is_reserved(instance):

@@ -19,6 +19,7 @@ from ..canonical import MAX_DEPTH, NotCanonical, check
 from ..errors import ServiceError
 from ..protection.kinds import Kind, Slot
 from .formats import FORMAT_CHECKER
+from .migrations import Migration
 from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -95,6 +96,11 @@ class ModelType:
     conflict_policy: ConflictPolicy = ConflictPolicy.LATEST
     extras: dict = field(default_factory=dict)
     description: str | None = None
+    migrations: dict[int, Migration] = field(default_factory=dict)  # by the older major they upgrade
+
+    def migrates_from(self, major: int) -> bool:
+        """Whether documents of an older ``major`` are read upgraded (``migrations``)."""
+        return major in self.migrations
 
     @property
     def version(self) -> str:

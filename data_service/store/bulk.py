@@ -205,13 +205,15 @@ async def _read_current(store: DocumentStore, model: ModelType, items: list[Item
         try:
             doc = envelope.row_doc(row)
             if doc is not None and doc.get("_conflicts"):  # rare: the single-document path reconciles
-                doc = await store.read(model, item.docid or "")
+                item.current = await store.read(model, item.docid or "")
+                continue
             if doc is None:
                 raise DocumentNotFound(item.docid)
             store.verify(doc)  # first: a changed type or deleted marker is a violation, not a 404
-            if not envelope.is_of(model, doc) or envelope.is_deleted(doc):
+            current = store.lifecycle.current(model, doc)  # an older version: upgraded
+            if current is None or envelope.is_deleted(current):
                 raise DocumentNotFound(item.docid)
-            item.current = doc
+            item.current = current
         except (ServiceError, KeyUnavailable) as exc:
             item.result = exc
 

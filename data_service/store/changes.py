@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..couchdb import Database
-from ..envelope import is_of, row_doc
+from ..envelope import model_of, row_doc
 from ..lifecycle import Lifecycle
-from ..models import ModelType
+from ..models import MigrationFailed, ModelType
 from ..protection import IntegrityViolation, KeyUnavailable
 from ..query import QueryError
 
@@ -90,12 +90,12 @@ async def read_changes(
         elif doc and not doc["_id"].startswith("_design/"):
             try:
                 verify(doc)
-                if is_of(model, doc):
-                    shown = lifecycle.representation(model, doc)
+                if model_of([model], doc):  # an older version: upgraded
+                    shown = lifecycle.representation(model, lifecycle.current(model, doc) or doc)
                     events.append(("change", {"id": doc["_id"], "rev": doc["_rev"], "doc": shown, "position": after}))
             except IntegrityViolation as exc:
                 events.append(("omitted", {"id": doc["_id"], "code": exc.code, "position": after}))
-            except KeyUnavailable as exc:  # of this type only: another type's key is none of its business
-                if is_of(model, doc):
+            except (KeyUnavailable, MigrationFailed) as exc:  # of this type only: another's is none of its business
+                if model_of([model], doc):
                     events.append(("omitted", {"id": doc["_id"], "code": exc.code, "position": after}))
     return Changes(events, token(lifecycle, db, model, answer.get("last_seq", seq)))

@@ -23,7 +23,7 @@ from ..conflicts.bookkeeping import new_writer_id
 from ..conflicts.reconciler import Reconciler
 from ..couchdb import Conflict, Database, IdPool, NotFound, Unreadable
 from ..lifecycle import Lifecycle
-from ..models import DeletePolicy, Models, ModelType, ValidationFailed, Violation, pointer
+from ..models import DeletePolicy, MigrationFailed, Models, ModelType, ValidationFailed, Violation, pointer
 from ..protection import IntegrityViolation, Keyring, KeyUnavailable
 from ..query import Query
 from ..retry import RetryPolicy, attempts
@@ -82,22 +82,29 @@ class DocumentStore:
         """The stored doc, reconciled if it was conflicted, signature verified;
         DocumentNotFound unless it is a live ``model``. Verified *first*: a document
         whose type, version or deleted marker was changed in the database is an
-        IntegrityViolation, never a quiet 404 (a valid document of another type is one)."""
+        IntegrityViolation, never a quiet 404 (a valid document of another type is one).
+        A document of an older version comes upgraded (``Lifecycle.current``): what its
+        next write stores, with its revision."""
         try:
             doc = await self.db.get(docid, conflicts=True)
         except NotFound:
             raise DocumentNotFound(docid) from None
         except Unreadable:
             doc = envelope.unreadable(docid)
-        if doc.get("_conflicts") and envelope.is_of(model, doc):
+        if doc.get("_conflicts") and envelope.model_of([model], doc):
             resolved = await self.reconciler.resolve(model, doc)
             if resolved is None:
                 raise DocumentNotFound(docid)
             doc = resolved
         self.verify(doc)
-        if not envelope.is_of(model, doc) or envelope.is_deleted(doc):
+        try:
+            current = self.lifecycle.current(model, doc)
+        except MigrationFailed as exc:
+            log.warning("migration failed: document %s: %s", exc.docid, exc.reason)
+            raise
+        if current is None or envelope.is_deleted(current):
             raise DocumentNotFound(docid)
-        return doc
+        return current
 
     async def get(self, model: ModelType, docid: str) -> Shown:
         return self.shown(model, await self.read(model, docid))

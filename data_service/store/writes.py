@@ -61,7 +61,7 @@ class Writes:
                 raise
             return WriteResult(doc["_id"], current["_rev"])
         if result.accepted and await self._lost_race(doc["_id"], result.rev):
-            await self._undo(doc["_id"], result.rev, parent)
+            await self._undo(doc, result.rev, parent)
             raise Conflict("PUT", doc["_id"], 409, "conflict", "a concurrent write reached the write quorum first")
         return result
 
@@ -91,12 +91,13 @@ class Writes:
             log.warning("document %s: a write stored below quorum raced revision %s; undone", docid, rivals[0])
         return bool(rivals)
 
-    async def _undo(self, docid: str, rev: str, parent: dict | None) -> None:
+    async def _undo(self, doc: dict, rev: str, parent: dict | None) -> None:
         """Best effort: a leaf left as it is gets merged like any conflict."""
+        docid = doc["_id"]
         try:
             if parent is None:
                 await self.db.delete(docid, rev)
             else:
-                await self.db.put(self.lifecycle.restored(parent, rev))
+                await self.db.put(self.lifecycle.restored(parent, rev, doc))
         except CouchDBError as exc:
             log.warning("document %s: could not undo revision %s: %s", docid, rev, exc)

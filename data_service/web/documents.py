@@ -188,9 +188,11 @@ class TypesHandler(BaseHandler):
                         "delete": model.delete_policy,
                         "conflict": model.conflict_policy,
                         "indexes": [list(index.properties) for index in indexes(model)],
+                        "migrates_from": sorted(model.migrations),
                         "schema": model.input_schema(),
                         "properties": {
                             p.name: {"protection": p.protection, "indexed": p.indexed}
+                            | ({"merge": p.merge} if p.merge else {})
                             for p in model.properties.values()
                         },
                     }
