@@ -290,13 +290,13 @@ def _lifecycle(config: Config) -> Lifecycle:
 
 
 async def verify_command(config: Config) -> int:
-    from .maintenance import Progress, verify_database
+    from .maintenance import Progress, document_count, verify_database
     from .server import connect
 
     lifecycle = _lifecycle(config)
     async with connect(config) as couch:
         db = couch.database(config.database)
-        report = await verify_database(db, lifecycle, Progress("verify", (await db.info())["doc_count"]))
+        report = await verify_database(db, lifecycle, Progress("verify", await document_count(db)))
     for docid, reason in report.failures:
         print(f"FAILED {docid}: {reason}")
     print(f"verify: {report.checked} documents checked, {len(report.failures)} failed")
@@ -304,7 +304,7 @@ async def verify_command(config: Config) -> int:
 
 
 async def reencrypt_command(config: Config) -> int:
-    from .maintenance import Progress, reencrypt_database
+    from .maintenance import Progress, document_count, reencrypt_database
     from .server import connect
 
     lifecycle, models = _lifecycle(config), _models(config)
@@ -316,7 +316,7 @@ async def reencrypt_command(config: Config) -> int:
             print("reencrypt: no _design/ds_conflicts view; conflicts were not reconciled first")
         elif not merged.complete:
             print("reencrypt: some conflicts remain (see above); their losing revisions are not re-encrypted")
-        report = await reencrypt_database(db, lifecycle, models, Progress("reencrypt", (await db.info())["doc_count"]))
+        report = await reencrypt_database(db, lifecycle, models, Progress("reencrypt", await document_count(db)))
     for docid, why in report.skipped:
         print(f"SKIPPED {docid}: {why}")
     print(
@@ -342,7 +342,7 @@ def _batch(args: dict) -> int:
 
 
 async def migrate_command(config: Config, batch: int) -> int:
-    from .maintenance import Progress, migrate_database
+    from .maintenance import Progress, document_count, migrate_database
     from .server import connect
 
     lifecycle, models = _lifecycle(config), _models(config)
@@ -353,7 +353,7 @@ async def migrate_command(config: Config, batch: int) -> int:
         if merged is None:
             print("migrate: no _design/ds_conflicts view; conflicts were not reconciled first")
         report = await migrate_database(
-            db, lifecycle, models, Progress("migrate", (await db.info())["doc_count"]), batch=batch
+            db, lifecycle, models, Progress("migrate", await document_count(db)), batch=batch
         )
     for docid, why in report.skipped:
         print(f"SKIPPED {docid}: {why}")

@@ -57,6 +57,13 @@ async def documents(db: Database, size: int = PAGE) -> AsyncIterator[list[dict]]
         yield [doc for row in rows if not row["id"].startswith("_design/") and (doc := row_doc(row))]
 
 
+async def document_count(db: Database) -> int:
+    """How many documents ``documents`` walks: the database's count without its
+    design documents (the total of a job's progress)."""
+    designs = await db.all_docs(startkey="_design/", endkey="_design0")
+    return (await db.info())["doc_count"] - len(designs.rows)
+
+
 @dataclass
 class VerifyReport:
     checked: int = 0

@@ -1,0 +1,432 @@
+"""Type-version migrations: the models file's ``migrations`` (checked at startup, problems
+named by type, version and step), the lifecycle's upgrade (verified first, revealed under
+the old declarations, steps on clear values, validated, protected and signed as the new
+version), registered functions, minor versions, merges of old and new leaves — and, on a
+real server, a version 1 → 2 migration read lazily, by ``data-service migrate`` (killed
+midway and run again), queried, with the installer keeping the old views until then."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sys
+import textwrap
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+from support import ROOT, TcpProxy, run_command, running_app
+from test_protection import spec_api
+
+from data_service.design import VIEW
+from data_service.envelope import properties
+from data_service.keys import KeysDir
+from data_service.lifecycle import Lifecycle
+from data_service.models import MigrationFailed, ModelError, load_models, parse_models
+from data_service.protection import Keyring
+
+V1_PATH, V2_PATH = ROOT / "tests" / "migration_models_v1.yaml", ROOT / "tests" / "migration_models_v2.yaml"
+V1, V2 = load_models(V1_PATH).get("member"), load_models(V2_PATH).get("member")
+AT, LATER = "2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"
+ANN = {"nick": "ann", "email": "ann@example.com", "city": "Oslo", "legacy": "x", "country": "NO"}
+
+
+@pytest.fixture(scope="module")
+def core(keys_dir) -> Lifecycle:
+    return Lifecycle(Keyring(KeysDir(keys_dir), "migrations"), "w1")
+
+
+def stored_v1(core: Lifecycle, values: dict = ANN, docid: str = "m1", rev: str = "3-c") -> dict:
+    """A version 1 document as a version 1 sidecar wrote it, with a bcrypt password."""
+    hashed = {"password": V1.properties["password"].kind.protect(core.keys, V1.slot("password", docid), "pw-1")}
+    doc = core.create(V1, docid, {**values, "password": "pw-1"}, hashed, AT)
+    return {**core.keys.sign(doc, int(rev.split("-")[0])), "_rev": rev}
+
+
+def spec(steps: list, v1: dict | None = None, v2: dict | None = None, **extra) -> dict:
+    v1 = v1 if v1 is not None else {"a": {"type": "string"}, "h": {"type": "string", "protection": "sha3-512"}}
+    v2 = v2 if v2 is not None else {"b": {"type": "string"}, "h": {"type": "string", "protection": "sha3-512"}}
+    migration = {"1": {"properties": v1, "steps": steps}}
+    return {"types": {"t": {"version": "2.0", "properties": v2, "migrations": migration, **extra}}}
+
+
+# --- the models file ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (spec([]), "migration from version 1: property 'a' has no place in the version it leads to"),
+        (
+            spec([{"rename": {"from": "h", "to": "b"}}]),
+            "step 1 (rename): 'h' is a sha3-512 hash, which binds its property name",
+        ),
+        (spec([{"rename": {"from": "x", "to": "b"}}]), "step 1 (rename): there is no property 'x' at this point"),
+        (
+            spec([{"rename": {"from": "a", "to": "b"}}], v2={"b": {"type": "string", "protection": "encrypt"}}),
+            "property 'b' is plain but becomes encrypt: say so with a step {protect: {property: b, as: encrypt}}",
+        ),
+        (
+            spec([{"rename": {"from": "a", "to": "b"}}, {"protect": {"property": "b", "as": "bcrypt"}}]),
+            "step 2 (protect): bcrypt is too slow to run while reading a document",
+        ),
+        (
+            spec([{"drop": "a"}, {"protect": {"property": "h", "as": "encrypt"}}]),
+            "step 2 (protect): 'h' is a sha3-512 hash: it cannot be revealed to protect it anew",
+        ),
+        (
+            spec([{"rename": {"from": "a", "to": "b"}}, {"default": {"property": "n", "value": 1}}]),
+            "step 2 (default): 'n' is not declared in the version it leads to",
+        ),
+        (
+            spec(
+                [{"rename": {"from": "a", "to": "b"}}, {"default": {"property": "n", "value": -1}}],
+                v2={"b": {"type": "string"}, "h": {"type": "string", "protection": "sha3-512"}, "n": {"minimum": 0}},
+            ),
+            "step 2 (default): the value for 'n': -1 is less than the minimum of 0",
+        ),
+        (
+            spec([{"move_into": {"property": "h", "object": "b", "key": "k"}}]),
+            "step 1 (move_into): 'h' is a sha3-512 hash: it cannot be moved",
+        ),
+        (
+            spec([{"rename": {"from": "a", "to": "b"}}], required=["b", "c"]),
+            "required names undeclared property 'c'",
+        ),
+        (
+            spec(
+                [{"rename": {"from": "a", "to": "b"}}],
+                v2={
+                    "b": {"type": "string"},
+                    "c": {"type": "string"},
+                    "h": {"protection": "sha3-512", "type": "string"},
+                },
+                required=["c"],
+            ),
+            "property 'c' is required but older documents lack it: add a default",
+        ),
+        (spec([{"frobnicate": "a"}]), "migration from version 1, step 1: unknown step 'frobnicate'"),
+        (spec([{"drop": "a", "rename": {"from": "a", "to": "b"}}]), "migration from version 1, step 1:"),
+        (spec([{"function": "nothing_here"}]), "no function 'nothing_here' is registered in the entry point group"),
+        (
+            {
+                "types": {
+                    "t": {"version": "3.0", "properties": {}, "migrations": {"1": {"properties": {}, "steps": []}}}
+                }
+            },
+            "type 't': migrations must chain up to version 3: no steps from version 2",
+        ),
+        (
+            {
+                "types": {
+                    "t": {"version": "1.0", "properties": {}, "migrations": {"1": {"properties": {}, "steps": []}}}
+                }
+            },
+            "type 't': migrations must chain up to version 1: version 1 is not older than 1",
+        ),
+    ],
+)
+def test_models_file_problems_name_type_version_and_step(data, message):
+    with pytest.raises(ModelError) as caught:
+        parse_models(data)
+    assert message in str(caught.value)
+
+
+# --- the upgrade (pure) ---------------------------------------------------------------
+
+
+def test_an_older_document_is_upgraded_as_the_next_write_would_store_it(core):
+    old = stored_v1(core)
+    new = core.current(V2, old)
+    assert new is not None and new["type"] == "member_v2.0" and new["_rev"] == "3-c" and new["sig"]["gen"] == 4
+    core.verify({**new, "_rev": "4-d"})
+    assert set(properties(new)) == {"name", "email", "level", "address", "password", "country"}
+    assert new["name"] == "ann" and new["level"] == 0 and new["address"] == {"city": "Oslo"}
+    assert new["email"].startswith("aead2:") and "ann@example.com" not in str(new)  # protected as version 2 says
+    assert new["password"] == old["password"] and new["country"] == old["country"]  # unchanged: stored form kept
+    assert new["meta"] == old["meta"]  # times unchanged: the upgrade is no edit
+    shown = core.representation(V2, new)
+    assert shown["meta"]["version"] == "2.0" and shown["email"] == "ann@example.com" and "password" not in shown
+    assert core.current(V2, new) is new and core.current(V1, new) is None  # a version 1 reader: not its type
+
+
+def test_writes_over_an_upgraded_document_store_the_new_version(core):
+    new = core.current(V2, stored_v1(core))
+    patched = core.patch(V2, new, {"level": 2}, {}, LATER)
+    assert patched["type"] == "member_v2.0" and patched["_rev"] == "3-c" and patched["sig"]["gen"] == 4
+    assert patched["email"] == new["email"] and patched["level"] == 2 and "nick" not in patched
+
+
+def test_chained_migrations_and_registered_functions(core, tmp_path, monkeypatch):
+    package = tmp_path / "site"
+    (package / "ds_steps-1.0.dist-info").mkdir(parents=True)
+    (package / "ds_steps-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: ds-steps\nVersion: 1.0\n"
+    )
+    (package / "ds_steps-1.0.dist-info" / "entry_points.txt").write_text(
+        "[data_service.migrations]\nsplit_name = ds_steps:split_name\nbroken = ds_steps:broken\n"
+    )
+    (package / "ds_steps.py").write_text(
+        textwrap.dedent(
+            """
+            def split_name(values):
+                first, _, last = values.pop("name").partition(" ")
+                return {**values, "first": first, "last": last}
+
+            def broken(values):
+                raise RuntimeError("the secret value " + values["name"])
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(package))
+    v1 = {"nick": {"type": "string"}, "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 4}}
+    v2 = {"name": {"type": "string"}, "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 4}}
+    v3 = {
+        "first": {"type": "string"},
+        "last": {"type": "string", "minLength": 1},
+        "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 4},
+        "tier": {"type": "string"},
+    }
+    chain = {
+        "1": {"properties": v1, "steps": [{"rename": {"from": "nick", "to": "name"}}]},
+        "2": {"properties": v2, "steps": [{"function": "split_name"}, {"default": {"property": "tier", "value": "b"}}]},
+    }
+    model = parse_models({"types": {"p": {"version": "3.0", "properties": v3, "migrations": chain}}}).get("p")
+    first = parse_models({"types": {"p": {"version": "1.0", "properties": v1}}}).get("p")
+    pin = first.properties["pin"].kind.protect(core.keys, first.slot("pin", "p1"), "1234")
+    old = {**core.create(first, "p1", {"nick": "Ada Lovelace", "pin": "x"}, {"pin": pin}, AT), "_rev": "1-a"}
+    shown = core.representation(model, core.current(model, old))
+    assert {k: v for k, v in shown.items() if k not in ("id", "meta")} == {
+        "first": "Ada",
+        "last": "Lovelace",
+        "tier": "b",
+    }
+    assert core.current(model, old)["pin"] == pin  # a hash travels as it is stored
+
+    short = {**core.create(first, "p2", {"nick": "Ada"}, {}, AT), "_rev": "1-a"}  # no last name: invalid as 3.0
+    with pytest.raises(MigrationFailed, match=r"does not match version 3\.0 at /last") as caught:
+        core.current(model, short)
+    assert "Ada" not in str(caught.value)
+    chain["2"]["steps"] = [{"function": "broken"}, {"default": {"property": "last", "value": "-"}}]
+    bad = parse_models({"types": {"p": {"version": "3.0", "properties": v3, "migrations": chain}}}).get("p")
+    with pytest.raises(MigrationFailed, match="function 'broken' raised RuntimeError") as caught:
+        core.current(bad, old)
+    assert "Lovelace" not in str(caught.value)
+
+
+def test_a_property_no_migration_declares_fails_the_migration(core):
+    old = stored_v1(core)
+    odd = {**core.keys.sign({**{k: v for k, v in old.items() if k != "sig"}, "extra": 1}, 3), "_rev": "3-c"}
+    with pytest.raises(MigrationFailed, match="property 'extra' is not declared in version 1's properties"):
+        core.current(V2, odd)
+
+
+def test_a_minor_version_reads_older_minors_and_keeps_newer_minors_properties(core):
+    newer = parse_models(
+        {
+            "types": {
+                "member": {"version": "2.1", "properties": {"name": {"type": "string"}, "nick": {"type": "string"}}}
+            }
+        }
+    ).get("member")
+    older = parse_models({"types": {"member": {"version": "2.0", "properties": {"name": {"type": "string"}}}}})
+    older = older.get("member")  # a 2.0 sidecar, which does not know "nick"
+    doc = {**core.create(newer, "n1", {"name": "Ann", "nick": "annie"}, {}, AT), "_rev": "1-a"}
+    assert doc["type"] == "member_v2.1" and core.current(older, doc) is doc
+    assert core.representation(older, doc) == {
+        "id": "n1",
+        "meta": core.representation(older, doc)["meta"],
+        "name": "Ann",
+    }
+    patched = core.patch(older, doc, {"name": "Anna"}, {}, LATER)
+    assert patched["type"] == "member_v2.1" and patched["nick"] == "annie" and patched["name"] == "Anna"
+    replaced = core.replace(older, doc, {"name": "Anne"}, {}, LATER)
+    assert replaced["type"] == "member_v2.1" and replaced["nick"] == "annie"
+    back = core.patch(newer, {**patched, "_rev": "2-b"}, {"nick": None}, {}, LATER)  # and a 2.1 sidecar reads 2.0 ones
+    assert "nick" not in back and back["type"] == "member_v2.1"
+
+
+def test_a_conflict_between_an_old_and_a_new_leaf_merges_upgraded(core):
+    cart1 = {"items": {"type": "array", "merge": "set"}, "owner": {"type": "string"}, "note": {"type": "string"}}
+    cart2 = {"items": {"type": "array", "merge": "set"}, "owner": {"type": "string"}, "memo": {"type": "string"}}
+    one = parse_models({"types": {"c": {"version": "1.0", "conflict": "merge", "properties": cart1}}}).get("c")
+    two = parse_models(
+        {
+            "types": {
+                "c": {
+                    "version": "2.0",
+                    "conflict": "merge",
+                    "properties": cart2,
+                    "migrations": {"1": {"properties": cart1, "steps": [{"rename": {"from": "note", "to": "memo"}}]}},
+                }
+            }
+        }
+    ).get("c")
+    base = {**core.create(one, "c1", {"owner": "o", "items": ["x", "y"], "note": "n"}, {}, AT), "_rev": "1-a"}
+    v1_leaf = {**core.patch(one, base, {"items": ["x"]}, {}, "2026-01-01T00:00:01.000Z"), "_rev": "2-a"}  # old sidecar
+    v2_leaf = {**core.patch(two, core.current(two, base), {"memo": "m"}, {}, "2026-01-01T00:00:02.000Z"), "_rev": "2-b"}
+    leaf, merged = core.reconciled(two, [v1_leaf, v2_leaf])
+    assert leaf["_rev"] == "2-b" and merged is not None and merged["type"] == "c_v2.0"
+    assert core.clear(two, merged) == {"owner": "o", "items": ["x"], "memo": "m"}  # the removal survives the upgrade
+
+
+# --- on a real server -------------------------------------------------------------------
+
+
+async def v2_count(db) -> int:
+    """Documents the version 2 listing view holds (only version 2 documents are in it)."""
+    return (await db.view("ds_member_v2", VIEW, limit=0)).total_rows
+
+
+async def killed_midway(config, proxy_port: int, db) -> int:
+    """``data-service migrate --batch=10`` through a slow proxy, SIGKILLed once it has
+    written something: how many documents were version 2 when it died."""
+    flags = [f"--couchdb=http://127.0.0.1:{proxy_port}", f"--database={config.database}"]
+    flags += [f"--keys-dir={config.keys_dir}", f"--models={V2_PATH}", "--batch=10"]
+    if config.couchdb_user:
+        flags.append(f"--couchdb-user={config.couchdb_user}")
+    env = {**os.environ, "DATA_SERVICE_COUCHDB_PASSWORD": config.couchdb_password or ""}
+    before = await v2_count(db)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "data_service", "migrate", *flags, env=env, stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        async with asyncio.timeout(60):
+            while await v2_count(db) == before:
+                assert process.returncode is None, "migrate ended before it was killed"
+                await asyncio.sleep(0.05)
+    finally:
+        process.kill()
+        await process.wait()
+    return await v2_count(db)
+
+
+async def test_v1_to_v2_migration_read_lazily_then_migrated_resumed_and_queried(db, config, http):
+    v1_config = dataclasses.replace(config, models_path=str(V1_PATH))
+    v2_config = dataclasses.replace(config, models_path=str(V2_PATH))
+    result = await asyncio.to_thread(run_command, config, "install", f"--models={V1_PATH}")
+    assert result.returncode == 0, result.stderr
+    total = 120
+    async with running_app(v1_config) as (base, _):
+        api = await spec_api(http, base)
+        items = [
+            {"op": "create", "body": {**ANN, "nick": f"m{i:03}", "email": f"m{i}@example.com", "password": "pw-123"}}
+            for i in range(total)
+        ]
+        reply = await api.request("POST", "/v1/member/_bulk", json={"items": items})
+        assert [r["status"] for r in reply.body["results"]] == [201] * total
+        ids = [r["id"] for r in reply.body["results"]]
+
+    result = await asyncio.to_thread(run_command, config, "install", f"--models={V2_PATH}")
+    assert result.returncode == 0, result.stderr
+    assert "create _design/ds_member_v2-level-name" in result.stdout
+    assert (
+        f"keep _design/ds_member_v1-nick: {total} documents of member version 1 still use it "
+        "(data-service migrate upgrades them)" in result.stdout
+    )
+
+    async with running_app(v2_config) as (base, ctx):
+        api = await spec_api(http, base)
+        # -- read lazily: upgraded on the way out, stored as it was
+        reply = await api.request("GET", f"/v1/member/{ids[0]}")
+        assert reply.status == 200 and reply.body["meta"]["version"] == "2.0"
+        assert {k: v for k, v in reply.body.items() if k not in ("id", "meta")} == {
+            "name": "m000",
+            "email": "m0@example.com",
+            "level": 0,
+            "address": {"city": "Oslo"},
+            "country": "NO",
+        }
+        raw = await db.get(ids[0])
+        assert raw["type"] == "member_v1.0" and raw["email"] == "m0@example.com" and reply.etag == f'"{raw["_rev"]}"'
+        verified = await api.request("POST", f"/v1/member/{ids[0]}/verify", json={"password": "pw-123"})
+        assert verified.body == {"matches": {"password": True}}  # the bcrypt hash came along as stored
+
+        # -- before migration: version 1 documents are in version 1's views only
+        assert (await api.request("GET", "/v1/member?level=0")).body["items"] == []
+        patched = await api.request(
+            "PATCH",
+            f"/v1/member/{ids[1]}",
+            json={"level": 3},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert patched.status == 200 and patched.body["name"] == "m001"
+        raw = await db.get(ids[1])
+        assert raw["type"] == "member_v2.0" and raw["email"].startswith("aead2:") and "nick" not in raw
+        assert [d["id"] for d in (await api.request("GET", "/v1/member?level=3")).body["items"]] == [ids[1]]
+        assert (await api.request("GET", "/v1/member?name=m002")).body["items"] == []
+
+        # -- migrate, killed midway, then run again
+        url = urlsplit(config.couchdb_url)
+        proxy = TcpProxy(url.hostname, url.port)
+        proxy.delay = 0.15
+        await proxy.start()
+        try:
+            done = await killed_midway(config, proxy.port, db)
+        finally:
+            await proxy.stop()
+        assert 1 < done < total, done
+        result = await asyncio.to_thread(run_command, config, "migrate", f"--models={V2_PATH}")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"migrate: {total}/{total} documents (100%)" in result.stderr  # progress
+        summary = f"migrate: {total} checked, {total - done} migrated, {done} already current, 0 skipped"
+        assert summary in result.stdout
+        rows = (await db.all_docs(keys=ids, include_docs=True)).rows
+        assert {row["doc"]["type"] for row in rows} == {"member_v2.0"}
+        assert all(row["doc"]["email"].startswith("aead2:") for row in rows)
+        for row in rows[:3]:
+            ctx.store.lifecycle.verify(row["doc"])
+
+        # -- queried: every document, paged, by the new version's views
+        seen, path = [], "/v1/member?level=0&sort=name&limit=25"
+        while path:
+            page = await api.request("GET", path)
+            seen += [item["name"] for item in page.body["items"]]
+            path = page.body["next"] and f"/v1/member?level=0&sort=name&limit=25&cursor={page.body['next']}"
+        assert seen == [f"m{i:03}" for i in range(total) if i != 1]
+        assert [d["id"] for d in (await api.request("GET", "/v1/member?name=m002")).body["items"]] == [ids[2]]
+        again = await asyncio.to_thread(run_command, config, "migrate", f"--models={V2_PATH}")
+        assert again.returncode == 0 and f"0 migrated, {total} already current" in again.stdout
+
+    result = await asyncio.to_thread(run_command, config, "install", f"--models={V2_PATH}")
+    assert result.returncode == 0, result.stderr
+    assert "remove _design/ds_member_v1-nick (generated earlier, no document of that version left)" in result.stdout
+    assert "keep _design" not in result.stdout
+
+
+async def test_old_documents_that_fail_their_check_or_migration_are_named_never_upgraded(db, config, http):
+    writer = Lifecycle(Keyring(KeysDir(config.keys_dir), db.name), "w1")
+    await asyncio.to_thread(run_command, config, "install", f"--models={V2_PATH}")
+    rev = f"1-{uuid.uuid4().hex}"
+    good = stored_v1(writer, docid="good", rev=rev)
+    tampered = {**stored_v1(writer, docid="tampered", rev=rev), "nick": "mallory"}
+    nameless = stored_v1(writer, {**ANN, "nick": ""}, docid="nameless", rev=rev)  # minLength 1 in both: hand-made
+    assert await db.bulk_docs([good, tampered, nameless], new_edits=False) == []
+    async with running_app(dataclasses.replace(config, models_path=str(V2_PATH))) as (base, _):
+        api = await spec_api(http, base)
+        assert (await api.request("GET", "/v1/member/good")).status == 200
+        reply = await api.request("GET", "/v1/member/tampered")
+        assert reply.status == 500 and reply.body["code"] == "integrity_violation"
+        reply = await api.request("GET", "/v1/member/nameless")
+        assert reply.status == 500 and reply.body["code"] == "migration_failed"
+        assert "/name" in reply.body["detail"] and "ann@example.com" not in reply.body["detail"]
+    result = await asyncio.to_thread(run_command, config, "migrate", f"--models={V2_PATH}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "SKIPPED tampered: tampered: signature does not match the content" in result.stdout
+    assert "SKIPPED nameless: nameless: the upgraded document does not match version 2.0 at /name" in result.stdout
+    assert "1 migrated, 0 already current, 2 skipped" in result.stdout
+    assert (await db.get("tampered"))["type"] == (await db.get("nameless"))["type"] == "member_v1.0"
+
+
+async def test_types_list_their_migrations_and_set_properties(config, http):
+    conflict_models = ROOT / "tests" / "conflict_models.yaml"
+    for path, name, expected in ((V2_PATH, "member", [1]), (conflict_models, "cart", [])):
+        async with running_app(dataclasses.replace(config, models_path=str(path))) as (base, _):
+            api = await spec_api(http, base)
+            reply = await api.request("GET", "/v1/_types")
+            [info] = [t for t in reply.body["types"] if t["name"] == name]
+            assert info["migrates_from"] == expected
+            if name == "cart":
+                assert info["properties"]["items"] == {"protection": "plain", "indexed": False, "merge": "set"}
+                assert "merge" not in info["properties"]["owner"]
