@@ -113,6 +113,7 @@ def test_merging_the_merge_again_changes_nothing(keys):
     base = make(keys, CART, {"owner": "o", "items": ["x", "y"]}, at(0))
     a = edit(keys, CART, base, {"items": ["y", "a"]}, at(1), "wa", "2-aaaa")
     b = edit(keys, CART, base, {"items": ["x", "y", "b"]}, at(2), "wb", "2-bbbb")
+    assert merge(CART, [a], keys) == body(a)  # one leaf (the others discarded): nothing to write
     merged = merge(CART, [a, b], keys)
     assert items(keys, merged) == ["y", "b", "a"]
     winner = keys.sign({**merged, "_rev": "3-0001"}, 3)

@@ -76,8 +76,8 @@ def stamp(
     meta["changed"] = dict(sorted(times.items()))
     if counted:
         meta["counters"] = counters
-    if arrays:
-        meta["sets"] = _sets(current, doc, arrays, writer)
+    if records := _sets(current, doc, arrays or {}, writer):
+        meta["sets"] = records
     return {**doc, "meta": meta}
 
 
@@ -85,8 +85,9 @@ def _sets(current: dict | None, doc: dict, arrays: Arrays, writer: str) -> dict:
     records = {}
     for name, (old, new) in sorted(arrays.items()):
         record = sets.record_of(meta_of(current), name, current.get(name), old) if current else None
-        base = current.get("_rev") if current else None
-        records[name] = sets.as_meta(sets.written(record, old, new, writer, base), doc.get(name))
+        written = sets.written(record, old, new, writer, current.get("_rev") if current else None)
+        if not written.empty:
+            records[name] = sets.as_meta(written, doc.get(name))
     return records
 
 

@@ -120,8 +120,8 @@ def _merged(model: ModelType, leaves: list[dict], latest: dict, keys: Keyring) -
         if time_of(top, name):
             changed[name] = time_of(top, name)
         kind = prop.merge if prop is not None else None
-        if kind is MergeKind.SET:
-            records[name] = _set(model, keys, name, ranked, props)
+        if kind is MergeKind.SET and not (record := _set(model, keys, name, ranked, props)).empty:
+            records[name] = sets.as_meta(record, props.get(name))
         elif kind is MergeKind.COUNTER:
             counters[name], value = _counter(leaves, name)
             if name in top:
@@ -162,7 +162,7 @@ def _check_value(model: ModelType, name: str, value: Any) -> None:
             )
 
 
-def _set(model: ModelType, keys: Keyring, name: str, ranked: list[dict], props: dict) -> dict:
+def _set(model: ModelType, keys: Keyring, name: str, ranked: list[dict], props: dict) -> sets.Record:
     """Merge set ``name`` of the ``ranked`` leaves into ``props``; its merged record."""
     prop = model.properties[name]
     slot = model.slot(name, ranked[0]["_id"])
@@ -194,7 +194,7 @@ def _set(model: ModelType, keys: Keyring, name: str, ranked: list[dict], props: 
         else:
             _check_value(model, name, items)
             props[name] = prop.kind.protect(keys, slot, items)
-    return sets.as_meta(record, props.get(name))
+    return record
 
 
 def _counter(leaves: list[dict], name: str) -> tuple[dict, Any]:

@@ -55,6 +55,11 @@ class Record:
     def holds(self) -> set[Dot]:
         return {dot for dots in self.dots for dot in dots}
 
+    @property
+    def empty(self) -> bool:
+        """Nothing to remember: no item, nothing seen (a set never written)."""
+        return not self.dots and not self.context
+
 
 def stored_digest(stored: Any) -> str | None:
     return None if stored is None else digest(stored, 32)
