@@ -95,10 +95,10 @@ class Lifecycle:
         migrations: the stored document of ``model``'s version, ``meta`` times unchanged,
         signed to be written over ``doc``'s revision. Values the steps leave as they
         were keep their stored form. MigrationFailed when the result is not valid."""
-        docid, (_, major, _) = doc["_id"], envelope.tag_of(doc) or ("", 0, 0)
+        docid, major = doc["_id"], (envelope.tag_of(doc) or ("", 0, 0))[1]
         declared = model.migrations[major].properties
         values = Values({}, {})
-        for name, stored in envelope.properties(doc).items():
+        for name, stored in envelope.properties(doc).items():  # revealed as the old version declared them
             prop = declared.get(name)
             if prop is None:
                 raise MigrationFailed(docid, f"property {name!r} is not declared in version {major}'s properties")
@@ -108,38 +108,38 @@ class Lifecycle:
         before = dict(values.values)
         for source in range(major, model.major):
             values.apply(model.migrations[source], docid)
-        hidden = {name: value.stored for name, value in values.values.items() if isinstance(value, Hidden)}
+        clear = self._upgraded_values(model, values, declared, docid)
+        unchanged = {
+            name for name, value in clear.items() if (was := values.origin[name]) in before and same(before[was], value)
+        }
+        stored = {name: value.stored for name, value in values.values.items() if isinstance(value, Hidden)}
+        for name, value in clear.items():
+            prop = model.properties[name]
+            kept = name in unchanged and values.origin[name] == name and declared[name].kind is prop.kind
+            stored[name] = doc[name] if kept else prop.kind.protect(self.keys, model.slot(name, docid), value)
+        new = {"_id": docid, "_rev": doc["_rev"], "type": model.tag, "meta": dict(doc.get("meta") or {}), **stored}
+        return self._signed(bookkeeping.migrated(model, doc, new, values.origin, unchanged))
+
+    @staticmethod
+    def _upgraded_values(model: ModelType, values: Values, declared: Mapping, docid: str) -> dict:
+        """The clear values after the steps, checked against ``model`` (and the hashed
+        ones against its declarations); MigrationFailed names paths, never values."""
+        hidden = {name for name, value in values.values.items() if isinstance(value, Hidden)}
         clear = {name: value for name, value in values.values.items() if name not in hidden}
         try:
             model.validate(clear, kept=frozenset(hidden))
-        except ValidationFailed as exc:  # paths only: a plain value may be in a message
+        except ValidationFailed as exc:
             where = ", ".join(sorted({v.path or "/" for v in exc.violations}))
             raise MigrationFailed(
                 docid, f"the upgraded document does not match version {model.version} at {where}"
             ) from None
+        origin = values.origin
         wrong = [
-            name
-            for name in hidden
-            if name not in model.properties
-            or model.properties[name].kind is not declared[values.origin[name] or ""].kind
+            n for n in hidden if n not in model.properties or model.properties[n].kind is not declared[origin[n]].kind
         ]
         if wrong:
             raise MigrationFailed(docid, f"hashed properties {sorted(wrong)} have no place in version {model.version}")
-        unchanged = {
-            name
-            for name, value in clear.items()
-            if (origin := values.origin.get(name)) in before and same(before[origin], value)
-        }
-        stored = dict(hidden)
-        for name, value in clear.items():
-            kept = (
-                name in unchanged and values.origin[name] == name and declared[name].kind is model.properties[name].kind
-            )
-            stored[name] = (
-                doc[name] if kept else model.properties[name].kind.protect(self.keys, model.slot(name, docid), value)
-            )
-        new = {"_id": docid, "_rev": doc["_rev"], "type": model.tag, "meta": dict(doc.get("meta") or {}), **stored}
-        return self._signed(bookkeeping.migrated(model, doc, new, values.origin, unchanged))
+        return clear
 
     def representation(self, model: ModelType, doc: dict) -> dict:
         """What callers see of a verified stored document."""

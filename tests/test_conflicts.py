@@ -604,7 +604,8 @@ async def test_two_replicating_nodes_converge_on_the_declared_policy(nodes, http
 
 async def test_two_nodes_keep_a_set_removal_and_an_item_added_again(nodes, http):
     """A revokes a role while B edits another property: revoked on both. Then A revokes
-    a role while B revokes and grants it again: granted on both (the grant is newer)."""
+    a role while B revokes and grants it again: granted on both (the grant is newer). Then
+    A grants and revokes a new role while B grants it: granted on both."""
     dbs, pair, configs = nodes
     await asyncio.to_thread(pair.start)
     async with node(configs[0], 0.3) as (base_a, ctx_a), node(configs[1], 0.3) as (base_b, ctx_b):
@@ -629,9 +630,18 @@ async def test_two_nodes_keep_a_set_removal_and_an_item_added_again(nodes, http)
         await change(http, base_b, "cart", cart, lambda d: {"items": ["viewer"]})
         await change(http, base_b, "cart", cart, lambda d: {"items": ["viewer", "editor"]})
         await asyncio.to_thread(pair.resume)
-        final = await converged(*dbs, [cart])
+        await converged(*dbs, [cart])
         replies = [await call(http, "GET", f"{base}/v1/cart/{cart}") for base in (base_a, base_b)]
         assert replies[0] == replies[1] and replies[0][1]["items"] == ["viewer", "editor"]
+
+        await asyncio.to_thread(pair.pause)
+        await change(http, base_a, "cart", cart, lambda d: {"items": [*d["items"], "guest"]})
+        await change(http, base_a, "cart", cart, lambda d: {"items": [i for i in d["items"] if i != "guest"]})
+        await change(http, base_b, "cart", cart, lambda d: {"items": [*d["items"], "guest"]})
+        await asyncio.to_thread(pair.resume)
+        final = await converged(*dbs, [cart])
+        replies = [await call(http, "GET", f"{base}/v1/cart/{cart}") for base in (base_a, base_b)]
+        assert replies[0] == replies[1] and replies[0][1]["items"] == ["viewer", "editor", "guest"]
         ctx_a.store.lifecycle.verify(final[cart])
         assert ctx_a.store.stats.conflicts_unresolvable == ctx_b.store.stats.conflicts_unresolvable == 0
 
