@@ -355,7 +355,14 @@ async def test_v1_to_v2_migration_read_lazily_then_migrated_resumed_and_queried(
         raw = await db.get(ids[1])
         assert raw["type"] == "member_v2.0" and raw["email"].startswith("aead2:") and "nick" not in raw
         assert [d["id"] for d in (await api.request("GET", "/v1/member?level=3")).body["items"]] == [ids[1]]
-        assert (await api.request("GET", "/v1/member?name=m002")).body["items"] == []
+        assert (await api.request("GET", "/v1/member?name=m003")).body["items"] == []
+        bulk = [{"op": "patch", "id": ids[2], "patch": {"level": 5}}]
+        reply = await api.request("POST", "/v1/member/_bulk", json={"items": bulk})
+        assert reply.body["results"][0]["status"] == 200 and reply.body["results"][0]["body"]["name"] == "m002"
+        assert (await db.get(ids[2]))["type"] == "member_v2.0"
+        feed = (await api.request("GET", "/v1/member/_changes?limit=200")).body["results"]
+        shown = {item["id"]: item["doc"] for item in feed if "doc" in item}
+        assert shown[ids[3]]["meta"]["version"] == "2.0" and shown[ids[3]]["name"] == "m003"  # upgraded, not stored
 
         # -- migrate, killed midway, then run again
         url = urlsplit(config.couchdb_url)
@@ -384,8 +391,8 @@ async def test_v1_to_v2_migration_read_lazily_then_migrated_resumed_and_queried(
             page = await api.request("GET", path)
             seen += [item["name"] for item in page.body["items"]]
             path = page.body["next"] and f"/v1/member?level=0&sort=name&limit=25&cursor={page.body['next']}"
-        assert seen == [f"m{i:03}" for i in range(total) if i != 1]
-        assert [d["id"] for d in (await api.request("GET", "/v1/member?name=m002")).body["items"]] == [ids[2]]
+        assert seen == [f"m{i:03}" for i in range(total) if i not in (1, 2)]
+        assert [d["id"] for d in (await api.request("GET", "/v1/member?name=m003")).body["items"]] == [ids[3]]
         again = await asyncio.to_thread(run_command, config, "migrate", f"--models={V2_PATH}")
         assert again.returncode == 0 and f"0 migrated, {total} already current" in again.stdout
 
