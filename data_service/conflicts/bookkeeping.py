@@ -129,9 +129,9 @@ def restored(parent: dict, undone: dict) -> dict:
     for name, record in records.items():
         other = lost.get(name)
         if isinstance(record, dict) and isinstance(other, dict) and isinstance(other.get("context"), dict):
-            context = {**other["context"], **record.get("context", {})}
+            context = dict(record.get("context") or {})
             for writer, n in other["context"].items():
-                context[writer] = max(n, context[writer])
+                context[writer] = max(n, context.get(writer, 0))
             record = {**record, "context": dict(sorted(context.items()))}
         covered[name] = record
     return {**parent, "meta": {**meta_of(parent), "sets": covered}}

@@ -6,7 +6,7 @@ a models file; ``migrations``: how older major versions are upgraded.
 """
 
 from .file import ModelError, load_models, parse_models
-from .migrations import Hidden, Migration, MigrationFailed, Values
+from .migrations import Hidden, MigrationFailed, Values
 from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
 from .types import (
     RESERVED,
@@ -28,7 +28,6 @@ __all__ = [
     "DeletePolicy",
     "Hidden",
     "MergeKind",
-    "Migration",
     "MigrationFailed",
     "ModelError",
     "ModelType",
