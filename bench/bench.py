@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the data-service sidecar against direct CouchDB, in one run.
 
-For each workload (get, create, update) and each concurrency, the same number
+For each workload (get, query, create, bulk, update) and each concurrency, the same number
 of requests goes first straight to CouchDB, then through the sidecar (a real
 ``data-service serve`` subprocess), against the same fresh database. Reports
 requests/s, p50 and p99 latency for both, the sidecar/direct ratios, and the
@@ -52,7 +52,8 @@ import devcouch  # noqa: E402
 SIDECAR = ROOT / ".venv" / "bin" / "data-service"
 MODELS = ROOT / "models" / "sample.yaml"
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
-WORKLOADS = ("get", "query", "create", "update")
+WORKLOADS = ("get", "query", "create", "bulk", "update")
+BULK = 50  # notes created per request of the bulk workload
 PAGE = 50  # items per query page
 PREHEAT_CONCURRENCY = 10
 C1_CAP = 500  # requests at concurrency 1: latency-bound, so fewer keep the run short
@@ -433,6 +434,25 @@ class Targets:
             await resp.read()
             return resp.status
 
+    # bulk: BULK new notes per request (CouchDB's _bulk_docs / the sidecar's POST /v1/note/_bulk)
+
+    async def bulk_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        docs = [{"_id": uuid.uuid4().hex, **self.envelope()} for _ in range(BULK)]
+        async with session.post(
+            f"{self.db_url}/_bulk_docs", headers=JSON_HEADERS, data=orjson.dumps({"docs": docs})
+        ) as resp:
+            body = await resp.read()
+            return resp.status if resp.status != 201 or all("ok" in r for r in orjson.loads(body)) else 500
+
+    async def bulk_sidecar(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        items = [{"op": "create", "body": {"title": "bench", "body": BODY}} for _ in range(BULK)]
+        async with session.post(
+            f"{self.sidecar_url}/v1/note/_bulk", headers=JSON_HEADERS, data=orjson.dumps({"items": items})
+        ) as resp:
+            body = await resp.read()
+            ok = resp.status == 200 and all(r.get("status") == 201 for r in orjson.loads(body)["results"])
+            return resp.status if ok or resp.status != 200 else 500
+
     # update: worker w owns doc w; a failed write re-reads the revision (not timed apart)
 
     async def update_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
@@ -584,6 +604,23 @@ def machine_line(machine: dict) -> str:
     )
 
 
+def bulk_lines(results: list[dict]) -> list[str]:
+    """Documents per second of the bulk workload against single creates at the same concurrency."""
+    create = {row["concurrency"]: row for row in results if row["workload"] == "create"}
+    lines = []
+    for row in results:
+        single = create.get(row["concurrency"])
+        if row["workload"] != "bulk" or single is None:
+            continue
+        docs = {target: row[target]["rps"] * BULK for target in ("direct", "sidecar")}
+        lines.append(
+            f"- bulk c={row['concurrency']}: {BULK} notes per request; sidecar {docs['sidecar']:.0f} docs/s = "
+            f"{docs['sidecar'] / single['sidecar']['rps']:.1f}x its single create ({single['sidecar']['rps']:.0f}/s); "
+            f"direct _bulk_docs {docs['direct']:.0f} docs/s."
+        )
+    return ["", *lines] if lines else []
+
+
 def markdown(report: dict) -> str:
     config = report["config"]
     out = [
@@ -605,6 +642,7 @@ def markdown(report: dict) -> str:
             f"{d['p99_ms']:.2f} | {s['p99_ms']:.2f} | {d['errors']}/{s['errors']} | "
             f"{mem['rss_kib'] / 1024:.1f} / {mem['hwm_kib'] / 1024:.1f} |"
         )
+    out += bulk_lines(report["results"])
     base = report["sidecar_memory_at_start"]
     start, end = report["machine"]["loadavg_at_start"], report["loadavg_at_end"]
     out += [
@@ -724,7 +762,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workloads",
         type=workload_list,
         default=list(WORKLOADS),
-        help="comma-separated subset of get,create,update (default: all)",
+        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)",
     )
     parser.add_argument("--port", type=int, help="port for the sidecar (default: a free one)")
     parser.add_argument(
