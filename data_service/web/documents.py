@@ -12,7 +12,7 @@ from tornado.web import stream_request_body
 from .. import etags, query
 from ..design import indexes
 from ..envelope import valid_id
-from ..models import ModelType, ValidationFailed, Violation
+from ..models import ModelType, ValidationFailed, Violation, check_limits
 from ..store import Shown
 from ..store.bulk import Deleted
 from .base import BaseHandler
@@ -53,9 +53,11 @@ class ApiHandler(BaseHandler):
         if content_type not in media_types:
             raise Problem("unsupported_media_type", f"send {' or '.join(media_types)}")
         try:
-            return orjson.loads(b"".join(self._chunks))
+            body = orjson.loads(b"".join(self._chunks))
         except orjson.JSONDecodeError as exc:
             raise Problem("invalid_json", str(exc)) from None
+        check_limits(body)  # before anything else sees it: numbers and depth (models.limits)
+        return body
 
     def model(self, name: str) -> ModelType:
         model = self.ctx.models.get(name)
