@@ -4,7 +4,13 @@ parsing, PUT/PATCH semantics. Every response is checked against the served spec.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import replace
+
+import aiohttp
 import pytest
+from support import running_app
 from test_api import stored_docs
 
 from data_service.models import MAX_NESTING, MAX_SAFE, NestedTooDeep, NumberOutOfRange, check_limits
@@ -128,3 +134,65 @@ def test_check_limits_names_every_number_and_the_first_deep_path():
     with pytest.raises(NestedTooDeep) as raised:
         check_limits([value])
     assert raised.value.violations[0].path.endswith("/...")
+
+
+# -- finding 4: bcrypt backpressure ---------------------------------------------------
+
+
+async def test_a_verify_flood_gets_busy_answers_within_the_bound_and_health_stays_up(config, tmp_path, capsys):
+    """300 concurrent verifies at cost 12 behind a queue of 16: some are answered 503 busy
+    with Retry-After at once or after --bcrypt-wait; none waits for the whole flood, and
+    liveness answers throughout. Figures are printed (-s), not asserted, but for a bound
+    far above --bcrypt-wait plus one hash (what an unbounded queue took: ~30 s)."""
+    models = tmp_path / "flood.yaml"
+    models.write_text('types: {account: {version: "1.0", properties: {password: {type: string, protection: bcrypt}}}}')
+    wait = 2.0
+    flood = replace(config, models_path=str(models), bcrypt_queue=16, bcrypt_wait=wait)
+    async with (
+        running_app(flood) as (base, ctx),
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+    ):
+        async with http.post(f"{base}/v1/account", json={"password": "p4ss-w0rd"}) as created:
+            assert created.status == 201
+            path = f"{base}/v1/account/{(await created.json())['id']}/verify"
+        answers: list[tuple[int, str | None, float]] = []
+        health: list[float] = []
+        done = asyncio.Event()
+
+        async def verify(i: int) -> None:
+            start = time.monotonic()
+            async with http.post(path, json={"password": "p4ss-w0rd" if i % 2 else "wrong-one"}) as reply:
+                body = await reply.json()
+                assert reply.status in (200, 503), body
+                if reply.status == 503:
+                    assert body["code"] == "busy" and int(reply.headers["Retry-After"]) >= 1
+                answers.append((reply.status, body.get("code"), time.monotonic() - start))
+
+        async def liveness() -> None:
+            while not done.is_set():
+                start = time.monotonic()
+                async with http.get(f"{base}/_health") as reply:
+                    assert reply.status == 200
+                health.append(time.monotonic() - start)
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.ensure_future(liveness())
+        await asyncio.gather(*(verify(i) for i in range(300)))
+        done.set()
+        await watcher
+        async with http.get(f"{base}/_metrics") as reply:
+            metrics = await reply.text()
+    busy = [a for a in answers if a[0] == 503]
+    matched = [a for a in answers if a[0] == 200]
+    assert busy and matched and len(answers) == 300
+    slowest = max(a[2] for a in answers)
+    assert slowest < wait + 20  # documented: --bcrypt-wait plus one hash; generous for a loaded machine
+    assert health
+    assert 'data_service_verify_attempts_total{type="account"}' in metrics
+    assert f"data_service_bcrypt_busy_total {float(ctx.store.hasher.refused)}" in metrics
+    with capsys.disabled():
+        print(
+            f"\nflood: {len(matched)} answered, {len(busy)} busy; slowest {slowest:.2f} s; "
+            f"health n={len(health)} median {sorted(health)[len(health) // 2] * 1000:.1f} ms "
+            f"max {max(health) * 1000:.1f} ms"
+        )

@@ -47,6 +47,7 @@ CONTRACT = {
     "couchdb_unavailable": (503, True),
     "database_missing": (503, True),
     "conflict_retries_exhausted": (503, True),
+    "busy": (503, True),
     "draining": (503, True),
     "key_unavailable": (503, True),
 }
@@ -354,6 +355,7 @@ PROBLEM_CASES = [
     ("POST", "/v1/user", "database_missing", {"Retry-After": "1"}, {}),
     ("PATCH", "/v1/user/abc123", "conflict_retries_exhausted", {"Retry-After": "1"}, {}),
     ("GET", "/_health?quick=false", "draining", {"Retry-After": "1"}, {}),
+    ("POST", "/v1/user/abc123/verify", "busy", {"Retry-After": "1"}, {}),
 ]
 
 
