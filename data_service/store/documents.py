@@ -236,7 +236,7 @@ class DocumentStore:
         return self.shown(model, {**doc, "_rev": result.rev}, created=True, below_quorum=result.accepted)
 
     async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> Shown:
-        self.lifecycle.check_body(model, body)
+        self.lifecycle.check_replacement(model, body)
         hashed = await self.hash_values(model, docid, body)
         return await self._checked(
             model, docid, if_match, lambda current: self.lifecycle.replace(model, current, body, hashed, envelope.now())
@@ -246,6 +246,11 @@ class DocumentStore:
         """RFC 7396 merge patch. With ``if_match`` it is a checked write; without, the
         sidecar re-reads and retries on conflicts (bounded, jittered)."""
         self.lifecycle.check_patch(model, patch)
+        if not patch:  # {} changes nothing: the current representation, no new revision
+            current = await self.read(model, docid)
+            if if_match is not None:
+                self.check_revision(model, current, if_match)
+            return self.shown(model, current)
         hashed = await self.hash_values(model, docid, patch)
 
         def patched(current: dict) -> dict:

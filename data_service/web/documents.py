@@ -73,7 +73,7 @@ class ApiHandler(BaseHandler):
         return docid
 
     def if_match(self) -> frozenset[str] | None:
-        return etags.parse(self.request.headers.get("If-Match"))
+        return etags.if_match(self.request.headers.get("If-Match"))
 
     def required_if_match(self) -> frozenset[str]:
         revisions = self.if_match()
@@ -96,7 +96,7 @@ class CollectionHandler(ApiHandler):
     async def get(self, type_name: str) -> None:
         """A page of documents matching the query; ``next`` / ``Link`` continue it."""
         model = self.model(type_name)
-        args = {name: self.get_query_arguments(name) for name in self.request.query_arguments}
+        args = {name: self.get_query_arguments(name, strip=False) for name in self.request.query_arguments}
         page = await self.ctx.store.query(model, query.parse(model, args))
         if page.next is not None:
             following = {**{k: v[0] for k, v in args.items()}, "cursor": page.next}
