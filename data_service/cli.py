@@ -83,6 +83,11 @@ Options:
                               [default: 86400]
   --cursor-ttl=SECONDS        How long a query's `next` cursor stays valid
                               [default: 3600]
+  --bcrypt-queue=N            bcrypt jobs (hashes and verifies) queued or running
+                              at once; one more is answered 503 busy [default: 64]
+  --bcrypt-wait=SECONDS       Longest a bcrypt job waits for one of the 2 threads;
+                              then 503 busy. No caller waits longer than this plus
+                              one hash [default: 5]
   --deployment-id=ID          What signatures and encryption bind documents to
                               instead of the database name: give replicas whose
                               databases replicate into each other the same one.

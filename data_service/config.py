@@ -47,6 +47,8 @@ class Config:
     cursor_ttl: float = 3600.0  # seconds a query's next cursor stays valid
     deployment_id: str | None = None  # what signatures bind documents to; None: the database name
     accept_v1: bool = True  # read version 1 signatures and ciphertexts (False: --refuse-v1)
+    bcrypt_queue: int = 64  # bcrypt jobs queued or running per process; more: 503 busy
+    bcrypt_wait: float = 5.0  # seconds a bcrypt job may wait for a thread; longer: 503 busy
 
     @property
     def deployment(self) -> str:
@@ -102,6 +104,8 @@ class Config:
             cursor_ttl=_number(args, "--cursor-ttl", float) if args.get("--cursor-ttl") else 3600.0,
             deployment_id=_deployment_id(args.get("--deployment-id")),
             accept_v1=not args.get("--refuse-v1"),
+            bcrypt_queue=_number(args, "--bcrypt-queue", int) if args.get("--bcrypt-queue") else 64,
+            bcrypt_wait=_number(args, "--bcrypt-wait", float) if args.get("--bcrypt-wait") else 5.0,
         )
 
 

@@ -40,6 +40,7 @@ from .couchdb import Conflict, CouchDB, Database, IdPool, NotFound, Timeout, Uns
 from .models import Models, ModelType, ValidationFailed
 from .protection import IntegrityViolation, Keyring, KeyUnavailable
 from .store import ANY_REVISION, DocumentNotFound, DocumentStore
+from .store.hashing import Hasher
 
 SERVICE_ROLE = "data-service"
 UUIDS_ALGORITHM = "sequential"
@@ -395,7 +396,7 @@ async def install(
     check_seeds(models, seeds)
     db = couch.database(db_name)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt") as hasher:
-        store = DocumentStore(db, IdPool(couch), keys, hasher=hasher)
+        store = DocumentStore(db, IdPool(couch), keys, hasher=Hasher(hasher))
         report = InstallReport(db_name, await plan(couch, store, models, user=user, seeds=seeds), dry_run)
         if dry_run:
             print(f"install {db_name}: dry run, nothing will be changed", file=out)

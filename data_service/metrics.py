@@ -147,12 +147,23 @@ class StoreCollector:
         yield GaugeMetricFamily(
             "data_service_id_pool_size", "CouchDB-generated ids prefetched and unused.", value=len(self.store.ids)
         )
-        # ThreadPoolExecutor keeps work not yet picked up by a thread in _work_queue.
-        queue = getattr(self.store.hasher, "_work_queue", None)
-        if queue is not None:
-            yield GaugeMetricFamily(
-                "data_service_bcrypt_queue_depth", "bcrypt hash/check jobs waiting for a thread.", value=queue.qsize()
-            )
+        for name, documentation in (
+            ("verify_attempts", "POST /v1/{type}/{id}/verify calls answered, by type."),
+            ("verify_failures", "... of which some candidate did not match, by type."),
+        ):
+            family = CounterMetricFamily(f"data_service_{name}", documentation, labels=["type"])
+            for type_name, count in sorted(getattr(self.store.stats, name).items()):
+                family.add_metric([type_name], count)
+            yield family
+        hasher = self.store.hasher
+        yield GaugeMetricFamily(
+            "data_service_bcrypt_queue_depth", "bcrypt hash/check jobs queued or running.", value=hasher.pending
+        )
+        yield CounterMetricFamily(
+            "data_service_bcrypt_busy",
+            "bcrypt jobs refused with 503 busy (queue full or waited too long).",
+            value=hasher.refused,
+        )
 
 
 class Cached:

@@ -39,6 +39,8 @@ TABLE: dict[str, Kind] = {
     "unsupported_media_type": Kind(415, "Unsupported request content type"),
     "validation_failed": Kind(422, "The document does not match its type's schema"),
     "reserved_property": Kind(422, "The body sets names reserved for the service"),
+    "number_out_of_range": Kind(422, "A number is beyond ±(2^53-1), which JSON cannot carry exactly"),
+    "nested_too_deep": Kind(422, "The body is nested more than 64 levels deep"),
     "idempotency_key_mismatch": Kind(422, "This Idempotency-Key was used with another body"),
     "precondition_required": Kind(428, "If-Match with the document's ETag is required"),
     "internal_error": Kind(500, "Internal error"),
@@ -52,6 +54,7 @@ TABLE: dict[str, Kind] = {
         503, "The database's design documents are missing or outdated (run data-service install)", retryable=True
     ),
     "conflict_retries_exhausted": Kind(503, "The document kept changing; try again", retryable=True),
+    "busy": Kind(503, "Too many bcrypt hashes are queued; retry after a moment", retryable=True),
     "draining": Kind(503, "The service is shutting down; send requests to another instance", retryable=True),
     # A key this sidecar does not have enabled: a newer one after `keys rotate` that it has
     # not loaded yet (another sidecar, restarted, reads it), or one an operator disabled.

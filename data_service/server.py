@@ -23,6 +23,7 @@ from .observe import Observer
 from .openapi import spec_for
 from .protection import Keyring
 from .store import DocumentStore
+from .store.hashing import Hasher
 from .web import Context, make_app
 
 log = logging.getLogger("data_service")
@@ -61,6 +62,7 @@ def build(config: Config, spans: tracing.Tracing | None = None) -> tuple[Context
         couch.database(config.database),
         IdPool(couch),
         keys,
+        hasher=Hasher(limit=config.bcrypt_queue, max_wait=config.bcrypt_wait),
         idempotency_ttl=config.idempotency_ttl,
         cursor_ttl=config.cursor_ttl,
     )

@@ -18,7 +18,7 @@ from jsonschema.exceptions import ValidationError
 from ..canonical import MAX_DEPTH, NotCanonical, check
 from ..errors import ServiceError
 from ..protection.kinds import Kind, Slot
-from .formats import FORMAT_CHECKER
+from .formats import FORMAT_CHECKER, utc_date_time
 from .migrations import Migration
 from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
 
@@ -150,6 +150,15 @@ class ModelType:
             "required": ["id", "meta", *(n for n in self.required if n in readable)],
             "additionalProperties": False,
         }
+
+    @functools.cached_property
+    def date_times(self) -> frozenset[str]:
+        """Properties declared ``format: date-time``: stored in UTC ``Z`` form (``stored_value``)."""
+        return frozenset(name for name, p in self.properties.items() if p.schema.get("format") == "date-time")
+
+    def stored_value(self, name: str, value: Any) -> Any:
+        """A valid clear value as it is stored: date-times normalised to UTC ``Z``."""
+        return utc_date_time(value) if name in self.date_times and isinstance(value, str) else value
 
     @functools.cached_property
     def _validators(self) -> dict[str, Draft202012Validator]:

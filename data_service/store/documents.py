@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from .. import envelope, idempotency
@@ -31,6 +30,7 @@ from .bulk import Result, bulk
 from .changes import Changes, read_changes
 from .claims import Claims
 from .errors import DocumentNotFound, IdempotencyKeyConsumed, IdempotencyMismatch, RetriesExhausted, StaleRevision
+from .hashing import Hasher
 from .queries import run_query
 from .readiness import DatabaseMissing, readiness
 from .report import database_report
@@ -49,7 +49,7 @@ class DocumentStore:
         db: Database,
         ids: IdPool,
         keys: Keyring,
-        hasher: Executor | None = None,
+        hasher: Hasher | None = None,
         retry: RetryPolicy = RetryPolicy(attempts=30, base=0.01, cap=0.25),
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         writer: str | None = None,
@@ -64,7 +64,7 @@ class DocumentStore:
         self.db = db
         self.ids = ids
         self.lifecycle = Lifecycle(keys, writer or new_writer_id())
-        self.hasher = hasher or ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
+        self.hasher = hasher or Hasher()  # bounded: a full queue answers 503 busy
         self.retry, self.sleep = retry, sleep
         self.cursor_ttl = cursor_ttl
         self.stats = Stats()
@@ -154,6 +154,8 @@ class DocumentStore:
         wrong = [Violation(pointer([n]), m) for n, v in candidates.items() if (m := problem(n, v))]
         if wrong:
             raise ValidationFailed(wrong)
+        if any(model.properties[name].kind.slow for name in candidates):
+            self.hasher.check()  # a full queue answers busy before the read, not after
         doc = await self.read(model, docid)
         result = {}
         for name, candidate in candidates.items():
@@ -161,11 +163,10 @@ class DocumentStore:
             if doc.get(name) is None:
                 result[name] = False
             elif kind.slow:
-                result[name] = await asyncio.get_running_loop().run_in_executor(
-                    self.hasher, kind.holds, self.lifecycle.keys, slot, doc[name], candidate
-                )
+                result[name] = await self.hasher.run(kind.holds, self.lifecycle.keys, slot, doc[name], candidate)
             else:
                 result[name] = kind.holds(self.lifecycle.keys, slot, doc[name], candidate)
+        self.stats.verified(model.name, all(result.values()))
         return result
 
     # -- writing ----------------------------------------------------------------
@@ -235,7 +236,7 @@ class DocumentStore:
         return self.shown(model, {**doc, "_rev": result.rev}, created=True, below_quorum=result.accepted)
 
     async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> Shown:
-        self.lifecycle.check_body(model, body)
+        self.lifecycle.check_replacement(model, body)
         hashed = await self.hash_values(model, docid, body)
         return await self._checked(
             model, docid, if_match, lambda current: self.lifecycle.replace(model, current, body, hashed, envelope.now())
@@ -245,6 +246,11 @@ class DocumentStore:
         """RFC 7396 merge patch. With ``if_match`` it is a checked write; without, the
         sidecar re-reads and retries on conflicts (bounded, jittered)."""
         self.lifecycle.check_patch(model, patch)
+        if not patch:  # {} changes nothing: the current representation, no new revision
+            current = await self.read(model, docid)
+            if if_match is not None:
+                self.check_revision(model, current, if_match)
+            return self.shown(model, current)
         hashed = await self.hash_values(model, docid, patch)
 
         def patched(current: dict) -> dict:
@@ -291,13 +297,11 @@ class DocumentStore:
         return self.shown(model, {**doc, "_rev": result.rev}, below_quorum=result.accepted)
 
     async def hash_values(self, model: ModelType, docid: str, values: dict) -> Mapping[str, str]:
-        """The bcrypt values of ``values``, hashed in the thread pool."""
-        loop = asyncio.get_running_loop()
+        """The bcrypt values of ``values``, hashed in the thread pool (Busy when it is full).
+        Called once per request, never inside a retry loop."""
         keys = self.lifecycle.keys
         return {
-            name: await loop.run_in_executor(
-                self.hasher, model.properties[name].kind.protect, keys, model.slot(name, docid), value
-            )
+            name: await self.hasher.run(model.properties[name].kind.protect, keys, model.slot(name, docid), value)
             for name, value in self.lifecycle.slow_values(model, values).items()
         }
 

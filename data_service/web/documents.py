@@ -12,7 +12,7 @@ from tornado.web import stream_request_body
 from .. import etags, query
 from ..design import indexes
 from ..envelope import valid_id
-from ..models import ModelType, ValidationFailed, Violation
+from ..models import ModelType, ValidationFailed, Violation, check_limits
 from ..store import Shown
 from ..store.bulk import Deleted
 from .base import BaseHandler
@@ -53,9 +53,11 @@ class ApiHandler(BaseHandler):
         if content_type not in media_types:
             raise Problem("unsupported_media_type", f"send {' or '.join(media_types)}")
         try:
-            return orjson.loads(b"".join(self._chunks))
+            body = orjson.loads(b"".join(self._chunks))
         except orjson.JSONDecodeError as exc:
             raise Problem("invalid_json", str(exc)) from None
+        check_limits(body)  # before anything else sees it: numbers and depth (models.limits)
+        return body
 
     def model(self, name: str) -> ModelType:
         model = self.ctx.models.get(name)
@@ -71,7 +73,7 @@ class ApiHandler(BaseHandler):
         return docid
 
     def if_match(self) -> frozenset[str] | None:
-        return etags.parse(self.request.headers.get("If-Match"))
+        return etags.if_match(self.request.headers.get("If-Match"))
 
     def required_if_match(self) -> frozenset[str]:
         revisions = self.if_match()
@@ -94,7 +96,7 @@ class CollectionHandler(ApiHandler):
     async def get(self, type_name: str) -> None:
         """A page of documents matching the query; ``next`` / ``Link`` continue it."""
         model = self.model(type_name)
-        args = {name: self.get_query_arguments(name) for name in self.request.query_arguments}
+        args = {name: self.get_query_arguments(name, strip=False) for name in self.request.query_arguments}
         page = await self.ctx.store.query(model, query.parse(model, args))
         if page.next is not None:
             following = {**{k: v[0] for k, v in args.items()}, "cursor": page.next}

@@ -10,7 +10,10 @@ from .problem import Problem
 class HealthHandler(BaseHandler):
     async def get(self) -> None:
         build = self.ctx.build.as_dict()
-        if self.get_query_argument("quick", "true").lower() != "false":
+        quick = self.get_query_argument("quick", "true", strip=False)
+        if quick not in ("true", "false"):
+            raise Problem("bad_request", "quick: true or false")
+        if quick == "true":
             self.write_json({"status": "ok", "build": build})
             return
         if self.ctx.inflight.draining:  # a load balancer must stop sending here
