@@ -65,6 +65,11 @@ Commands:
                               migrations) and exits 1 if anything was skipped.
 
 Options:
+  --service-user=NAME         install: create this CouchDB user (a _users member, no
+                              roles) and add it to the database's _security members,
+                              for serve to run as instead of the server admin.
+  --service-user-password-file=F  Its password; without it the password is read
+                              from $DATA_SERVICE_SERVICE_USER_PASSWORD.
   --models=FILE               Models file (YAML or JSON) declaring the document types.
   --keys-dir=DIR              Directory of Tink keysets (see keys create).
   --kek-file=FILE             Key-encryption key for encrypted keysets.
@@ -106,7 +111,21 @@ Options:
   --max-connections=N         Keep-alive connections to CouchDB [default: 100]
   --listen=ADDRESS            Address to listen on [default: 127.0.0.1]
   --port=PORT                 Port to listen on [default: 8080]
-  --max-body=BYTES            Largest request body accepted [default: 1048576]
+  --max-body=BYTES            Largest request body accepted, on every route and for
+                              chunked bodies too (413) [default: 1048576]
+  --max-header-size=BYTES     Largest request line + headers; larger ones get the
+                              connection closed [default: 16384]
+  --idle-timeout=SECONDS      Seconds a connection may wait for a request's headers
+                              [default: 60]
+  --body-timeout=SECONDS      Seconds to receive a request body [default: 30]
+  --api-token-file=FILE       Bearer tokens callers must send (Authorization: Bearer),
+                              one per line, # comments; reloaded on SIGHUP. Without
+                              it the service listens on loopback only.
+  --open-metrics              /_metrics answers without a token.
+  --open-readiness            Readiness (/_health?quick=false) answers without a token.
+  --allowed-hosts=HOSTS       Host names (comma-separated, any port) accepted besides
+                              localhost, 127.0.0.1 and [::1]; others get 421
+                              [default: ]
   --drain-timeout=SECONDS     Seconds requests in flight get to finish after
                               SIGTERM [default: 10]
   --log-level=LEVEL           debug, info, warning or error [default: info]
