@@ -15,6 +15,7 @@ from ..buildinfo import BuildInfo
 from ..callers import Access, Door
 from ..config import Config
 from ..couchdb import CouchDBError
+from ..logs import redact
 from ..metrics import Metrics
 from ..models import Models
 from ..request_context import RequestContext, TraceParent, current, request_id
@@ -148,6 +149,7 @@ class BaseHandler(RequestHandler):
         connection stays open for the caller's next request."""
         headers = self.request.headers
         if headers.get("Transfer-Encoding") or headers.get("Content-Length", "0") != "0":
+            problem.headers["Connection"] = "close"  # Tornado closes it after the answer
             raise problem
         if self._refusal is not None:
             return  # the first refusal (the door's) is the answer
@@ -255,8 +257,9 @@ class BaseHandler(RequestHandler):
             )
 
     def _request_summary(self) -> str:
-        """Tornado's own warnings name the request with this (its default has the URI)."""
-        return f"{self.request.method} {self.route}"
+        """Tornado's own warnings name the request with this (its default has the URI with
+        its query string, which may hold a protected lookup value)."""
+        return f"{self.request.method} {redact(self.request.uri or '')} ({self.route})"
 
 
 class NotFoundHandler(BaseHandler):
