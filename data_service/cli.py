@@ -144,6 +144,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, TextIO
 
 from docopt import docopt
@@ -153,6 +154,7 @@ from .config import Config, ConfigError
 from .couchdb import CouchDBError
 from .keys import PURPOSES, KeysDir, KeysetError, kek_from, new_kek
 from .models import ModelError
+from .service_user import ServiceUser
 
 if TYPE_CHECKING:
     from .conflicts.sweeper import SweepReport
@@ -281,15 +283,30 @@ async def install_command(args: dict, config: Config) -> int:
     models = _models(config)
     keys = keyring(config)
     seeds = load_seeds(args["--seed"]) if args["--seed"] else None
-    async with connect(config) as couch:
+    member = ServiceUser.from_args(args)
+    async with connect(config) as couch, connect(_as_user(config, member)) as login:
         try:
             await install(
-                couch, config.database, models, keys, user=config.couchdb_user, seeds=seeds, dry_run=args["--dry-run"]
+                couch,
+                config.database,
+                models,
+                keys,
+                user=config.couchdb_user,
+                seeds=seeds,
+                dry_run=args["--dry-run"],
+                service_user=(member, login) if member else None,
             )
         except InstallFailed as exc:
             print(f"data-service: install failed: {exc}", file=sys.stderr)
             return 1
     return 0
+
+
+def _as_user(config: Config, member: ServiceUser | None) -> Config:
+    """The configuration with the service user's credentials (to check they log in)."""
+    if member is None:
+        return config
+    return replace(config, couchdb_user=member.name, couchdb_password=member.password)
 
 
 def _models(config: Config) -> Models:
