@@ -47,6 +47,8 @@ CONTRACT = {
     "conflict_retries_exhausted": (503, True),
     "draining": (503, True),
     "key_unavailable": (503, True),
+    "unauthorized": (401, False),
+    "host_not_allowed": (421, False),
 }
 
 
@@ -350,6 +352,8 @@ PROBLEM_CASES = [
     ("POST", "/v1/user", "database_missing", {"Retry-After": "1"}, {}),
     ("PATCH", "/v1/user/abc123", "conflict_retries_exhausted", {"Retry-After": "1"}, {}),
     ("GET", "/_health?quick=false", "draining", {"Retry-After": "1"}, {}),
+    ("GET", "/v1/user/abc123", "unauthorized", {}, {}),
+    ("GET", "/_metrics", "host_not_allowed", {}, {}),
 ]
 
 
