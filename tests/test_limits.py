@@ -164,3 +164,11 @@ def test_redaction_helpers():
     assert redact_text(line) == (
         "GET http://127.0.0.1:5984/db/_design/x/_view/v?[redacted] failed; /v1/user?[redacted] ok?"
     )
+
+
+async def test_protocol_errors_tornado_answers_itself_stay_bare_400s(limited):
+    # README (Trust model, limits): Tornado hard-codes these answers and closes the connection
+    both = request("POST", "/_health", "Content-Length: 2", "Transfer-Encoding: chunked")
+    bad_chunk = request("POST", "/_health", "Transfer-Encoding: chunked") + b"zz\r\n{}\r\n0\r\n\r\n"
+    for raw in (both + b"{}", bad_chunk):
+        assert await exchange(limited, raw) == b"HTTP/1.1 400 Bad Request\r\n\r\n"
