@@ -238,8 +238,8 @@ class BaseHandler(RequestHandler):
             self.set_header(name, value)
         if problem.status_code == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
-        if problem.status_code == 413:  # the rest of the body is not read: the connection ends
-            self.set_header("Connection", "close")
+        if problem.status_code == 413 and not self.request._body_future.done():
+            self.set_header("Connection", "close")  # the rest of the body is not read: the connection ends
         self.write_json(problem.body(self.request.path), problem.status_code, "application/problem+json")
 
     def log_exception(self, typ, value, tb) -> None:
