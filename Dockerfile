@@ -20,9 +20,12 @@ COPY models /etc/data-service/models
 RUN mkdir -p /etc/data-service/keys && chown 10001 /etc/data-service/keys && chmod 700 /etc/data-service/keys
 VOLUME ["/etc/data-service/keys"]
 USER 10001
+# Loopback only by default: the application shares this container's network namespace
+# (compose: network_mode "service:data-service"; Kubernetes: the same pod) and calls
+# 127.0.0.1:8080. Listening wider needs --api-token-file (serve refuses otherwise).
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/_health', timeout=2).status != 200)"]
 ENTRYPOINT ["data-service"]
-CMD ["serve", "--listen=0.0.0.0", "--port=8080", "--models=/etc/data-service/models/sample.yaml", \
+CMD ["serve", "--listen=127.0.0.1", "--port=8080", "--models=/etc/data-service/models/sample.yaml", \
      "--keys-dir=/etc/data-service/keys"]

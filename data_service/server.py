@@ -12,6 +12,7 @@ from tornado.httpserver import HTTPServer
 from . import tracing
 from .background import every
 from .buildinfo import BuildInfo
+from .callers import Door
 from .config import Config, ConfigError
 from .conflicts.sweeper import run_sweeper
 from .couchdb import TLS, CouchDB, Hooks, IdPool, Limits, Timeouts
@@ -52,6 +53,7 @@ def keyring(config: Config) -> Keyring:
 def build(config: Config, spans: tracing.Tracing | None = None) -> tuple[Context, HTTPServer]:
     """The app and its parts; raises ModelError, KeysetError or ConfigError at startup.
     ``spans`` defaults to what the ``OTEL_*`` variables ask for."""
+    door = Door.from_config(config)  # a non-loopback listener without tokens stops here, first
     models = load_models(config.models_path) if config.models_path else Models({})
     design_docs(models)  # a declared index no view can serve stops startup here
     keys = keyring(config)
@@ -75,8 +77,29 @@ def build(config: Config, spans: tracing.Tracing | None = None) -> tuple[Context
         build=BuildInfo.of(config.models_path, keys),
         metrics=metrics,
         tracing=spans,
+        door=door,
     )
-    return ctx, HTTPServer(make_app(ctx), xheaders=False)
+    return ctx, http_server(make_app(ctx), config)
+
+
+READ_CHUNK = 64 * 1024  # what Tornado reads from a connection at a time (HTTPServer chunk_size)
+
+
+def http_server(app: object, config: Config) -> HTTPServer:
+    """Tornado's own limits from the flags. Every handler streams its body and answers 413
+    itself past ``--max-body`` (``web.base``), also for chunked bodies; ``max_body_size``
+    stays the bound for anything that reaches Tornado's buffering. The read buffer holds
+    one request's headers and one read chunk of its body."""
+    return HTTPServer(
+        app,
+        xheaders=False,
+        chunk_size=READ_CHUNK,
+        max_header_size=config.max_header_size,
+        max_body_size=config.max_body,
+        max_buffer_size=config.max_header_size + READ_CHUNK + config.max_body,
+        idle_connection_timeout=config.idle_timeout,
+        body_timeout=config.body_timeout,
+    )
 
 
 async def serve(config: Config, auto_install: bool = False) -> None:
@@ -112,13 +135,23 @@ async def serve(config: Config, auto_install: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if (tokens := ctx.door.tokens) is not None:  # rotation: edit the file, then kill -HUP
+        reloads: set[asyncio.Task] = set()
+
+        def reload_tokens() -> None:
+            task = asyncio.create_task(asyncio.to_thread(tokens.reload))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload_tokens)
     log.info(
-        "data-service %s listening on http://%s:%d (CouchDB %s, database %s)",
+        "data-service %s listening on http://%s:%d (CouchDB %s, database %s, callers: %s)",
         ctx.build.version,
         config.listen,
         config.port,
         config.couchdb_url,
         config.database,
+        f"{len(ctx.door.tokens.tokens)} bearer tokens" if ctx.door.tokens else "loopback, no token",
         extra={"fields": ctx.build.as_dict()},
     )
     await stop.wait()

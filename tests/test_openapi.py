@@ -50,6 +50,8 @@ CONTRACT = {
     "busy": (503, True),
     "draining": (503, True),
     "key_unavailable": (503, True),
+    "unauthorized": (401, False),
+    "host_not_allowed": (421, False),
 }
 
 
@@ -356,6 +358,8 @@ PROBLEM_CASES = [
     ("PATCH", "/v1/user/abc123", "conflict_retries_exhausted", {"Retry-After": "1"}, {}),
     ("GET", "/_health?quick=false", "draining", {"Retry-After": "1"}, {}),
     ("POST", "/v1/user/abc123/verify", "busy", {"Retry-After": "1"}, {}),
+    ("GET", "/v1/user/abc123", "unauthorized", {}, {}),
+    ("GET", "/_metrics", "host_not_allowed", {}, {}),
 ]
 
 

@@ -7,7 +7,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from tornado.web import stream_request_body
 
 from .. import etags, query
 from ..design import indexes
@@ -24,28 +23,8 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 WRITE_QUORUM = "Write-Quorum"
 
 
-@stream_request_body
 class ApiHandler(BaseHandler):
-    """Reads the body itself so an oversized one is refused before it is buffered."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self._chunks: list[bytes] = []
-        self._size = 0
-        length = self.request.headers.get("Content-Length")
-        if length is not None:
-            if not length.isdigit():
-                raise Problem("bad_request", "Content-Length is not a number")
-            self._check_size(int(length))
-
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size <= self.ctx.config.max_body:
-            self._chunks.append(chunk)
-
-    def _check_size(self, size: int) -> None:
-        if size > self.ctx.config.max_body:
-            raise Problem("payload_too_large", f"the limit is {self.ctx.config.max_body} bytes")
+    """The body was streamed and its size checked by ``BaseHandler``."""
 
     def json_body(self, *media_types: str) -> Any:
         self._check_size(self._size)
