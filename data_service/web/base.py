@@ -19,12 +19,15 @@ from ..models import Models
 from ..request_context import RequestContext, TraceParent, current, request_id
 from ..store import DocumentStore
 from ..tracing import Tracing
+from . import accept
 from .problem import Problem, from_exception
 
 log = logging.getLogger("data_service.web")
 access_log = logging.getLogger("data_service.access")
 
 REQUEST_ID = "X-Request-Id"
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
 
 
 class InFlight:
@@ -72,6 +75,8 @@ class Context:
 
 
 class BaseHandler(RequestHandler):
+    produces: tuple[str, ...] = (JSON,)  # media types of its successful answers (errors: problem+json)
+
     def initialize(self, ctx: Context, route: str = "unmatched") -> None:
         self.ctx = ctx
         self.route = route  # the route pattern: the metrics and log label (never the raw path)
@@ -96,6 +101,15 @@ class BaseHandler(RequestHandler):
         """Runs in the request's own task: what CouchDB calls and log lines read from here on."""
         current.set(self.context)
         self.ctx.tracing.start_request(self.context)
+        self.check_accept()
+
+    def check_accept(self) -> None:
+        """406 before any work when ``Accept`` allows neither an answer nor a problem."""
+        header = self.request.headers.get("Accept")
+        if not accept.acceptable(header, (*self.produces, PROBLEM_JSON)):
+            raise Problem(
+                "not_acceptable", f"this resource answers {' or '.join(self.produces)} (problems: {PROBLEM_JSON})"
+            )
 
     def on_finish(self) -> None:
         status = self.get_status()
@@ -130,7 +144,7 @@ class BaseHandler(RequestHandler):
     def compute_etag(self) -> None:
         return None  # ETags are revisions, set by the handlers that have one
 
-    def write_json(self, body: Any, status: int = 200, content_type: str = "application/json") -> None:
+    def write_json(self, body: Any, status: int = 200, content_type: str = JSON) -> None:
         self.set_status(status)
         self.set_header("Content-Type", content_type)
         self.finish(orjson.dumps(body))
@@ -148,7 +162,7 @@ class BaseHandler(RequestHandler):
             self.set_header(name, value)
         if problem.status_code == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
-        self.write_json(problem.body(self.request.path), problem.status_code, "application/problem+json")
+        self.write_json(problem.body(self.request.path), problem.status_code, PROBLEM_JSON)
 
     def log_exception(self, typ, value, tb) -> None:
         """Tracebacks only for the unexpected; expected failures get one line (5xx) or none.

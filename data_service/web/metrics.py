@@ -7,6 +7,8 @@ from .base import BaseHandler
 
 
 class MetricsHandler(BaseHandler):
+    produces = ("text/plain",)  # CONTENT_TYPE, without its parameters
+
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(self.ctx.metrics.exposition())
