@@ -21,12 +21,15 @@ from ..models import Models
 from ..request_context import RequestContext, TraceParent, current, request_id
 from ..store import DocumentStore
 from ..tracing import Tracing
+from . import accept
 from .problem import Problem, from_exception
 
 log = logging.getLogger("data_service.web")
 access_log = logging.getLogger("data_service.access")
 
 REQUEST_ID = "X-Request-Id"
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
 
 
 class InFlight:
@@ -83,6 +86,7 @@ class BaseHandler(RequestHandler):
     problem (Content-Length up front, chunked bodies as they arrive) and never buffered."""
 
     access = Access.API  # what the route needs from the door (callers.Door)
+    produces: tuple[str, ...] = (JSON,)  # media types of its successful answers (errors: problem+json)
 
     def initialize(self, ctx: Context, route: str = "unmatched") -> None:
         self.ctx = ctx
@@ -110,7 +114,7 @@ class BaseHandler(RequestHandler):
 
     def prepare(self) -> None:
         """Runs in the request's own task: what CouchDB calls and log lines read from here on.
-        First the door (Host, token), then the body's declared size."""
+        First the door (Host, token), then the body's declared size, then Accept."""
         current.set(self.context)
         self.ctx.tracing.start_request(self.context)
         self.admit()
@@ -124,6 +128,7 @@ class BaseHandler(RequestHandler):
         set_limit = getattr(self.request.connection, "set_max_body_size", None)
         if set_limit is not None:
             set_limit(UNBOUNDED)
+        self.check_accept()
 
     def admit(self) -> None:
         """The door's decision for this request (callers.Door.admit) as a problem."""
@@ -187,6 +192,17 @@ class BaseHandler(RequestHandler):
             self.ctx.inflight.remove(self)
         super().on_connection_close()
 
+    def check_accept(self) -> None:
+        """406 before any work when ``Accept`` allows neither an answer nor a problem."""
+        header = self.request.headers.get("Accept")
+        if not accept.acceptable(header, (*self.produces, PROBLEM_JSON)):
+            self.refuse(
+                Problem(
+                    "not_acceptable",
+                    f"this resource answers {' or '.join(self.produces)} (problems: {PROBLEM_JSON})",
+                )
+            )
+
     def on_finish(self) -> None:
         status = self.get_status()
         self.ctx.metrics.observe_http(self.route, self.request.method or "", status, self.request.request_time())
@@ -220,7 +236,7 @@ class BaseHandler(RequestHandler):
     def compute_etag(self) -> None:
         return None  # ETags are revisions, set by the handlers that have one
 
-    def write_json(self, body: Any, status: int = 200, content_type: str = "application/json") -> None:
+    def write_json(self, body: Any, status: int = 200, content_type: str = JSON) -> None:
         self.set_status(status)
         self.set_header("Content-Type", content_type)
         self.finish(orjson.dumps(body))
@@ -240,7 +256,7 @@ class BaseHandler(RequestHandler):
             self.set_header("Allow", ", ".join(self.allowed_methods()))
         if problem.status_code == 413 and not self.request._body_future.done():
             self.set_header("Connection", "close")  # the rest of the body is not read: the connection ends
-        self.write_json(problem.body(self.request.path), problem.status_code, "application/problem+json")
+        self.write_json(problem.body(self.request.path), problem.status_code, PROBLEM_JSON)
 
     def log_exception(self, typ, value, tb) -> None:
         """Tracebacks only for the unexpected; expected failures get one line (5xx) or none.

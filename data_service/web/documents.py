@@ -14,10 +14,9 @@ from ..envelope import valid_id
 from ..models import ModelType, ValidationFailed, Violation, check_limits
 from ..store import Shown
 from ..store.bulk import Deleted
-from .base import BaseHandler
+from .base import JSON, BaseHandler
 from .problem import Problem, from_exception
 
-JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 WRITE_QUORUM = "Write-Quorum"
