@@ -47,6 +47,8 @@ class Config:
     cursor_ttl: float = 3600.0  # seconds a query's next cursor stays valid
     deployment_id: str | None = None  # what signatures bind documents to; None: the database name
     accept_v1: bool = True  # read version 1 signatures and ciphertexts (False: --refuse-v1)
+    cache_mb: float = 64.0  # the read cache's size per worker; 0: no cache
+    workers: int = 1  # serving processes forked after binding; 0 on the command line: one per CPU
 
     @property
     def deployment(self) -> str:
@@ -102,6 +104,8 @@ class Config:
             cursor_ttl=_number(args, "--cursor-ttl", float) if args.get("--cursor-ttl") else 3600.0,
             deployment_id=_deployment_id(args.get("--deployment-id")),
             accept_v1=not args.get("--refuse-v1"),
+            cache_mb=_megabytes(args.get("--cache-size", "64")),
+            workers=_workers(args.get("--workers", "1")),
         )
 
 
@@ -124,6 +128,27 @@ def _interval(flag: str, text: Any) -> float:
     if not value >= 0 or value == float("inf"):
         raise ConfigError(f"{flag}: seconds, 0 or more")
     return value
+
+
+def _megabytes(text: Any) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--cache-size: {text!r} is not a number") from None
+    if not 0 <= value <= 1 << 20:
+        raise ConfigError("--cache-size: megabytes, 0 (no cache) or more")
+    return value
+
+
+def _workers(text: Any) -> int:
+    """A count, or 0 for one per CPU this process may run on."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--workers: {text!r} is not a whole number") from None
+    if value < 0 or value > 256:
+        raise ConfigError("--workers: 0 (one per CPU) to 256")
+    return value or len(os.sched_getaffinity(0))
 
 
 def _deployment_id(text: str | None) -> str | None:
