@@ -14,6 +14,7 @@ drains), and a worker that dies otherwise is started again under its index.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -29,6 +30,17 @@ from .config import Config
 log = logging.getLogger("data_service")
 
 RESTART_PAUSE = 1.0  # seconds before a crashed worker is started again
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """A worker whose parent was killed (SIGKILL: no chance to pass anything on) gets
+    SIGTERM and drains, rather than serving on unsupervised (Linux; elsewhere a no-op)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def run_workers(config: Config, auto_install: bool) -> None:
@@ -41,9 +53,14 @@ def run_workers(config: Config, auto_install: bool) -> None:
     children: dict[int, int] = {}  # pid → worker index
     stopping = False
 
+    parent = os.getpid()
+
     def start(index: int) -> None:
         pid = os.fork()
         if pid == 0:
+            _die_with_parent()
+            if os.getppid() != parent:  # gone before the line above took effect
+                os._exit(0)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
