@@ -7,13 +7,13 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md constraints.txt ./
 COPY api_spec ./api_spec
 COPY data_service ./data_service
-RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt '.[speed]'
+RUN pip wheel --no-cache-dir --wheel-dir /wheels -c constraints.txt .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin dataservice
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels 'data-service[speed]' \
+RUN pip install --no-cache-dir --no-index --find-links=/wheels data-service \
     && rm -rf /wheels
 COPY models /etc/data-service/models
 # Keysets live on a volume (or secret) mounted here; `data-service keys create` fills it.

@@ -133,6 +133,11 @@ Options:
                               [default: ]
   --drain-timeout=SECONDS     Seconds requests in flight get to finish after
                               SIGTERM [default: 10]
+  --cache-size=MB             Memory per worker for the read cache of verified
+                              documents (GET by id), kept fresh by CouchDB's change
+                              feed; 0 disables it [default: 64]
+  --workers=N                 Serving processes sharing the port, forked after it is
+                              bound; 0 starts one per CPU [default: 1]
   --log-level=LEVEL           debug, info, warning or error [default: info]
   --log-format=FORMAT         json (one object per line) or text; default: json
                               unless the log goes to a terminal

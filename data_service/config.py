@@ -56,6 +56,8 @@ class Config:
     max_header_size: int = 16 * 1024  # bytes of request line + headers
     idle_timeout: float = 60.0  # seconds a connection may wait for a request's headers
     body_timeout: float = 30.0  # seconds to receive a request body
+    cache_mb: float = 64.0  # the read cache's size per worker; 0: no cache
+    workers: int = 1  # serving processes forked after binding; 0 on the command line: one per CPU
 
     @property
     def deployment(self) -> str:
@@ -120,6 +122,8 @@ class Config:
             max_header_size=_number(args, "--max-header-size", int) if args.get("--max-header-size") else 16 * 1024,
             idle_timeout=_number(args, "--idle-timeout", float) if args.get("--idle-timeout") else 60.0,
             body_timeout=_number(args, "--body-timeout", float) if args.get("--body-timeout") else 30.0,
+            cache_mb=_megabytes(args.get("--cache-size", "64")),
+            workers=_workers(args.get("--workers", "1")),
         )
 
 
@@ -142,6 +146,27 @@ def _interval(flag: str, text: Any) -> float:
     if not value >= 0 or value == float("inf"):
         raise ConfigError(f"{flag}: seconds, 0 or more")
     return value
+
+
+def _megabytes(text: Any) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--cache-size: {text!r} is not a number") from None
+    if not 0 <= value <= 1 << 20:
+        raise ConfigError("--cache-size: megabytes, 0 (no cache) or more")
+    return value
+
+
+def _workers(text: Any) -> int:
+    """A count, or 0 for one per CPU this process may run on."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--workers: {text!r} is not a whole number") from None
+    if value < 0 or value > 256:
+        raise ConfigError("--workers: 0 (one per CPU) to 256")
+    return value or len(os.sched_getaffinity(0))
 
 
 def _deployment_id(text: str | None) -> str | None:

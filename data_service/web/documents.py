@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import orjson
 
 from .. import etags, query
+from ..cache import wants_fresh
 from ..design import indexes
 from ..envelope import valid_id
 from ..models import ModelType, ValidationFailed, Violation, check_limits
@@ -98,14 +99,18 @@ class CollectionHandler(ApiHandler):
 
 class DocumentHandler(ApiHandler):
     async def get(self, type_name: str, docid: str) -> None:
+        """From the read cache when it holds the current version (``Cache-Control:
+        no-cache`` reads CouchDB)."""
         model, docid = self.model(type_name), self.document_id(docid)
-        shown = await self.ctx.store.get(model, docid)
-        if etags.none_match(self.request.headers.get("If-None-Match"), shown.rev):
-            self.set_header("ETag", etags.etag(shown.rev))
+        headers = self.request.headers
+        entry = await self.ctx.store.get_entry(model, docid, fresh=wants_fresh(headers.get("Cache-Control")))
+        self.set_header("ETag", entry.etag)
+        if etags.none_match(headers.get("If-None-Match"), entry.rev):
             self.set_status(304)
             self.finish()
             return
-        self.write_document(shown)
+        self.set_header("Content-Type", JSON)
+        self.finish(entry.body)
 
     async def put(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
