@@ -14,8 +14,8 @@ from tornado.httpserver import HTTPServer
 from . import tracing
 from .background import every
 from .buildinfo import BuildInfo
-from .callers import Door
 from .cache import Cache, Stamps
+from .callers import Door
 from .config import Config, ConfigError
 from .conflicts.sweeper import run_sweeper
 from .couchdb import TLS, CouchDB, Hooks, IdPool, Limits, Timeouts
@@ -51,6 +51,13 @@ def keyring(config: Config) -> Keyring:
     if not config.keys_dir:
         raise ConfigError("--keys-dir is required (create one: data-service keys create --keys-dir=DIR)")
     return Keyring(KeysDir(config.keys_dir, kek_from(config.kek_file)), config.deployment, accept_v1=config.accept_v1)
+
+
+def preflight(config: Config) -> None:
+    """The startup checks ``build`` makes, without building: for the parent of ``--workers``."""
+    Door.from_config(config)
+    design_docs(load_models(config.models_path) if config.models_path else Models({}))
+    keyring(config)
 
 
 def build(

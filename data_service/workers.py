@@ -8,12 +8,13 @@ cache metrics carry a ``worker`` label, a scrape sees the worker that accepted i
 Worker 0 alone runs the conflict sweeper and the expired-key cleanup.
 
 The parent only supervises: SIGTERM / SIGINT are passed to every worker (each
-drains), and a worker that dies otherwise is started again under its index.
+drains), SIGHUP too (each reloads its token file), and a worker that dies otherwise is started again under its index.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -44,8 +45,9 @@ def _die_with_parent() -> None:
 
 
 def run_workers(config: Config, auto_install: bool) -> None:
-    from .server import install_first, serve
+    from .server import install_first, preflight, serve
 
+    preflight(config)  # a startup error stops here, once, not in every worker restarted forever
     if auto_install:
         asyncio.run(install_first(config))
     sockets = bind_sockets(config.port, config.listen)
@@ -77,14 +79,16 @@ def run_workers(config: Config, auto_install: bool) -> None:
     def forward(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
+        pass_on(signum, frame)
+
+    def pass_on(signum: int, frame: object) -> None:
         for pid in list(children):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, pass_on)  # each worker reloads its token file
     for index in range(config.workers):
         start(index)
     log.info("%d workers serving on %s:%d", config.workers, config.listen, config.port)
