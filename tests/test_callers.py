@@ -136,6 +136,8 @@ def test_a_non_loopback_listener_without_tokens_refuses_to_start(keys_dir, tmp_p
     refused = serve("--listen=0.0.0.0", "--port=1")
     assert refused.returncode == 2 and "--listen=0.0.0.0 is not a loopback address" in refused.stderr
     assert "--api-token-file" in refused.stderr and "Traceback" not in refused.stderr
+    workers = serve("--listen=0.0.0.0", "--port=1", "--workers=2")  # one exit in the parent, no restarted workers
+    assert workers.returncode == 2 and "is not a loopback address" in workers.stderr
     unreadable = serve("--listen=0.0.0.0", f"--api-token-file={tmp_path}/missing")
     assert unreadable.returncode == 2 and "--api-token-file: cannot read" in unreadable.stderr
 
@@ -174,3 +176,18 @@ async def eventually(probe, expected, timeout: float = 30.0) -> None:
     while (got := await probe()) != expected:
         assert loop.time() < deadline, f"still {got!r}, not {expected!r}"
         await asyncio.sleep(0.1)
+
+
+async def test_workers_pass_sighup_on(config, http, tmp_path):
+    """With --workers the parent gets the signal: every worker reloads, nobody dies."""
+    path = token_file(tmp_path, ONE)
+    async with serving(config, tmp_path, f"--api-token-file={path}", "--workers=2") as served:
+        path.write_text(f"{TWO}\n")
+        served.process.send_signal(signal.SIGHUP)
+
+        async def all_answers() -> list[int]:  # connections spread over both workers
+            return sorted({await status_of(http, f"{served.base}/v1/_types", auth(TWO)) for _ in range(12)})
+
+        await eventually(all_answers, [200])
+        assert await status_of(http, f"{served.base}/v1/_types", auth(ONE)) == 401
+        assert served.process.returncode is None
