@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test test-fast test-couchdb test-cluster lint constraints dist-check devcouch-stop clean
+.PHONY: install run test test-fast test-schemathesis test-couchdb test-cluster lint constraints dist-check devcouch-stop clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -11,7 +11,7 @@ install: $(VENV)/.installed node_modules/.installed
 $(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,speed,lint,otel]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,lint,otel]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -27,6 +27,12 @@ run: install
 test: install
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: no test was collected" >&2; exit 1; fi; exit $$status
+
+## Black-box tests of the served spec: schemathesis (every check, stateful phase) against a
+## private dev server and a sidecar with the sample models; fails on any server error or
+## non-conformance. Bounded: under 4 minutes (SCHEMATHESIS_MAX_TIME seconds of generation).
+test-schemathesis: install
+	scripts/schemathesis.sh $(SCHEMATHESIS_ARGS)
 
 ## The same suite against a real Apache CouchDB 3.5.2 single node from the shared script,
 ## started here and stopped afterwards (also on failure); with the kill test (marker kill).

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .models import ModelType
 
+# A document id, whole (``fullmatch``): the served spec's ``DocumentId`` pattern is this one.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 TYPE_TAG = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_v(?P<major>\d+)\.(?P<minor>\d+)$")
 READ_ADDED = frozenset({"_conflicts", "_deleted_conflicts", "_revisions"})  # what reads may add
@@ -56,7 +57,7 @@ def generation(rev: Any) -> int | None:
 
 
 def valid_id(docid: str) -> bool:
-    return bool(ID_PATTERN.match(docid))
+    return ID_PATTERN.fullmatch(docid) is not None  # ``match`` would let "id\n" through ``$``
 
 
 def tag_of(doc: dict) -> tuple[str, int, int] | None:

@@ -164,6 +164,38 @@ class StoreCollector:
             "bcrypt jobs refused with 503 busy (queue full or waited too long).",
             value=hasher.refused,
         )
+        yield from cache_metrics(self.store)
+
+
+CACHE_COUNTERS = {
+    "hits": "GETs by id answered from the read cache.",
+    "misses": "GETs by id the read cache could not answer (read from CouchDB).",
+    "evictions": "Cache entries dropped to make room (least recently used).",
+    "invalidations": "Cache entries dropped because their document changed.",
+    "flushes": "Times the whole cache was forgotten (the change feed could not resume).",
+}
+
+
+def cache_metrics(store: Any):
+    """The read cache of this worker (each worker has its own; ``worker`` names it)."""
+    cache, feed, worker = store.cache, store.feed, {"worker": str(store.worker)}
+    for name, documentation in CACHE_COUNTERS.items():
+        family = CounterMetricFamily(f"data_service_cache_{name}", documentation, labels=["worker"])
+        family.add_metric([worker["worker"]], getattr(cache.stats, name))
+        yield family
+    gauges = {
+        "entries": ("Documents in the read cache.", len(cache)),
+        "bytes": ("Bytes the read cache holds (bodies and bookkeeping).", cache.bytes),
+        "live": ("1 while the change feed follows the database and the cache serves; 0: bypassed.", int(cache.live)),
+        "feed_lag_seconds": (
+            "Seconds since the cache's change feed last heard from CouchDB (below its poll interval when healthy).",
+            feed.age,
+        ),
+    }
+    for name, (documentation, value) in gauges.items():
+        gauge = GaugeMetricFamily(f"data_service_cache_{name}", documentation, labels=["worker"])
+        gauge.add_metric([worker["worker"]], value)
+        yield gauge
 
 
 class Cached:

@@ -18,7 +18,9 @@ from typing import Any, Protocol
 
 import yaml
 
-from . import __version__
+from . import __version__, query
+from .envelope import ID_PATTERN
+from .models import ModelType
 
 SPEC_FILE = Path(__file__).with_name("openapi.yaml")
 
@@ -31,6 +33,7 @@ _GENERIC_PATHS = {
     "/v1/{type}/{id}/verify": "/v1/{name}/{{id}}/verify",
 }
 _TYPE_PARAMETER = "#/components/parameters/TypeName"
+_VERIFY = "/v1/{type}/{id}/verify"
 
 
 class DeclaredType(Protocol):
@@ -44,6 +47,10 @@ class DeclaredType(Protocol):
 
     def output_schema(self) -> dict[str, Any]: ...
 
+    def patch_schema(self) -> dict[str, Any]: ...
+
+    def verify_schema(self) -> dict[str, Any] | None: ...
+
 
 def load_spec() -> dict[str, Any]:
     """The generic spec as a fresh dict (read from disk on every call)."""
@@ -51,18 +58,38 @@ def load_spec() -> dict[str, Any]:
 
 
 def spec_for(models: Iterable[DeclaredType], spec: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A deep copy of ``spec`` (default: ``load_spec()``) specialised to ``models``."""
+    """A deep copy of ``spec`` (default: ``load_spec()``) specialised to ``models``: per type
+    its schemas (read, create/replace, merge patch, verify candidates) and concrete paths
+    with links between them; the generic paths then describe the undeclared names only."""
     spec = copy.deepcopy(spec if spec is not None else load_spec())
     spec["info"]["version"] = __version__
     schemas = spec["components"]["schemas"]
+    schemas["DocumentId"]["pattern"] = ID_PATTERN.pattern  # the server's own check (``envelope.valid_id``)
+    models = list(models)
+    if models:  # a declared name never reaches a generic path: its concrete one is more specific
+        spec["components"]["parameters"]["TypeName"]["schema"]["not"] = {"enum": [m.name for m in models]}
     for model in models:
         name = model.name
-        for key, schema in ((name, model.output_schema()), (f"{name}_input", model.input_schema())):
+        verify = model.verify_schema()
+        typed = {
+            name: model.output_schema(),
+            f"{name}_input": model.input_schema(),
+            f"{name}_patch": model.patch_schema(),
+            **({f"{name}_verify": verify} if verify is not None else {}),
+        }
+        for key, schema in typed.items():
             # the title is what generators name the class after: the models file titles
             # both schemas of a type alike (``user_v1.0``), which would collide
             schemas[key] = {**_rebased(copy.deepcopy(schema), _SCHEMAS + key), "title": key}
-        refs = {_SCHEMAS + "Document": _SCHEMAS + name, _SCHEMAS + "DocumentInput": f"{_SCHEMAS}{name}_input"}
+        refs = {
+            _SCHEMAS + "Document": _SCHEMAS + name,
+            _SCHEMAS + "DocumentInput": f"{_SCHEMAS}{name}_input",
+            _SCHEMAS + "MergePatch": f"{_SCHEMAS}{name}_patch",
+            _SCHEMAS + "VerifyCandidates": f"{_SCHEMAS}{name}_verify",
+        }
         for generic, concrete in _GENERIC_PATHS.items():
+            if generic == _VERIFY and verify is None:
+                continue  # nothing to verify: every body would be a 422
             item = _with_refs(copy.deepcopy(spec["paths"][generic]), refs)
             item["parameters"] = [p for p in item.get("parameters", []) if p.get("$ref") != _TYPE_PARAMETER]
             if not item["parameters"]:
@@ -72,7 +99,46 @@ def spec_for(models: Iterable[DeclaredType], spec: dict[str, Any] | None = None)
                 operation["operationId"] = f"{operation['operationId']}_{name}"
                 operation["tags"] = [name]
             spec["paths"][concrete.format(name=name)] = item
+        _narrow_sort(spec["paths"][f"/v1/{name}"]["get"], model)
+        _link(spec["paths"], name, verify is not None)
     return spec
+
+
+def _narrow_sort(operation: dict[str, Any], model: DeclaredType) -> None:
+    """The type's own ``sort`` values (those a query without filters accepts)."""
+    if not isinstance(model, ModelType):
+        return
+    for parameter in operation.get("parameters", []):
+        if parameter.get("name") == "sort":
+            parameter["schema"] = {"type": "string", "enum": query.sorts(model)}
+            parameter["description"] = (
+                "Without filters, one of these; with filters, the field after the equality fields of an index."
+            )
+
+
+def _link(paths: dict[str, Any], name: str, verifiable: bool) -> None:
+    """OpenAPI links: what a created, read or written document leads to (its id, its ETag)."""
+    collection, single = paths[f"/v1/{name}"], paths[f"/v1/{name}/{{id}}"]
+    by_id = {"id": "$response.body#/id"}
+    by_etag = {**by_id, "If-Match": "$response.header.ETag"}
+    targets = {
+        "GetDocument": ("getDocument", by_id),
+        "ReplaceDocument": ("replaceDocument", by_etag),
+        "PatchDocument": ("patchDocument", by_etag),
+        "DeleteDocument": ("deleteDocument", by_etag),
+        **({"VerifySecrets": ("verifySecrets", by_id)} if verifiable else {}),
+    }
+    links = {
+        link: {"operationId": f"{operation}_{name}", "parameters": dict(parameters)}
+        for link, (operation, parameters) in targets.items()
+    }
+    for response in (
+        collection["post"]["responses"]["201"],
+        single["get"]["responses"]["200"],
+        single["put"]["responses"]["200"],
+        single["patch"]["responses"]["200"],
+    ):
+        response["links"] = copy.deepcopy(links)
 
 
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

@@ -25,6 +25,7 @@ TABLE: dict[str, Kind] = {
     "invalid_json": Kind(400, "The body is not valid JSON"),
     "invalid_id": Kind(400, "Not a valid document id"),
     "invalid_query": Kind(400, "The query cannot be answered"),
+    "unauthorized": Kind(401, "A valid bearer token is required (Authorization: Bearer <token>)"),
     "not_found": Kind(404, "No such resource"),
     "unknown_type": Kind(404, "No such document type"),
     "method_not_allowed": Kind(405, "Method not allowed on this resource"),
@@ -36,6 +37,7 @@ TABLE: dict[str, Kind] = {
         412, "The document changed since you read it; re-apply your change to `current` and retry", retryable=True
     ),
     "payload_too_large": Kind(413, "The request body is too large"),
+    "host_not_allowed": Kind(421, "This Host is not served here"),
     "unsupported_media_type": Kind(415, "Unsupported request content type"),
     "validation_failed": Kind(422, "The document does not match its type's schema"),
     "reserved_property": Kind(422, "The body sets names reserved for the service"),

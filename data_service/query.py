@@ -190,6 +190,19 @@ def plan(model: ModelType, query: Query, lookup_values: Callable[[ModelType, str
     raise QueryError(f"no index of {model.name} serves {wanted}; its indexes: {available}")
 
 
+def sorts(model: ModelType) -> list[str]:
+    """The ``sort`` values a query of ``model`` without filters accepts (the served spec's enum)."""
+    found = []
+    for name in [*model.properties, *META_FIELDS]:
+        for value in (name, f"-{name}"):
+            try:
+                plan(model, parse(model, {"sort": [value]}), lambda *_: [])
+            except QueryError:
+                continue
+            found.append(value)
+    return found
+
+
 def _serves(index: Index, equal: dict, ranged: str | None, sort: str | None) -> bool:
     fields = index.fields
     if set(fields[: len(equal)]) != set(equal):

@@ -50,6 +50,8 @@ CONTRACT = {
     "busy": (503, True),
     "draining": (503, True),
     "key_unavailable": (503, True),
+    "unauthorized": (401, False),
+    "host_not_allowed": (421, False),
 }
 
 
@@ -59,12 +61,19 @@ class FakeType:
     version: str
     input: dict[str, Any]
     output: dict[str, Any] = field(default_factory=dict)
+    verify: dict[str, Any] | None = None
 
     def input_schema(self) -> dict[str, Any]:
         return copy.deepcopy(self.input)
 
     def output_schema(self) -> dict[str, Any]:
         return copy.deepcopy(self.output)
+
+    def patch_schema(self) -> dict[str, Any]:
+        return {k: copy.deepcopy(v) for k, v in self.input.items() if k != "required"}
+
+    def verify_schema(self) -> dict[str, Any] | None:
+        return copy.deepcopy(self.verify)
 
 
 META = {"type": "object", "required": ["type", "version", "created_at", "updated_at"]}
@@ -86,6 +95,7 @@ USER = FakeType(
         "additionalProperties": False,
         "properties": {"id": {"type": "string"}, "meta": META, "name": {"type": "string"}, "email": {"type": "string"}},
     },
+    verify={"type": "object", "properties": {"email": {"type": "string"}}, "minProperties": 1},
 )
 # Uses document-local $refs, which spec_for must re-point below components/schemas/note.
 NOTE = FakeType(
@@ -356,6 +366,8 @@ PROBLEM_CASES = [
     ("PATCH", "/v1/user/abc123", "conflict_retries_exhausted", {"Retry-After": "1"}, {}),
     ("GET", "/_health?quick=false", "draining", {"Retry-After": "1"}, {}),
     ("POST", "/v1/user/abc123/verify", "busy", {"Retry-After": "1"}, {}),
+    ("GET", "/v1/user/abc123", "unauthorized", {}, {}),
+    ("GET", "/_metrics", "host_not_allowed", {}, {}),
 ]
 
 

@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from ..canonical import MAX_DEPTH, NotCanonical, check
+from ..envelope import ID_PATTERN
 from ..errors import ServiceError
 from ..protection.kinds import Kind, Slot
 from .formats import FORMAT_CHECKER, utc_date_time
@@ -121,7 +122,7 @@ class ModelType:
             "$schema": SCHEMA_DIALECT,
             "title": self.tag,
             "type": "object",
-            "properties": {name: copy.deepcopy(p.schema) for name, p in self.properties.items()},
+            "properties": {name: _described(p) for name, p in self.properties.items()},
             "required": list(self.required),
             "additionalProperties": False,
         }
@@ -146,8 +147,41 @@ class ModelType:
             "$schema": SCHEMA_DIALECT,
             "title": self.tag,
             "type": "object",
-            "properties": {"id": {"type": "string"}, "meta": meta, **readable},
+            "properties": {"id": {"type": "string", "pattern": ID_PATTERN.pattern}, "meta": meta, **readable},
             "required": ["id", "meta", *(n for n in self.required if n in readable)],
+            "additionalProperties": False,
+        }
+
+    def patch_schema(self) -> dict:
+        """JSON Schema of a PATCH body (RFC 7396 merge patch): every property optional,
+        ``null`` removes an optional one (nested objects likewise, key by key); a name the
+        type does not declare may only be ``null`` (removing nothing). What the merged
+        document must satisfy as a whole (nested ``required``, ``maxProperties``) is
+        checked after merging and cannot be said here."""
+        return {
+            "$schema": SCHEMA_DIALECT,
+            "title": f"{self.tag} merge patch",
+            "type": "object",
+            "properties": {
+                name: _patch_value(_described(p), name not in self.required) for name, p in self.properties.items()
+            },
+            "additionalProperties": {"type": "null"},
+            "propertyNames": {"not": {"anyOf": [{"enum": sorted(RESERVED)}, {"pattern": "^_"}]}},
+        }
+
+    def verify_schema(self) -> dict | None:
+        """JSON Schema of a ``/verify`` body: candidates for the hashed (write-only)
+        properties, at least one; None when the type has none."""
+        hashed = {name: p for name, p in self.properties.items() if not p.readable}
+        if not hashed:
+            return None
+        candidate = {"type": "string"}
+        return {
+            "$schema": SCHEMA_DIALECT,
+            "title": f"{self.tag} candidates",
+            "type": "object",
+            "properties": {name: _described(p, candidate) for name, p in hashed.items()},
+            "minProperties": 1,
             "additionalProperties": False,
         }
 
@@ -213,6 +247,58 @@ class Models:
 
     def __len__(self) -> int:
         return len(self.types)
+
+
+def _described(prop: Property, schema: dict | None = None) -> dict:
+    """A copy of ``schema`` (default: the property's) that also states the protection's byte
+    limit: JSON Schema's ``maxLength`` counts characters, bcrypt counts UTF-8 bytes."""
+    out = copy.deepcopy(prop.schema if schema is None else schema)
+    limit = prop.kind.max_bytes
+    if limit is not None:
+        note = f"At most {limit} bytes in UTF-8 ({prop.protection}'s limit); a longer value is a 422, never truncated."
+        out["x-max-bytes"] = limit
+        out["description"] = f"{out['description']} {note}" if out.get("description") else note
+    return out
+
+
+# Keywords a merge patch of an object cannot honour: they constrain the merged whole.
+_WHOLE_OBJECT = ("required", "minProperties", "maxProperties", "dependentRequired")
+# Keywords whose meaning for a patch is not derived here: such an object is patched by any object.
+_UNDERIVED = (
+    "$ref",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "dependentSchemas",
+    "unevaluatedProperties",
+    "propertyNames",
+)
+
+
+def _patch_value(schema: dict, removable: bool) -> dict:
+    """What a merge patch may hold for a value of ``schema``: objects merge key by key
+    (RFC 7396), anything else is replaced whole; ``null`` removes a ``removable`` one."""
+    if schema.get("type") == "object":
+        if any(keyword in schema for keyword in _UNDERIVED):
+            value: dict = {"type": "object"}
+        else:
+            required = set(schema.get("required", ()))
+            value = {k: v for k, v in schema.items() if k not in (*_WHOLE_OBJECT, "properties", "additionalProperties")}
+            if "properties" in schema:
+                value["properties"] = {
+                    name: _patch_value(sub, name not in required) for name, sub in schema["properties"].items()
+                }
+            extra = schema.get("additionalProperties", True)
+            value["additionalProperties"] = (
+                _patch_value(extra, True) if isinstance(extra, dict) else True if extra else {"type": "null"}
+            )
+            if "patternProperties" in schema:
+                value["patternProperties"] = {p: _patch_value(s, True) for p, s in schema["patternProperties"].items()}
+    else:
+        value = schema
+    return {"anyOf": [value, {"type": "null"}]} if removable else value
 
 
 def _violations(error: ValidationError, name: str, echo: bool) -> list[Violation]:

@@ -9,7 +9,7 @@ from tornado.iostream import StreamClosedError
 from ..couchdb import CouchDBError
 from ..models import ModelType
 from ..store.changes import Changes
-from .documents import ApiHandler
+from .documents import JSON, ApiHandler
 from .problem import Problem
 
 EVENT_STREAM = "text/event-stream"
@@ -18,6 +18,8 @@ POLL_SECONDS = 25.0  # one long poll of an event stream; an empty one sends a ke
 
 
 class ChangesHandler(ApiHandler):
+    produces = (JSON, EVENT_STREAM)
+
     async def get(self, type_name: str) -> None:
         model = self.model(type_name)
         since = self.get_query_argument("since", None, strip=False)

@@ -7,45 +7,24 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from tornado.web import stream_request_body
 
 from .. import etags, query
+from ..cache import wants_fresh
 from ..design import indexes
 from ..envelope import valid_id
 from ..models import ModelType, ValidationFailed, Violation, check_limits
 from ..store import Shown
 from ..store.bulk import Deleted
-from .base import BaseHandler
+from .base import JSON, BaseHandler
 from .problem import Problem, from_exception
 
-JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 WRITE_QUORUM = "Write-Quorum"
 
 
-@stream_request_body
 class ApiHandler(BaseHandler):
-    """Reads the body itself so an oversized one is refused before it is buffered."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self._chunks: list[bytes] = []
-        self._size = 0
-        length = self.request.headers.get("Content-Length")
-        if length is not None:
-            if not length.isdigit():
-                raise Problem("bad_request", "Content-Length is not a number")
-            self._check_size(int(length))
-
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size <= self.ctx.config.max_body:
-            self._chunks.append(chunk)
-
-    def _check_size(self, size: int) -> None:
-        if size > self.ctx.config.max_body:
-            raise Problem("payload_too_large", f"the limit is {self.ctx.config.max_body} bytes")
+    """The body was streamed and its size checked by ``BaseHandler``."""
 
     def json_body(self, *media_types: str) -> Any:
         self._check_size(self._size)
@@ -120,14 +99,18 @@ class CollectionHandler(ApiHandler):
 
 class DocumentHandler(ApiHandler):
     async def get(self, type_name: str, docid: str) -> None:
+        """From the read cache when it holds the current version (``Cache-Control:
+        no-cache`` reads CouchDB)."""
         model, docid = self.model(type_name), self.document_id(docid)
-        shown = await self.ctx.store.get(model, docid)
-        if etags.none_match(self.request.headers.get("If-None-Match"), shown.rev):
-            self.set_header("ETag", etags.etag(shown.rev))
+        headers = self.request.headers
+        entry = await self.ctx.store.get_entry(model, docid, fresh=wants_fresh(headers.get("Cache-Control")))
+        self.set_header("ETag", entry.etag)
+        if etags.none_match(headers.get("If-None-Match"), entry.rev):
             self.set_status(304)
             self.finish()
             return
-        self.write_document(shown)
+        self.set_header("Content-Type", JSON)
+        self.finish(entry.body)
 
     async def put(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
