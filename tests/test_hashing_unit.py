@@ -45,6 +45,11 @@ async def test_a_full_queue_answers_busy_at_once():
     gate.set()
     assert await first is True and await second == "second"
     assert hasher.pending == 0 and await hasher.run(lambda: "again") == "again"
+    with hasher.reserved():  # a verify holds its place across its CouchDB read
+        assert hasher.pending == 1 and await hasher.run(lambda: "held", reserved=True) == "held"
+        with hasher.reserved(), pytest.raises(Busy):
+            hasher.reserved().__enter__()
+    assert hasher.pending == 0
 
 
 async def test_a_job_that_waited_too_long_is_not_run():

@@ -82,10 +82,12 @@ def test_a_replace_with_the_same_values_keeps_ciphertexts_and_new_values_get_new
     assert same["password"] != before["password"]  # a bcrypt value given is always hashed anew
     changed = core.replace(ACCOUNT, before, {**VALUES, "iban": "DE00 1111", "email": "b@example.com"}, {}, LATER)
     assert changed["iban"] != before["iban"] and changed["email"] != before["email"]
-    assert "password" not in changed  # replace: exactly the body's properties
+    assert changed["password"] == before["password"]  # never returned, so a body omitting it keeps it
     assert core.clear(ACCOUNT, changed)["iban"] == "DE00 1111"
-    assert set(changed["meta"]["changed"]) >= {"iban", "email", "password"}
-    assert changed["meta"]["changed"]["password"] == changed["meta"]["changed"]["iban"] == LATER
+    assert set(changed["meta"]["changed"]) >= {"iban", "email"}
+    assert changed["meta"]["changed"]["email"] == changed["meta"]["changed"]["iban"] == LATER
+    removed = core.replace(ACCOUNT, before, {**VALUES, "password": None}, {}, LATER)
+    assert "password" not in removed and removed["meta"]["changed"]["password"] == LATER  # null removes it
 
 
 def test_immutable_values_cannot_change_or_go(core):

@@ -188,18 +188,20 @@ class DocumentStore:
         wrong = [Violation(pointer([n]), m) for n, v in candidates.items() if (m := problem(n, v))]
         if wrong:
             raise ValidationFailed(wrong)
-        if any(model.properties[name].kind.slow for name in candidates):
-            self.hasher.check()  # a full queue answers busy before the read, not after
-        doc = await self.read(model, docid)
-        result = {}
-        for name, candidate in candidates.items():
-            kind, slot = model.properties[name].kind, model.slot(name, docid)
-            if doc.get(name) is None:
-                result[name] = False
-            elif kind.slow:
-                result[name] = await self.hasher.run(kind.holds, self.lifecycle.keys, slot, doc[name], candidate)
-            else:
-                result[name] = kind.holds(self.lifecycle.keys, slot, doc[name], candidate)
+        slow = any(model.properties[name].kind.slow for name in candidates)
+        # a full queue answers busy before the read, not after it
+        with self.hasher.reserved() if slow else contextlib.nullcontext():
+            doc = await self.read(model, docid)
+            result = {}
+            for name, candidate in candidates.items():
+                kind, slot = model.properties[name].kind, model.slot(name, docid)
+                if doc.get(name) is None:
+                    result[name] = False
+                elif kind.slow:
+                    keys = self.lifecycle.keys
+                    result[name] = await self.hasher.run(kind.holds, keys, slot, doc[name], candidate, reserved=True)
+                else:
+                    result[name] = kind.holds(self.lifecycle.keys, slot, doc[name], candidate)
         self.stats.verified(model.name, all(result.values()))
         return result
 

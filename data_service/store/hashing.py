@@ -11,8 +11,9 @@ caller waits longer than ``max_wait`` plus one hash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -55,16 +56,20 @@ class Hasher:
         self.jobs = 0  # jobs run (what tests and metrics count)
         self.refused = 0  # jobs answered busy
 
-    def check(self) -> None:
-        """Busy if a job would be refused now: callers ask before other work (a CouchDB read)."""
-        if self.pending >= self.limit:
-            self.refused += 1
-            raise Busy(f"{self.pending} bcrypt jobs are queued (the limit is {self.limit}); retry later")
+    @contextlib.contextmanager
+    def reserved(self) -> Iterator[None]:
+        """A place in the queue held across other work (a verify's CouchDB read), so a
+        burst is refused before it reads; ``run(..., reserved=True)`` inside uses it."""
+        self._admit()
+        try:
+            yield
+        finally:
+            self.pending -= 1
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any, reserved: bool = False) -> T:
         """``fn(*args)`` in a thread, or Busy."""
-        self.check()
-        self.pending += 1
+        if not reserved:
+            self._admit()
         deadline = self.clock() + self.max_wait
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, self._job, deadline, fn, args)
@@ -72,7 +77,14 @@ class Hasher:
             self.refused += 1
             raise Busy(f"the bcrypt job waited {self.max_wait:g} s for a thread; retry later") from None
         finally:
-            self.pending -= 1
+            if not reserved:
+                self.pending -= 1
+
+    def _admit(self) -> None:
+        if self.pending >= self.limit:
+            self.refused += 1
+            raise Busy(f"{self.pending} bcrypt jobs are queued (the limit is {self.limit}); retry later")
+        self.pending += 1
 
     def _job(self, deadline: float, fn: Callable[..., T], args: tuple) -> T:
         """In the thread: a job whose caller would have waited too long is not run."""
