@@ -11,7 +11,7 @@ install: $(VENV)/.installed node_modules/.installed
 $(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,speed,lint,otel]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,lint,otel]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the data-service sidecar against direct CouchDB, in one run.
 
-For each workload (get, create, update) and each concurrency, the same number
+For each workload (get, query, create, bulk, update) and each concurrency, the same number
 of requests goes first straight to CouchDB, then through the sidecar (a real
 ``data-service serve`` subprocess), against the same fresh database. Reports
 requests/s, p50 and p99 latency for both, the sidecar/direct ratios, and the
@@ -28,6 +28,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -52,7 +53,8 @@ import devcouch  # noqa: E402
 SIDECAR = ROOT / ".venv" / "bin" / "data-service"
 MODELS = ROOT / "models" / "sample.yaml"
 DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
-WORKLOADS = ("get", "query", "create", "update")
+WORKLOADS = ("get", "get-nocache", "query", "create", "bulk", "update")
+BULK = 50  # notes created per request of the bulk workload
 PAGE = 50  # items per query page
 PREHEAT_CONCURRENCY = 10
 C1_CAP = 500  # requests at concurrency 1: latency-bound, so fewer keep the run short
@@ -175,20 +177,39 @@ class Sidecar:
         except OSError:
             return ""
 
-    def memory(self) -> dict[str, int]:
-        """VmRSS and VmHWM (peak RSS) in KiB, from /proc/<pid>/status."""
-        out = {}
+    def pids(self) -> list[int]:
+        """The serving processes: the sidecar itself, or its workers (``--workers``)."""
+        assert self.proc is not None
         try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    key, _, value = line.partition(":")
-                    if key in ("VmRSS", "VmHWM"):
-                        out[key] = int(value.split()[0])
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                children = [int(pid) for pid in f.read().split()]
         except OSError:
-            pass
-        if len(out) < 2 or self.proc.poll() is not None:
-            raise RuntimeError(f"the sidecar (pid {self.proc.pid}) is gone")
-        return {"rss_kib": out["VmRSS"], "hwm_kib": out["VmHWM"]}
+            children = []
+        return children or [self.proc.pid]
+
+    def cpu_seconds(self) -> float | None:
+        times = [cpu_seconds(pid) for pid in self.pids()]
+        return None if None in times else sum(t for t in times if t is not None)
+
+    def memory(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak RSS) in KiB, from /proc/<pid>/status: of the largest
+        worker when there are several."""
+        assert self.proc is not None
+        rss, hwm = 0, 0
+        for pid in self.pids():
+            out = {}
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        key, _, value = line.partition(":")
+                        if key in ("VmRSS", "VmHWM"):
+                            out[key] = int(value.split()[0])
+            except OSError:
+                pass
+            if len(out) < 2 or self.proc.poll() is not None:
+                raise RuntimeError(f"the sidecar (pid {pid}) is gone")
+            rss, hwm = max(rss, out["VmRSS"]), max(hwm, out["VmHWM"])
+        return {"rss_kib": rss, "hwm_kib": hwm}
 
 
 def sidecar_env(couch: Couch) -> dict[str, str]:
@@ -402,6 +423,18 @@ class Targets:
             await resp.read()
             return resp.status
 
+    # get-nocache: the same reads, the sidecar's read cache bypassed (Cache-Control: no-cache)
+
+    async def get_nocache_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        return await self.get_direct(session, i, w)
+
+    async def get_nocache_sidecar(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        async with session.get(
+            f"{self.sidecar_url}/v1/note/{self.get_ids[i % len(self.get_ids)]}", headers={"Cache-Control": "no-cache"}
+        ) as resp:
+            await resp.read()
+            return resp.status
+
     # query: the first page of 50 notes from the type's listing view (one design doc per view)
 
     async def query_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
@@ -432,6 +465,25 @@ class Targets:
         ) as resp:
             await resp.read()
             return resp.status
+
+    # bulk: BULK new notes per request (CouchDB's _bulk_docs / the sidecar's POST /v1/note/_bulk)
+
+    async def bulk_direct(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        docs = [{"_id": uuid.uuid4().hex, **self.envelope()} for _ in range(BULK)]
+        async with session.post(
+            f"{self.db_url}/_bulk_docs", headers=JSON_HEADERS, data=orjson.dumps({"docs": docs})
+        ) as resp:
+            body = await resp.read()
+            return resp.status if resp.status != 201 or all("ok" in r for r in orjson.loads(body)) else 500
+
+    async def bulk_sidecar(self, session: aiohttp.ClientSession, i: int, w: int) -> int:
+        items = [{"op": "create", "body": {"title": "bench", "body": BODY}} for _ in range(BULK)]
+        async with session.post(
+            f"{self.sidecar_url}/v1/note/_bulk", headers=JSON_HEADERS, data=orjson.dumps({"items": items})
+        ) as resp:
+            body = await resp.read()
+            ok = resp.status == 200 and all(r.get("status") == 201 for r in orjson.loads(body)["results"])
+            return resp.status if ok or resp.status != 200 else 500
 
     # update: worker w owns doc w; a failed write re-reads the revision (not timed apart)
 
@@ -465,6 +517,70 @@ class Targets:
         return resp.status
 
 
+async def staleness(targets: Targets, auth: dict[str, str], samples: int) -> dict[str, Any]:
+    """The cache's staleness bound, measured: a note is read through the sidecar (cached),
+    deleted straight in CouchDB (a write the sidecar did not make), and the sidecar polled
+    until it answers 404; the time from CouchDB's answer to the first 404."""
+    delays = []
+    async with session_for(2) as side, session_for(2, auth) as direct:
+        for _ in range(samples):
+            async with side.post(
+                f"{targets.sidecar_url}/v1/note", headers=JSON_HEADERS, data=orjson.dumps({"title": "stale?"})
+            ) as resp:
+                docid, etag = orjson.loads(await resp.read())["id"], resp.headers["ETag"]
+            for _ in range(2):  # cached (and read once more from memory)
+                async with side.get(f"{targets.sidecar_url}/v1/note/{docid}") as resp:
+                    await resp.read()
+            async with direct.delete(f"{targets.db_url}/{docid}", params={"rev": etag.strip('"')}) as resp:
+                await resp.read()
+                done = time.perf_counter()
+            while True:
+                async with side.get(f"{targets.sidecar_url}/v1/note/{docid}") as resp:
+                    await resp.read()
+                    if resp.status == 404:
+                        delays.append(time.perf_counter() - done)
+                        break
+    delays.sort()
+    return {
+        "samples": samples,
+        "p50_ms": round(1000 * percentile(delays, 0.5), 2),
+        "max_ms": round(1000 * delays[-1], 2),
+    }
+
+
+async def fill_cache(targets: Targets, sidecar: Sidecar, megabytes: float) -> dict[str, Any]:
+    """RSS with the read cache full: notes of 10,000 characters created in bulk (bulk
+    writes only evict), then each read once (cached), ``megabytes`` worth and 10% more."""
+    body = "y" * 10000
+    count = int(megabytes * 1.1 * 1024 * 1024 / len(body)) + 1
+    ids: list[str] = []
+    async with session_for(50) as side:
+        for start in range(0, count, 50):  # 50 × 10 kB: under the 1 MiB body limit
+            items = [{"op": "create", "body": {"title": "fill", "body": body}}] * min(50, count - start)
+            async with side.post(
+                f"{targets.sidecar_url}/v1/note/_bulk", headers=JSON_HEADERS, data=orjson.dumps({"items": items})
+            ) as resp:
+                answer = orjson.loads(await resp.read())
+                if resp.status != 200:
+                    raise RuntimeError(f"bulk create: {resp.status} {answer}")
+                ids += [result["id"] for result in answer["results"] if result["status"] == 201]
+
+        async def read(session: aiohttp.ClientSession, i: int, w: int) -> int:
+            async with session.get(f"{targets.sidecar_url}/v1/note/{ids[i % len(ids)]}") as resp:
+                await resp.read()
+                return resp.status
+
+        outcome = await drive(side, read, len(ids), 50)
+        async with side.get(f"{sidecar.url}/_metrics") as resp:
+            metrics = await resp.text()
+    gauges = {
+        line.split("{")[0].removeprefix("data_service_cache_"): float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith(("data_service_cache_bytes{", "data_service_cache_entries{"))
+    }
+    return {"documents": len(ids), "read_errors": outcome.errors, **gauges, **sidecar.memory()}
+
+
 def requests_at(concurrency: int, requests: int) -> int:
     """Concurrency 1 is latency-bound: cap it so the run stays short."""
     return min(requests, C1_CAP) if concurrency == 1 else requests
@@ -488,7 +604,9 @@ async def run_workloads(args: argparse.Namespace, couch: Couch, database: str, s
         for workload in args.workloads:
             for target in ("direct", "sidecar"):
                 async with session_for(preheat_c, auth if target == "direct" else None) as session:
-                    await drive(session, getattr(targets, f"{workload}_{target}"), args.preheat, preheat_c)
+                    await drive(
+                        session, getattr(targets, f"{workload.replace('-', '_')}_{target}"), args.preheat, preheat_c
+                    )
     for workload in args.workloads:
         for concurrency in args.concurrency:
             n = requests_at(concurrency, args.requests)
@@ -499,12 +617,12 @@ async def run_workloads(args: argparse.Namespace, couch: Couch, database: str, s
                 "warmup": args.warmup,
             }
             for target in ("direct", "sidecar"):
-                call = getattr(targets, f"{workload}_{target}")
+                call = getattr(targets, f"{workload.replace('-', '_')}_{target}")
                 async with session_for(concurrency, auth if target == "direct" else None) as session:
                     await drive(session, call, args.warmup, concurrency)
-                    cpu = (cpu_seconds(os.getpid()), cpu_seconds(sidecar.proc.pid), cpu_seconds(couch.pid))
+                    cpu = (cpu_seconds(os.getpid()), sidecar.cpu_seconds(), cpu_seconds(couch.pid))
                     outcome = await drive(session, call, n, concurrency)
-                    cpu_after = (cpu_seconds(os.getpid()), cpu_seconds(sidecar.proc.pid), cpu_seconds(couch.pid))
+                    cpu_after = (cpu_seconds(os.getpid()), sidecar.cpu_seconds(), cpu_seconds(couch.pid))
                 summary = outcome.summary()
                 # CPU milliseconds per request of each process (couchdb only when this run started it)
                 summary["cpu_ms_per_request"] = {
@@ -524,6 +642,20 @@ async def run_workloads(args: argparse.Namespace, couch: Couch, database: str, s
             row["sidecar_memory"] = sidecar.memory()
             results.append(row)
     return results
+
+
+async def cache_measurements(args: argparse.Namespace, couch: Couch, database: str, sidecar: Sidecar) -> dict:
+    targets = Targets(couch, database, sidecar.url)
+    out: dict[str, Any] = {}
+    if args.staleness:
+        log(f"  staleness: {args.staleness} writes straight to CouchDB, each polled until the sidecar sees it")
+        out["staleness"] = await staleness(targets, {"Authorization": couch.authorization}, args.staleness)
+        log(f"  staleness: {out['staleness']}")
+    if args.fill_cache:
+        log(f"  fill: the {args.fill_cache:g} MB cache filled with notes of 10,000 characters")
+        out["cache_full"] = await fill_cache(targets, sidecar, args.fill_cache)
+        log(f"  fill: {out['cache_full']}")
+    return out
 
 
 # -- machine and report ----------------------------------------------------------------
@@ -584,6 +716,23 @@ def machine_line(machine: dict) -> str:
     )
 
 
+def bulk_lines(results: list[dict]) -> list[str]:
+    """Documents per second of the bulk workload against single creates at the same concurrency."""
+    create = {row["concurrency"]: row for row in results if row["workload"] == "create"}
+    lines = []
+    for row in results:
+        single = create.get(row["concurrency"])
+        if row["workload"] != "bulk" or single is None:
+            continue
+        docs = {target: row[target]["rps"] * BULK for target in ("direct", "sidecar")}
+        lines.append(
+            f"- bulk c={row['concurrency']}: {BULK} notes per request; sidecar {docs['sidecar']:.0f} docs/s = "
+            f"{docs['sidecar'] / single['sidecar']['rps']:.1f}x its single create ({single['sidecar']['rps']:.0f}/s); "
+            f"direct _bulk_docs {docs['direct']:.0f} docs/s."
+        )
+    return ["", *lines] if lines else []
+
+
 def markdown(report: dict) -> str:
     config = report["config"]
     out = [
@@ -605,6 +754,7 @@ def markdown(report: dict) -> str:
             f"{d['p99_ms']:.2f} | {s['p99_ms']:.2f} | {d['errors']}/{s['errors']} | "
             f"{mem['rss_kib'] / 1024:.1f} / {mem['hwm_kib'] / 1024:.1f} |"
         )
+    out += bulk_lines(report["results"])
     base = report["sidecar_memory_at_start"]
     start, end = report["machine"]["loadavg_at_start"], report["loadavg_at_end"]
     out += [
@@ -625,6 +775,20 @@ def markdown(report: dict) -> str:
 
     for row in report["results"]:
         out.append(f"| {row['workload']} | {row['concurrency']} | {cpu(row['direct'])} | {cpu(row['sidecar'])} |")
+    cache = report.get("cache") or {}
+    if stale := cache.get("staleness"):
+        out += [
+            "",
+            f"Staleness (a write straight to CouchDB until the sidecar's cache answers it, {stale['samples']} "
+            f"samples): p50 {stale['p50_ms']} ms, max {stale['max_ms']} ms.",
+        ]
+    if full := cache.get("cache_full"):
+        out += [
+            "",
+            f"Cache full ({full['documents']} notes of 10,000 characters read once): {full.get('entries', 0):.0f} "
+            f"entries, {full.get('bytes', 0) / 1048576:.1f} MiB; sidecar RSS {full['rss_kib'] / 1024:.1f} MiB "
+            f"(peak {full['hwm_kib'] / 1024:.1f} MiB, largest worker).",
+        ]
     return "\n".join(out)
 
 
@@ -724,9 +888,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workloads",
         type=workload_list,
         default=list(WORKLOADS),
-        help="comma-separated subset of get,create,update (default: all)",
+        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)",
     )
     parser.add_argument("--port", type=int, help="port for the sidecar (default: a free one)")
+    parser.add_argument("--workers", type=positive, default=1, help="the sidecar's --workers (default 1)")
+    parser.add_argument(
+        "--cache-size", type=non_negative, default=64, help="the sidecar's --cache-size in MB (default 64)"
+    )
+    parser.add_argument(
+        "--couchdb-script",
+        type=Path,
+        help="start a single-node CouchDB with this script (../shared/couchdb/couchdb: start/url/stop "
+        "--dir=DIR) in a temporary directory, and stop and wipe it at the end",
+    )
+    parser.add_argument(
+        "--staleness",
+        type=non_negative,
+        default=20,
+        help="writes made straight in CouchDB to time until the sidecar's cache answers them (default 20; 0 skips)",
+    )
+    parser.add_argument(
+        "--fill-cache",
+        type=non_negative,
+        default=0,
+        help="after the workloads, fill the cache with this many MB of documents and read RSS (default 0: skip)",
+    )
     parser.add_argument(
         "--json",
         type=Path,
@@ -743,7 +929,22 @@ def main(argv: list[str] | None = None) -> int:
     started_at = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     with contextlib.ExitStack() as stack:
-        if args.couchdb_url:
+        if args.couchdb_script:
+            couch_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-couchdb-")))
+            script = str(args.couchdb_script.resolve())
+            started = subprocess.run(
+                [script, "start", f"--dir={couch_dir}"], capture_output=True, text=True, timeout=300, check=True
+            )
+            stack.callback(
+                subprocess.run, [script, "stop", f"--dir={couch_dir}", "--wipe"], capture_output=True, timeout=120
+            )
+            url = subprocess.run(
+                [script, "url", f"--dir={couch_dir}"], capture_output=True, text=True, timeout=60, check=True
+            ).stdout.strip()
+            pid = re.search(r"pid (\d+)", started.stdout + started.stderr)
+            couch = Couch.parse(url, pid=int(pid.group(1)) if pid else None)
+            where = f"started by {args.couchdb_script}"
+        elif args.couchdb_url:
             couch = Couch.parse(args.couchdb_url)
             where = "given"
         else:
@@ -781,6 +982,7 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             log(f"bench: {exc}")
             return 2
+        extra += [f"--workers={args.workers}", f"--cache-size={args.cache_size}"]
         sidecar = Sidecar(couch, database, args.port or devcouch.free_port(), workdir / "sidecar.log", extra)
 
         def stop_sidecar() -> None:
@@ -798,6 +1000,7 @@ def main(argv: list[str] | None = None) -> int:
         memory_at_start = sidecar.memory()
         try:
             results = run(run_workloads(args, couch, database, sidecar))
+            cache = run(cache_measurements(args, couch, database, sidecar))
         except KeyboardInterrupt:
             log("bench: interrupted; cleaning up")
             return 130
@@ -823,11 +1026,13 @@ def main(argv: list[str] | None = None) -> int:
             "workloads": args.workloads,
             "get_docs": GET_DOCS,
             "body_chars": len(BODY),
+            "workers": args.workers,
         },
         "sidecar_command": [Path(part).name if i == 0 else part for i, part in enumerate(sidecar.command)],
         "sidecar_preparation": [f"data-service {step}" for step in steps],
         "sidecar_memory_at_start": memory_at_start,
         "results": results,
+        "cache": cache,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -65,6 +65,11 @@ Commands:
                               migrations) and exits 1 if anything was skipped.
 
 Options:
+  --service-user=NAME         install: create this CouchDB user (a _users member, no
+                              roles) and add it to the database's _security members,
+                              for serve to run as instead of the server admin.
+  --service-user-password-file=F  Its password; without it the password is read
+                              from $DATA_SERVICE_SERVICE_USER_PASSWORD.
   --models=FILE               Models file (YAML or JSON) declaring the document types.
   --keys-dir=DIR              Directory of Tink keysets (see keys create).
   --kek-file=FILE             Key-encryption key for encrypted keysets.
@@ -83,6 +88,11 @@ Options:
                               [default: 86400]
   --cursor-ttl=SECONDS        How long a query's `next` cursor stays valid
                               [default: 3600]
+  --bcrypt-queue=N            bcrypt jobs (hashes and verifies) queued or running
+                              at once; one more is answered 503 busy [default: 64]
+  --bcrypt-wait=SECONDS       Longest a bcrypt job waits for one of the 2 threads;
+                              then 503 busy. No caller waits longer than this plus
+                              one hash [default: 5]
   --deployment-id=ID          What signatures and encryption bind documents to
                               instead of the database name: give replicas whose
                               databases replicate into each other the same one.
@@ -106,9 +116,28 @@ Options:
   --max-connections=N         Keep-alive connections to CouchDB [default: 100]
   --listen=ADDRESS            Address to listen on [default: 127.0.0.1]
   --port=PORT                 Port to listen on [default: 8080]
-  --max-body=BYTES            Largest request body accepted [default: 1048576]
+  --max-body=BYTES            Largest request body accepted, on every route and for
+                              chunked bodies too (413) [default: 1048576]
+  --max-header-size=BYTES     Largest request line + headers; larger ones get the
+                              connection closed [default: 16384]
+  --idle-timeout=SECONDS      Seconds a connection may wait for a request's headers
+                              [default: 60]
+  --body-timeout=SECONDS      Seconds to receive a request body [default: 30]
+  --api-token-file=FILE       Bearer tokens callers must send (Authorization: Bearer),
+                              one per line, # comments; reloaded on SIGHUP. Without
+                              it the service listens on loopback only.
+  --open-metrics              /_metrics answers without a token.
+  --open-readiness            Readiness (/_health?quick=false) answers without a token.
+  --allowed-hosts=HOSTS       Host names (comma-separated, any port) accepted besides
+                              localhost, 127.0.0.1 and [::1]; others get 421
+                              [default: ]
   --drain-timeout=SECONDS     Seconds requests in flight get to finish after
                               SIGTERM [default: 10]
+  --cache-size=MB             Memory per worker for the read cache of verified
+                              documents (GET by id), kept fresh by CouchDB's change
+                              feed; 0 disables it [default: 64]
+  --workers=N                 Serving processes sharing the port, forked after it is
+                              bound; 0 starts one per CPU [default: 1]
   --log-level=LEVEL           debug, info, warning or error [default: info]
   --log-format=FORMAT         json (one object per line) or text; default: json
                               unless the log goes to a terminal
@@ -125,6 +154,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, TextIO
 
 from docopt import docopt
@@ -134,6 +164,7 @@ from .config import Config, ConfigError
 from .couchdb import CouchDBError
 from .keys import PURPOSES, KeysDir, KeysetError, kek_from, new_kek
 from .models import ModelError
+from .service_user import ServiceUser
 
 if TYPE_CHECKING:
     from .conflicts.sweeper import SweepReport
@@ -262,15 +293,30 @@ async def install_command(args: dict, config: Config) -> int:
     models = _models(config)
     keys = keyring(config)
     seeds = load_seeds(args["--seed"]) if args["--seed"] else None
-    async with connect(config) as couch:
+    member = ServiceUser.from_args(args)
+    async with connect(config) as couch, connect(_as_user(config, member)) as login:
         try:
             await install(
-                couch, config.database, models, keys, user=config.couchdb_user, seeds=seeds, dry_run=args["--dry-run"]
+                couch,
+                config.database,
+                models,
+                keys,
+                user=config.couchdb_user,
+                seeds=seeds,
+                dry_run=args["--dry-run"],
+                service_user=(member, login) if member else None,
             )
         except InstallFailed as exc:
             print(f"data-service: install failed: {exc}", file=sys.stderr)
             return 1
     return 0
+
+
+def _as_user(config: Config, member: ServiceUser | None) -> Config:
+    """The configuration with the service user's credentials (to check they log in)."""
+    if member is None:
+        return config
+    return replace(config, couchdb_user=member.name, couchdb_password=member.password)
 
 
 def _models(config: Config) -> Models:

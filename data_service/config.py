@@ -47,6 +47,17 @@ class Config:
     cursor_ttl: float = 3600.0  # seconds a query's next cursor stays valid
     deployment_id: str | None = None  # what signatures bind documents to; None: the database name
     accept_v1: bool = True  # read version 1 signatures and ciphertexts (False: --refuse-v1)
+    bcrypt_queue: int = 64  # bcrypt jobs queued or running per process; more: 503 busy
+    bcrypt_wait: float = 5.0  # seconds a bcrypt job may wait for a thread; longer: 503 busy
+    api_token_file: str | None = None  # bearer tokens callers must send (callers.py); None: loopback only
+    open_metrics: bool = False  # /_metrics without a token
+    open_readiness: bool = False  # readiness (/_health?quick=false) without a token
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides the loopback ones
+    max_header_size: int = 16 * 1024  # bytes of request line + headers
+    idle_timeout: float = 60.0  # seconds a connection may wait for a request's headers
+    body_timeout: float = 30.0  # seconds to receive a request body
+    cache_mb: float = 64.0  # the read cache's size per worker; 0: no cache
+    workers: int = 1  # serving processes forked after binding; 0 on the command line: one per CPU
 
     @property
     def deployment(self) -> str:
@@ -102,6 +113,17 @@ class Config:
             cursor_ttl=_number(args, "--cursor-ttl", float) if args.get("--cursor-ttl") else 3600.0,
             deployment_id=_deployment_id(args.get("--deployment-id")),
             accept_v1=not args.get("--refuse-v1"),
+            bcrypt_queue=_number(args, "--bcrypt-queue", int) if args.get("--bcrypt-queue") else 64,
+            bcrypt_wait=_number(args, "--bcrypt-wait", float) if args.get("--bcrypt-wait") else 5.0,
+            api_token_file=args.get("--api-token-file"),
+            open_metrics=bool(args.get("--open-metrics")),
+            open_readiness=bool(args.get("--open-readiness")),
+            allowed_hosts=tuple(h.strip() for h in (args.get("--allowed-hosts") or "").split(",") if h.strip()),
+            max_header_size=_number(args, "--max-header-size", int) if args.get("--max-header-size") else 16 * 1024,
+            idle_timeout=_number(args, "--idle-timeout", float) if args.get("--idle-timeout") else 60.0,
+            body_timeout=_number(args, "--body-timeout", float) if args.get("--body-timeout") else 30.0,
+            cache_mb=_megabytes(args.get("--cache-size", "64")),
+            workers=_workers(args.get("--workers", "1")),
         )
 
 
@@ -124,6 +146,27 @@ def _interval(flag: str, text: Any) -> float:
     if not value >= 0 or value == float("inf"):
         raise ConfigError(f"{flag}: seconds, 0 or more")
     return value
+
+
+def _megabytes(text: Any) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--cache-size: {text!r} is not a number") from None
+    if not 0 <= value <= 1 << 20:
+        raise ConfigError("--cache-size: megabytes, 0 (no cache) or more")
+    return value
+
+
+def _workers(text: Any) -> int:
+    """A count, or 0 for one per CPU this process may run on."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--workers: {text!r} is not a whole number") from None
+    if value < 0 or value > 256:
+        raise ConfigError("--workers: 0 (one per CPU) to 256")
+    return value or len(os.sched_getaffinity(0))
 
 
 def _deployment_id(text: str | None) -> str | None:

@@ -5,8 +5,10 @@ applies the steps that change something (unless ``dry_run``), so a dry run and a
 real run share one code path. In order:
 
 1. the database (created if missing);
-2. ``_security``: the service user and role ``data-service`` as members, role
-   ``_admin`` as admins, so anonymous users are locked out;
+2. with ``--service-user``: its ``_users`` document (``service_user``), created or
+   its password set; then ``_security``: that user, the installing user and role
+   ``data-service`` added to the members, role ``_admin`` to the admins (members and
+   admins already there are kept), so anonymous users are locked out;
 3. the design docs of ``design.design_docs``: created, updated when their content
    hash differs, removed when generated earlier but no longer declared — those of an
    older major version of a type only once no document of that version is left;
@@ -39,7 +41,9 @@ from .config import ConfigError
 from .couchdb import Conflict, CouchDB, Database, IdPool, NotFound, Timeout, Unsupported
 from .models import Models, ModelType, ValidationFailed
 from .protection import IntegrityViolation, Keyring, KeyUnavailable
+from .service_user import ServiceUser, plan_user
 from .store import ANY_REVISION, DocumentNotFound, DocumentStore
+from .store.hashing import Hasher
 
 SERVICE_ROLE = "data-service"
 UUIDS_ALGORITHM = "sequential"
@@ -169,11 +173,21 @@ def check_seeds(models: Models, seeds: list[Seed]) -> None:
 # -- the plan ---------------------------------------------------------------------
 
 
-def wanted_security(existing: dict, user: str | None) -> dict:
+def wanted_security(existing: dict, *users: str | None) -> dict:
+    """``existing`` with ``users`` and the service role added to the members and
+    ``_admin`` to the admins; nobody already named is removed."""
+
+    def joined(part: str, key: str, more: list[str]) -> list[str]:
+        have = list((existing.get(part) or {}).get(key) or [])
+        return have + [name for name in more if name not in have]
+
     return {
         **existing,
-        "admins": {"names": [], "roles": ["_admin"]},
-        "members": {"names": [user] if user else [], "roles": [SERVICE_ROLE]},
+        "admins": {"names": joined("admins", "names", []), "roles": joined("admins", "roles", ["_admin"])},
+        "members": {
+            "names": joined("members", "names", [user for user in users if user]),
+            "roles": joined("members", "roles", [SERVICE_ROLE]),
+        },
     }
 
 
@@ -190,9 +204,9 @@ def _who(group: dict) -> str:
     return " + ".join([f"user {n}" for n in group["names"]] + [f"role {r}" for r in group["roles"]])
 
 
-async def _security_step(db: Database, exists: bool, user: str | None) -> Step:
+async def _security_step(db: Database, exists: bool, *users: str | None) -> Step:
     existing = await db.security() if exists else {}
-    wanted = wanted_security(existing, user)
+    wanted = wanted_security(existing, *users)
     if _normal(existing) == _normal(wanted):
         return Step("unchanged", "unchanged _security")
     text = f"set _security: members = {_who(wanted['members'])}; admins = {_who(wanted['admins'])}"
@@ -346,13 +360,23 @@ async def _same(store: DocumentStore, model: ModelType, doc: dict, data: dict) -
 
 
 async def plan(
-    couch: CouchDB, store: DocumentStore, models: Models, *, user: str | None, seeds: list[Seed]
+    couch: CouchDB,
+    store: DocumentStore,
+    models: Models,
+    *,
+    user: str | None,
+    seeds: list[Seed],
+    service_user: tuple[ServiceUser, CouchDB] | None = None,
 ) -> list[Step]:
-    """Every step of an install, reading but never writing."""
+    """Every step of an install, reading but never writing. ``service_user``: the user
+    and a client that logs in as it."""
     db = store.db
     exists = await db.exists()
     steps = [] if exists else [Step("create", f"create database {db.name}", lambda: db.create(exist_ok=True))]
-    steps.append(await _security_step(db, exists, user))
+    if service_user is not None:
+        planned = await plan_user(couch, *service_user)
+        steps.append(Step(planned.kind, planned.text, planned.apply))
+    steps.append(await _security_step(db, exists, user, service_user[0].name if service_user else None))
     steps += await _design_steps(db, exists, models)
     steps.append(await _uuids_step(couch))
     for seed in seeds:
@@ -387,6 +411,7 @@ async def install(
     dry_run: bool = False,
     out: TextIO = sys.stdout,
     progress_out: TextIO = sys.stderr,
+    service_user: tuple[ServiceUser, CouchDB] | None = None,
 ) -> InstallReport:
     """Plan, print each step, apply the ones that change something (unless ``dry_run``),
     then warm the new views. Raises SeedError before anything is read or written when
@@ -395,8 +420,9 @@ async def install(
     check_seeds(models, seeds)
     db = couch.database(db_name)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt") as hasher:
-        store = DocumentStore(db, IdPool(couch), keys, hasher=hasher)
-        report = InstallReport(db_name, await plan(couch, store, models, user=user, seeds=seeds), dry_run)
+        store = DocumentStore(db, IdPool(couch), keys, hasher=Hasher(hasher))
+        steps = await plan(couch, store, models, user=user, seeds=seeds, service_user=service_user)
+        report = InstallReport(db_name, steps, dry_run)
         if dry_run:
             print(f"install {db_name}: dry run, nothing will be changed", file=out)
         for step in report.steps:

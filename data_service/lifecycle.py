@@ -6,7 +6,7 @@ steps, in this order:
 
 1. validate the caller's values (``check_body``/``check_patch`` run before the store
    hashes bcrypt values; a patch is validated once applied);
-2. compare the new clear values with the current ones: an unchanged value keeps its
+2. compare the new clear values (date-times in UTC ``Z`` form) with the current ones: an unchanged value keeps its
    stored form (no new ciphertext, no new hash); ``immutable`` ones must not change;
 3. protect what changed (``protection.kinds``); bcrypt values arrive already hashed
    (``hashed``): the store runs bcrypt in its thread pool, never here;
@@ -153,10 +153,23 @@ class Lifecycle:
 
     @staticmethod
     def check_body(model: ModelType, body: Any) -> None:
-        """A create/replace body, before its bcrypt values are hashed."""
+        """A create body, before its bcrypt values are hashed."""
         if isinstance(body, dict):
             check_reserved(body)
         model.validate(body)
+
+    @staticmethod
+    def check_replacement(model: ModelType, body: Any) -> None:
+        """A replace body: as a create's, but hidden properties (never returned, so a body
+        built from a GET lacks them) may be omitted — they are kept — or null: removed."""
+        if not isinstance(body, dict):
+            model.validate(body)
+            return
+        check_reserved(body)
+        hidden = _hidden(model)
+        model.validate(
+            {k: v for k, v in body.items() if not (k in hidden and v is None)}, kept=frozenset(hidden - set(body))
+        )
 
     @staticmethod
     def check_patch(model: ModelType, patch: Any) -> None:
@@ -200,16 +213,26 @@ class Lifecycle:
         )
 
     def replace(self, model: ModelType, current: dict, body: dict, hashed: Mapping[str, str], at: str) -> dict:
-        """``current`` with exactly the properties of ``body`` (checked by ``check_body``);
-        properties of a newer minor version, unknown here, are kept as stored."""
-        kept = self._unknown(model, current)
-        stored, changed = self._protected(model, current["_id"], current, body, hashed, kept)
-        return self._over(model, current, {**stored, **kept}, changed, at, body)
+        """``current`` with exactly the properties of ``body`` (checked by
+        ``check_replacement``), but that hidden properties the body omits are kept and
+        null ones removed; properties of a newer minor version, unknown here, are kept
+        as stored."""
+        hidden = _hidden(model)
+        kept = {
+            name: value for name, value in envelope.properties(current).items() if name in hidden and name not in body
+        }
+        values = {k: v for k, v in body.items() if v is not None or k not in hidden}
+        missing = [Violation(pointer([n]), "is required") for n in model.required if n not in values and n not in kept]
+        if missing:  # a required hidden property neither sent nor stored, or set to null
+            raise ValidationFailed(missing)
+        kept.update(self._unknown(model, current))
+        stored, changed = self._protected(model, current["_id"], current, values, hashed, kept)
+        return self._over(model, current, {**stored, **kept}, changed, at, values)
 
     def patch(self, model: ModelType, current: dict, patch: dict, hashed: Mapping[str, str], at: str) -> dict:
         """``current`` with an RFC 7396 merge patch applied to its clear values (checked by
         ``check_patch``). Hashed values the patch does not name are kept as stored."""
-        hidden = {name for name, prop in model.properties.items() if not prop.readable}
+        hidden = _hidden(model)
         merged = envelope.merge_patch(self.clear(model, current), {k: v for k, v in patch.items() if k not in hidden})
         secrets = {k: v for k, v in patch.items() if k in hidden and v is not None}
         kept = {
@@ -299,6 +322,7 @@ class Lifecycle:
         stored, changed, wrong = {}, set(), []
         for name, value in values.items():
             prop, slot = model.properties[name], model.slot(name, docid)
+            value = model.stored_value(name, value)
             if name in hashed:
                 same, form = False, hashed[name]
             elif name in old:
@@ -343,3 +367,8 @@ class Lifecycle:
         over ``tombstone`` (a create on a deleted id), or 1."""
         over = tombstone if tombstone is not None else doc.get("_rev")
         return self.keys.sign(doc, (generation(over) or 0) + 1)
+
+
+def _hidden(model: ModelType) -> set[str]:
+    """Properties never returned to callers (bcrypt, sha3-512)."""
+    return {name for name, prop in model.properties.items() if not prop.readable}

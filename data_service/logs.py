@@ -4,13 +4,16 @@ stream is not a terminal) or human text, both carrying the current request's id.
 Every record gets ``time``, ``level``, ``logger``, ``message``; inside a request also
 ``request_id`` and ``trace_id`` (from ``request_context.current``); the access line
 adds its ``fields`` (``web.base``). No line may hold a query string or a protected
-value: handlers log route patterns, never paths or bodies.
+value: handlers log route patterns, never paths or bodies, and both formatters cut
+query strings out of whatever else reaches them (``redact_text``: Tornado's own
+lines, exception messages that quote a URL).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -18,6 +21,23 @@ from typing import Any, TextIO
 import orjson
 
 from .request_context import current
+
+# a query string attached to a path or URL: what follows "?" up to the end of the token
+_QUERY = re.compile(r"(/[^\s?#\"'<>]*)\?[^\s\"'<>]*")
+REDACTED = "?[redacted]"
+
+
+def redact(uri: str) -> str:
+    """``uri`` without its query string (``/v1/user?email=...`` → ``/v1/user?[redacted]``):
+    a query may hold a protected lookup value."""
+    path, mark, _ = uri.partition("?")
+    return path + REDACTED if mark else path
+
+
+def redact_text(text: str) -> str:
+    """Every query string in free text (messages, Tornado's own lines, tracebacks whose
+    exceptions quote a URL) replaced as ``redact`` does."""
+    return _QUERY.sub(lambda m: m.group(1) + REDACTED, text) if "?" in text else text
 
 
 class LogFormat(enum.StrEnum):
@@ -43,11 +63,11 @@ class JsonFormatter(logging.Formatter):
             "time": _utc(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_text(record.getMessage()),
             **fields_of(record),
         }
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["exception"] = redact_text(self.formatException(record.exc_info))
         return orjson.dumps(line, default=str).decode()
 
 
@@ -58,6 +78,10 @@ class TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         extra = " ".join(f"{k}={v}" for k, v in fields_of(record).items() if v is not None and v != [])
         return super().formatMessage(record) + (f" [{extra}]" if extra else "")
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The whole line: another handler may have cached the traceback text unredacted."""
+        return redact_text(super().format(record))
 
 
 def _utc(created: float) -> str:

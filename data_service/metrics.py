@@ -147,12 +147,55 @@ class StoreCollector:
         yield GaugeMetricFamily(
             "data_service_id_pool_size", "CouchDB-generated ids prefetched and unused.", value=len(self.store.ids)
         )
-        # ThreadPoolExecutor keeps work not yet picked up by a thread in _work_queue.
-        queue = getattr(self.store.hasher, "_work_queue", None)
-        if queue is not None:
-            yield GaugeMetricFamily(
-                "data_service_bcrypt_queue_depth", "bcrypt hash/check jobs waiting for a thread.", value=queue.qsize()
-            )
+        for name, documentation in (
+            ("verify_attempts", "POST /v1/{type}/{id}/verify calls answered, by type."),
+            ("verify_failures", "... of which some candidate did not match, by type."),
+        ):
+            family = CounterMetricFamily(f"data_service_{name}", documentation, labels=["type"])
+            for type_name, count in sorted(getattr(self.store.stats, name).items()):
+                family.add_metric([type_name], count)
+            yield family
+        hasher = self.store.hasher
+        yield GaugeMetricFamily(
+            "data_service_bcrypt_queue_depth", "bcrypt hash/check jobs queued or running.", value=hasher.pending
+        )
+        yield CounterMetricFamily(
+            "data_service_bcrypt_busy",
+            "bcrypt jobs refused with 503 busy (queue full or waited too long).",
+            value=hasher.refused,
+        )
+        yield from cache_metrics(self.store)
+
+
+CACHE_COUNTERS = {
+    "hits": "GETs by id answered from the read cache.",
+    "misses": "GETs by id the read cache could not answer (read from CouchDB).",
+    "evictions": "Cache entries dropped to make room (least recently used).",
+    "invalidations": "Cache entries dropped because their document changed.",
+    "flushes": "Times the whole cache was forgotten (the change feed could not resume).",
+}
+
+
+def cache_metrics(store: Any):
+    """The read cache of this worker (each worker has its own; ``worker`` names it)."""
+    cache, feed, worker = store.cache, store.feed, {"worker": str(store.worker)}
+    for name, documentation in CACHE_COUNTERS.items():
+        family = CounterMetricFamily(f"data_service_cache_{name}", documentation, labels=["worker"])
+        family.add_metric([worker["worker"]], getattr(cache.stats, name))
+        yield family
+    gauges = {
+        "entries": ("Documents in the read cache.", len(cache)),
+        "bytes": ("Bytes the read cache holds (bodies and bookkeeping).", cache.bytes),
+        "live": ("1 while the change feed follows the database and the cache serves; 0: bypassed.", int(cache.live)),
+        "feed_lag_seconds": (
+            "Seconds since the cache's change feed last heard from CouchDB (below its poll interval when healthy).",
+            feed.age,
+        ),
+    }
+    for name, (documentation, value) in gauges.items():
+        gauge = GaugeMetricFamily(f"data_service_cache_{name}", documentation, labels=["worker"])
+        gauge.add_metric([worker["worker"]], value)
+        yield gauge
 
 
 class Cached:

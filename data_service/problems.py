@@ -25,6 +25,7 @@ TABLE: dict[str, Kind] = {
     "invalid_json": Kind(400, "The body is not valid JSON"),
     "invalid_id": Kind(400, "Not a valid document id"),
     "invalid_query": Kind(400, "The query cannot be answered"),
+    "unauthorized": Kind(401, "A valid bearer token is required (Authorization: Bearer <token>)"),
     "not_found": Kind(404, "No such resource"),
     "unknown_type": Kind(404, "No such document type"),
     "method_not_allowed": Kind(405, "Method not allowed on this resource"),
@@ -36,9 +37,12 @@ TABLE: dict[str, Kind] = {
         412, "The document changed since you read it; re-apply your change to `current` and retry", retryable=True
     ),
     "payload_too_large": Kind(413, "The request body is too large"),
+    "host_not_allowed": Kind(421, "This Host is not served here"),
     "unsupported_media_type": Kind(415, "Unsupported request content type"),
     "validation_failed": Kind(422, "The document does not match its type's schema"),
     "reserved_property": Kind(422, "The body sets names reserved for the service"),
+    "number_out_of_range": Kind(422, "A number is beyond ±(2^53-1), which JSON cannot carry exactly"),
+    "nested_too_deep": Kind(422, "The body is nested more than 64 levels deep"),
     "idempotency_key_mismatch": Kind(422, "This Idempotency-Key was used with another body"),
     "precondition_required": Kind(428, "If-Match with the document's ETag is required"),
     "internal_error": Kind(500, "Internal error"),
@@ -52,6 +56,7 @@ TABLE: dict[str, Kind] = {
         503, "The database's design documents are missing or outdated (run data-service install)", retryable=True
     ),
     "conflict_retries_exhausted": Kind(503, "The document kept changing; try again", retryable=True),
+    "busy": Kind(503, "Too many bcrypt hashes are queued; retry after a moment", retryable=True),
     "draining": Kind(503, "The service is shutting down; send requests to another instance", retryable=True),
     # A key this sidecar does not have enabled: a newer one after `keys rotate` that it has
     # not loaded yet (another sidecar, restarted, reads it), or one an operator disabled.

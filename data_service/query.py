@@ -23,11 +23,15 @@ from typing import Any
 
 from .design import META_FIELDS, Index, indexes
 from .errors import ServiceError
-from .models import ModelType
+from .models import MAX_SAFE, ModelType
+from .models.formats import utc_date_time
 from .protection.kinds import KINDS, Kind
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+MAX_VALUE = 1024  # characters of one query value: CouchDB answers 431 for URLs past ~8 KB
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 LOWER, UPPER = ("gt", "gte"), ("lt", "lte")
 RANGE_OPS = (*LOWER, *UPPER, "prefix")
 HIGH = "\ufff0"  # sorts after the strings that start with a prefix (CouchDB's advice)
@@ -87,6 +91,8 @@ def parse(model: ModelType, args: dict[str, list[str]]) -> Query:
         if len(values) != 1:
             raise QueryError(f"{name}: give it once")
         raw = values[0]
+        if len(raw) > MAX_VALUE and name != "cursor":
+            raise QueryError(f"{name}: at most {MAX_VALUE} characters")
         if name in ("sort", "limit", "cursor", "include_deleted"):
             options[name] = raw
             continue
@@ -107,17 +113,15 @@ def parse(model: ModelType, args: dict[str, list[str]]) -> Query:
     sort, descending = options.get("sort"), False
     if sort is not None:
         descending, sort = sort.startswith("-"), sort.removeprefix("-")
-        field = _field(model, sort)
+        field = _field(model, sort) if sort[:1] != "-" else None
         if field is None:
             raise QueryError(f"sort: {sort!r} is not a property of {model.name} (nor one of {', '.join(META_FIELDS)})")
         if field[1].equality_only:
             raise QueryError(f"sort: {field[1].name} values have no meaningful order")
-    try:
-        limit = int(options.get("limit", DEFAULT_LIMIT))
-    except ValueError:
-        raise QueryError("limit: a number") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise QueryError(f"limit: between 1 and {MAX_LIMIT}")
+    raw_limit = options.get("limit", str(DEFAULT_LIMIT))
+    if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_LIMIT):
+        raise QueryError(f"limit: a whole number from 1 to {MAX_LIMIT} (ASCII digits)")
+    limit = int(raw_limit)
     include_deleted = options.get("include_deleted", "false")
     if include_deleted not in ("true", "false"):
         raise QueryError("include_deleted: true or false")
@@ -133,18 +137,27 @@ def _field(model: ModelType, name: str) -> tuple[dict, Kind] | None:
 
 
 def _typed(name: str, schema: dict, raw: str) -> Any:
+    """The value of a condition, parsed as strictly as a JSON body would be (ASCII
+    digits, no ``+``, ``_`` or spaces; numbers within ±(2^53-1)); date-times in UTC ``Z``
+    form, as they are stored."""
     kind = schema.get("type")
-    try:
-        if kind == "integer":
-            return int(raw)
-        if kind == "number":
-            return float(raw) if any(c in raw for c in ".eE") else int(raw)
-        if kind == "boolean":
-            return {"true": True, "false": False}[raw]
-    except (ValueError, KeyError):
-        raise QueryError(f"{name}: {raw!r} is not a {kind}") from None
+    wrong = QueryError(f"{name}: {raw!r} is not a {kind}")
+    if kind in ("integer", "number"):
+        if not (_INTEGER if kind == "integer" else _NUMBER).fullmatch(raw):
+            raise wrong
+        value = int(raw) if _INTEGER.fullmatch(raw) else float(raw)
+        if not -MAX_SAFE <= value <= MAX_SAFE:
+            raise QueryError(f"{name}: beyond ±{MAX_SAFE}")
+        return value
+    if kind == "boolean":
+        if raw not in ("true", "false"):
+            raise wrong
+        return raw == "true"
     if kind == "string":
-        return raw
+        limit = schema.get("maxLength")
+        if isinstance(limit, int) and len(raw) > limit:
+            raise QueryError(f"{name}: longer than its {limit} characters")
+        return utc_date_time(raw) if schema.get("format") == "date-time" else raw
     raise QueryError(f"{name}: cannot filter on a {kind or 'untyped'} property")
 
 

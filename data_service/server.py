@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 
+import uvloop
 from tornado.httpserver import HTTPServer
 
 from . import tracing
 from .background import every
 from .buildinfo import BuildInfo
+from .cache import Cache, Stamps
+from .callers import Door
 from .config import Config, ConfigError
 from .conflicts.sweeper import run_sweeper
 from .couchdb import TLS, CouchDB, Hooks, IdPool, Limits, Timeouts
@@ -23,6 +27,7 @@ from .observe import Observer
 from .openapi import spec_for
 from .protection import Keyring
 from .store import DocumentStore
+from .store.hashing import Hasher
 from .web import Context, make_app
 
 log = logging.getLogger("data_service")
@@ -48,9 +53,20 @@ def keyring(config: Config) -> Keyring:
     return Keyring(KeysDir(config.keys_dir, kek_from(config.kek_file)), config.deployment, accept_v1=config.accept_v1)
 
 
-def build(config: Config, spans: tracing.Tracing | None = None) -> tuple[Context, HTTPServer]:
+def preflight(config: Config) -> None:
+    """The startup checks ``build`` makes, without building: for the parent of ``--workers``."""
+    Door.from_config(config)
+    design_docs(load_models(config.models_path) if config.models_path else Models({}))
+    keyring(config)
+
+
+def build(
+    config: Config, spans: tracing.Tracing | None = None, stamps: Stamps | None = None, worker: int = 0
+) -> tuple[Context, HTTPServer]:
     """The app and its parts; raises ModelError, KeysetError or ConfigError at startup.
-    ``spans`` defaults to what the ``OTEL_*`` variables ask for."""
+    ``spans`` defaults to what the ``OTEL_*`` variables ask for; ``stamps``: the write
+    counters the workers share (``workers``), this process's row being ``worker``."""
+    door = Door.from_config(config)  # a non-loopback listener without tokens stops here, first
     models = load_models(config.models_path) if config.models_path else Models({})
     design_docs(models)  # a declared index no view can serve stops startup here
     keys = keyring(config)
@@ -61,9 +77,12 @@ def build(config: Config, spans: tracing.Tracing | None = None) -> tuple[Context
         couch.database(config.database),
         IdPool(couch),
         keys,
+        hasher=Hasher(limit=config.bcrypt_queue, max_wait=config.bcrypt_wait),
         idempotency_ttl=config.idempotency_ttl,
         cursor_ttl=config.cursor_ttl,
+        cache=Cache(int(config.cache_mb * 1024 * 1024), stamps or Stamps.private()),
     )
+    store.worker = worker
     metrics.watch(store)
     ctx = Context(
         config=config,
@@ -73,50 +92,105 @@ def build(config: Config, spans: tracing.Tracing | None = None) -> tuple[Context
         build=BuildInfo.of(config.models_path, keys),
         metrics=metrics,
         tracing=spans,
+        door=door,
     )
-    return ctx, HTTPServer(make_app(ctx), xheaders=False)
+    return ctx, http_server(make_app(ctx), config)
 
 
-async def serve(config: Config, auto_install: bool = False) -> None:
-    """Serve until SIGINT/SIGTERM; with ``auto_install`` run the installer first."""
-    ctx, server = build(config)
+READ_CHUNK = 64 * 1024  # what Tornado reads from a connection at a time (HTTPServer chunk_size)
+
+
+def http_server(app: object, config: Config) -> HTTPServer:
+    """Tornado's own limits from the flags. Every handler streams its body and answers 413
+    itself past ``--max-body`` (``web.base``), also for chunked bodies; ``max_body_size``
+    stays the bound for anything that reaches Tornado's buffering. The read buffer holds
+    one request's headers and one read chunk of its body."""
+    return HTTPServer(
+        app,
+        xheaders=False,
+        chunk_size=READ_CHUNK,
+        max_header_size=config.max_header_size,
+        max_body_size=config.max_body,
+        max_buffer_size=config.max_header_size + READ_CHUNK + config.max_body,
+        idle_connection_timeout=config.idle_timeout,
+        body_timeout=config.body_timeout,
+    )
+
+
+async def install_first(config: Config, ctx: Context | None = None) -> None:
+    """The installer's steps (``--auto-install``) before serving; once, before forking."""
+    from .installer import install
+
+    own = ctx is None
+    ctx = ctx or build(config)[0]
+    try:
+        await install(
+            ctx.store.db.couch,
+            config.database,
+            ctx.models,
+            ctx.store.lifecycle.keys,
+            user=config.couchdb_user,
+            out=sys.stderr,
+            progress_out=sys.stderr,
+        )
+    except BaseException:
+        await ctx.store.aclose()
+        raise
+    if own:
+        await ctx.store.aclose()
+
+
+async def serve(
+    config: Config,
+    auto_install: bool = False,
+    sockets: list[socket.socket] | None = None,
+    stamps: Stamps | None = None,
+    worker: int = 0,
+) -> None:
+    """Serve until SIGINT/SIGTERM; with ``auto_install`` run the installer first. A
+    worker (``workers``) gets the bound ``sockets``, the shared ``stamps`` and its
+    index; worker 0 alone runs the periodic jobs (sweeper, expired keys)."""
+    ctx, server = build(config, stamps=stamps, worker=worker)
     store = ctx.store
     if auto_install:
-        from .installer import install
-
-        try:
-            await install(
-                store.db.couch,
-                config.database,
-                ctx.models,
-                store.lifecycle.keys,
-                user=config.couchdb_user,
-                out=sys.stderr,
-                progress_out=sys.stderr,
-            )
-        except BaseException:
-            await store.aclose()
-            raise
-    server.listen(config.port, config.listen)
+        await install_first(config, ctx)
+    if sockets is None:
+        server.listen(config.port, config.listen)
+    else:
+        server.add_sockets(sockets)
 
     async def expire_idempotency_keys() -> None:
         if expired := await store.expire_idempotency_records():
             log.info("idempotency: %d expired records deleted", expired)
 
-    tasks = [asyncio.create_task(every(min(600.0, config.idempotency_ttl), expire_idempotency_keys))]
-    if config.reconcile_interval > 0:
-        tasks.append(asyncio.create_task(run_sweeper(store.reconciler, ctx.models, config.reconcile_interval)))
+    tasks = [asyncio.create_task(store.follow_changes())]
+    if worker == 0:
+        tasks.append(asyncio.create_task(every(min(600.0, config.idempotency_ttl), expire_idempotency_keys)))
+        if config.reconcile_interval > 0:
+            tasks.append(asyncio.create_task(run_sweeper(store.reconciler, ctx.models, config.reconcile_interval)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if (tokens := ctx.door.tokens) is not None:  # rotation: edit the file, then kill -HUP
+        reloads: set[asyncio.Task] = set()
+
+        def reload_tokens() -> None:
+            task = asyncio.create_task(asyncio.to_thread(tokens.reload))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload_tokens)
     log.info(
-        "data-service %s listening on http://%s:%d (CouchDB %s, database %s)",
+        "data-service %s listening on http://%s:%d (CouchDB %s, database %s, callers: %s, worker %d of %d)",
         ctx.build.version,
         config.listen,
         config.port,
         config.couchdb_url,
         config.database,
+        f"{len(ctx.door.tokens.tokens)} bearer tokens" if ctx.door.tokens else "loopback, no token",
+        worker,
+        config.workers,
         extra={"fields": ctx.build.as_dict()},
     )
     await stop.wait()
@@ -142,10 +216,10 @@ async def drain(ctx: Context, server: HTTPServer, tasks: list[asyncio.Task], tim
 
 
 def run(config: Config, auto_install: bool = False) -> None:
-    """Run ``serve`` on uvloop when it is installed, else on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(config, auto_install))
+    """Serve on uvloop: in this process, or in ``config.workers`` forked ones."""
+    if config.workers > 1:
+        from .workers import run_workers
+
+        run_workers(config, auto_install)
     else:
         uvloop.run(serve(config, auto_install))

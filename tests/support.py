@@ -121,9 +121,13 @@ async def running_app(config: Config, spans=None):
     ctx, server = build(config, spans)
     sock, port = bind_unused_port()
     server.add_sockets([sock])
+    feed = asyncio.create_task(ctx.store.follow_changes())  # the read cache, as serve keeps it
     try:
         yield f"http://127.0.0.1:{port}", ctx
     finally:
+        feed.cancel()
+        with contextlib.suppress(BaseException):
+            await feed
         server.stop()
         await server.close_all_connections()
         await ctx.store.aclose()
@@ -267,3 +271,23 @@ async def _wait_ready(served: Served, timeout: float = 60.0) -> None:
         writer.close()
         return
     raise AssertionError("serve did not start listening in time")
+
+
+async def cache_gauge(session, base: str, name: str = "live") -> float:
+    """``data_service_cache_<name>`` of the worker that answers the scrape."""
+    async with session.get(f"{base}/_metrics") as resp:
+        text = await resp.text()
+    [line] = [line for line in text.splitlines() if line.startswith(f"data_service_cache_{name}{{")]
+    return float(line.split()[-1])
+
+
+async def until(check, what: str, timeout: float = 30.0) -> Any:
+    """Poll the async ``check`` until it returns something true; fail naming ``what``
+    after ``timeout`` seconds (a bound for a loaded machine, never a speed assertion)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if result := await check():
+            return result
+        assert loop.time() < deadline, f"not within {timeout} s: {what}"
+        await asyncio.sleep(0.02)

@@ -25,7 +25,7 @@ MODELS = parse_models(
                     "iban": {"type": "string", "protection": "encrypt"},
                     "country": {"type": "string", "protection": "encrypt-deterministic"},
                     "email": {"type": "string", "protection": "sha3-512"},
-                    "password": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 4},
+                    "password": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 10},
                     "owner": {"type": "string", "immutable": True},
                     "visits": {"type": "integer", "merge": "counter"},
                 },

@@ -180,12 +180,12 @@ def test_chained_migrations_and_registered_functions(core, tmp_path, monkeypatch
         )
     )
     monkeypatch.syspath_prepend(str(package))
-    v1 = {"nick": {"type": "string"}, "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 4}}
-    v2 = {"name": {"type": "string"}, "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 4}}
+    v1 = {"nick": {"type": "string"}, "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 10}}
+    v2 = {"name": {"type": "string"}, "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 10}}
     v3 = {
         "first": {"type": "string"},
         "last": {"type": "string", "minLength": 1},
-        "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 4},
+        "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 10},
         "tier": {"type": "string"},
     }
     chain = {

@@ -323,8 +323,12 @@ BAD = {
         ["type 'user'", "property 'name'", "bcrypt_cost is only allowed with protection bcrypt"],
     ),
     "bcrypt_cost out of range": (
-        with_property("pw", {"type": "string", "protection": "bcrypt", "bcrypt_cost": 3}),
-        ["type 'user'", "property 'pw'", "bcrypt_cost", "minimum of 4"],
+        with_property("pw", {"type": "string", "protection": "bcrypt", "bcrypt_cost": 9}),
+        ["type 'user'", "property 'pw'", "bcrypt_cost", "minimum of 10"],
+    ),
+    "bcrypt_cost beyond 15": (
+        with_property("pw", {"type": "string", "protection": "bcrypt", "bcrypt_cost": 31}),
+        ["type 'user'", "property 'pw'", "bcrypt_cost", "maximum of 15"],
     ),
     "bcrypt on integer": (
         with_property("pin", {"type": "integer", "protection": "bcrypt"}),

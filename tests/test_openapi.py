@@ -33,6 +33,8 @@ CONTRACT = {
     "unsupported_media_type": (415, False),
     "validation_failed": (422, False),
     "reserved_property": (422, False),
+    "number_out_of_range": (422, False),
+    "nested_too_deep": (422, False),
     "idempotency_key_mismatch": (422, False),
     "idempotency_key_consumed": (409, False),
     "precondition_required": (428, False),
@@ -45,8 +47,11 @@ CONTRACT = {
     "couchdb_unavailable": (503, True),
     "database_missing": (503, True),
     "conflict_retries_exhausted": (503, True),
+    "busy": (503, True),
     "draining": (503, True),
     "key_unavailable": (503, True),
+    "unauthorized": (401, False),
+    "host_not_allowed": (421, False),
 }
 
 
@@ -341,6 +346,8 @@ PROBLEM_CASES = [
     ("PATCH", "/v1/user/abc123", "unsupported_media_type", {}, {}),
     ("PUT", "/v1/user/abc123", "validation_failed", {}, {"errors": [{"path": "/name", "message": "required"}]}),
     ("POST", "/v1/user", "reserved_property", {}, {"errors": [{"path": "/meta", "message": "reserved"}]}),
+    ("POST", "/v1/user", "number_out_of_range", {}, {"errors": [{"path": "/age", "message": "beyond"}]}),
+    ("PATCH", "/v1/user/abc123", "nested_too_deep", {}, {"errors": [{"path": "/address", "message": "deep"}]}),
     ("POST", "/v1/user", "idempotency_key_mismatch", {}, {}),
     ("POST", "/v1/user", "idempotency_key_consumed", {}, {}),
     ("DELETE", "/v1/user/abc123", "precondition_required", {}, {}),
@@ -358,6 +365,9 @@ PROBLEM_CASES = [
     ("POST", "/v1/user", "database_missing", {"Retry-After": "1"}, {}),
     ("PATCH", "/v1/user/abc123", "conflict_retries_exhausted", {"Retry-After": "1"}, {}),
     ("GET", "/_health?quick=false", "draining", {"Retry-After": "1"}, {}),
+    ("POST", "/v1/user/abc123/verify", "busy", {"Retry-After": "1"}, {}),
+    ("GET", "/v1/user/abc123", "unauthorized", {}, {}),
+    ("GET", "/_metrics", "host_not_allowed", {}, {}),
 ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,9 @@ class Database:
         self.couch = couch
         self.name = name
         self._copies: Any = _UNKNOWN
+        # Told (id, new revision) after every document write this client made, before the
+        # caller sees the answer: the read cache forgets what it held (read-your-writes).
+        self.written: Callable[[str, str | None], None] = _nobody
 
     def _path(self, *segments: str) -> str:
         return path(self.name, *segments)
@@ -120,12 +123,24 @@ class Database:
 
     async def put(self, doc: dict) -> WriteResult:
         """Create or update ``doc`` (``_id`` required; ``_rev`` to update)."""
-        response = await self.couch.request("PUT", self._doc_path(doc["_id"]), json=doc)
-        return _write_result(response)
+        try:
+            response = await self.couch.request("PUT", self._doc_path(doc["_id"]), json=doc)
+        except BaseException:
+            self.written(doc["_id"], None)  # it may have landed (an answer lost, a 202 undone)
+            raise
+        return self._written(_write_result(response))
 
     async def delete(self, docid: str, rev: str) -> WriteResult:
-        response = await self.couch.request("DELETE", self._doc_path(docid), params={"rev": rev})
-        return _write_result(response)
+        try:
+            response = await self.couch.request("DELETE", self._doc_path(docid), params={"rev": rev})
+        except BaseException:
+            self.written(docid, None)
+            raise
+        return self._written(_write_result(response))
+
+    def _written(self, result: WriteResult) -> WriteResult:
+        self.written(result.id, result.rev)
+        return result
 
     async def bulk_docs(self, docs: list[dict], *, new_edits: bool = True) -> list[dict]:
         """Per-document results; with ``new_edits=False`` the revs are stored as given
@@ -133,7 +148,13 @@ class Database:
         body: dict[str, Any] = {"docs": docs}
         if not new_edits:
             body["new_edits"] = False
-        return await self.couch.json("POST", self._path("_bulk_docs"), json=body, idempotent=not new_edits)
+        try:
+            results = await self.couch.json("POST", self._path("_bulk_docs"), json=body, idempotent=not new_edits)
+        finally:
+            for doc in docs:
+                if "_id" in doc:
+                    self.written(doc["_id"], None)
+        return results
 
     async def bulk_get(self, items: list[dict], *, revs: bool = False) -> list[dict]:
         """``items`` are ``{"id": .., "rev": ..?}``; returns CouchDB's ``results``."""
@@ -323,6 +344,10 @@ class Database:
             if feed != "longpoll":
                 raise
             return {"results": [], "last_seq": since, "pending": None}
+
+
+def _nobody(docid: str, rev: str | None) -> None:
+    pass
 
 
 def _write_result(response: Response) -> WriteResult:

@@ -6,6 +6,7 @@ a models file; ``migrations``: how older major versions are upgraded.
 """
 
 from .file import ModelError, load_models, parse_models
+from .limits import MAX_NESTING, MAX_SAFE, NestedTooDeep, NumberOutOfRange, check_limits
 from .migrations import Hidden, MigrationFailed, Values
 from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
 from .types import (
@@ -23,6 +24,8 @@ from .types import (
 
 __all__ = [
     "DEFAULT_BCRYPT_COST",
+    "MAX_NESTING",
+    "MAX_SAFE",
     "RESERVED",
     "ConflictPolicy",
     "DeletePolicy",
@@ -32,11 +35,14 @@ __all__ = [
     "ModelError",
     "ModelType",
     "Models",
+    "NestedTooDeep",
+    "NumberOutOfRange",
     "Property",
     "ReservedNames",
     "ValidationFailed",
     "Values",
     "Violation",
+    "check_limits",
     "check_reserved",
     "is_reserved",
     "load_models",

@@ -82,7 +82,7 @@ MODELS_SCHEMA: dict[str, Any] = {
             "properties": {
                 "protection": {"enum": list(KINDS)},
                 "indexed": {"type": "boolean"},
-                "bcrypt_cost": {"type": "integer", "minimum": 4, "maximum": 31},
+                "bcrypt_cost": {"type": "integer", "minimum": 10, "maximum": 15},
                 "merge": {"enum": [k.value for k in MergeKind]},
                 "immutable": {"type": "boolean"},
             },

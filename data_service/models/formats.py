@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from jsonschema import FormatChecker
 
@@ -75,3 +75,25 @@ FORMATS: dict[str, Callable[[object], bool]] = {
 FORMAT_CHECKER = FormatChecker(formats=())
 for _name, _check in FORMATS.items():
     FORMAT_CHECKER.checks(_name)(_check)
+
+
+_DATE_TIME = re.compile(r"(\d{4}-\d\d-\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?(?:[Zz]|([+-])(\d\d):(\d\d))")
+
+
+def utc_date_time(value: str) -> str:
+    """A valid RFC 3339 date-time in UTC with upper-case ``T`` and ``Z``, fraction kept
+    as written (``2024-01-01t05:30:00.5+05:30`` → ``2024-01-01T00:00:00.5Z``), so that
+    stored values compare and sort as times. Anything else is returned unchanged."""
+    match = _DATE_TIME.fullmatch(value)
+    if match is None or not FORMATS["date-time"](value):
+        return value
+    day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    leap = second == "60"  # datetime has no leap second; an offset moves hours and minutes only
+    at = datetime.fromisoformat(f"{day}T{hour}:{minute}:{'59' if leap else second}")
+    if sign:
+        try:
+            at -= (1 if sign == "+" else -1) * timedelta(hours=int(off_h), minutes=int(off_m))
+        except OverflowError:  # before year 1 or after 9999 in UTC: kept as written
+            return value
+    text = at.strftime("%Y-%m-%dT%H:%M:") + ("60" if leap else second)
+    return f"{text}{fraction or ''}Z"

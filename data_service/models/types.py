@@ -19,7 +19,7 @@ from ..canonical import MAX_DEPTH, NotCanonical, check
 from ..envelope import ID_PATTERN
 from ..errors import ServiceError
 from ..protection.kinds import Kind, Slot
-from .formats import FORMAT_CHECKER
+from .formats import FORMAT_CHECKER, utc_date_time
 from .migrations import Migration
 from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
 
@@ -184,6 +184,15 @@ class ModelType:
             "minProperties": 1,
             "additionalProperties": False,
         }
+
+    @functools.cached_property
+    def date_times(self) -> frozenset[str]:
+        """Properties declared ``format: date-time``: stored in UTC ``Z`` form (``stored_value``)."""
+        return frozenset(name for name, p in self.properties.items() if p.schema.get("format") == "date-time")
+
+    def stored_value(self, name: str, value: Any) -> Any:
+        """A valid clear value as it is stored: date-times normalised to UTC ``Z``."""
+        return utc_date_time(value) if name in self.date_times and isinstance(value, str) else value
 
     @functools.cached_property
     def _validators(self) -> dict[str, Draft202012Validator]:

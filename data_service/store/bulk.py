@@ -80,7 +80,11 @@ def parse(raw: Any) -> Item | Exception:
     key = raw.get("idempotency_key")
     if key is not None and not (isinstance(key, str) and 1 <= len(key) <= 200 and key.isascii() and key.isprintable()):
         wrong.append(Violation("/idempotency_key", "1-200 visible ASCII characters"))
-    if_match = etags.parse(raw["if_match"]) if isinstance(raw.get("if_match"), str) else None
+    try:
+        if_match = etags.if_match(raw["if_match"]) if isinstance(raw.get("if_match"), str) else None
+    except etags.MalformedCondition:
+        if_match = None
+        wrong.append(Violation("/if_match", '"*" or a list of entity tags ("<rev>")'))
     if wrong:
         return ValidationFailed(wrong)
     return Item(op, docid, raw.get("patch") if op is Op.PATCH else raw.get("body"), if_match, key)
@@ -110,8 +114,10 @@ def _check(store: DocumentStore, model: ModelType, item: Item, seen: set[str]) -
         if item.docid in seen:
             raise ValidationFailed([Violation("/id", "written twice in one request")])
         seen.add(item.docid)
-    if item.op in (Op.CREATE, Op.REPLACE):
+    if item.op is Op.CREATE:
         store.lifecycle.check_body(model, item.values)
+    elif item.op is Op.REPLACE:
+        store.lifecycle.check_replacement(model, item.values)
     elif item.op is Op.PATCH:
         store.lifecycle.check_patch(model, item.values)
     if item.op in (Op.REPLACE, Op.DELETE) and item.if_match is None:

@@ -15,22 +15,26 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
-from .. import envelope, idempotency
+import orjson
+
+from .. import envelope, etags, idempotency
+from ..cache import Cache, Entry, Ticket
 from ..conflicts.bookkeeping import new_writer_id
 from ..conflicts.reconciler import Reconciler
-from ..couchdb import Conflict, Database, IdPool, NotFound, Unreadable
+from ..couchdb import Conflict, Database, IdPool, NotFound, Unreadable, WriteResult
 from ..lifecycle import Lifecycle
 from ..models import DeletePolicy, MigrationFailed, Models, ModelType, ValidationFailed, Violation, pointer
 from ..protection import IntegrityViolation, Keyring, KeyUnavailable
 from ..query import Query
 from ..retry import RetryPolicy, attempts
 from .bulk import Result, bulk
+from .cachefeed import CacheFeed
 from .changes import Changes, read_changes
 from .claims import Claims
 from .errors import DocumentNotFound, IdempotencyKeyConsumed, IdempotencyMismatch, RetriesExhausted, StaleRevision
+from .hashing import Hasher
 from .queries import run_query
 from .readiness import DatabaseMissing, readiness
 from .report import database_report
@@ -49,28 +53,40 @@ class DocumentStore:
         db: Database,
         ids: IdPool,
         keys: Keyring,
-        hasher: Executor | None = None,
+        hasher: Hasher | None = None,
         retry: RetryPolicy = RetryPolicy(attempts=30, base=0.01, cap=0.25),
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         writer: str | None = None,
         idempotency_ttl: float = 86400.0,
         cursor_ttl: float = 3600.0,
+        cache: Cache | None = None,
     ) -> None:
         """``keys`` are loaded for this database's deployment (``Keyring``); ``writer``
         names this process in counters' metadata (random by default; never share one
         between processes); ``retry`` bounds the sidecar's own read-modify-write loops;
         ``idempotency_ttl``: seconds an Idempotency-Key is remembered; ``cursor_ttl``:
-        seconds a query's ``next`` cursor stays valid."""
+        seconds a query's ``next`` cursor stays valid; ``cache``: the read cache (off
+        without one; it serves only while a ``CacheFeed`` keeps it live)."""
         self.db = db
+        self.cache = cache if cache is not None else Cache(0)
+        self.feed = CacheFeed(db, self.cache)
+        self.worker = 0  # which of the serving processes this is (metrics label)
+        if self.cache.enabled:
+            db.written = self.cache.changed
         self.ids = ids
         self.lifecycle = Lifecycle(keys, writer or new_writer_id())
-        self.hasher = hasher or ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt")
+        self.hasher = hasher or Hasher()  # bounded: a full queue answers 503 busy
         self.retry, self.sleep = retry, sleep
         self.cursor_ttl = cursor_ttl
         self.stats = Stats()
         self.writes = Writes(db, self.stats, self.lifecycle)
         self.claims = Claims(db, self.lifecycle, self.writes, idempotency_ttl)
         self.reconciler = Reconciler(db, self.lifecycle, self.stats)
+
+    async def follow_changes(self) -> None:
+        """Keep the read cache fresh until cancelled (nothing to do without one)."""
+        if self.cache.enabled:
+            await self.feed.run()
 
     async def aclose(self) -> None:
         """Close the CouchDB client's connections."""
@@ -108,6 +124,24 @@ class DocumentStore:
 
     async def get(self, model: ModelType, docid: str) -> Shown:
         return self.shown(model, await self.read(model, docid))
+
+    def cached(self, model: ModelType, docid: str) -> Entry | None:
+        """The document's response from memory, if the cache holds its current version."""
+        return self.cache.get(docid, model.name) if self.cache.enabled else None
+
+    async def get_entry(self, model: ModelType, docid: str, fresh: bool = False) -> Entry:
+        """GET by id: from the cache unless ``fresh``; else read (verified), remembered
+        unless it changed meanwhile (``Cache.put``)."""
+        if not fresh and (entry := self.cached(model, docid)) is not None:
+            return entry
+        ticket = self.cache.ticket(docid)
+        shown = await self.get(model, docid)
+        return self.remember(model, shown, ticket)
+
+    def remember(self, model: ModelType, shown: Shown, ticket: Ticket, own_writes: int = 0) -> Entry:
+        entry = Entry(model.name, shown.rev, etags.etag(shown.rev), orjson.dumps(shown.body))
+        self.cache.put(shown.id, ticket, entry, own_writes)
+        return entry
 
     def shown(self, model: ModelType, doc: dict, **flags: bool) -> Shown:
         return Shown(doc["_id"], doc["_rev"], self.lifecycle.representation(model, doc), **flags)
@@ -154,6 +188,8 @@ class DocumentStore:
         wrong = [Violation(pointer([n]), m) for n, v in candidates.items() if (m := problem(n, v))]
         if wrong:
             raise ValidationFailed(wrong)
+        if any(model.properties[name].kind.slow for name in candidates):
+            self.hasher.check()  # a full queue answers busy before the read, not after
         doc = await self.read(model, docid)
         result = {}
         for name, candidate in candidates.items():
@@ -161,11 +197,10 @@ class DocumentStore:
             if doc.get(name) is None:
                 result[name] = False
             elif kind.slow:
-                result[name] = await asyncio.get_running_loop().run_in_executor(
-                    self.hasher, kind.holds, self.lifecycle.keys, slot, doc[name], candidate
-                )
+                result[name] = await self.hasher.run(kind.holds, self.lifecycle.keys, slot, doc[name], candidate)
             else:
                 result[name] = kind.holds(self.lifecycle.keys, slot, doc[name], candidate)
+        self.stats.verified(model.name, all(result.values()))
         return result
 
     # -- writing ----------------------------------------------------------------
@@ -226,16 +261,17 @@ class DocumentStore:
         and body (or seed), which is returned."""
         hashed = await self.hash_values(model, docid, body)
         doc = self.lifecycle.create(model, docid, body, hashed, envelope.now(), tombstone)
+        ticket = self.cache.ticket(docid)
         try:
             result = await self.writes.put(doc, None)
         except Conflict:
             if not twin_ok:
                 raise
             return await self.get(model, docid)
-        return self.shown(model, {**doc, "_rev": result.rev}, created=True, below_quorum=result.accepted)
+        return self._written(model, doc, result, ticket, created=True)
 
     async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> Shown:
-        self.lifecycle.check_body(model, body)
+        self.lifecycle.check_replacement(model, body)
         hashed = await self.hash_values(model, docid, body)
         return await self._checked(
             model, docid, if_match, lambda current: self.lifecycle.replace(model, current, body, hashed, envelope.now())
@@ -245,6 +281,11 @@ class DocumentStore:
         """RFC 7396 merge patch. With ``if_match`` it is a checked write; without, the
         sidecar re-reads and retries on conflicts (bounded, jittered)."""
         self.lifecycle.check_patch(model, patch)
+        if not patch:  # {} changes nothing: the current representation, no new revision
+            current = await self.read(model, docid)
+            if if_match is not None:
+                self.check_revision(model, current, if_match)
+            return self.shown(model, current)
         hashed = await self.hash_values(model, docid, patch)
 
         def patched(current: dict) -> dict:
@@ -287,17 +328,24 @@ class DocumentStore:
                 raise await self._stale(model, docid) from None
 
     async def _write(self, model: ModelType, current: dict, doc: dict) -> Shown:
+        ticket = self.cache.ticket(doc["_id"])
         result = await self.writes.put(doc, current)
-        return self.shown(model, {**doc, "_rev": result.rev}, below_quorum=result.accepted)
+        return self._written(model, doc, result, ticket)
+
+    def _written(self, model: ModelType, doc: dict, result: WriteResult, ticket: Ticket, **flags: bool) -> Shown:
+        """What the caller is answered, also remembered by the cache (read-your-writes
+        from memory) unless another write to the id came between (the one bump is ours)."""
+        shown = self.shown(model, {**doc, "_rev": result.rev}, below_quorum=result.accepted, **flags)
+        if self.cache.enabled:
+            self.remember(model, shown, ticket, own_writes=1)
+        return shown
 
     async def hash_values(self, model: ModelType, docid: str, values: dict) -> Mapping[str, str]:
-        """The bcrypt values of ``values``, hashed in the thread pool."""
-        loop = asyncio.get_running_loop()
+        """The bcrypt values of ``values``, hashed in the thread pool (Busy when it is full).
+        Called once per request, never inside a retry loop."""
         keys = self.lifecycle.keys
         return {
-            name: await loop.run_in_executor(
-                self.hasher, model.properties[name].kind.protect, keys, model.slot(name, docid), value
-            )
+            name: await self.hasher.run(model.properties[name].kind.protect, keys, model.slot(name, docid), value)
             for name, value in self.lifecycle.slow_values(model, values).items()
         }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -20,6 +20,13 @@ class Stats:
     writes_below_quorum: int = 0  # writes CouchDB answered 202 (stored, not on a write quorum)
     quorum_races_lost: int = 0  # ... of which a concurrent write had won: undone, answered as stale
     last_below_quorum: float = 0.0  # time.monotonic() of the latest 202
+    verify_attempts: dict[str, int] = field(default_factory=dict)  # /verify calls answered, by type
+    verify_failures: dict[str, int] = field(default_factory=dict)  # ... where a candidate did not match
+
+    def verified(self, type_name: str, matched: bool) -> None:
+        self.verify_attempts[type_name] = self.verify_attempts.get(type_name, 0) + 1
+        if not matched:
+            self.verify_failures[type_name] = self.verify_failures.get(type_name, 0) + 1
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from tornado.web import RequestHandler
+from tornado.web import RequestHandler, stream_request_body
 
 from ..buildinfo import BuildInfo
+from ..callers import Access, Door
 from ..config import Config
 from ..couchdb import CouchDBError
+from ..logs import redact
 from ..metrics import Metrics
 from ..models import Models
 from ..request_context import RequestContext, TraceParent, current, request_id
@@ -72,9 +74,18 @@ class Context:
     metrics: Metrics = field(default_factory=Metrics)  # this app's registry, served at /_metrics
     tracing: Tracing = field(default_factory=Tracing)
     inflight: InFlight = field(default_factory=InFlight)
+    door: Door = field(default_factory=Door)  # who may call (callers.py)
 
 
+UNBOUNDED = 2**62  # Tornado's per-connection body limit once this handler counts the bytes itself
+
+
+@stream_request_body
 class BaseHandler(RequestHandler):
+    """Every route streams its body, so a body over ``--max-body`` is refused with a 413
+    problem (Content-Length up front, chunked bodies as they arrive) and never buffered."""
+
+    access = Access.API  # what the route needs from the door (callers.Door)
     produces: tuple[str, ...] = (JSON,)  # media types of its successful answers (errors: problem+json)
 
     def initialize(self, ctx: Context, route: str = "unmatched") -> None:
@@ -87,6 +98,10 @@ class BaseHandler(RequestHandler):
             route,
             TraceParent.parse(headers.get("traceparent"), headers.get("tracestate")),
         )
+        self._chunks: list[bytes] = []  # the body, up to --max-body (data_received)
+        self._size = 0
+        self._refused = False  # answered 413 while the body was arriving
+        self._refusal: Problem | None = None  # answered in place of the method (refuse)
         self.set_default_headers()
         ctx.inflight.add(self)
 
@@ -98,17 +113,94 @@ class BaseHandler(RequestHandler):
                 self.set_header("Connection", "close")
 
     def prepare(self) -> None:
-        """Runs in the request's own task: what CouchDB calls and log lines read from here on."""
+        """Runs in the request's own task: what CouchDB calls and log lines read from here on.
+        First the door (Host, token), then the body's declared size, then Accept."""
         current.set(self.context)
         self.ctx.tracing.start_request(self.context)
+        self.admit()
+        length = self.request.headers.get("Content-Length")
+        if length is not None:
+            if not length.isdigit():
+                raise Problem("bad_request", "Content-Length is not a number")
+            self._check_size(int(length))
+        # from here this handler counts the bytes (data_received), also of chunked bodies,
+        # which Tornado would otherwise cut off with a bare 400 at its own limit
+        set_limit = getattr(self.request.connection, "set_max_body_size", None)
+        if set_limit is not None:
+            set_limit(UNBOUNDED)
         self.check_accept()
+
+    def admit(self) -> None:
+        """The door's decision for this request (callers.Door.admit) as a problem."""
+        headers = self.request.headers
+        refusal = self.ctx.door.admit(self.access_for(), self.request.host or "", headers.get("Authorization"))
+        if refusal is None:
+            return
+        if refusal.value == "host_not_allowed":
+            self.refuse(Problem(refusal.value, "this Host is not served here (see --allowed-hosts)"))
+            return
+        self.refuse(
+            Problem(
+                refusal.value,
+                "send Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": 'Bearer realm="data-service"'},
+            )
+        )
+
+    def refuse(self, problem: Problem) -> None:
+        """Answer ``problem`` from ``prepare``. With a body on its way it is raised now: the
+        body is never read and the connection ends after the answer. Without one it is
+        raised in place of the method, once Tornado has seen the (empty) body end, so the
+        connection stays open for the caller's next request."""
+        headers = self.request.headers
+        if headers.get("Transfer-Encoding") or headers.get("Content-Length", "0") != "0":
+            problem.headers["Connection"] = "close"  # Tornado closes it after the answer
+            raise problem
+        if self._refusal is not None:
+            return  # the first refusal (the door's) is the answer
+        self._refusal = problem
+
+        def refused(*args: Any, **kwargs: Any) -> None:
+            raise problem
+
+        setattr(self, (self.request.method or "get").lower(), refused)
+
+    def access_for(self) -> Access:
+        """What this request asks of the door; routes with a query-dependent answer override it."""
+        return self.access
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._refused:
+            return
+        self._size += len(chunk)
+        if self._size > self.ctx.config.max_body:
+            # answer now, without reading on: Tornado closes the connection after the
+            # answer, since the body was not read to its end
+            self._refused = True
+            problem = Problem("payload_too_large", f"the limit is {self.ctx.config.max_body} bytes")
+            self.send_error(413, exc_info=(Problem, problem, None))
+            return
+        self._chunks.append(chunk)
+
+    def _check_size(self, size: int) -> None:
+        if size > self.ctx.config.max_body:
+            raise Problem("payload_too_large", f"the limit is {self.ctx.config.max_body} bytes")
+
+    def on_connection_close(self) -> None:
+        """A body that never arrived (client gone, --body-timeout): the request is over."""
+        if not self._finished and not self.request._body_future.done():
+            self.ctx.inflight.remove(self)
+        super().on_connection_close()
 
     def check_accept(self) -> None:
         """406 before any work when ``Accept`` allows neither an answer nor a problem."""
         header = self.request.headers.get("Accept")
         if not accept.acceptable(header, (*self.produces, PROBLEM_JSON)):
-            raise Problem(
-                "not_acceptable", f"this resource answers {' or '.join(self.produces)} (problems: {PROBLEM_JSON})"
+            self.refuse(
+                Problem(
+                    "not_acceptable",
+                    f"this resource answers {' or '.join(self.produces)} (problems: {PROBLEM_JSON})",
+                )
             )
 
     def on_finish(self) -> None:
@@ -162,6 +254,8 @@ class BaseHandler(RequestHandler):
             self.set_header(name, value)
         if problem.status_code == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
+        if problem.status_code == 413 and not self.request._body_future.done():
+            self.set_header("Connection", "close")  # the rest of the body is not read: the connection ends
         self.write_json(problem.body(self.request.path), problem.status_code, PROBLEM_JSON)
 
     def log_exception(self, typ, value, tb) -> None:
@@ -179,8 +273,9 @@ class BaseHandler(RequestHandler):
             )
 
     def _request_summary(self) -> str:
-        """Tornado's own warnings name the request with this (its default has the URI)."""
-        return f"{self.request.method} {self.route}"
+        """Tornado's own warnings name the request with this (its default has the URI with
+        its query string, which may hold a protected lookup value)."""
+        return f"{self.request.method} {redact(self.request.uri or '')} ({self.route})"
 
 
 class NotFoundHandler(BaseHandler):
@@ -188,4 +283,4 @@ class NotFoundHandler(BaseHandler):
 
     def prepare(self) -> None:
         super().prepare()
-        raise Problem("not_found", f"no resource at {self.request.path}")
+        self.refuse(Problem("not_found", f"no resource at {self.request.path}"))

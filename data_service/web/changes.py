@@ -22,19 +22,23 @@ class ChangesHandler(ApiHandler):
 
     async def get(self, type_name: str) -> None:
         model = self.model(type_name)
-        since = self.get_query_argument("since", None) or self.request.headers.get("Last-Event-ID")
+        since = self.get_query_argument("since", None, strip=False)
+        if since == "":
+            raise Problem("invalid_query", "since: a position from an earlier answer (or leave it out)")
+        since = since or self.request.headers.get("Last-Event-ID")
         limit = self.number("limit", 100, 1, MAX_LIMIT)
+        timeout = self.number("timeout", 30, 1, 60)  # checked even when not long-polling
         if EVENT_STREAM in self.request.headers.get("Accept", ""):
             await self.stream(model, since, limit)
             return
         feed = self.get_query_argument("feed", "normal")
         if feed not in ("normal", "longpoll"):
             raise Problem("invalid_query", "feed: normal or longpoll")
-        wait = self.number("timeout", 30, 1, 60) if feed == "longpoll" else None
+        wait = timeout if feed == "longpoll" else None
         self.write_json(self.body(await self.ctx.store.changes(model, since, limit, wait)))
 
     def number(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self.get_query_argument(name, str(default))
+        raw = self.get_query_argument(name, str(default), strip=False)
         if not (raw.isascii() and raw.isdigit() and low <= int(raw) <= high):
             raise Problem("invalid_query", f"{name}: a whole number from {low} to {high}")
         return int(raw)

@@ -7,12 +7,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from tornado.web import stream_request_body
 
 from .. import etags, query
+from ..cache import wants_fresh
 from ..design import indexes
 from ..envelope import valid_id
-from ..models import ModelType, ValidationFailed, Violation
+from ..models import ModelType, ValidationFailed, Violation, check_limits
 from ..store import Shown
 from ..store.bulk import Deleted
 from .base import JSON, BaseHandler
@@ -23,28 +23,8 @@ IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 WRITE_QUORUM = "Write-Quorum"
 
 
-@stream_request_body
 class ApiHandler(BaseHandler):
-    """Reads the body itself so an oversized one is refused before it is buffered."""
-
-    def prepare(self) -> None:
-        super().prepare()
-        self._chunks: list[bytes] = []
-        self._size = 0
-        length = self.request.headers.get("Content-Length")
-        if length is not None:
-            if not length.isdigit():
-                raise Problem("bad_request", "Content-Length is not a number")
-            self._check_size(int(length))
-
-    def data_received(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size <= self.ctx.config.max_body:
-            self._chunks.append(chunk)
-
-    def _check_size(self, size: int) -> None:
-        if size > self.ctx.config.max_body:
-            raise Problem("payload_too_large", f"the limit is {self.ctx.config.max_body} bytes")
+    """The body was streamed and its size checked by ``BaseHandler``."""
 
     def json_body(self, *media_types: str) -> Any:
         self._check_size(self._size)
@@ -52,9 +32,11 @@ class ApiHandler(BaseHandler):
         if content_type not in media_types:
             raise Problem("unsupported_media_type", f"send {' or '.join(media_types)}")
         try:
-            return orjson.loads(b"".join(self._chunks))
+            body = orjson.loads(b"".join(self._chunks))
         except orjson.JSONDecodeError as exc:
             raise Problem("invalid_json", str(exc)) from None
+        check_limits(body)  # before anything else sees it: numbers and depth (models.limits)
+        return body
 
     def model(self, name: str) -> ModelType:
         model = self.ctx.models.get(name)
@@ -70,7 +52,7 @@ class ApiHandler(BaseHandler):
         return docid
 
     def if_match(self) -> frozenset[str] | None:
-        return etags.parse(self.request.headers.get("If-Match"))
+        return etags.if_match(self.request.headers.get("If-Match"))
 
     def required_if_match(self) -> frozenset[str]:
         revisions = self.if_match()
@@ -93,7 +75,7 @@ class CollectionHandler(ApiHandler):
     async def get(self, type_name: str) -> None:
         """A page of documents matching the query; ``next`` / ``Link`` continue it."""
         model = self.model(type_name)
-        args = {name: self.get_query_arguments(name) for name in self.request.query_arguments}
+        args = {name: self.get_query_arguments(name, strip=False) for name in self.request.query_arguments}
         page = await self.ctx.store.query(model, query.parse(model, args))
         if page.next is not None:
             following = {**{k: v[0] for k, v in args.items()}, "cursor": page.next}
@@ -117,14 +99,18 @@ class CollectionHandler(ApiHandler):
 
 class DocumentHandler(ApiHandler):
     async def get(self, type_name: str, docid: str) -> None:
+        """From the read cache when it holds the current version (``Cache-Control:
+        no-cache`` reads CouchDB)."""
         model, docid = self.model(type_name), self.document_id(docid)
-        shown = await self.ctx.store.get(model, docid)
-        if etags.none_match(self.request.headers.get("If-None-Match"), shown.rev):
-            self.set_header("ETag", etags.etag(shown.rev))
+        headers = self.request.headers
+        entry = await self.ctx.store.get_entry(model, docid, fresh=wants_fresh(headers.get("Cache-Control")))
+        self.set_header("ETag", entry.etag)
+        if etags.none_match(headers.get("If-None-Match"), entry.rev):
             self.set_status(304)
             self.finish()
             return
-        self.write_document(shown)
+        self.set_header("Content-Type", JSON)
+        self.finish(entry.body)
 
     async def put(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)

@@ -3,14 +3,23 @@ Both say what is running (``build``); readiness fails at once while draining."""
 
 from __future__ import annotations
 
+from ..callers import Access
 from .base import BaseHandler
 from .problem import Problem
 
 
 class HealthHandler(BaseHandler):
+    def access_for(self) -> Access:
+        """Liveness needs no token; anything else asked of /_health is readiness."""
+        quick = self.request.query_arguments.get("quick")
+        return Access.LIVENESS if quick is None or quick == [b"true"] else Access.READINESS
+
     async def get(self) -> None:
         build = self.ctx.build.as_dict()
-        if self.get_query_argument("quick", "true").lower() != "false":
+        quick = self.get_query_argument("quick", "true", strip=False)
+        if quick not in ("true", "false"):
+            raise Problem("bad_request", "quick: true or false")
+        if quick == "true":
             self.write_json({"status": "ok", "build": build})
             return
         if self.ctx.inflight.draining:  # a load balancer must stop sending here

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from ..callers import Access
 from ..metrics import CONTENT_TYPE
 from .base import BaseHandler
 
 
 class MetricsHandler(BaseHandler):
+    access = Access.METRICS  # --open-metrics opens it
     produces = ("text/plain",)  # CONTENT_TYPE, without its parameters
 
     def get(self) -> None:

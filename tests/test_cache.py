@@ -1,0 +1,292 @@
+"""The read cache (issue 13) against a real server: hits and misses, read-your-writes,
+writes made elsewhere (another sidecar, straight into CouchDB) seen once the change
+feed reports them, Cache-Control, the feed lost and resumed, tampered documents never
+cached, and two workers never answering older than an acknowledged write."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import aiohttp
+import pytest
+from openapi_check import SpecChecker
+from support import Api, TcpProxy, cache_gauge, running_app, running_sidecar, serving, until
+
+from data_service.cache import Cache, Entry, Stamps, wants_fresh
+from data_service.couchdb.client import split_credentials
+
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+async def spec_api(http, base: str) -> Api:
+    async with http.get(f"{base}/openapi.json") as resp:
+        return Api(http, base, SpecChecker(await resp.json()))
+
+
+async def counter(http, base: str, name: str) -> float:
+    async with http.get(f"{base}/_metrics") as resp:
+        text = await resp.text()
+    [line] = [line for line in text.splitlines() if line.startswith(f"data_service_cache_{name}_total{{")]
+    return float(line.split()[-1])
+
+
+async def couchdb_doc_gets(http, base: str) -> float:
+    async with http.get(f"{base}/_metrics") as resp:
+        text = await resp.text()
+    prefix = 'data_service_couchdb_requests_total{method="GET",operation="doc",status="200"}'
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+async def live(http, base: str) -> None:
+    async def check() -> bool:
+        return await cache_gauge(http, base, "live") == 1.0
+
+    await until(check, "the cache's change feed is live")
+
+
+async def title_becomes(api: Api, url: str, title: str, headers: dict | None = None) -> dict:
+    async def check():
+        reply = await api.request("GET", url, headers=headers)
+        return reply if reply.status == 200 and reply.body["title"] == title else None
+
+    return await until(check, f"{url} shows {title!r}")
+
+
+# --- in one sidecar ----------------------------------------------------------------
+
+
+async def test_a_miss_then_hits_served_without_couchdb(config, http):
+    async with running_sidecar(config) as base, running_sidecar(config) as elsewhere:
+        api, other = await spec_api(http, base), await spec_api(http, elsewhere)
+        await live(http, base)
+        created = await other.request("POST", "/v1/note", json={"title": "made elsewhere"})
+        url = f"/v1/note/{created.body['id']}"
+        misses, hits = await counter(http, base, "misses"), await counter(http, base, "hits")
+        first = await api.request("GET", url)
+        assert first.status == 200 and first.body["title"] == "made elsewhere"
+        assert await counter(http, base, "misses") == misses + 1
+        gets = await couchdb_doc_gets(http, base)
+        for _ in range(3):
+            again = await api.request("GET", url)
+            assert (again.status, again.body, again.etag) == (200, first.body, first.etag)
+            assert again.headers["Content-Type"] == "application/json"
+        assert await counter(http, base, "hits") == hits + 3
+        assert await couchdb_doc_gets(http, base) == gets  # no CouchDB round trip
+        assert await cache_gauge(http, base, "entries") >= 1 and await cache_gauge(http, base, "bytes") > 0
+        not_modified = await api.request("GET", url, headers={"If-None-Match": first.etag})
+        assert not_modified.status == 304 and not_modified.headers["ETag"] == first.etag
+        assert await couchdb_doc_gets(http, base) == gets
+
+
+async def test_read_your_writes_from_memory(config, http):
+    async with running_sidecar(config) as base:
+        api = await spec_api(http, base)
+        await live(http, base)
+        created = await api.request("POST", "/v1/note", json={"title": "one"})
+        url = f"/v1/note/{created.body['id']}"
+        for title in ("two", "three", "four"):
+            written = await api.request("PATCH", url, json={"title": title}, headers=MERGE)
+            assert written.status == 200
+            read = await api.request("GET", url)
+            assert (read.status, read.body["title"], read.etag) == (200, title, written.etag)
+            stale = await api.request("GET", url, headers={"If-None-Match": created.etag})
+            assert stale.status == 200 and stale.body["title"] == title
+        replaced = await api.request("PUT", url, json={"title": "five"}, headers={"If-Match": read.etag})
+        assert (await api.request("GET", url)).body == replaced.body
+        assert (await api.request("DELETE", url, headers={"If-Match": replaced.etag})).status == 204
+        assert (await api.request("GET", url)).status == 404
+
+
+async def test_a_write_elsewhere_is_seen_once_the_feed_reports_it(config, http):
+    async with running_sidecar(config) as base, running_sidecar(config) as elsewhere:
+        api, other = await spec_api(http, base), await spec_api(http, elsewhere)
+        await live(http, base)
+        created = await api.request("POST", "/v1/note", json={"title": "mine"})
+        url = f"/v1/note/{created.body['id']}"
+        assert (await api.request("GET", url)).body["title"] == "mine"  # cached
+        invalidations = await counter(http, base, "invalidations")
+        changed = await other.request("PATCH", url, json={"title": "theirs"}, headers=MERGE)
+        assert changed.status == 200
+        seen = await title_becomes(api, url, "theirs")
+        assert seen.etag == changed.etag
+        assert await counter(http, base, "invalidations") > invalidations
+
+
+@pytest.mark.parametrize("cache_control", ["no-cache", "no-store", "max-age=0", "public, max-age=0"])
+async def test_cache_control_reads_couchdb(config, http, cache_control):
+    async with running_sidecar(config) as base, running_sidecar(config) as elsewhere:
+        api, other = await spec_api(http, base), await spec_api(http, elsewhere)
+        await live(http, base)
+        created = await api.request("POST", "/v1/note", json={"title": "cached"})
+        url = f"/v1/note/{created.body['id']}"
+        assert (await api.request("GET", url)).body["title"] == "cached"
+        await other.request("PATCH", url, json={"title": "changed"}, headers=MERGE)
+        fresh = await api.request("GET", url, headers={"Cache-Control": cache_control})
+        assert fresh.status == 200 and fresh.body["title"] == "changed"  # at once: no feed to wait for
+
+
+async def test_a_tampered_document_is_never_cached(config, http, db):
+    async with running_sidecar(config) as base:
+        api = await spec_api(http, base)
+        await live(http, base)
+        created = await api.request("POST", "/v1/note", json={"title": "signed"})
+        url = f"/v1/note/{created.body['id']}"
+        assert (await api.request("GET", url)).status == 200  # cached
+        stored = await db.get(created.body["id"])
+        await db.put({**stored, "title": "forged"})  # straight into CouchDB: the signature no longer fits
+
+        async def refused():
+            reply = await api.request("GET", url)
+            assert reply.status in (200, 500) and "forged" not in str(reply.body)
+            return reply.status == 500 and reply.body["code"] == "integrity_violation"
+
+        await until(refused, "the tampered document is refused")
+        hits = await counter(http, base, "hits")
+        for _ in range(3):
+            reply = await api.request("GET", url)
+            assert reply.status == 500 and reply.body["code"] == "integrity_violation"
+        assert await counter(http, base, "hits") == hits
+
+
+async def test_feed_lost_bypasses_and_flushes_then_resumes(config, http):
+    url_, _ = split_credentials(config.couchdb_url)
+    host, port = url_.split("//")[1].rsplit(":", 1)
+    proxy = TcpProxy(host.strip("[]"), int(port))
+    await proxy.start()
+    through_proxy = replace(config, couchdb_url=f"http://127.0.0.1:{proxy.port}")
+    async with running_sidecar(through_proxy) as base, running_sidecar(config) as elsewhere:
+        api, other = await spec_api(http, base), await spec_api(http, elsewhere)
+        await live(http, base)
+        created = await api.request("POST", "/v1/note", json={"title": "before"})
+        url = f"/v1/note/{created.body['id']}"
+        assert (await api.request("GET", url)).body["title"] == "before"
+        assert await cache_gauge(http, base, "entries") >= 1
+        flushes = await counter(http, base, "flushes")
+
+        await proxy.stop()  # CouchDB gone for this sidecar: its feed breaks and cannot resume
+        await until(lambda: _is(cache_gauge(http, base, "live"), 0.0), "the cache is bypassed")
+        down = await api.request("GET", url)
+        assert down.status == 503 and down.body["code"] == "couchdb_unavailable"  # never from memory
+        await until(lambda: _is(cache_gauge(http, base, "entries"), 0.0), "the cache is flushed")
+        assert await counter(http, base, "flushes") > flushes
+        changed = await other.request("PATCH", url, json={"title": "while down"}, headers=MERGE)
+        assert changed.status == 200
+
+        await proxy.start()
+        await live(http, base)
+        back = await api.request("GET", url)
+        assert back.status == 200 and back.body["title"] == "while down"
+        assert (await api.request("GET", url)).body["title"] == "while down"  # cached again
+    await proxy.stop()
+
+
+async def _is(value, expected: float) -> bool:
+    return await value == expected
+
+
+async def test_no_cache_with_cache_size_zero(config, http):
+    async with running_app(replace(config, cache_mb=0)) as (base, ctx):
+        api = await spec_api(http, base)
+        created = await api.request("POST", "/v1/note", json={"title": "t"})
+        for _ in range(2):
+            assert (await api.request("GET", f"/v1/note/{created.body['id']}")).status == 200
+        assert len(ctx.store.cache) == 0 and ctx.store.cache.stats.hits == 0
+
+
+# --- two workers ---------------------------------------------------------------------
+
+
+async def worker_of(session, base: str) -> str:
+    """Which worker answers on this session's (kept-alive) connection."""
+    async with session.get(f"{base}/_metrics") as resp:
+        text = await resp.text()
+    [line] = [line for line in text.splitlines() if line.startswith("data_service_cache_live{")]
+    return line.split('worker="')[1].split('"')[0]
+
+
+async def test_two_workers_never_answer_older_than_an_acknowledged_write(config, tmp_path):
+    async with serving(config, tmp_path, "--workers=2") as served:
+        async with aiohttp.ClientSession() as writer:
+            wapi = await spec_api(writer, served.base)
+            created = await wapi.request("POST", "/v1/note", json={"title": "0"})
+            url = f"/v1/note/{created.body['id']}"
+            mine = await worker_of(writer, served.base)
+            for _ in range(50):  # a reading connection the other worker accepted
+                reader = aiohttp.ClientSession()
+                if await worker_of(reader, served.base) != mine:
+                    break
+                await reader.close()
+            else:
+                pytest.fail("every connection went to one worker")
+            async with reader:
+                rapi = await spec_api(reader, served.base)
+                await live(writer, served.base)
+                await live(reader, served.base)
+                for i in range(1, 31):
+                    assert (await rapi.request("GET", url)).status == 200  # the reader's worker caches it
+                    written = await wapi.request("PATCH", url, json={"title": str(i)}, headers=MERGE)
+                    assert written.status == 200
+                    read = await rapi.request("GET", url)  # at once, on the other worker
+                    assert (read.body["title"], read.etag) == (str(i), written.etag), i
+                assert await worker_of(reader, served.base) != await worker_of(writer, served.base)
+        started = [line for line in served.log_lines() if "listening on" in line.get("message", "")]
+        assert sorted(line["message"].split("worker ")[1] for line in started) == ["0 of 2)", "1 of 2)"]
+
+
+# --- the pure core -------------------------------------------------------------------
+
+
+def entry(body: bytes = b"{}", rev: str = "1-a") -> Entry:
+    return Entry("note", rev, f'"{rev}"', body)
+
+
+def test_a_read_that_started_before_a_write_cannot_store_the_older_version():
+    cache = Cache(1 << 20)
+    cache.resume()
+    before = cache.ticket("a")  # a read starts
+    cache.changed("a", "2-b")  # a write lands (or the feed reports one)
+    assert not cache.put("a", before, entry(rev="1-a"))
+    assert cache.get("a", "note") is None
+    after = cache.ticket("a")
+    assert cache.put("a", after, entry(rev="2-b"))
+    assert cache.get("a", "note").rev == "2-b"
+    assert cache.get("a", "user") is None  # another type's id: a miss
+
+
+def test_flush_and_bypass_refuse_reads_in_flight():
+    cache = Cache(1 << 20)
+    cache.resume()
+    ticket = cache.ticket("a")
+    cache.bypass()
+    assert not cache.put("a", ticket, entry()) and cache.get("a", "note") is None
+    cache.resume()
+    assert not cache.put("a", ticket, entry())  # from before the outage: may be stale
+    assert cache.put("a", cache.ticket("a"), entry())
+    cache.flush()
+    assert len(cache) == 0 and cache.bytes == 0
+
+
+def test_lru_by_bytes():
+    one = entry(b"x" * 1000)
+    cache = Cache(3 * one.size)
+    cache.resume()
+    for docid in "abc":
+        assert cache.put(docid, cache.ticket(docid), one)
+    assert cache.get("a", "note") is not None  # a is now the most recent
+    cache.put("d", cache.ticket("d"), one)
+    assert cache.get("b", "note") is None and cache.get("a", "note") is not None
+    assert cache.stats.evictions == 1 and cache.bytes == 3 * one.size
+
+
+def test_a_write_by_another_worker_invalidates_the_entry():
+    shared = Stamps.shared(2)
+    mine, theirs = Cache(1 << 20, shared.as_worker(0)), shared.as_worker(1)
+    mine.resume()
+    assert mine.put("a", mine.ticket("a"), entry())
+    theirs.bump("a")
+    assert mine.get("a", "note") is None
+
+
+def test_cache_control():
+    assert not wants_fresh(None) and not wants_fresh("max-age=60") and not wants_fresh("")
+    assert wants_fresh("no-cache") and wants_fresh("No-Store") and wants_fresh("private, max-age=0")
