@@ -10,6 +10,9 @@ spec stays what the server enforces, and negative cases go out as generated.
   get the key suffixed with a digest of the body, so a repeat is a replay.
 * A property with ``x-max-bytes`` (bcrypt: 72 UTF-8 bytes) cannot be bounded in bytes by
   JSON Schema: positive bodies over it are dropped.
+* Numbers beyond ±(2^53−1) and nesting deeper than 64 levels are refused in any body
+  (422, README "Limits"); typed properties declare the bounds, free-form values
+  (``{"type": "object"}``) cannot: positive bodies holding such values are dropped.
 """
 
 from __future__ import annotations
@@ -51,7 +54,23 @@ def filter_case(context: Any, case: Any) -> bool:
     if not _positive(case) or not isinstance(case.body, dict):
         return True
     schema = _body_schema(case)
-    return _within_bytes(case.body, schema)
+    return _within_bytes(case.body, schema) and _within_limits(case.body)
+
+
+MAX_SAFE, MAX_NESTING = 2**53 - 1, 64  # data_service.models.limits
+
+
+def _within_limits(body: Any) -> bool:
+    stack = [(body, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_NESTING:
+                return False
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+        elif isinstance(item, int | float) and not isinstance(item, bool) and not -MAX_SAFE <= item <= MAX_SAFE:
+            return False
+    return True
 
 
 def _body_schema(case: Any) -> dict:

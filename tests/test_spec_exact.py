@@ -70,7 +70,11 @@ async def test_issued_etags_cursors_and_positions_match_their_schemas(api, db, s
         created = await api.request("POST", "/v1/note", json={"title": title})
     etags = validator(spec, "ETagCondition")
     assert etags.is_valid(created.etag) and etags.is_valid("*") and etags.is_valid(f'W/{created.etag}, "1-a"')
-    assert not any(etags.is_valid(v) for v in ("", '""', created.etag.strip('"'), "W/", f"{created.etag},"))
+    assert etags.is_valid('""')  # an empty tag is well formed (and matches nothing)
+    assert not any(etags.is_valid(v) for v in ("", created.etag.strip('"'), "W/", f"{created.etag},", '"a,b"', "*, *"))
+    for bad in ('"a,b"', f"{created.etag},", "*, *"):  # what the pattern refuses, the server refuses
+        reply = await api.request("GET", f"/v1/note/{created.body['id']}", headers={"If-None-Match": bad})
+        assert (reply.status, reply.body["code"]) == (400, "bad_request"), bad
 
     page = await api.request("GET", "/v1/note?limit=1")
     assert page.body["next"] and validator(spec, "Token").is_valid(page.body["next"])

@@ -26,6 +26,7 @@ from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKi
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
 RESERVED = frozenset({"id", "type", "meta", "sig"})  # and every name starting with "_"
+MAX_SAFE_INTEGER = 2**53 - 1  # models.limits.MAX_SAFE: larger numbers are refused (422 number_out_of_range)
 MAX_VALUE_DEPTH = MAX_DEPTH - 10  # a property value sits inside the document, and may inside an array
 
 
@@ -253,6 +254,9 @@ def _described(prop: Property, schema: dict | None = None) -> dict:
     """A copy of ``schema`` (default: the property's) that also states the protection's byte
     limit: JSON Schema's ``maxLength`` counts characters, bcrypt counts UTF-8 bytes."""
     out = copy.deepcopy(prop.schema if schema is None else schema)
+    if schema is None and out.get("type") in ("integer", "number"):  # what JSON carries exactly (``limits``)
+        out.setdefault("minimum", -MAX_SAFE_INTEGER)
+        out.setdefault("maximum", MAX_SAFE_INTEGER)
     limit = prop.kind.max_bytes
     if limit is not None:
         note = f"At most {limit} bytes in UTF-8 ({prop.protection}'s limit); a longer value is a 422, never truncated."
