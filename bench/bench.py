@@ -979,7 +979,14 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_at_end": loadavg(),
         "machine": machine,
         "config": {
-            "couchdb": machine["server"]["kind"] + (" (private, in memory)" if couch.pid else ""),
+            "couchdb": machine["server"]["kind"]
+            + (
+                " (started by --couchdb-script)"
+                if args.couchdb_script
+                else " (private, in memory)"
+                if couch.pid
+                else ""
+            ),
             "requests": args.requests,
             "c1_cap": C1_CAP,
             "concurrency": args.concurrency,

@@ -30,6 +30,9 @@ USER = load_models(SAMPLE).get("user")
 
 
 async def violation(api, method: str, url: str, **kwargs) -> dict:
+    """Asked right after the tampering: past the read cache, which may hold the verified
+    version until the change feed reports the change (test_cache.py shows it evicted)."""
+    kwargs["headers"] = {"Cache-Control": "no-cache", **kwargs.get("headers", {})}
     reply = await api.request(method, url, **kwargs)
     assert reply.status == 500, (method, url, reply.status, reply.body)
     assert reply.body["code"] == "integrity_violation" and reply.body["retryable"] is False
