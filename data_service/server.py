@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import signal
 import socket
 import sys
-from typing import Any
 
 import uvloop
 from tornado.httpserver import HTTPServer
@@ -31,24 +29,6 @@ from .store import DocumentStore
 from .web import Context, make_app
 
 log = logging.getLogger("data_service")
-TRIM_INTERVAL = 15.0  # seconds between returns of freed heap pages to the system
-
-
-async def give_back_memory() -> None:
-    """glibc keeps the pages of freed response buffers that lie between cached entries;
-    ``malloc_trim`` returns them, so RSS follows the cache size instead of its churn."""
-    if _malloc_trim is not None:
-        _malloc_trim(0)
-
-
-def _libc_trim() -> Any:
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-_malloc_trim = _libc_trim()
 
 
 def connect(config: Config, hooks: Hooks = Hooks()) -> CouchDB:
@@ -152,8 +132,6 @@ async def serve(
             log.info("idempotency: %d expired records deleted", expired)
 
     tasks = [asyncio.create_task(store.follow_changes())]
-    if store.cache.enabled:
-        tasks.append(asyncio.create_task(every(TRIM_INTERVAL, give_back_memory)))
     if worker == 0:
         tasks.append(asyncio.create_task(every(min(600.0, config.idempotency_ttl), expire_idempotency_keys)))
         if config.reconcile_interval > 0:
