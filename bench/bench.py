@@ -578,7 +578,15 @@ async def fill_cache(targets: Targets, sidecar: Sidecar, megabytes: float) -> di
         for line in metrics.splitlines()
         if line.startswith(("data_service_cache_bytes{", "data_service_cache_entries{"))
     }
-    return {"documents": len(ids), "read_errors": outcome.errors, **gauges, **sidecar.memory()}
+    right_after = sidecar.memory()
+    await asyncio.sleep(20)  # at rest: the sidecar returns freed heap pages every 15 s
+    return {
+        "documents": len(ids),
+        "read_errors": outcome.errors,
+        **gauges,
+        "right_after": right_after,
+        **sidecar.memory(),
+    }
 
 
 def requests_at(concurrency: int, requests: int) -> int:
@@ -1017,7 +1025,14 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_at_end": loadavg(),
         "machine": machine,
         "config": {
-            "couchdb": machine["server"]["kind"] + (" (private, in memory)" if couch.pid else ""),
+            "couchdb": machine["server"]["kind"]
+            + (
+                " (started by --couchdb-script)"
+                if args.couchdb_script
+                else " (private, in memory)"
+                if couch.pid
+                else ""
+            ),
             "requests": args.requests,
             "c1_cap": C1_CAP,
             "concurrency": args.concurrency,

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import orjson
 import pytest
-from support import TcpProxy, running_sidecar
+from support import TcpProxy, cache_gauge, running_sidecar, until
 
 from data_service.couchdb.client import split_credentials
 
@@ -317,6 +317,11 @@ async def test_couchdb_outage_is_503_and_the_sidecar_recovers(config, http, db):
         note = await api.request("POST", "/v1/note", json={"title": "before"})
         assert note.status == 201
         await proxy.stop()
+
+        async def bypassed() -> bool:  # the cache's feed noticed: nothing is served from memory
+            return await cache_gauge(http, base, "live") == 0.0
+
+        await until(bypassed, "the read cache is bypassed")
         for method, path, body in [
             ("GET", f"/v1/note/{note.body['id']}", None),
             ("POST", "/v1/note", {"title": "during"}),

@@ -5,6 +5,8 @@ cached, and two workers never answering older than an acknowledged write."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from dataclasses import replace
 
 import aiohttp
@@ -229,6 +231,9 @@ async def test_two_workers_never_answer_older_than_an_acknowledged_write(config,
                     read = await rapi.request("GET", url)  # at once, on the other worker
                     assert (read.body["title"], read.etag) == (str(i), written.etag), i
                 assert await worker_of(reader, served.base) != await worker_of(writer, served.base)
+        served.process.send_signal(signal.SIGTERM)  # to the parent: every worker drains and stops
+        assert await asyncio.wait_for(served.process.wait(), 60) == 0
+        assert [line["message"] for line in served.log_lines()].count("stopped") == 2
         started = [line for line in served.log_lines() if "listening on" in line.get("message", "")]
         assert sorted(line["message"].split("worker ")[1] for line in started) == ["0 of 2)", "1 of 2)"]
 

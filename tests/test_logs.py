@@ -70,7 +70,8 @@ async def test_a_runs_log_is_json_lines_with_request_fields_and_no_protected_val
     # a document edited in CouchDB directly: the store's warning carries the request id
     raw = await db.get(docid)
     await db.put({**raw, "name": "Mallory"})
-    tampered = await api.request("GET", f"/v1/user/{docid}", headers={"X-Request-Id": "caller-2"})
+    fresh = {"X-Request-Id": "caller-2", "Cache-Control": "no-cache"}  # past the read cache
+    tampered = await api.request("GET", f"/v1/user/{docid}", headers=fresh)
     assert tampered.status == 500
 
     text = json_log.getvalue()

@@ -248,7 +248,7 @@ async def test_rotation_reencrypt_and_disable(own_keys, db, http):
             assert reply.status == 200 and reply.body["ssn"] == ALICE["ssn"] and reply.body["name"] == user["name"]
         # a copy still under key A (restored from a backup, say) fails clearly
         await db.put({**snapshot_a, "_rev": rewritten["_rev"]})
-        stale = await api.request("GET", f"/v1/user/{under_a['id']}")
+        stale = await api.request("GET", f"/v1/user/{under_a['id']}", headers={"Cache-Control": "no-cache"})
         assert stale.status == 503 and stale.body["code"] == "key_unavailable"
         assert str(old["signing"]) in stale.body["detail"]
 
