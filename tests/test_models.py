@@ -21,7 +21,7 @@ from data_service.models import (
     load_models,
     parse_models,
 )
-from data_service.models.formats import FORMAT_CHECKER
+from data_service.models.formats import FORMAT_CHECKER, utc_date_time
 from data_service.protection import KINDS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "models" / "sample.yaml"
@@ -454,3 +454,16 @@ def test_yaml_scalars_are_json_like(tmp_path):
     assert t.properties["c"].schema["enum"] == ["NO", "SE", "yes"]
     assert t.properties["d"].schema["const"] == "2024-01-01"
     t.validate({"c": "NO", "d": "2024-01-01"})
+
+
+@pytest.mark.parametrize(
+    ("given", "utc"),
+    [
+        ("0316-06-04T23:20:49-12:21", "0316-06-05T11:41:49Z"),  # years below 1000 keep four digits
+        ("0001-01-01T00:30:00+00:30", "0001-01-01T00:00:00Z"),
+        ("2016-12-31T23:59:60.25+01:00", "2016-12-31T22:59:60.25Z"),  # a leap second moves by hours only
+        ("0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00+01:00"),  # before year 1 in UTC: kept as written
+    ],
+)
+def test_date_times_are_rewritten_in_utc_with_four_digit_years(given, utc):
+    assert utc_date_time(given) == utc

@@ -95,5 +95,5 @@ def utc_date_time(value: str) -> str:
             at -= (1 if sign == "+" else -1) * timedelta(hours=int(off_h), minutes=int(off_m))
         except OverflowError:  # before year 1 or after 9999 in UTC: kept as written
             return value
-    text = at.strftime("%Y-%m-%dT%H:%M:") + ("60" if leap else second)
+    text = at.isoformat()[:17] + ("60" if leap else second)  # isoformat pads years below 1000
     return f"{text}{fraction or ''}Z"

@@ -22,10 +22,11 @@ class ChangesHandler(ApiHandler):
 
     async def get(self, type_name: str) -> None:
         model = self.model(type_name)
-        since = self.get_query_argument("since", None, strip=False)
+        # An EventSource reconnects to the same URL with Last-Event-ID: the header is the later position.
+        resumed = self.request.headers.get("Last-Event-ID")
+        since = resumed if resumed is not None else self.get_query_argument("since", None, strip=False)
         if since == "":
-            raise Problem("invalid_query", "since: a position from an earlier answer (or leave it out)")
-        since = since or self.request.headers.get("Last-Event-ID")
+            raise Problem("invalid_query", "since / Last-Event-ID: a position from an earlier answer (or leave it out)")
         limit = self.number("limit", 100, 1, MAX_LIMIT)
         timeout = self.number("timeout", 30, 1, 60)  # checked even when not long-polling
         if EVENT_STREAM in self.request.headers.get("Accept", ""):
