@@ -72,6 +72,9 @@ async def test_positions_resume_exactly_and_belong_to_their_feed(api):
     assert foreign.status == 400 and foreign.body["code"] == "invalid_query"
     garbled = await api.request("GET", "/v1/note/_changes?since=AAAA")
     assert garbled.status == 400 and garbled.body["code"] == "invalid_query"
+    for since, header in (("", page["last"]), (page["last"], ""), ("now", "AAAA")):  # each value checked
+        both = await api.request("GET", f"/v1/note/_changes?since={since}", headers={"Last-Event-ID": header})
+        assert both.status == 400 and both.body["code"] == "invalid_query", (since, header)
     bad = await api.request("GET", "/v1/note/_changes?limit=٣")
     assert bad.status == 400
 

@@ -3,6 +3,8 @@ or as server-sent events (``Accept: text/event-stream``, resumable with ``Last-E
 
 from __future__ import annotations
 
+import re
+
 import orjson
 from tornado.iostream import StreamClosedError
 
@@ -14,6 +16,7 @@ from .problem import Problem
 
 EVENT_STREAM = "text/event-stream"
 MAX_LIMIT = 1000
+POSITION = re.compile(r"now|[A-Za-z0-9_-]{44,}")  # the spec's pattern; the store decodes and checks it
 POLL_SECONDS = 25.0  # one long poll of an event stream; an empty one sends a keep-alive comment
 
 
@@ -22,11 +25,12 @@ class ChangesHandler(ApiHandler):
 
     async def get(self, type_name: str) -> None:
         model = self.model(type_name)
-        # An EventSource reconnects to the same URL with Last-Event-ID: the header is the later position.
+        since = self.get_query_argument("since", None, strip=False)
         resumed = self.request.headers.get("Last-Event-ID")
-        since = resumed if resumed is not None else self.get_query_argument("since", None, strip=False)
-        if since == "":
-            raise Problem("invalid_query", "since / Last-Event-ID: a position from an earlier answer (or leave it out)")
+        if any(value is not None and not POSITION.fullmatch(value) for value in (since, resumed)):
+            raise Problem("invalid_query", "since, Last-Event-ID: a position from an earlier answer (or leave it out)")
+        # An EventSource reconnects to the URL it began with plus Last-Event-ID, the later position.
+        since = resumed or since
         limit = self.number("limit", 100, 1, MAX_LIMIT)
         timeout = self.number("timeout", 30, 1, 60)  # checked even when not long-polling
         if EVENT_STREAM in self.request.headers.get("Accept", ""):
