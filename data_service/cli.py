@@ -270,7 +270,8 @@ def _create_private(path: str) -> int:
 
 
 async def install_command(args: dict, config: Config) -> int:
-    from .installer import InstallFailed, drop, install, load_seeds
+    from .installer import InstallFailed, drop, install
+    from .seeds import load_seeds
     from .server import connect, keyring
 
     if args["--delete"]:

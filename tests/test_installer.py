@@ -22,8 +22,9 @@ from support import ROOT, dead_port, run_command, running_sidecar, unique_name
 from data_service import design
 from data_service.config import PASSWORD_ENV
 from data_service.couchdb import Forbidden
-from data_service.installer import InstallFailed, Seed, SeedError, install, seed_id
+from data_service.installer import InstallFailed, install
 from data_service.models import load_models
+from data_service.seeds import Seed, SeedError, seed_id
 from data_service.server import keyring
 
 SAMPLE = ROOT / "models" / "sample.yaml"
