@@ -5,7 +5,7 @@ applies the steps that change something (unless ``dry_run``), so a dry run and a
 real run share one code path. In order:
 
 1. the database (created if missing);
-2. with ``--service-user``: its ``_users`` document (``service_user``), created or
+2. with ``--service-user``: its ``_users`` document (``_user_step``), created or
    its password set; then ``_security``: that user, the installing user and role
    ``data-service`` added to the members, role ``_admin`` to the admins (members and
    admins already there are kept), so anonymous users are locked out;
@@ -33,10 +33,11 @@ from typing import Any, TextIO
 
 from . import design
 from .couchdb import Conflict, CouchDB, Database, IdPool, NotFound, Timeout, Unsupported
+from .couchdb.client import path
 from .models import Models, ModelType
 from .protection import IntegrityViolation, Keyring, KeyUnavailable
 from .seeds import Seed, check_seeds
-from .service_user import ServiceUser, plan_user
+from .service_user import USERS_DB, ServiceUser, logs_in
 from .store import ANY_REVISION, DocumentNotFound, DocumentStore
 from .store.hashing import Hasher
 
@@ -122,6 +123,25 @@ def _normal(security: dict) -> dict:
 
 def _who(group: dict) -> str:
     return " + ".join([f"user {n}" for n in group["names"]] + [f"role {r}" for r in group["roles"]])
+
+
+async def _user_step(couch: CouchDB, user: ServiceUser, login: CouchDB) -> Step:
+    """Create the service user, or set its password when it does not log in with the one
+    given. ``couch`` is the installer's admin client, ``login`` one with the user's credentials."""
+    target = path(USERS_DB, user.doc_id)
+    try:
+        existing = await couch.json("GET", target)
+    except NotFound:
+        doc = {"_id": user.doc_id, "name": user.name, "type": "user", "roles": [], "password": user.password}
+        return Step(
+            "create", f"create CouchDB user {user.name} (no roles)", lambda: couch.request("PUT", target, json=doc)
+        )
+    if await logs_in(login):
+        return Step("unchanged", f"unchanged CouchDB user {user.name}")
+    updated = {**existing, "password": user.password}
+    return Step(
+        "update", f"set the password of CouchDB user {user.name}", lambda: couch.request("PUT", target, json=updated)
+    )
 
 
 async def _security_step(db: Database, exists: bool, *users: str | None) -> Step:
@@ -294,8 +314,7 @@ async def plan(
     exists = await db.exists()
     steps = [] if exists else [Step("create", f"create database {db.name}", lambda: db.create(exist_ok=True))]
     if service_user is not None:
-        planned = await plan_user(couch, *service_user)
-        steps.append(Step(planned.kind, planned.text, planned.apply))
+        steps.append(await _user_step(couch, *service_user))
     steps.append(await _security_step(db, exists, user, service_user[0].name if service_user else None))
     steps += await _design_steps(db, exists, models)
     steps.append(await _uuids_step(couch))

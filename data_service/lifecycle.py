@@ -166,7 +166,7 @@ class Lifecycle:
             model.validate(body)
             return
         check_reserved(body)
-        hidden = _hidden(model)
+        hidden = model.hidden
         model.validate(
             {k: v for k, v in body.items() if not (k in hidden and v is None)}, kept=frozenset(hidden - set(body))
         )
@@ -217,7 +217,7 @@ class Lifecycle:
         ``check_replacement``), but that hidden properties the body omits are kept and
         null ones removed; properties of a newer minor version, unknown here, are kept
         as stored."""
-        hidden = _hidden(model)
+        hidden = model.hidden
         kept = {
             name: value for name, value in envelope.properties(current).items() if name in hidden and name not in body
         }
@@ -232,7 +232,7 @@ class Lifecycle:
     def patch(self, model: ModelType, current: dict, patch: dict, hashed: Mapping[str, str], at: str) -> dict:
         """``current`` with an RFC 7396 merge patch applied to its clear values (checked by
         ``check_patch``). Hashed values the patch does not name are kept as stored."""
-        hidden = _hidden(model)
+        hidden = model.hidden
         merged = envelope.merge_patch(self.clear(model, current), {k: v for k, v in patch.items() if k not in hidden})
         secrets = {k: v for k, v in patch.items() if k in hidden and v is not None}
         kept = {
@@ -367,8 +367,3 @@ class Lifecycle:
         over ``tombstone`` (a create on a deleted id), or 1."""
         over = tombstone if tombstone is not None else doc.get("_rev")
         return self.keys.sign(doc, (generation(over) or 0) + 1)
-
-
-def _hidden(model: ModelType) -> set[str]:
-    """Properties never returned to callers (bcrypt, sha3-512)."""
-    return {name for name, prop in model.properties.items() if not prop.readable}

@@ -11,13 +11,12 @@ and node config stay with the admin (the installer).
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import ConfigError
-from .couchdb import CouchDB, NotFound, Unauthorized
-from .couchdb.client import path
+from .couchdb import CouchDB, Unauthorized
 
 PASSWORD_ENV = "DATA_SERVICE_SERVICE_USER_PASSWORD"
 USERS_DB = "_users"
@@ -56,15 +55,6 @@ class ServiceUser:
         return cls(name, password)
 
 
-@dataclass(frozen=True)
-class UserPlan:
-    """One installer step: ``kind`` create, update or unchanged; ``apply`` None when unchanged."""
-
-    kind: str
-    text: str
-    apply: Callable[[], Awaitable[object]] | None = None
-
-
 async def logs_in(login: CouchDB) -> bool:
     """Whether the client's credentials are accepted (``GET /_session`` names the user)."""
     try:
@@ -72,22 +62,3 @@ async def logs_in(login: CouchDB) -> bool:
     except Unauthorized:
         return False
     return bool((session.get("userCtx") or {}).get("name"))
-
-
-async def plan_user(couch: CouchDB, user: ServiceUser, login: CouchDB) -> UserPlan:
-    """Create the user, or set its password when it does not log in with the one given.
-    ``couch`` is the installer's admin client, ``login`` one with the user's credentials."""
-    target = path(USERS_DB, user.doc_id)
-    try:
-        existing = await couch.json("GET", target)
-    except NotFound:
-        doc = {"_id": user.doc_id, "name": user.name, "type": "user", "roles": [], "password": user.password}
-        return UserPlan(
-            "create", f"create CouchDB user {user.name} (no roles)", lambda: couch.request("PUT", target, json=doc)
-        )
-    if await logs_in(login):
-        return UserPlan("unchanged", f"unchanged CouchDB user {user.name}")
-    updated = {**existing, "password": user.password}
-    return UserPlan(
-        "update", f"set the password of CouchDB user {user.name}", lambda: couch.request("PUT", target, json=updated)
-    )

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .types import ValidationFailed, Violation, pointer
+from .types import MAX_SAFE, ValidationFailed, Violation, pointer
 
-MAX_SAFE = 2**53 - 1
 MAX_NESTING = 64
 _SHOWN_PARTS = 8  # of a deep path, in a message
 

@@ -26,7 +26,7 @@ from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKi
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
 RESERVED = frozenset({"id", "type", "meta", "sig"})  # and every name starting with "_"
-MAX_SAFE_INTEGER = 2**53 - 1  # models.limits.MAX_SAFE: larger numbers are refused (422 number_out_of_range)
+MAX_SAFE = 2**53 - 1  # the largest integer JSON carries exactly everywhere (models.limits refuses beyond it)
 MAX_VALUE_DEPTH = MAX_DEPTH - 10  # a property value sits inside the document, and may inside an array
 
 
@@ -173,7 +173,7 @@ class ModelType:
     def verify_schema(self) -> dict | None:
         """JSON Schema of a ``/verify`` body: candidates for the hashed (write-only)
         properties, at least one; None when the type has none."""
-        hashed = {name: p for name, p in self.properties.items() if not p.readable}
+        hashed = {name: p for name, p in self.properties.items() if name in self.hidden}  # declared order
         if not hashed:
             return None
         candidate = {"type": "string"}
@@ -185,6 +185,11 @@ class ModelType:
             "minProperties": 1,
             "additionalProperties": False,
         }
+
+    @functools.cached_property
+    def hidden(self) -> frozenset[str]:
+        """Properties never returned to callers (bcrypt, sha3-512): write-only."""
+        return frozenset(name for name, p in self.properties.items() if not p.readable)
 
     @functools.cached_property
     def date_times(self) -> frozenset[str]:
@@ -255,8 +260,8 @@ def _described(prop: Property, schema: dict | None = None) -> dict:
     limit: JSON Schema's ``maxLength`` counts characters, bcrypt counts UTF-8 bytes."""
     out = copy.deepcopy(prop.schema if schema is None else schema)
     if schema is None and out.get("type") in ("integer", "number"):  # what JSON carries exactly (``limits``)
-        out.setdefault("minimum", -MAX_SAFE_INTEGER)
-        out.setdefault("maximum", MAX_SAFE_INTEGER)
+        out.setdefault("minimum", -MAX_SAFE)
+        out.setdefault("maximum", MAX_SAFE)
     limit = prop.kind.max_bytes
     if limit is not None:
         note = f"At most {limit} bytes in UTF-8 ({prop.protection}'s limit); a longer value is a 422, never truncated."

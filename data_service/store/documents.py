@@ -190,6 +190,7 @@ class DocumentStore:
             raise ValidationFailed(wrong)
         slow = any(model.properties[name].kind.slow for name in candidates)
         # a full queue answers busy before the read, not after it
+        keys = self.lifecycle.keys
         with self.hasher.reserved() if slow else contextlib.nullcontext():
             doc = await self.read(model, docid)
             result = {}
@@ -198,10 +199,9 @@ class DocumentStore:
                 if doc.get(name) is None:
                     result[name] = False
                 elif kind.slow:
-                    keys = self.lifecycle.keys
                     result[name] = await self.hasher.run(kind.holds, keys, slot, doc[name], candidate, reserved=True)
                 else:
-                    result[name] = kind.holds(self.lifecycle.keys, slot, doc[name], candidate)
+                    result[name] = kind.holds(keys, slot, doc[name], candidate)
         self.stats.verified(model.name, all(result.values()))
         return result
 

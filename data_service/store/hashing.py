@@ -30,9 +30,6 @@ class Busy(ServiceError, RuntimeError):
 
     code = "busy"
 
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-
     @property
     def detail(self) -> str:
         return str(self)

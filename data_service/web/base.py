@@ -12,7 +12,7 @@ import orjson
 from tornado.web import RequestHandler, stream_request_body
 
 from ..buildinfo import BuildInfo
-from ..callers import Access, Door
+from ..callers import Access, Door, Refusal
 from ..config import Config
 from ..couchdb import CouchDBError
 from ..logs import redact
@@ -136,7 +136,7 @@ class BaseHandler(RequestHandler):
         refusal = self.ctx.door.admit(self.access_for(), self.request.host or "", headers.get("Authorization"))
         if refusal is None:
             return
-        if refusal.value == "host_not_allowed":
+        if refusal is Refusal.HOST:
             self.refuse(Problem(refusal.value, "this Host is not served here (see --allowed-hosts)"))
             return
         self.refuse(
@@ -177,14 +177,16 @@ class BaseHandler(RequestHandler):
             # answer now, without reading on: Tornado closes the connection after the
             # answer, since the body was not read to its end
             self._refused = True
-            problem = Problem("payload_too_large", f"the limit is {self.ctx.config.max_body} bytes")
-            self.send_error(413, exc_info=(Problem, problem, None))
+            self.send_error(413, exc_info=(Problem, self._too_large(), None))
             return
         self._chunks.append(chunk)
 
     def _check_size(self, size: int) -> None:
         if size > self.ctx.config.max_body:
-            raise Problem("payload_too_large", f"the limit is {self.ctx.config.max_body} bytes")
+            raise self._too_large()
+
+    def _too_large(self) -> Problem:
+        return Problem("payload_too_large", f"the limit is {self.ctx.config.max_body} bytes")
 
     def on_connection_close(self) -> None:
         """A body that never arrived (client gone, --body-timeout): the request is over."""

@@ -9,7 +9,7 @@ from .base import BaseHandler
 
 class MetricsHandler(BaseHandler):
     access = Access.METRICS  # --open-metrics opens it
-    produces = ("text/plain",)  # CONTENT_TYPE, without its parameters
+    produces = (CONTENT_TYPE.partition(";")[0],)
 
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE)
