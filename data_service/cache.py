@@ -4,11 +4,12 @@ Freshness rests on two counters, never on time:
 
 * ``Stamps``: per-id-hash write counters, one row per worker in memory all workers
   share (``Stamps.shared``, an anonymous shared mmap made before forking). Every write
-  through any worker, and every change the feed reports, bumps the writer's own row
-  (one writer per row: no locks; an aligned 8-byte store is atomic on the platforms we
-  run on). An id's stamp is the sum over rows. An entry remembers the stamp it was
-  read under and is served only while the stamp is unchanged, so a write acknowledged
-  by one worker is never followed by an older version from another.
+  through any worker bumps the writer's own row (one writer per row: no locks; an
+  aligned 8-byte store is atomic on the platforms we run on); every change this
+  worker's feed reports bumps a private table (the other workers' feeds report it to
+  them). An id's stamp is the sum. An entry remembers the stamp it was read under and
+  is served only while the stamp is unchanged, so a write acknowledged by one worker
+  is never followed by an older version from another.
 * ``Ticket``: taken *before* reading CouchDB (stamp + the cache's epoch). ``put``
   refuses an entry whose stamp moved or whose epoch changed since (a write or a
   change, a flush, the feed going down or up), so a read that started before a write
@@ -26,6 +27,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 SLOTS = 1 << 16  # per-id-hash counters per worker: 512 KiB per worker
+REPORTED_KEPT = 4096  # feed-reported revisions remembered for writes whose answer comes after the report
 ENTRY_OVERHEAD = 200  # bytes an entry costs besides its body, id and revision (objects, dict slot)
 
 
@@ -72,19 +74,22 @@ class Ticket:
     stamp: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """A verified document ready to send: its type, revision, ETag and body bytes."""
+    """A verified document ready to send: its type, revision, ETag and body bytes, and
+    the stored envelope it was made from (JSON), so a write naming this revision needs
+    no read of CouchDB first."""
 
     type: str
     rev: str
     etag: str
     body: bytes
+    stored: bytes = b""
     stamp: int = 0
 
     @property
     def size(self) -> int:
-        return len(self.body) + len(self.rev) + len(self.etag) + ENTRY_OVERHEAD
+        return len(self.body) + len(self.stored) + len(self.rev) + len(self.etag) + ENTRY_OVERHEAD
 
 
 @dataclass
@@ -94,6 +99,7 @@ class CacheStats:
     evictions: int = 0  # entries dropped for room
     invalidations: int = 0  # entries dropped because the document changed
     flushes: int = 0
+    parents: int = 0  # writes naming a cached revision, made without reading CouchDB first
 
 
 @dataclass
@@ -106,6 +112,8 @@ class Cache:
 
     def __post_init__(self) -> None:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._reported = Stamps.private()  # changes this worker's feed reported
+        self._last_reported: OrderedDict[str, str] = OrderedDict()  # id → the revision, when no entry held it
         self.bytes = 0
         self.epoch = 0
         self.live = False  # the change feed is following the database: entries may be served
@@ -117,18 +125,16 @@ class Cache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def stamp(self, docid: str) -> int:
+        return self.stamps.read(docid) + self._reported.read(docid)
+
     def ticket(self, docid: str) -> Ticket:
         """Take before reading (or writing) ``docid`` in CouchDB."""
-        return Ticket(self.epoch, self.stamps.read(docid))
+        return Ticket(self.epoch, self.stamp(docid))
 
     def get(self, docid: str, type_name: str) -> Entry | None:
         """The entry if it is still current (counted as a hit), else None (a miss)."""
-        entry = self._entries.get(docid) if self.live else None
-        if entry is not None and (entry.type != type_name or entry.stamp != self.stamps.read(docid)):
-            if entry.stamp != self.stamps.read(docid):
-                self._drop(docid)
-                self.stats.invalidations += 1
-            entry = None
+        entry = self.peek(docid, type_name)
         if entry is None:
             self.stats.misses += 1
             return None
@@ -136,16 +142,31 @@ class Cache:
         self.stats.hits += 1
         return entry
 
+    def peek(self, docid: str, type_name: str) -> Entry | None:
+        """The entry if it is still current, not counted (a write's parent)."""
+        entry = self._entries.get(docid) if self.live else None
+        if entry is None or entry.type != type_name:
+            return None
+        if entry.stamp != self.stamp(docid):
+            self._drop(docid)
+            self.stats.invalidations += 1
+            return None
+        return entry
+
     def put(self, docid: str, ticket: Ticket, entry: Entry, own_writes: int = 0) -> bool:
         """Store ``entry`` read (or written) under ``ticket``, unless anything changed
-        ``docid`` since: ``own_writes`` is how many bumps the caller's write made itself."""
+        ``docid`` since: ``own_writes`` is how many bumps the caller's write made itself
+        (and one more if the feed reported the very revision written before its answer
+        came back)."""
         if not (self.enabled and self.live and ticket.epoch == self.epoch):
             return False
-        stamp = ticket.stamp + own_writes
-        if self.stamps.read(docid) != stamp or entry.size > self.capacity:
+        stamp, expected = self.stamp(docid), ticket.stamp + own_writes
+        if own_writes and stamp == expected + 1 and self._last_reported.get(docid) == entry.rev:
+            expected = stamp
+        if stamp != expected or entry.size > self.capacity:
             return False
         self._drop(docid)
-        self._entries[docid] = Entry(entry.type, entry.rev, entry.etag, entry.body, stamp)
+        self._entries[docid] = Entry(entry.type, entry.rev, entry.etag, entry.body, entry.stored, stamp)
         self.bytes += self._entries[docid].size
         while self.bytes > self.capacity:
             oldest = next(iter(self._entries))
@@ -153,14 +174,29 @@ class Cache:
             self.stats.evictions += 1
         return True
 
+    def written(self, docid: str, rev: str | None = None) -> None:
+        """``docid`` was written through this worker (``rev``; None: it may have been):
+        every worker's entry for it goes."""
+        self.stamps.bump(docid)
+        self._forget(docid, rev)
+
     def changed(self, docid: str, rev: str | None = None) -> None:
-        """``docid`` was written (a write through this worker, or a change the feed saw):
-        bump its stamp and drop the entry unless it holds ``rev`` already."""
+        """This worker's feed reports ``docid`` at ``rev`` (None: deleted): the entry
+        goes unless it holds that revision already."""
         entry = self._entries.get(docid)
         if entry is not None and entry.rev == rev:
             return
-        self.stamps.bump(docid)
-        if entry is not None:
+        self._reported.bump(docid)
+        if entry is None and rev is not None:
+            self._last_reported[docid] = rev
+            self._last_reported.move_to_end(docid)
+            if len(self._last_reported) > REPORTED_KEPT:
+                self._last_reported.popitem(last=False)
+        self._forget(docid, rev)
+
+    def _forget(self, docid: str, rev: str | None) -> None:
+        entry = self._entries.get(docid)
+        if entry is not None and entry.rev != rev:
             self._drop(docid)
             self.stats.invalidations += 1
 

@@ -173,6 +173,7 @@ CACHE_COUNTERS = {
     "evictions": "Cache entries dropped to make room (least recently used).",
     "invalidations": "Cache entries dropped because their document changed.",
     "flushes": "Times the whole cache was forgotten (the change feed could not resume).",
+    "parents": "Writes naming a cached revision, made without reading CouchDB first.",
 }
 
 

@@ -195,6 +195,56 @@ async def test_no_cache_with_cache_size_zero(config, http):
         assert len(ctx.store.cache) == 0 and ctx.store.cache.stats.hits == 0
 
 
+async def test_a_write_naming_the_cached_revision_reads_no_couchdb(config, http):
+    async with running_sidecar(config) as base:
+        api = await spec_api(http, base)
+        await live(http, base)
+        created = await api.request("POST", "/v1/note", json={"title": "one"})
+        url = f"/v1/note/{created.body['id']}"
+        gets, parents = await couchdb_doc_gets(http, base), await counter(http, base, "parents")
+        replaced = await api.request("PUT", url, json={"title": "two"}, headers={"If-Match": created.etag})
+        assert replaced.status == 200 and replaced.body["title"] == "two"
+        patched = await api.request("PATCH", url, json={"body": "b"}, headers={**MERGE, "If-Match": replaced.etag})
+        assert patched.status == 200 and (patched.body["title"], patched.body["body"]) == ("two", "b")
+        stale = await api.request("PUT", url, json={"title": "late"}, headers={"If-Match": created.etag})
+        assert stale.status == 412 and stale.body["current"]["title"] == "two"
+        deleted = await api.request("DELETE", url, headers={"If-Match": patched.etag})
+        assert deleted.status == 204
+        assert await counter(http, base, "parents") == parents + 3  # the 412 was not one of them
+        assert await couchdb_doc_gets(http, base) == gets + 1  # the 412's read of the current document
+        assert (await api.request("GET", url, headers={"Cache-Control": "no-cache"})).status == 404
+
+
+async def test_a_cached_revision_behind_couchdb_is_not_written_over(config, http):
+    """The cache holds revision 1; another sidecar makes revision 2 and this one's feed
+    is slow to say so. A write naming revision 1 is tried on the cached document,
+    CouchDB refuses it, and the caller gets CouchDB's truth: 412 with revision 2; a
+    write naming revision 2 (known to the caller, not yet to the cache) succeeds."""
+    url_, _ = split_credentials(config.couchdb_url)
+    host, port = url_.split("//")[1].rsplit(":", 1)
+    proxy = TcpProxy(host.strip("[]"), int(port))
+    await proxy.start()
+    through_proxy = replace(config, couchdb_url=f"http://127.0.0.1:{proxy.port}")
+    async with running_sidecar(through_proxy) as base, running_sidecar(config) as elsewhere:
+        api, other = await spec_api(http, base), await spec_api(http, elsewhere)
+        await live(http, base)
+        created = await api.request("POST", "/v1/note", json={"title": "cached"})
+        url = f"/v1/note/{created.body['id']}"
+        parents = await counter(http, base, "parents")
+        proxy.delay = 1.0  # every answer from CouchDB to this sidecar, its feed's too, comes late
+        theirs = await other.request("PATCH", url, json={"title": "theirs"}, headers=MERGE)
+        assert theirs.status == 200
+        stale = await api.request("PUT", url, json={"title": "mine"}, headers={"If-Match": created.etag})
+        assert stale.status == 412 and stale.body["current"]["title"] == "theirs"
+        assert stale.headers["ETag"] == theirs.etag
+        proxy.delay = 0.0
+        assert await counter(http, base, "parents") == parents + 1  # tried on the cached document first
+        mine = await api.request("PUT", url, json={"title": "mine"}, headers={"If-Match": theirs.etag})
+        assert mine.status == 200 and mine.body["title"] == "mine"
+        assert (await other.request("GET", url, headers={"Cache-Control": "no-cache"})).body["title"] == "mine"
+    await proxy.stop()
+
+
 # --- two workers ---------------------------------------------------------------------
 
 
@@ -289,6 +339,31 @@ def test_a_write_by_another_worker_invalidates_the_entry():
     mine.resume()
     assert mine.put("a", mine.ticket("a"), entry())
     theirs.bump("a")
+    assert mine.get("a", "note") is None
+
+
+def test_the_feed_reporting_our_own_write_before_its_answer_does_not_lose_the_entry():
+    cache = Cache(1 << 20)
+    cache.resume()
+    ticket = cache.ticket("a")  # a write starts
+    cache.changed("a", "2-b")  # the feed reports it before CouchDB's answer to the PUT arrives
+    cache.written("a", "2-b")  # the answer
+    assert cache.put("a", ticket, entry(rev="2-b"), own_writes=1)
+    assert cache.get("a", "note").rev == "2-b"
+    ticket = cache.ticket("a")
+    cache.changed("a", "3-c")  # a write made elsewhere meanwhile, not ours
+    cache.written("a", "3-x")
+    assert not cache.put("a", ticket, entry(rev="3-x"), own_writes=1)
+
+
+def test_a_feed_report_stays_in_its_worker_a_write_does_not():
+    shared = Stamps.shared(2)
+    mine, theirs = Cache(1 << 20, shared.as_worker(0)), Cache(1 << 20, shared.as_worker(1))
+    mine.resume()
+    assert mine.put("a", mine.ticket("a"), entry(rev="2-b"))
+    theirs.changed("a", "2-b")  # their feed reports the revision we hold: nothing to forget here
+    assert mine.get("a", "note").rev == "2-b"
+    theirs.written("a", "3-c")  # a write through the other worker
     assert mine.get("a", "note") is None
 
 

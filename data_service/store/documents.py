@@ -72,7 +72,7 @@ class DocumentStore:
         self.feed = CacheFeed(db, self.cache)
         self.worker = 0  # which of the serving processes this is (metrics label)
         if self.cache.enabled:
-            db.written = self.cache.changed
+            db.written = self.cache.written
         self.ids = ids
         self.lifecycle = Lifecycle(keys, writer or new_writer_id())
         self.hasher = hasher or Hasher()  # bounded: a full queue answers 503 busy
@@ -135,12 +135,14 @@ class DocumentStore:
         if not fresh and (entry := self.cached(model, docid)) is not None:
             return entry
         ticket = self.cache.ticket(docid)
-        shown = await self.get(model, docid)
-        return self.remember(model, shown, ticket)
+        current = await self.read(model, docid)
+        return self.remember(model, current, self.shown(model, current), ticket)
 
-    def remember(self, model: ModelType, shown: Shown, ticket: Ticket, own_writes: int = 0) -> Entry:
+    def remember(self, model: ModelType, stored: dict, shown: Shown, ticket: Ticket, own_writes: int = 0) -> Entry:
         entry = Entry(model.name, shown.rev, etags.etag(shown.rev), orjson.dumps(shown.body))
-        self.cache.put(shown.id, ticket, entry, own_writes)
+        if self.cache.enabled:
+            entry = Entry(entry.type, entry.rev, entry.etag, entry.body, orjson.dumps(stored))
+            self.cache.put(shown.id, ticket, entry, own_writes)
         return entry
 
     def shown(self, model: ModelType, doc: dict, **flags: bool) -> Shown:
@@ -308,26 +310,47 @@ class DocumentStore:
     async def delete(self, model: ModelType, docid: str, if_match: Revisions) -> bool:
         """Hard delete, or for ``delete: soft`` types keep the doc marked deleted.
         True when CouchDB stored it below the write quorum (202)."""
+
+        async def on(current: dict) -> bool:
+            if model.delete_policy is DeletePolicy.SOFT:
+                doc = self.lifecycle.soft_delete(model, current, envelope.now())
+                return (await self.writes.put(doc, current)).accepted
+            return (await self.writes.delete(docid, current["_rev"])).accepted
+
         async with self.writes.serialized(docid):
+            if (parent := self._cached_parent(model, docid, if_match)) is not None:
+                with contextlib.suppress(Conflict):
+                    return await on(parent)
             current = await self.read(model, docid)
             self.check_revision(model, current, if_match)
             try:
-                if model.delete_policy is DeletePolicy.SOFT:
-                    doc = self.lifecycle.soft_delete(model, current, envelope.now())
-                    return (await self.writes.put(doc, current)).accepted
-                return (await self.writes.delete(docid, current["_rev"])).accepted
+                return await on(current)
             except Conflict:
                 raise await self._stale(model, docid) from None
 
     async def _checked(self, model: ModelType, docid: str, if_match: Revisions, make: Callable[[dict], dict]) -> Shown:
-        """A write by a caller who named the revision(s) it read: a 409 is StaleRevision."""
+        """A write by a caller who named the revision(s) it read: a 409 is StaleRevision.
+        When the cache holds the named revision's stored document the write goes
+        straight to CouchDB on it; if CouchDB has a newer one (a write made elsewhere the
+        feed has not brought yet) the write starts over from CouchDB's."""
         async with self.writes.serialized(docid):
+            if (parent := self._cached_parent(model, docid, if_match)) is not None:
+                with contextlib.suppress(Conflict):
+                    return await self._write(model, parent, make(parent))
             current = await self.read(model, docid)
             self.check_revision(model, current, if_match)
             try:
                 return await self._write(model, current, make(current))
             except Conflict:
                 raise await self._stale(model, docid) from None
+
+    def _cached_parent(self, model: ModelType, docid: str, if_match: Revisions) -> dict | None:
+        """The stored document the cache holds for ``docid`` if the caller named its revision."""
+        entry = self.cache.peek(docid, model.name) if self.cache.enabled else None
+        if entry is None or not entry.stored or entry.rev not in if_match:
+            return None
+        self.cache.stats.parents += 1
+        return orjson.loads(entry.stored)
 
     async def _write(self, model: ModelType, current: dict, doc: dict) -> Shown:
         ticket = self.cache.ticket(doc["_id"])
@@ -337,9 +360,10 @@ class DocumentStore:
     def _written(self, model: ModelType, doc: dict, result: WriteResult, ticket: Ticket, **flags: bool) -> Shown:
         """What the caller is answered, also remembered by the cache (read-your-writes
         from memory) unless another write to the id came between (the one bump is ours)."""
-        shown = self.shown(model, {**doc, "_rev": result.rev}, below_quorum=result.accepted, **flags)
+        stored = {**doc, "_rev": result.rev}
+        shown = self.shown(model, stored, below_quorum=result.accepted, **flags)
         if self.cache.enabled:
-            self.remember(model, shown, ticket, own_writes=1)
+            self.remember(model, stored, shown, ticket, own_writes=1)
         return shown
 
     async def hash_values(self, model: ModelType, docid: str, values: dict) -> Mapping[str, str]:
