@@ -113,7 +113,7 @@ class Cache:
     def __post_init__(self) -> None:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._reported = Stamps.private()  # changes this worker's feed reported
-        self._last_reported: OrderedDict[str, str] = OrderedDict()  # id → the revision, when no entry held it
+        self._last_reported: OrderedDict[str, str] = OrderedDict()  # id → the revision it reported last
         self.bytes = 0
         self.epoch = 0
         self.live = False  # the change feed is following the database: entries may be served
@@ -187,7 +187,7 @@ class Cache:
         if entry is not None and entry.rev == rev:
             return
         self._reported.bump(docid)
-        if entry is None and rev is not None:
+        if rev is not None:
             self._last_reported[docid] = rev
             self._last_reported.move_to_end(docid)
             if len(self._last_reported) > REPORTED_KEPT:

@@ -137,7 +137,8 @@ Options:
                               documents (GET by id), kept fresh by CouchDB's change
                               feed; 0 disables it [default: 64]
   --workers=N                 Serving processes sharing the port, forked after it is
-                              bound; 0 starts one per CPU [default: 1]
+                              bound; 0: one per CPU this process may use (a
+                              container's CPU quota counts) [default: 0]
   --log-level=LEVEL           debug, info, warning or error [default: info]
   --log-format=FORMAT         json (one object per line) or text; default: json
                               unless the log goes to a terminal

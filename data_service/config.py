@@ -57,7 +57,7 @@ class Config:
     idle_timeout: float = 60.0  # seconds a connection may wait for a request's headers
     body_timeout: float = 30.0  # seconds to receive a request body
     cache_mb: float = 64.0  # the read cache's size per worker; 0: no cache
-    workers: int = 1  # serving processes forked after binding; 0 on the command line: one per CPU
+    workers: int = 1  # serving processes forked after binding; the command line's default 0: one per CPU
 
     @property
     def deployment(self) -> str:
@@ -123,7 +123,7 @@ class Config:
             idle_timeout=_number(args, "--idle-timeout", float) if args.get("--idle-timeout") else 60.0,
             body_timeout=_number(args, "--body-timeout", float) if args.get("--body-timeout") else 30.0,
             cache_mb=_megabytes(args.get("--cache-size", "64")),
-            workers=_workers(args.get("--workers", "1")),
+            workers=_workers(args.get("--workers", "0")),
         )
 
 
@@ -166,7 +166,24 @@ def _workers(text: Any) -> int:
         raise ConfigError(f"--workers: {text!r} is not a whole number") from None
     if value < 0 or value > 256:
         raise ConfigError("--workers: 0 (one per CPU) to 256")
-    return value or len(os.sched_getaffinity(0))
+    return value or cpus()
+
+
+def cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """The CPUs this process may use: those it may run on, capped by a container's CPU
+    quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), rounded up."""
+    count = len(os.sched_getaffinity(0))
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            fields = (cgroup / quota_file).read_text().split()
+            if period_file is not None:
+                fields.append((cgroup / period_file).read_text().strip())
+            quota, period = int(fields[0]), int(fields[1])
+        except (OSError, ValueError, IndexError):
+            continue  # "max" (no quota), -1, or no such file
+        if quota > 0 and period > 0:
+            return max(1, min(count, -(-quota // period)))
+    return count
 
 
 def _deployment_id(text: str | None) -> str | None:

@@ -26,6 +26,8 @@ from urllib.parse import unquote
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from .worker_metrics import WorkerMetrics
+
 # The classic text format generate_latest writes (prometheus_client >= 0.22 names
 # version 1.0.0 "latest"; our metric names need none of its UTF-8 escaping).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -102,6 +104,7 @@ class Metrics:
             registry=self.registry,
         )
         self.database_report = Cached(report_ttl, clock)
+        self.workers: WorkerMetrics | None = None  # --workers: every worker's series in one scrape
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method if method in HTTP_METHODS else "other"
@@ -119,7 +122,13 @@ class Metrics:
         self.registry.register(StoreCollector(store))
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        own = generate_latest(self.registry)
+        return self.workers.merged(own) if self.workers is not None else own
+
+    async def publish(self) -> None:
+        """``--workers``: this worker's snapshot, for the sibling a scrape reaches."""
+        if self.workers is not None:
+            self.workers.publish(generate_latest(self.registry))
 
 
 class StoreCollector:

@@ -7,11 +7,12 @@ import logging
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import uvloop
 from tornado.httpserver import HTTPServer
 
-from . import tracing
+from . import tracing, worker_metrics
 from .background import every
 from .buildinfo import BuildInfo
 from .cache import Cache, Stamps
@@ -61,16 +62,23 @@ def preflight(config: Config) -> None:
 
 
 def build(
-    config: Config, spans: tracing.Tracing | None = None, stamps: Stamps | None = None, worker: int = 0
+    config: Config,
+    spans: tracing.Tracing | None = None,
+    stamps: Stamps | None = None,
+    worker: int = 0,
+    metrics_dir: Path | None = None,
 ) -> tuple[Context, HTTPServer]:
     """The app and its parts; raises ModelError, KeysetError or ConfigError at startup.
     ``spans`` defaults to what the ``OTEL_*`` variables ask for; ``stamps``: the write
-    counters the workers share (``workers``), this process's row being ``worker``."""
+    counters the workers share (``workers``), this process's row being ``worker``;
+    ``metrics_dir``: where the workers' metrics snapshots meet (``worker_metrics``)."""
     door = Door.from_config(config)  # a non-loopback listener without tokens stops here, first
     models = load_models(config.models_path) if config.models_path else Models({})
     design_docs(models)  # a declared index no view can serve stops startup here
     keys = keyring(config)
     metrics = Metrics()
+    if metrics_dir is not None:
+        metrics.workers = worker_metrics.WorkerMetrics(metrics_dir, worker)
     spans = spans if spans is not None else tracing.from_env()
     couch = connect(config, Observer(metrics, spans))
     store = DocumentStore(
@@ -146,11 +154,12 @@ async def serve(
     sockets: list[socket.socket] | None = None,
     stamps: Stamps | None = None,
     worker: int = 0,
+    metrics_dir: Path | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; with ``auto_install`` run the installer first. A
-    worker (``workers``) gets the bound ``sockets``, the shared ``stamps`` and its
-    index; worker 0 alone runs the periodic jobs (sweeper, expired keys)."""
-    ctx, server = build(config, stamps=stamps, worker=worker)
+    worker (``workers``) gets the bound ``sockets``, the shared ``stamps``, its index
+    and the metrics directory; worker 0 alone runs the periodic jobs (sweeper, expired keys)."""
+    ctx, server = build(config, stamps=stamps, worker=worker, metrics_dir=metrics_dir)
     store = ctx.store
     if auto_install:
         await install_first(config, ctx)
@@ -164,6 +173,9 @@ async def serve(
             log.info("idempotency: %d expired records deleted", expired)
 
     tasks = [asyncio.create_task(store.follow_changes())]
+    if ctx.metrics.workers is not None:
+        await ctx.metrics.publish()
+        tasks.append(asyncio.create_task(every(worker_metrics.INTERVAL, ctx.metrics.publish)))
     if worker == 0:
         tasks.append(asyncio.create_task(every(min(600.0, config.idempotency_ttl), expire_idempotency_keys)))
         if config.reconcile_interval > 0:

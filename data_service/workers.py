@@ -3,8 +3,8 @@
 The parent binds the listening socket, makes the shared write-counter table
 (``cache.Stamps.shared``), runs the installer if asked, and forks. The kernel spreads
 connections over the workers. Each worker is a whole ``serve``: its own CouchDB
-connections, change feed, read cache, readiness and ``/_metrics`` (per worker: the
-cache metrics carry a ``worker`` label, a scrape sees the worker that accepted it).
+connections, change feed, read cache and readiness; ``/_metrics`` answers every
+worker's series, labelled ``worker`` (``worker_metrics``).
 Worker 0 alone runs the conflict sweeper and the expired-key cleanup.
 
 The parent only supervises: SIGTERM / SIGINT are passed to every worker (each
@@ -18,9 +18,12 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import uvloop
 from tornado.netutil import bind_sockets
@@ -52,6 +55,7 @@ def run_workers(config: Config, auto_install: bool) -> None:
         asyncio.run(install_first(config))
     sockets = bind_sockets(config.port, config.listen)
     stamps = Stamps.shared(config.workers)
+    metrics_dir = Path(tempfile.mkdtemp(prefix="data-service-metrics-"))  # 0700
     children: dict[int, int] = {}  # pid → worker index
     stopping = False
 
@@ -67,7 +71,8 @@ def run_workers(config: Config, auto_install: bool) -> None:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
             try:
-                uvloop.run(serve(config, sockets=sockets, stamps=stamps.as_worker(index), worker=index))
+                mine = stamps.as_worker(index)
+                uvloop.run(serve(config, sockets=sockets, stamps=mine, worker=index, metrics_dir=metrics_dir))
             except BaseException:
                 log.exception("worker %d failed", index)
                 code = 1
@@ -79,6 +84,8 @@ def run_workers(config: Config, auto_install: bool) -> None:
     def forward(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
+        for sock in sockets:  # ours too: once the draining workers close theirs, connecting is refused
+            sock.close()
         pass_on(signum, frame)
 
     def pass_on(signum: int, frame: object) -> None:
@@ -108,3 +115,4 @@ def run_workers(config: Config, auto_install: bool) -> None:
             start(index)
     for sock in sockets:
         sock.close()
+    shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -235,10 +235,12 @@ class Served:
 async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None = None):
     """``data-service serve`` as an operator runs it (password in the environment, the
     log on stdout, not a terminal) on a free port, ready when ``/_health`` answers;
-    killed at the end if it is still running."""
+    killed at the end if it is still running. One worker unless ``flags`` say otherwise."""
     port = devcouch.free_port()
     args = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
     args += [f"--models={config.models_path}", f"--port={port}", "--reconcile-interval=0"]
+    if not any(flag.startswith("--workers") for flag in flags):
+        args.append("--workers=1")  # one process: its metrics and log are the whole story
     if config.couchdb_user:
         args.append(f"--couchdb-user={config.couchdb_user}")
     environment = {**os.environ, "DATA_SERVICE_COUCHDB_PASSWORD": config.couchdb_password or "", **(env or {})}
@@ -274,7 +276,7 @@ async def _wait_ready(served: Served, timeout: float = 60.0) -> None:
 
 
 async def cache_gauge(session, base: str, name: str = "live") -> float:
-    """``data_service_cache_<name>`` of the worker that answers the scrape."""
+    """``data_service_cache_<name>`` of a one-worker sidecar."""
     async with session.get(f"{base}/_metrics") as resp:
         text = await resp.text()
     [line] = [line for line in text.splitlines() if line.startswith(f"data_service_cache_{name}{{")]

@@ -6,6 +6,7 @@ cached, and two workers never answering older than an acknowledged write."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from dataclasses import replace
 
@@ -250,10 +251,8 @@ async def test_a_cached_revision_behind_couchdb_is_not_written_over(config, http
 
 async def worker_of(session, base: str) -> str:
     """Which worker answers on this session's (kept-alive) connection."""
-    async with session.get(f"{base}/_metrics") as resp:
-        text = await resp.text()
-    [line] = [line for line in text.splitlines() if line.startswith("data_service_cache_live{")]
-    return line.split('worker="')[1].split('"')[0]
+    async with session.get(f"{base}/_health") as resp:
+        return str((await resp.json())["worker"])
 
 
 async def test_two_workers_never_answer_older_than_an_acknowledged_write(config, tmp_path):
@@ -272,8 +271,13 @@ async def test_two_workers_never_answer_older_than_an_acknowledged_write(config,
                 pytest.fail("every connection went to one worker")
             async with reader:
                 rapi = await spec_api(reader, served.base)
-                await live(writer, served.base)
-                await live(reader, served.base)
+
+                async def both_live() -> bool:
+                    async with writer.get(f"{served.base}/_metrics") as resp:
+                        text = await resp.text()
+                    return _sample(text, "data_service_cache_live") == 2.0  # 1 per worker
+
+                await until(both_live, "both workers' caches are live")
                 for i in range(1, 31):
                     assert (await rapi.request("GET", url)).status == 200  # the reader's worker caches it
                     written = await wapi.request("PATCH", url, json={"title": str(i)}, headers=MERGE)
@@ -281,11 +285,30 @@ async def test_two_workers_never_answer_older_than_an_acknowledged_write(config,
                     read = await rapi.request("GET", url)  # at once, on the other worker
                     assert (read.body["title"], read.etag) == (str(i), written.etag), i
                 assert await worker_of(reader, served.base) != await worker_of(writer, served.base)
+
+            async def both_workers_counted() -> bool:  # one scrape, whichever worker takes it
+                async with aiohttp.ClientSession() as scraper, scraper.get(f"{served.base}/_metrics") as resp:
+                    text = await resp.text()
+                patches = _sample(text, "data_service_http_requests_total", method="PATCH", worker=mine)
+                other = "1" if mine == "0" else "0"
+                gets = _sample(text, "data_service_http_requests_total", method="GET", worker=other)
+                return patches == 30 and gets >= 60 and f'data_service_cache_live{{worker="{other}"}} 1.0' in text
+
+            await until(both_workers_counted, "one scrape shows both workers' requests")
         served.process.send_signal(signal.SIGTERM)  # to the parent: every worker drains and stops
         assert await asyncio.wait_for(served.process.wait(), 60) == 0
         assert [line["message"] for line in served.log_lines()].count("stopped") == 2
         started = [line for line in served.log_lines() if "listening on" in line.get("message", "")]
         assert sorted(line["message"].split("worker ")[1] for line in started) == ["0 of 2)", "1 of 2)"]
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples carrying ``labels`` in an exposition."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 # --- the pure core -------------------------------------------------------------------
@@ -345,6 +368,7 @@ def test_a_write_by_another_worker_invalidates_the_entry():
 def test_the_feed_reporting_our_own_write_before_its_answer_does_not_lose_the_entry():
     cache = Cache(1 << 20)
     cache.resume()
+    assert cache.put("a", cache.ticket("a"), entry(rev="1-a"))
     ticket = cache.ticket("a")  # a write starts
     cache.changed("a", "2-b")  # the feed reports it before CouchDB's answer to the PUT arrives
     cache.written("a", "2-b")  # the answer
@@ -365,6 +389,51 @@ def test_a_feed_report_stays_in_its_worker_a_write_does_not():
     assert mine.get("a", "note").rev == "2-b"
     theirs.written("a", "3-c")  # a write through the other worker
     assert mine.get("a", "note") is None
+
+
+def test_workers_default_to_the_cpus_this_process_may_use(tmp_path):
+    from docopt import docopt
+
+    from data_service import cli
+    from data_service.config import Config, cpus
+
+    usable = len(os.sched_getaffinity(0))
+    args = docopt(cli.__doc__, argv=["serve", "--keys-dir=k", "--couchdb=http://127.0.0.1:5984"])
+    assert Config.from_args(args, env={}).workers == cpus() <= usable
+    assert cpus(tmp_path / "none") == usable  # no cgroup files: every CPU it may run on
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert cpus(v2) == usable  # no quota
+    (v2 / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs: two workers, unless fewer may run
+    assert cpus(v2) == min(2, usable)
+    (v2 / "cpu.max").write_text("20000 100000\n")
+    assert cpus(v2) == 1
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpus(v1.parent) == usable
+    (v1 / "cpu.cfs_quota_us").write_text("50000\n")
+    assert cpus(v1.parent) == 1
+
+
+def test_one_scrape_shows_every_workers_series(tmp_path):
+    from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+    from data_service.worker_metrics import WorkerMetrics
+
+    snapshots = []
+    for worker, count in ((0, 3), (1, 5)):
+        registry = CollectorRegistry()
+        Counter("demo_requests", "Requests.", ["route"], registry=registry).labels("/a").inc(count)
+        snapshots.append(generate_latest(registry))
+    WorkerMetrics(tmp_path, 1).publish(snapshots[1])
+    text = WorkerMetrics(tmp_path, 0).merged(snapshots[0]).decode()
+    assert text.count("# TYPE demo_requests_total counter") == 1  # one family, both workers in it
+    assert _sample(text, "demo_requests_total", route="/a", worker="0") == 3
+    assert _sample(text, "demo_requests_total", route="/a", worker="1") == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["worker-1.prom"]  # no partial file left
 
 
 def test_cache_control():

@@ -113,6 +113,24 @@ async def test_sigterm_fails_readiness_refuses_connections_and_finishes_requests
     assert messages[-1] == "stopped" and not any("cut off" in m for m in messages)
 
 
+async def test_with_workers_sigterm_drains_every_worker_and_refuses_connections(slow_couch, tmp_path):
+    proxy, config = slow_couch
+    async with serving(config, tmp_path, "--workers=2") as served:
+        session, api, ids, reads = await start_slow_gets(served, proxy, count=6, delay=1.0)
+        try:
+            served.process.send_signal(signal.SIGTERM)  # to the parent, which passes it on
+            await until(lambda: served.log_path.read_text().count("draining: ") == 2)
+            with pytest.raises(OSError):  # no worker, and not the parent, listens any more
+                await asyncio.open_connection("127.0.0.1", served.port)
+            replies = await asyncio.gather(*reads)
+            assert [reply.status for reply in replies] == [200] * 6
+            assert await asyncio.wait_for(served.process.wait(), 15) == 0
+        finally:
+            await session.close()
+    messages = [line["message"] for line in served.log_lines()]
+    assert messages.count("stopped") == 2 and not any("cut off" in m for m in messages)
+
+
 async def test_requests_past_the_drain_timeout_are_cut_off(slow_couch, tmp_path):
     proxy, config = slow_couch
     async with serving(config, tmp_path, "--drain-timeout=0.5") as served:

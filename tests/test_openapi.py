@@ -257,7 +257,7 @@ CREATED = {"Location": "/v1/user/abc123", "ETag": ETAG, "Content-Type": JSON}
 BUILD = {"version": __version__, "models_digest": None, "keys": {"signing": {"primary": 7, "enabled": [3, 7]}}}
 
 CONFORMING = [
-    ("GET", "/_health", 200, {"Content-Type": JSON}, {"status": "ok", "build": BUILD}),
+    ("GET", "/_health", 200, {"Content-Type": JSON}, {"status": "ok", "build": BUILD, "worker": 0}),
     (
         "GET",
         "/_health?quick=false",
@@ -266,6 +266,7 @@ CONFORMING = [
         {
             "status": "ok",
             "build": BUILD,
+            "worker": 0,
             "couchdb": {"kind": "couchdb", "version": None},
             "database": {"name": "d", "doc_count": 0},
         },
@@ -463,14 +464,14 @@ def test_rejects_non_json_body_and_missing_content_type(checker):
     with pytest.raises(AssertionError, match="not JSON"):
         checker.check("GET", "/_health", 200, {"Content-Type": JSON}, b"ok")
     with pytest.raises(AssertionError, match="no Content-Type"):
-        checker.check("GET", "/_health", 200, {}, body({"status": "ok", "build": BUILD}))
+        checker.check("GET", "/_health", 200, {}, body({"status": "ok", "build": BUILD, "worker": 0}))
 
 
 def test_rejects_unknown_path_and_undocumented_method(checker):
     with pytest.raises(AssertionError, match="no path in the spec matches"):
         checker.check("GET", "/v2/user", 200, {"Content-Type": JSON}, body({}))
     with pytest.raises(AssertionError, match="has no POST operation"):
-        checker.check("POST", "/_health", 200, {"Content-Type": JSON}, body({"status": "ok", "build": BUILD}))
+        checker.check("POST", "/_health", 200, {"Content-Type": JSON}, body({"status": "ok", "build": BUILD, "worker": 0}))
 
 
 def test_rejects_bad_date_time_in_meta(checker):

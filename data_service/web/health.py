@@ -15,14 +15,14 @@ class HealthHandler(BaseHandler):
         return Access.LIVENESS if quick is None or quick == [b"true"] else Access.READINESS
 
     async def get(self) -> None:
-        build = self.ctx.build.as_dict()
+        build, worker = self.ctx.build.as_dict(), self.ctx.store.worker
         quick = self.get_query_argument("quick", "true", strip=False)
         if quick not in ("true", "false"):
             raise Problem("bad_request", "quick: true or false")
         if quick == "true":
-            self.write_json({"status": "ok", "build": build})
+            self.write_json({"status": "ok", "build": build, "worker": worker})
             return
         if self.ctx.inflight.draining:  # a load balancer must stop sending here
             raise Problem("draining", "the service received SIGTERM and finishes the requests it has")
         # a missing database, design docs or CouchDB: their problems, from write_error
-        self.write_json({**await self.ctx.store.readiness(self.ctx.models), "build": build})
+        self.write_json({**await self.ctx.store.readiness(self.ctx.models), "build": build, "worker": worker})
