@@ -471,7 +471,9 @@ def test_rejects_unknown_path_and_undocumented_method(checker):
     with pytest.raises(AssertionError, match="no path in the spec matches"):
         checker.check("GET", "/v2/user", 200, {"Content-Type": JSON}, body({}))
     with pytest.raises(AssertionError, match="has no POST operation"):
-        checker.check("POST", "/_health", 200, {"Content-Type": JSON}, body({"status": "ok", "build": BUILD, "worker": 0}))
+        checker.check(
+            "POST", "/_health", 200, {"Content-Type": JSON}, body({"status": "ok", "build": BUILD, "worker": 0})
+        )
 
 
 def test_rejects_bad_date_time_in_meta(checker):
