@@ -783,8 +783,8 @@ def markdown(report: dict) -> str:
         "",
         f"Load average (1/5/15 min) at start {start}, at end {end}: the client, the sidecar and "
         "CouchDB share these CPUs; anything else running skews the numbers.",
-        f"Sidecar memory at start (after the readiness check): RSS {base['rss_kib'] / 1024:.1f} MiB, "
-        f"peak {base['hwm_kib'] / 1024:.1f} MiB.",
+        f"Sidecar: {config['workers']} worker(s); memory at start (after the readiness check, of the "
+        f"largest worker): RSS {base['rss_kib'] / 1024:.1f} MiB, peak {base['hwm_kib'] / 1024:.1f} MiB.",
         "",
         "CPU ms per request (client / sidecar / couchdb; couchdb only for a server this run started):",
         "",
@@ -913,7 +913,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)",
     )
     parser.add_argument("--port", type=int, help="port for the sidecar (default: a free one)")
-    parser.add_argument("--workers", type=positive, default=1, help="the sidecar's --workers (default 1)")
+    parser.add_argument(
+        "--workers", type=non_negative, default=0, help="the sidecar's --workers (default 0: its default, one per CPU)"
+    )
     parser.add_argument(
         "--cache-size", type=non_negative, default=64, help="the sidecar's --cache-size in MB (default 64)"
     )
@@ -1020,6 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         log(f"bench: sidecar {sidecar.url} (pid {sidecar.proc.pid}), database {database}")
         memory_at_start = sidecar.memory()
+        workers = len(sidecar.pids())
         try:
             results = run(run_workloads(args, couch, database, sidecar))
             cache = run(cache_measurements(args, couch, database, sidecar))
@@ -1055,7 +1058,7 @@ def main(argv: list[str] | None = None) -> int:
             "workloads": args.workloads,
             "get_docs": GET_DOCS,
             "body_chars": len(BODY),
-            "workers": args.workers,
+            "workers": workers,
         },
         "sidecar_command": [Path(part).name if i == 0 else part for i, part in enumerate(sidecar.command)],
         "sidecar_preparation": [f"data-service {step}" for step in steps],

@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import uuid
 from dataclasses import replace
 
 import aiohttp
 import pytest
 from openapi_check import SpecChecker
-from support import Api, TcpProxy, cache_gauge, running_app, running_sidecar, serving, until
+from support import Api, TcpProxy, cache_gauge, install_design_docs, running_app, running_sidecar, serving, until
 
 from data_service.cache import Cache, Entry, Stamps, wants_fresh
 from data_service.couchdb.client import split_credentials
@@ -31,6 +32,12 @@ async def counter(http, base: str, name: str) -> float:
         text = await resp.text()
     [line] = [line for line in text.splitlines() if line.startswith(f"data_service_cache_{name}_total{{")]
     return float(line.split()[-1])
+
+
+async def couchdb_requests(http, base: str, operation: str) -> float:
+    async with http.get(f"{base}/_metrics") as resp:
+        text = await resp.text()
+    return _sample(text, "data_service_couchdb_requests_total", operation=operation)
 
 
 async def couchdb_doc_gets(http, base: str) -> float:
@@ -214,6 +221,48 @@ async def test_a_write_naming_the_cached_revision_reads_no_couchdb(config, http)
         assert await counter(http, base, "parents") == parents + 3  # the 412 was not one of them
         assert await couchdb_doc_gets(http, base) == gets + 1  # the 412's read of the current document
         assert (await api.request("GET", url, headers={"Cache-Control": "no-cache"})).status == 404
+
+
+async def test_a_query_page_takes_its_documents_from_the_cache(config, http, db):
+    await install_design_docs(db)
+    async with running_sidecar(config) as base, running_sidecar(config) as elsewhere:
+        api, other = await spec_api(http, base), await spec_api(http, elsewhere)
+        await live(http, base)
+        owner = f"cache-{uuid.uuid4().hex}"
+
+        async def event(sidecar: Api, day: int) -> dict:
+            body = {"owner": owner, "kind": "login", "created_at": f"2026-01-{day:02}T00:00:00Z"}
+            return (await sidecar.request("POST", "/v1/event", json=body)).body
+
+        mine = [await event(api, day) for day in (1, 2, 3)]  # cached: written here
+        url = f"/v1/event?owner={owner}&sort=created_at"
+        fetches, hits = await couchdb_requests(http, base, "all_docs"), await counter(http, base, "hits")
+        page = await api.request("GET", url)
+        assert page.status == 200 and page.body["items"] == mine
+        assert await counter(http, base, "hits") == hits + 3
+        assert await couchdb_requests(http, base, "all_docs") == fetches  # no document read
+
+        theirs = await event(other, 4)  # never read here: fetched, verified, then cached
+        listed = await until(lambda: _listed(api, url, 4), "the new event is listed")
+        assert listed.body["items"] == [*mine, theirs]
+        assert await couchdb_requests(http, base, "all_docs") > fetches
+        hits = await counter(http, base, "hits")
+        assert (await api.request("GET", url)).body == listed.body
+        assert await counter(http, base, "hits") == hits + 4
+
+        stored = await db.get(mine[0]["id"])
+        await db.put({**stored, "kind": "created"})  # forged straight in CouchDB: the feed drops the entry
+
+        async def named() -> bool:
+            reply = await api.request("GET", url)
+            return reply.body.get("omitted") == [{"id": mine[0]["id"], "code": "integrity_violation"}]
+
+        await until(named, "the forged event is named, not listed")
+
+
+async def _listed(api: Api, url: str, count: int):
+    reply = await api.request("GET", url)
+    return reply if len(reply.body["items"]) == count else None
 
 
 async def test_a_cached_revision_behind_couchdb_is_not_written_over(config, http):

@@ -35,7 +35,7 @@ from .changes import Changes, read_changes
 from .claims import Claims
 from .errors import DocumentNotFound, IdempotencyKeyConsumed, IdempotencyMismatch, RetriesExhausted, StaleRevision
 from .hashing import Hasher
-from .queries import run_query
+from .queries import CachedDocs, run_query
 from .readiness import DatabaseMissing, readiness
 from .report import database_report
 from .results import Page, Shown, Stats
@@ -82,6 +82,7 @@ class DocumentStore:
         self.writes = Writes(db, self.stats, self.lifecycle)
         self.claims = Claims(db, self.lifecycle, self.writes, idempotency_ttl)
         self.reconciler = Reconciler(db, self.lifecycle, self.stats)
+        self._listing = CachedDocs(self.cache, self._remember_listed)
 
     async def follow_changes(self) -> None:
         """Keep the read cache fresh until cancelled (nothing to do without one)."""
@@ -145,6 +146,9 @@ class DocumentStore:
             self.cache.put(shown.id, ticket, entry, own_writes)
         return entry
 
+    def _remember_listed(self, model: ModelType, stored: dict, representation: dict, ticket: Ticket) -> None:
+        self.remember(model, stored, Shown(stored["_id"], stored["_rev"], representation), ticket)
+
     def shown(self, model: ModelType, doc: dict, **flags: bool) -> Shown:
         return Shown(doc["_id"], doc["_rev"], self.lifecycle.representation(model, doc), **flags)
 
@@ -162,7 +166,10 @@ class DocumentStore:
             raise
 
     async def query(self, model: ModelType, query: Query) -> Page:
-        return await run_query(self.db, self.lifecycle, self.reconciler, self.verify, model, query, self.cursor_ttl)
+        cached = self._listing if self.cache.enabled else None
+        return await run_query(
+            self.db, self.lifecycle, self.reconciler, self.verify, model, query, self.cursor_ttl, cached=cached
+        )
 
     async def bulk(self, model: ModelType, items: list) -> list[Result]:
         """Many writes of one type in one request (``bulk``)."""

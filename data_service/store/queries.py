@@ -12,24 +12,76 @@ or one whose position lies outside its segment is a 400.
 Every row's document is verified before anything else is looked at: one that fails
 (edited, poisoned, under a key this sidecar lacks) is left out and named in
 ``omitted``, whatever made it fail — a changed deleted marker included.
+
+With the read cache serving (``CachedDocs``) a page reads its view rows without the
+documents, takes the representations the cache holds (verified when they were stored)
+and fetches only the others (``_all_docs``), which it then remembers.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from ..cache import Cache, Ticket
 from ..canonical import digest
 from ..conflicts.reconciler import Reconciler
 from ..couchdb import BadRequest, Database
 from ..design import VIEW
-from ..envelope import is_deleted, row_doc
+from ..envelope import is_deleted, is_of, row_doc
 from ..lifecycle import Lifecycle
 from ..models import ModelType
 from ..protection import IntegrityViolation, Keyring, KeyUnavailable
 from ..query import Plan, Query, QueryError, plan
 from .results import Page
+
+SAMPLE_EVERY = 8  # while pages mostly miss the cache, one in this many still goes through it (and warms it)
+
+
+@dataclass
+class CachedDocs:
+    """The read cache's part in queries. A page whose documents mostly miss costs two
+    round trips (rows, then documents) instead of one, so while the hit rate (a moving
+    average over pages) is below a half, pages read their documents with the view, all
+    but every ``SAMPLE_EVERY``-th."""
+
+    cache: Cache
+    remember: Callable[[ModelType, dict, dict, Ticket], None]  # (model, stored, representation, ticket)
+    hit_rate: float = 1.0
+    pages: int = 0
+
+    def wanted(self) -> bool:
+        self.pages += 1
+        return self.cache.live and (self.hit_rate >= 0.5 or self.pages % SAMPLE_EVERY == 0)
+
+    async def fill(self, db: Database, model: ModelType, rows: list[dict]) -> None:
+        """Give each row its cache ``entry``, or its fetched ``doc`` and the ``ticket``
+        taken before fetching it."""
+        missing: dict[str, dict] = {}
+        for row in rows:
+            if (entry := self.cache.get(row["id"], model.name)) is not None:
+                row["entry"] = entry
+            else:
+                missing[row["id"]] = row
+        if rows:
+            self.hit_rate = 0.8 * self.hit_rate + 0.2 * (1 - len(missing) / len(rows))
+        if not missing:
+            return
+        tickets = {docid: self.cache.ticket(docid) for docid in missing}
+        for got in (await db.all_docs(keys=list(missing), include_docs=True, conflicts=True)).rows:
+            docid = got.get("id") or got.get("key")
+            if docid in missing:  # a row the view named: its document as it is now, or none (deleted since)
+                missing[docid].update(doc=got.get("doc"), unreadable=got.get("unreadable"), ticket=tickets[docid])
+
+    def keep(self, model: ModelType, row: dict, doc: dict, shown: dict) -> None:
+        """Remember a document ``fill`` fetched (verified by now) if a GET would answer
+        the same: live, of ``model``'s own version, not conflicted."""
+        if "ticket" in row and is_of(model, doc) and not is_deleted(doc) and not doc.get("_conflicts"):
+            self.remember(model, doc, shown, row["ticket"])
 
 
 async def run_query(
@@ -41,22 +93,33 @@ async def run_query(
     query: Query,
     cursor_ttl: float,
     clock: Callable[[], float] = time.time,
+    cached: CachedDocs | None = None,
 ) -> Page:
     """The page of ``query``. ``verify`` checks (and counts) each document's
     signature; cursors expire ``cursor_ttl`` seconds after they were issued."""
+    source = cached if cached is not None and cached.wanted() else None
     chosen = plan(model, query, lifecycle.lookup_values)
     binding = _binding(lifecycle.keys, model, query, chosen)
     segment, after = 0, None
     if query.cursor is not None:
         segment, after = _position(lifecycle.keys, query.cursor, binding, chosen, clock())
-    found: list[tuple[dict, int, tuple]] = []  # (representation, segment, (key, id))
+    found: list[tuple[Any, int, tuple]] = []  # (representation, segment, (key, id))
     omitted: list[dict] = []
     while segment < len(chosen.segments) and len(found) <= query.limit:
-        rows, ended = await _rows(db, chosen, segment, after, query.limit + 1 - len(found))
+        rows, ended = await _rows(db, chosen, segment, after, query.limit + 1 - len(found), source is None)
+        if source is not None:
+            await source.fill(db, model, rows)
         for row in rows:
             after = (row["key"], row["id"])
+            if not chosen.accepts(row["key"]):
+                continue
+            if (entry := row.get("entry")) is not None:  # verified when it was cached
+                found.append((orjson.Fragment(entry.body), segment, after))
+                if len(found) > query.limit:
+                    break
+                continue
             doc = row_doc(row)
-            if doc is None or not chosen.accepts(row["key"]):
+            if doc is None:
                 continue
             if doc.get("_conflicts"):  # reconciled here; skipped if that moved it in the index
                 doc = await reconciler.resolve(model, doc)
@@ -66,7 +129,10 @@ async def run_query(
                 verify(doc)  # first: tampering that hides a document is still named
                 if is_deleted(doc) and not query.include_deleted:
                     continue
-                found.append((lifecycle.representation(model, doc), segment, after))
+                shown = lifecycle.representation(model, doc)
+                found.append((shown, segment, after))
+                if source is not None:
+                    source.keep(model, row, doc, shown)
             except (IntegrityViolation, KeyUnavailable) as exc:
                 omitted.append({"id": doc["_id"], "code": exc.code})
             if len(found) > query.limit:
@@ -124,8 +190,11 @@ def _inside(chosen: Plan, segment: int, key: Any) -> bool:
     )
 
 
-async def _rows(db: Database, chosen: Plan, segment: int, after: tuple | None, limit: int) -> tuple[list[dict], bool]:
-    """Rows of one segment after ``after`` (exclusive); True when the segment ended."""
+async def _rows(
+    db: Database, chosen: Plan, segment: int, after: tuple | None, limit: int, docs: bool
+) -> tuple[list[dict], bool]:
+    """Rows of one segment after ``after`` (exclusive), with their ``docs`` or not;
+    True when the segment ended."""
     seg = chosen.segments[segment]
     start, end = (seg.high, seg.low) if chosen.descending else (seg.low, seg.high)
     try:
@@ -136,8 +205,8 @@ async def _rows(db: Database, chosen: Plan, segment: int, after: tuple | None, l
             limit=limit,
             startkey=start,
             endkey=end,
-            include_docs=True,
-            conflicts=True,
+            include_docs=docs or None,
+            conflicts=docs or None,
             descending=chosen.descending or None,
         )
     except BadRequest as exc:  # a lower bound above the upper one (in CouchDB's collation)
