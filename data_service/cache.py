@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 SLOTS = 1 << 16  # per-id-hash counters per worker: 512 KiB per worker
 REPORTED_KEPT = 4096  # feed-reported revisions remembered for writes whose answer comes after the report
-ENTRY_OVERHEAD = 200  # bytes an entry costs besides its body, id and revision (objects, dict slot)
+ENTRY_OVERHEAD = 420  # bytes an entry costs besides its bodies, revision and ETag (objects, its id, LRU slot; measured)
 
 
 class Stamps:
@@ -156,17 +156,18 @@ class Cache:
     def put(self, docid: str, ticket: Ticket, entry: Entry, own_writes: int = 0) -> bool:
         """Store ``entry`` read (or written) under ``ticket``, unless anything changed
         ``docid`` since: ``own_writes`` is how many bumps the caller's write made itself
-        (and one more if the feed reported the very revision written before its answer
-        came back)."""
+        (and one more is fine if it was the feed reporting the very revision stored)."""
         if not (self.enabled and self.live and ticket.epoch == self.epoch):
             return False
         stamp, expected = self.stamp(docid), ticket.stamp + own_writes
-        if own_writes and stamp == expected + 1 and self._last_reported.get(docid) == entry.rev:
-            expected = stamp
+        if stamp == expected + 1 and self._last_reported.get(docid) == entry.rev:
+            expected = stamp  # the one change since is the feed reporting this very revision
         if stamp != expected or entry.size > self.capacity:
             return False
         self._drop(docid)
-        self._entries[docid] = Entry(entry.type, entry.rev, entry.etag, entry.body, entry.stored, stamp)
+        # copied to their exact size: orjson's bytes keep a 4 KiB buffer whatever their length
+        body, stored = memoryview(entry.body).tobytes(), memoryview(entry.stored).tobytes()
+        self._entries[docid] = Entry(entry.type, entry.rev, entry.etag, body, stored, stamp)
         self.bytes += self._entries[docid].size
         while self.bytes > self.capacity:
             oldest = next(iter(self._entries))

@@ -405,6 +405,32 @@ def test_lru_by_bytes():
     assert cache.stats.evictions == 1 and cache.bytes == 3 * one.size
 
 
+def test_a_full_cache_holds_about_its_size_in_memory():
+    """--cache-size is memory, not just the bodies' lengths: orjson's output keeps a 4 KiB
+    buffer, so entries are stored as exact copies, and the bookkeeping is counted."""
+    import tracemalloc
+
+    import orjson
+
+    capacity = 4 << 20
+    cache = Cache(capacity)
+    cache.resume()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(3 * capacity // 1000):  # more than fit: evictions too
+            docid, rev = f"{i:032x}", f"1-{i:032x}"
+            body = orjson.dumps({"id": docid, "title": "t", "body": "x" * 200, "counter": i})
+            stored = orjson.dumps({"_id": docid, "_rev": rev, "title": "t", "body": "x" * 200, "sig": "s" * 120})
+            cache.put(docid, cache.ticket(docid), Entry("note", rev, f'"{rev}"', body, stored))
+            del body, stored
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert cache.stats.evictions > 0 and capacity - 2000 < cache.bytes <= capacity
+    assert held < 1.2 * capacity, held
+
+
 def test_a_write_by_another_worker_invalidates_the_entry():
     shared = Stamps.shared(2)
     mine, theirs = Cache(1 << 20, shared.as_worker(0)), shared.as_worker(1)
@@ -414,7 +440,7 @@ def test_a_write_by_another_worker_invalidates_the_entry():
     assert mine.get("a", "note") is None
 
 
-def test_the_feed_reporting_our_own_write_before_its_answer_does_not_lose_the_entry():
+def test_the_feed_reporting_the_very_revision_being_stored_does_not_lose_the_entry():
     cache = Cache(1 << 20)
     cache.resume()
     assert cache.put("a", cache.ticket("a"), entry(rev="1-a"))
@@ -427,6 +453,12 @@ def test_the_feed_reporting_our_own_write_before_its_answer_does_not_lose_the_en
     cache.changed("a", "3-c")  # a write made elsewhere meanwhile, not ours
     cache.written("a", "3-x")
     assert not cache.put("a", ticket, entry(rev="3-x"), own_writes=1)
+    ticket = cache.ticket("b")  # a read of a document just made elsewhere
+    cache.changed("b", "1-b")  # the feed reports its creation before the read's answer
+    assert cache.put("b", ticket, entry(rev="1-b"))
+    ticket = cache.ticket("b")
+    cache.changed("b", "2-b")
+    assert not cache.put("b", ticket, entry(rev="1-b"))  # read before a change the feed reported
 
 
 def test_a_feed_report_stays_in_its_worker_a_write_does_not():
