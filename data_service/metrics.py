@@ -104,18 +104,30 @@ class Metrics:
             registry=self.registry,
         )
         self.database_report = Cached(report_ttl, clock)
+        self._http_children: dict[tuple, tuple[Any, Any]] = {}
+        self._couchdb_children: dict[tuple, tuple[Any, Any]] = {}
         self.workers: WorkerMetrics | None = None  # --workers: every worker's series in one scrape
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method if method in HTTP_METHODS else "other"
-        self.http_requests.labels(route, method, str(status)).inc()
-        self.http_duration.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        if (children := self._http_children.get(key)) is None:  # labels() costs a lock and a lookup each time
+            children = (self.http_requests.labels(route, method, str(status)), self.http_duration.labels(route, method))
+            self._http_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
-    def observe_couchdb(self, method: str, target: str, status: int | None, seconds: float) -> None:
-        """The ``CouchDB(observer=...)`` hook."""
-        operation = couchdb_operation(target)
-        self.couchdb_requests.labels(operation, method, "none" if status is None else str(status)).inc()
-        self.couchdb_duration.labels(operation, method).observe(seconds)
+    def observe_couchdb(self, method: str, operation: str, status: int | None, seconds: float) -> None:
+        """The ``CouchDB(observer=...)`` hook; ``operation``: ``couchdb_operation`` of the path."""
+        key = (operation, method, status)
+        if (children := self._couchdb_children.get(key)) is None:
+            children = (
+                self.couchdb_requests.labels(operation, method, "none" if status is None else str(status)),
+                self.couchdb_duration.labels(operation, method),
+            )
+            self._couchdb_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def watch(self, store: Any) -> None:
         """Expose ``store``'s counters and queues (read at scrape time)."""

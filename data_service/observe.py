@@ -29,8 +29,8 @@ class Observer(Hooks):
     def attempt(self, request: Request) -> Iterator[Attempt]:
         ctx = current.get()
         seen = Attempt(request)
-        started = time.perf_counter()
-        with self.tracing.couchdb_attempt(ctx, seen, couchdb_operation(request.path)) as trace_headers:
+        started, operation = time.perf_counter(), couchdb_operation(request.path)
+        with self.tracing.couchdb_attempt(ctx, seen, operation) as trace_headers:
             headers = {**request.headers, **trace_headers}
             if ctx is not None:
                 headers[COUCH_REQUEST_ID] = ctx.request_id
@@ -41,7 +41,7 @@ class Observer(Hooks):
                 seconds = time.perf_counter() - started
                 response = seen.response
                 status = response.status if response is not None else None
-                self.metrics.observe_couchdb(request.method, request.path, status, seconds)
+                self.metrics.observe_couchdb(request.method, operation, status, seconds)
                 if ctx is not None:
                     ctx.couchdb_requests += 1
                     ctx.couchdb_seconds += seconds

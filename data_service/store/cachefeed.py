@@ -4,7 +4,10 @@ It starts at ``since=now`` and long-polls from the last seq it got, telling the 
 of every changed id (``Cache.changed``: the entry goes unless it holds that revision).
 A write made elsewhere is therefore served from memory at most until the feed's next
 answer reaches this process: the staleness bound is the feed's latency (milliseconds
-on a healthy CouchDB). A feed that hangs is cut off after ``POLL + 2 s`` by the client's
+on a healthy CouchDB), plus up to ``GATHER`` while changes keep coming (after an answer
+with changes the feed waits that long before polling again, so a database taking
+hundreds of writes a second costs each worker ~50 feed requests a second, not one
+per write). A feed that hangs is cut off after ``POLL + 2 s`` by the client's
 timeout, so no entry is served longer than that after a change.
 
 When a feed request fails the cache is bypassed at once (nothing served, nothing
@@ -26,12 +29,13 @@ from ..couchdb import CouchDBError, Database
 log = logging.getLogger("data_service.cache")
 
 POLL = 10.0  # seconds a long poll waits for a change (an idle feed answers this often)
+GATHER = 0.02  # seconds the feed waits after an answer with changes, so a busy database's changes come in batches
 PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)  # between attempts to start over, the last repeated
 
 
 class CacheFeed:
-    def __init__(self, db: Database, cache: Cache, poll: float = POLL) -> None:
-        self.db, self.cache, self.poll = db, cache, poll
+    def __init__(self, db: Database, cache: Cache, poll: float = POLL, gather: float = GATHER) -> None:
+        self.db, self.cache, self.poll, self.gather = db, cache, poll, gather
         self.seq: str | int | None = None
         self.heard = time.monotonic()  # when CouchDB last answered the feed
         self.changes_seen = 0
@@ -80,6 +84,8 @@ class CacheFeed:
                     log.warning("cache feed: cannot resume (%s); cache flushed", again)
                     return
             self.apply(answer)
+            if answer.get("results"):  # under load: one poll per batch, not one per write
+                await asyncio.sleep(self.gather)
 
     def apply(self, answer: dict) -> None:
         for change in answer.get("results", []):

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -140,10 +141,11 @@ class DocumentStore:
         return self.remember(model, current, self.shown(model, current), ticket)
 
     def remember(self, model: ModelType, stored: dict, shown: Shown, ticket: Ticket, own_writes: int = 0) -> Entry:
+        """The response entry for ``shown``, kept by the cache (with ``stored``, the
+        document it was made from) unless ``docid`` changed since ``ticket``."""
         entry = Entry(model.name, shown.rev, etags.etag(shown.rev), orjson.dumps(shown.body))
         if self.cache.enabled:
-            entry = Entry(entry.type, entry.rev, entry.etag, entry.body, orjson.dumps(stored))
-            self.cache.put(shown.id, ticket, entry, own_writes)
+            self.cache.put(shown.id, ticket, replace(entry, stored=orjson.dumps(stored)), own_writes)
         return entry
 
     def _remember_listed(self, model: ModelType, stored: dict, representation: dict, ticket: Ticket) -> None:
