@@ -62,6 +62,15 @@ async def title_becomes(api: Api, url: str, title: str, headers: dict | None = N
     return await until(check, f"{url} shows {title!r}")
 
 
+async def proxied(config):
+    """A started ``TcpProxy`` to the test CouchDB and ``config`` pointing through it."""
+    url_, _ = split_credentials(config.couchdb_url)
+    host, port = url_.split("//")[1].rsplit(":", 1)
+    proxy = TcpProxy(host.strip("[]"), int(port))
+    await proxy.start()
+    return proxy, replace(config, couchdb_url=f"http://127.0.0.1:{proxy.port}")
+
+
 # --- in one sidecar ----------------------------------------------------------------
 
 
@@ -159,11 +168,7 @@ async def test_a_tampered_document_is_never_cached(config, http, db):
 
 
 async def test_feed_lost_bypasses_and_flushes_then_resumes(config, http):
-    url_, _ = split_credentials(config.couchdb_url)
-    host, port = url_.split("//")[1].rsplit(":", 1)
-    proxy = TcpProxy(host.strip("[]"), int(port))
-    await proxy.start()
-    through_proxy = replace(config, couchdb_url=f"http://127.0.0.1:{proxy.port}")
+    proxy, through_proxy = await proxied(config)
     async with running_sidecar(through_proxy) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
         await live(http, base)
@@ -270,11 +275,7 @@ async def test_a_cached_revision_behind_couchdb_is_not_written_over(config, http
     is slow to say so. A write naming revision 1 is tried on the cached document,
     CouchDB refuses it, and the caller gets CouchDB's truth: 412 with revision 2; a
     write naming revision 2 (known to the caller, not yet to the cache) succeeds."""
-    url_, _ = split_credentials(config.couchdb_url)
-    host, port = url_.split("//")[1].rsplit(":", 1)
-    proxy = TcpProxy(host.strip("[]"), int(port))
-    await proxy.start()
-    through_proxy = replace(config, couchdb_url=f"http://127.0.0.1:{proxy.port}")
+    proxy, through_proxy = await proxied(config)
     async with running_sidecar(through_proxy) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
         await live(http, base)
