@@ -246,6 +246,8 @@ async def test_a_query_page_takes_its_documents_from_the_cache(config, http, db)
         assert page.status == 200 and page.body["items"] == mine
         assert await counter(http, base, "hits") == hits + 3
         assert await couchdb_requests(http, base, "all_docs") == fetches  # no document read
+        fresh = await api.request("GET", url, headers={"Cache-Control": "no-cache"})  # documents from CouchDB
+        assert fresh.body == page.body and await counter(http, base, "hits") == hits + 3
 
         theirs = await event(other, 4)  # never read here: fetched, verified, then cached
         listed = await until(lambda: _listed(api, url, 4), "the new event is listed")

@@ -40,7 +40,8 @@ async def violation(api, method: str, url: str, **kwargs) -> dict:
 
 
 async def omitted_from_listing(api, type_name: str, docid: str, query: str = "") -> None:
-    reply = await api.request("GET", f"/v1/{type_name}?limit=100{query}")
+    """Like ``violation``: the page's documents from CouchDB, past the read cache."""
+    reply = await api.request("GET", f"/v1/{type_name}?limit=100{query}", headers={"Cache-Control": "no-cache"})
     assert reply.status == 200, reply.body
     assert {"id": docid, "code": "integrity_violation"} in reply.body["omitted"]
     assert docid not in [item["id"] for item in reply.body["items"]]

@@ -167,8 +167,9 @@ class DocumentStore:
             log.warning("document %s: %s", doc.get("_id"), exc)
             raise
 
-    async def query(self, model: ModelType, query: Query) -> Page:
-        cached = self._listing if self.cache.enabled else None
+    async def query(self, model: ModelType, query: Query, fresh: bool = False) -> Page:
+        """A page of ``query``: its documents from the cache where it holds them, unless ``fresh``."""
+        cached = self._listing if self.cache.enabled and not fresh else None
         return await run_query(
             self.db, self.lifecycle, self.reconciler, self.verify, model, query, self.cursor_ttl, cached=cached
         )

@@ -76,7 +76,8 @@ class CollectionHandler(ApiHandler):
         """A page of documents matching the query; ``next`` / ``Link`` continue it."""
         model = self.model(type_name)
         args = {name: self.get_query_arguments(name, strip=False) for name in self.request.query_arguments}
-        page = await self.ctx.store.query(model, query.parse(model, args))
+        fresh = wants_fresh(self.request.headers.get("Cache-Control"))
+        page = await self.ctx.store.query(model, query.parse(model, args), fresh=fresh)
         if page.next is not None:
             following = {**{k: v[0] for k, v in args.items()}, "cursor": page.next}
             self.set_header("Link", f'<{self.request.path}?{urlencode(following)}>; rel="next"')
