@@ -6,7 +6,7 @@ A write made elsewhere is therefore served from memory at most until the feed's 
 answer reaches this process: the staleness bound is the feed's latency (milliseconds
 on a healthy CouchDB), plus up to ``GATHER`` while changes keep coming (after an answer
 with changes the feed waits that long before polling again, so a database taking
-hundreds of writes a second costs each worker ~50 feed requests a second, not one
+hundreds of writes a second costs each worker about half the feed requests, not one
 per write). A feed that hangs is cut off after ``POLL + 2 s`` by the client's
 timeout, so no entry is served longer than that after a change.
 
@@ -29,7 +29,7 @@ from ..couchdb import CouchDBError, Database
 log = logging.getLogger("data_service.cache")
 
 POLL = 10.0  # seconds a long poll waits for a change (an idle feed answers this often)
-GATHER = 0.02  # seconds the feed waits after an answer with changes, so a busy database's changes come in batches
+GATHER = 0.01  # seconds the feed waits after an answer with changes, so a busy database's changes come in batches
 PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)  # between attempts to start over, the last repeated
 
 
