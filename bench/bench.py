@@ -261,6 +261,21 @@ def prepare_sidecar(couch: Couch, database: str, directory: Path, steps: list[st
     return extra
 
 
+def couchdb_pid(couch_dir: str, said: str) -> int | None:
+    """The Erlang VM serving from ``couch_dir`` (its command line names the directory),
+    else the pid the start script printed."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if command and command[0].endswith(b"beam.smp") and any(couch_dir.encode() in part for part in command):
+                return int(entry.name)
+    found = re.search(r"pid (\d+)", said)
+    return int(found.group(1)) if found else None
+
+
 def cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU time of a process (its threads included)."""
     if pid is None:
@@ -966,8 +981,7 @@ def main(argv: list[str] | None = None) -> int:
             url = subprocess.run(
                 [script, "url", f"--dir={couch_dir}"], capture_output=True, text=True, timeout=60, check=True
             ).stdout.strip()
-            pid = re.search(r"pid (\d+)", started.stdout + started.stderr)
-            couch = Couch.parse(url, pid=int(pid.group(1)) if pid else None)
+            couch = Couch.parse(url, pid=couchdb_pid(str(couch_dir), started.stdout + started.stderr))
             where = f"started by {args.couchdb_script}"
         elif args.couchdb_url:
             couch = Couch.parse(args.couchdb_url)
