@@ -1,14 +1,17 @@
 """``--workers N``: N serving processes on one port, forked after it is bound.
 
-The parent binds the listening socket, makes the shared write-counter table
-(``cache.Stamps.shared``), runs the installer if asked, and forks. The kernel spreads
-connections over the workers. Each worker is a whole ``serve``: its own CouchDB
-connections, change feed, read cache and readiness; ``/_metrics`` answers every
-worker's series, labelled ``worker`` (``worker_metrics``).
-Worker 0 alone runs the conflict sweeper and the expired-key cleanup.
+The parent binds one listening socket per worker on the port (``SO_REUSEPORT``), makes
+the shared write-counter table (``cache.Stamps.shared``), runs the installer if asked,
+and forks. The kernel spreads new connections evenly over the workers' sockets (a
+restarted worker takes over its socket and the connections waiting on it). Each
+worker is a whole ``serve``: its own CouchDB connections, change feed, read cache and
+readiness; ``/_metrics`` answers every worker's series, labelled ``worker``
+(``worker_metrics``). Worker 0 alone runs the conflict sweeper and the expired-key
+cleanup.
 
-The parent only supervises: SIGTERM / SIGINT are passed to every worker (each
-drains), SIGHUP too (each reloads its token file), and a worker that dies otherwise is started again under its index.
+The parent only supervises: SIGTERM / SIGINT close its sockets and are passed to every
+worker (each drains), SIGHUP too (each reloads its token file), and a worker that dies
+otherwise is started again under its index.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -47,13 +51,23 @@ def _die_with_parent() -> None:
         pass
 
 
+def close(sockets: list[list[socket.socket]]) -> None:
+    for group in sockets:
+        for sock in group:
+            sock.close()
+
+
 def run_workers(config: Config, auto_install: bool) -> None:
     from .server import install_first, preflight, serve
 
     preflight(config)  # a startup error stops here, once, not in every worker restarted forever
     if auto_install:
         asyncio.run(install_first(config))
-    sockets = bind_sockets(config.port, config.listen)
+    # one listening socket per worker on the one port (SO_REUSEPORT): the kernel spreads new
+    # connections evenly; one shared socket lets whichever worker wakes first take them all
+    first = bind_sockets(config.port, config.listen, reuse_port=True)
+    port = first[0].getsockname()[1]  # the one chosen when --port=0
+    sockets = [first, *(bind_sockets(port, config.listen, reuse_port=True) for _ in range(config.workers - 1))]
     stamps = Stamps.shared(config.workers)
     metrics_dir = Path(tempfile.mkdtemp(prefix="data-service-metrics-"))  # 0700
     children: dict[int, int] = {}  # pid → worker index
@@ -71,8 +85,9 @@ def run_workers(config: Config, auto_install: bool) -> None:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
             try:
+                close([group for other, group in enumerate(sockets) if other != index])  # theirs
                 mine = stamps.as_worker(index)
-                uvloop.run(serve(config, sockets=sockets, stamps=mine, worker=index, metrics_dir=metrics_dir))
+                uvloop.run(serve(config, sockets=sockets[index], stamps=mine, worker=index, metrics_dir=metrics_dir))
             except BaseException:
                 log.exception("worker %d failed", index)
                 code = 1
@@ -84,8 +99,7 @@ def run_workers(config: Config, auto_install: bool) -> None:
     def forward(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
-        for sock in sockets:  # ours too: once the draining workers close theirs, connecting is refused
-            sock.close()
+        close(sockets)  # ours too: once the draining workers close theirs, connecting is refused
         pass_on(signum, frame)
 
     def pass_on(signum: int, frame: object) -> None:
@@ -113,6 +127,5 @@ def run_workers(config: Config, auto_install: bool) -> None:
         time.sleep(RESTART_PAUSE)
         if not stopping:
             start(index)
-    for sock in sockets:
-        sock.close()
+    close(sockets)
     shutil.rmtree(metrics_dir, ignore_errors=True)

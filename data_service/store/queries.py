@@ -61,21 +61,21 @@ class CachedDocs:
     async def fill(self, db: Database, model: ModelType, rows: list[dict]) -> None:
         """Give each row its cache ``entry``, or its fetched ``doc`` and the ``ticket``
         taken before fetching it."""
-        missing: dict[str, dict] = {}
+        missing: dict[str, list[dict]] = {}  # id → its rows (a view may name a document twice)
         for row in rows:
             if (entry := self.cache.get(row["id"], model.name)) is not None:
                 row["entry"] = entry
             else:
-                missing[row["id"]] = row
+                missing.setdefault(row["id"], []).append(row)
         if rows:
-            self.hit_rate = 0.8 * self.hit_rate + 0.2 * (1 - len(missing) / len(rows))
+            self.hit_rate = 0.8 * self.hit_rate + 0.2 * (1 - sum(map(len, missing.values())) / len(rows))
         if not missing:
             return
         tickets = {docid: self.cache.ticket(docid) for docid in missing}
         for got in (await db.all_docs(keys=list(missing), include_docs=True, conflicts=True)).rows:
-            docid = got.get("id") or got.get("key")
-            if docid in missing:  # a row the view named: its document as it is now, or none (deleted since)
-                missing[docid].update(doc=got.get("doc"), unreadable=got.get("unreadable"), ticket=tickets[docid])
+            docid: str = got.get("id") or got.get("key") or ""
+            for row in missing.get(docid, ()):  # its document as it is now, or none (deleted since)
+                row.update(doc=got.get("doc"), unreadable=got.get("unreadable"), ticket=tickets[docid])
 
     def keep(self, model: ModelType, row: dict, doc: dict, shown: dict) -> None:
         """Remember a document ``fill`` fetched (verified by now) if a GET would answer
