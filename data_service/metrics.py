@@ -104,28 +104,29 @@ class Metrics:
             registry=self.registry,
         )
         self.database_report = Cached(report_ttl, clock)
-        self._http_children: dict[tuple, tuple[Any, Any]] = {}
-        self._couchdb_children: dict[tuple, tuple[Any, Any]] = {}
+        self._children: dict[tuple, tuple[Any, Any]] = {}  # (metric, labels) → labelled children
         self.workers: WorkerMetrics | None = None  # --workers: every worker's series in one scrape
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method if method in HTTP_METHODS else "other"
-        key = (route, method, status)
-        if (children := self._http_children.get(key)) is None:  # labels() costs a lock and a lookup each time
-            children = (self.http_requests.labels(route, method, str(status)), self.http_duration.labels(route, method))
-            self._http_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._observe(self.http_requests, self.http_duration, (route, method, str(status)), seconds)
 
     def observe_couchdb(self, method: str, operation: str, status: int | None, seconds: float) -> None:
         """The ``CouchDB(observer=...)`` hook; ``operation``: ``couchdb_operation`` of the path."""
-        key = (operation, method, status)
-        if (children := self._couchdb_children.get(key)) is None:
-            children = (
-                self.couchdb_requests.labels(operation, method, "none" if status is None else str(status)),
-                self.couchdb_duration.labels(operation, method),
-            )
-            self._couchdb_children[key] = children
+        self._observe(
+            self.couchdb_requests,
+            self.couchdb_duration,
+            (operation, method, "none" if status is None else str(status)),
+            seconds,
+        )
+
+    def _observe(self, count: Counter, duration: Histogram, labels: tuple[str, str, str], seconds: float) -> None:
+        """One more of ``count`` by ``labels``, its ``seconds`` in ``duration`` by all but
+        the status. The labelled children are kept: ``labels()`` costs a lock and a
+        lookup each time."""
+        key = (id(count), labels)
+        if (children := self._children.get(key)) is None:
+            children = self._children[key] = (count.labels(*labels), duration.labels(*labels[:2]))
         children[0].inc()
         children[1].observe(seconds)
 

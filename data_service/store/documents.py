@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -44,6 +44,7 @@ from .writes import Writes
 
 log = logging.getLogger("data_service.store")
 
+T = TypeVar("T")
 ANY_REVISION = "*"
 Revisions = frozenset  # the revisions an If-Match accepts; ANY_REVISION for "*"
 
@@ -287,9 +288,11 @@ class DocumentStore:
     async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> Shown:
         self.lifecycle.check_replacement(model, body)
         hashed = await self.hash_values(model, docid, body)
-        return await self._checked(
-            model, docid, if_match, lambda current: self.lifecycle.replace(model, current, body, hashed, envelope.now())
-        )
+
+        def replaced(current: dict) -> Awaitable[Shown]:
+            return self._write(model, current, self.lifecycle.replace(model, current, body, hashed, envelope.now()))
+
+        return await self._checked(model, docid, if_match, replaced)
 
     async def patch(self, model: ModelType, docid: str, patch: Any, if_match: Revisions | None) -> Shown:
         """RFC 7396 merge patch. With ``if_match`` it is a checked write; without, the
@@ -306,7 +309,9 @@ class DocumentStore:
             return self.lifecycle.patch(model, current, patch, hashed, envelope.now())
 
         if if_match is not None:
-            return await self._checked(model, docid, if_match, patched)
+            return await self._checked(
+                model, docid, if_match, lambda current: self._write(model, current, patched(current))
+            )
         async for _ in attempts(self.retry, self.sleep):
             try:
                 async with self.writes.serialized(docid):
@@ -327,30 +332,24 @@ class DocumentStore:
                 return (await self.writes.put(doc, current)).accepted
             return (await self.writes.delete(docid, current["_rev"])).accepted
 
-        async with self.writes.serialized(docid):
-            if (parent := self._cached_parent(model, docid, if_match)) is not None:
-                with contextlib.suppress(Conflict):
-                    return await on(parent)
-            current = await self.read(model, docid)
-            self.check_revision(model, current, if_match)
-            try:
-                return await on(current)
-            except Conflict:
-                raise await self._stale(model, docid) from None
+        return await self._checked(model, docid, if_match, on)
 
-    async def _checked(self, model: ModelType, docid: str, if_match: Revisions, make: Callable[[dict], dict]) -> Shown:
-        """A write by a caller who named the revision(s) it read: a 409 is StaleRevision.
-        When the cache holds the named revision's stored document the write goes
-        straight to CouchDB on it; if CouchDB has a newer one (a write made elsewhere the
-        feed has not brought yet) the write starts over from CouchDB's."""
+    async def _checked(
+        self, model: ModelType, docid: str, if_match: Revisions, write: Callable[[dict], Awaitable[T]]
+    ) -> T:
+        """A write by a caller who named the revision(s) it read, made by ``write`` on
+        the current stored document: a 409 is StaleRevision. When the cache holds the
+        named revision's stored document the write goes straight to CouchDB on it; if
+        CouchDB has a newer one (a write made elsewhere the feed has not brought yet)
+        the write starts over from CouchDB's."""
         async with self.writes.serialized(docid):
             if (parent := self._cached_parent(model, docid, if_match)) is not None:
                 with contextlib.suppress(Conflict):
-                    return await self._write(model, parent, make(parent))
+                    return await write(parent)
             current = await self.read(model, docid)
             self.check_revision(model, current, if_match)
             try:
-                return await self._write(model, current, make(current))
+                return await write(current)
             except Conflict:
                 raise await self._stale(model, docid) from None
 
