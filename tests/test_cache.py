@@ -47,6 +47,13 @@ async def couchdb_doc_gets(http, base: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
 
 
+async def new_note(api: Api, title: str):
+    """A note created through ``api`` (cached there: written there), and its URL."""
+    created = await api.request("POST", "/v1/note", json={"title": title})
+    assert created.status == 201
+    return created, f"/v1/note/{created.body['id']}"
+
+
 async def live(http, base: str) -> None:
     async def check() -> bool:
         return await cache_gauge(http, base, "live") == 1.0
@@ -78,8 +85,7 @@ async def test_a_miss_then_hits_served_without_couchdb(config, http):
     async with running_sidecar(config) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
         await live(http, base)
-        created = await other.request("POST", "/v1/note", json={"title": "made elsewhere"})
-        url = f"/v1/note/{created.body['id']}"
+        created, url = await new_note(other, "made elsewhere")
         misses, hits = await counter(http, base, "misses"), await counter(http, base, "hits")
         first = await api.request("GET", url)
         assert first.status == 200 and first.body["title"] == "made elsewhere"
@@ -101,8 +107,7 @@ async def test_read_your_writes_from_memory(config, http):
     async with running_sidecar(config) as base:
         api = await spec_api(http, base)
         await live(http, base)
-        created = await api.request("POST", "/v1/note", json={"title": "one"})
-        url = f"/v1/note/{created.body['id']}"
+        created, url = await new_note(api, "one")
         for title in ("two", "three", "four"):
             written = await api.request("PATCH", url, json={"title": title}, headers=MERGE)
             assert written.status == 200
@@ -120,8 +125,7 @@ async def test_a_write_elsewhere_is_seen_once_the_feed_reports_it(config, http):
     async with running_sidecar(config) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
         await live(http, base)
-        created = await api.request("POST", "/v1/note", json={"title": "mine"})
-        url = f"/v1/note/{created.body['id']}"
+        created, url = await new_note(api, "mine")
         assert (await api.request("GET", url)).body["title"] == "mine"  # cached
         invalidations = await counter(http, base, "invalidations")
         changed = await other.request("PATCH", url, json={"title": "theirs"}, headers=MERGE)
@@ -136,8 +140,7 @@ async def test_cache_control_reads_couchdb(config, http, cache_control):
     async with running_sidecar(config) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
         await live(http, base)
-        created = await api.request("POST", "/v1/note", json={"title": "cached"})
-        url = f"/v1/note/{created.body['id']}"
+        created, url = await new_note(api, "cached")
         assert (await api.request("GET", url)).body["title"] == "cached"
         await other.request("PATCH", url, json={"title": "changed"}, headers=MERGE)
         fresh = await api.request("GET", url, headers={"Cache-Control": cache_control})
@@ -148,8 +151,7 @@ async def test_a_tampered_document_is_never_cached(config, http, db):
     async with running_sidecar(config) as base:
         api = await spec_api(http, base)
         await live(http, base)
-        created = await api.request("POST", "/v1/note", json={"title": "signed"})
-        url = f"/v1/note/{created.body['id']}"
+        created, url = await new_note(api, "signed")
         assert (await api.request("GET", url)).status == 200  # cached
         stored = await db.get(created.body["id"])
         await db.put({**stored, "title": "forged"})  # straight into CouchDB: the signature no longer fits
@@ -172,8 +174,7 @@ async def test_feed_lost_bypasses_and_flushes_then_resumes(config, http):
     async with running_sidecar(through_proxy) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
         await live(http, base)
-        created = await api.request("POST", "/v1/note", json={"title": "before"})
-        url = f"/v1/note/{created.body['id']}"
+        created, url = await new_note(api, "before")
         assert (await api.request("GET", url)).body["title"] == "before"
         assert await cache_gauge(http, base, "entries") >= 1
         flushes = await counter(http, base, "flushes")
@@ -209,15 +210,35 @@ async def test_no_cache_with_cache_size_zero(config, http):
 
 
 async def test_a_write_naming_the_cached_revision_reads_no_couchdb(config, http):
-    async with running_sidecar(config) as base:
+    async with running_app(config) as (base, ctx):
         api = await spec_api(http, base)
         await live(http, base)
-        created = await api.request("POST", "/v1/note", json={"title": "one"})
-        url = f"/v1/note/{created.body['id']}"
+        feed = ctx.store.feed
+
+        async def reported(reply, seen: int):
+            """Wait for the feed to report the write just made: a feed answer from before
+            it, arriving after it, would name an older revision and drop the newer entry
+            (safe, but then the next write reads CouchDB)."""
+
+            async def caught_up() -> bool:
+                return feed.changes_seen > seen
+
+            await until(caught_up, "the feed reports the write")
+            return reply
+
+        seen = feed.changes_seen
+        created, url = await new_note(api, "one")
+        await reported(created, seen)
         gets, parents = await couchdb_doc_gets(http, base), await counter(http, base, "parents")
-        replaced = await api.request("PUT", url, json={"title": "two"}, headers={"If-Match": created.etag})
+        seen = feed.changes_seen
+        replaced = await reported(
+            await api.request("PUT", url, json={"title": "two"}, headers={"If-Match": created.etag}), seen
+        )
         assert replaced.status == 200 and replaced.body["title"] == "two"
-        patched = await api.request("PATCH", url, json={"body": "b"}, headers={**MERGE, "If-Match": replaced.etag})
+        seen = feed.changes_seen
+        patched = await reported(
+            await api.request("PATCH", url, json={"body": "b"}, headers={**MERGE, "If-Match": replaced.etag}), seen
+        )
         assert patched.status == 200 and (patched.body["title"], patched.body["body"]) == ("two", "b")
         stale = await api.request("PUT", url, json={"title": "late"}, headers={"If-Match": created.etag})
         assert stale.status == 412 and stale.body["current"]["title"] == "two"
@@ -281,8 +302,7 @@ async def test_a_cached_revision_behind_couchdb_is_not_written_over(config, http
     async with running_sidecar(through_proxy) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
         await live(http, base)
-        created = await api.request("POST", "/v1/note", json={"title": "cached"})
-        url = f"/v1/note/{created.body['id']}"
+        created, url = await new_note(api, "cached")
         parents = await counter(http, base, "parents")
         proxy.delay = 1.0  # every answer from CouchDB to this sidecar, its feed's too, comes late
         theirs = await other.request("PATCH", url, json={"title": "theirs"}, headers=MERGE)
@@ -311,8 +331,7 @@ async def test_two_workers_never_answer_older_than_an_acknowledged_write(config,
     async with serving(config, tmp_path, "--workers=2") as served:
         async with aiohttp.ClientSession() as writer:
             wapi = await spec_api(writer, served.base)
-            created = await wapi.request("POST", "/v1/note", json={"title": "0"})
-            url = f"/v1/note/{created.body['id']}"
+            created, url = await new_note(wapi, "0")
             mine = await worker_of(writer, served.base)
             for _ in range(50):  # a reading connection the other worker accepted
                 reader = aiohttp.ClientSession()
