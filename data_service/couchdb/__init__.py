@@ -1,7 +1,7 @@
 """Async CouchDB client on aiohttp, behind one transport seam."""
 
 from .client import Attempt, CouchDB, Hooks, ServerInfo
-from .database import Database, ViewResult, WriteResult
+from .database import Database, Saved, ViewResult, WriteResult
 from .errors import (
     BadRequest,
     Conflict,
@@ -38,6 +38,7 @@ __all__ = [
     "PreconditionFailed",
     "Request",
     "Response",
+    "Saved",
     "ServerInfo",
     "Timeout",
     "Timeouts",
