@@ -91,7 +91,7 @@ async def read_changes(
                 current = await _opened(reader, model, change, doc)
                 if current is not None:
                     shown = lifecycle.representation(model, current)
-                    events.append(("change", {"id": doc["_id"], "rev": doc["_rev"], "doc": shown, "position": after}))
+                    events.append(("change", {"id": doc["_id"], "rev": current["_rev"], "doc": shown, "position": after}))
             except IntegrityViolation as exc:
                 events.append(("omitted", {"id": doc["_id"], "code": exc.code, "position": after}))
             except (KeyUnavailable, MigrationFailed) as exc:  # of this type only: another's is none of its business
@@ -105,8 +105,8 @@ async def _opened(reader: Reader, model: ModelType, change: dict, doc: dict) -> 
     None for another type's. A leaf of a higher generation than the winner is a deleted
     one (CouchDB's winner is the highest live leaf): the trace of a rollback, so the
     document is read whole first."""
-    level = generation(doc["_rev"]) or 0
-    if any((generation(c.get("rev")) or 0) > level for c in change.get("changes", ())):
+    level = generation(doc.get("_rev")) or 0  # (none for a document the client could not parse)
+    if doc.get("_rev") and any((generation(c.get("rev")) or 0) > level for c in change.get("changes", ())):
         held = await reader.reads.one(doc["_id"])
     else:
         held = Held(doc["_id"], doc)
