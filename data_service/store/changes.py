@@ -91,7 +91,9 @@ async def read_changes(
                 current = await _opened(reader, model, change, doc)
                 if current is not None:
                     shown = lifecycle.representation(model, current)
-                    events.append(("change", {"id": doc["_id"], "rev": current["_rev"], "doc": shown, "position": after}))
+                    events.append(
+                        ("change", {"id": doc["_id"], "rev": current["_rev"], "doc": shown, "position": after})
+                    )
             except IntegrityViolation as exc:
                 events.append(("omitted", {"id": doc["_id"], "code": exc.code, "position": after}))
             except (KeyUnavailable, MigrationFailed) as exc:  # of this type only: another's is none of its business
