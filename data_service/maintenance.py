@@ -15,7 +15,6 @@ from typing import Any, TextIO
 
 from . import idempotency
 from .couchdb import Database
-from .design import CONFLICTS_NAME, VIEW
 from .envelope import is_older, model_of, row_doc, tag_of
 from .lifecycle import Lifecycle
 from .models import MigrationFailed, Models
@@ -104,16 +103,13 @@ async def verify_database(db: Database, lifecycle: Lifecycle, progress: Progress
 
 
 async def suspects(db: Database, size: int = 100) -> AsyncIterator[tuple[str, Leaves]]:
-    """Documents with a deleted leaf above their live winner, with every leaf: from the
-    ``ds_conflicts`` view on CouchDB; from the change feed's leaf revisions on the dev
-    server, whose map functions cannot see deleted leaves."""
+    """Documents with a deleted leaf above their live winner, with every leaf: a page of
+    ids at a time, the change feed's leaf revisions of those ids (``_doc_ids``, at most
+    100: CouchDB looks them up by id) naming the ones with more than one leaf."""
     reads = Reads(db)
-    if (await db.couch.server_info()).supports_deleted_conflicts:
-        pages = ([row["id"] for row in rows] async for rows in db.pages(CONFLICTS_NAME, VIEW, size=size))
-    else:
-        pages = (list(await reads.above([row["id"] for row in rows])) async for rows in db.pages(None, None, size=size))
-    async for ids in pages:
-        for docid, leaves in (await reads.leaves(ids)).items():
+    async for rows in db.pages(None, None, size=size):
+        ids = list(await reads.above([row["id"] for row in rows if not row["id"].startswith("_design/")]))
+        for docid, leaves in (await reads.leaves(ids)).items() if ids else ():
             if leaves.above():
                 yield docid, leaves
 

@@ -82,9 +82,10 @@ class Reads:
         return {docid: await self._with_history(docid, leaves) for docid, leaves in found.items()}
 
     async def above(self, ids: list[str]) -> set[str]:
-        """Which of ``ids`` have a deleted leaf above the live winner, from the change
-        feed's leaf revisions (``style=all_docs``): for a dev server, whose map functions
-        cannot see deleted leaves."""
+        """Which of ``ids`` (at most 100: CouchDB then looks them up by id) may have a
+        deleted leaf above the live winner: those with more than one leaf in the change
+        feed (``style=all_docs``). For scans, and for pages on the dev server, whose map
+        functions cannot see deleted leaves."""
         if not ids:
             return set()
         answer = await self.db.changes(doc_ids=ids, style="all_docs")
