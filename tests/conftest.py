@@ -10,9 +10,10 @@ import aiohttp
 import pytest
 from openapi_check import SpecChecker
 from support import ROOT, Api, devcouch, running_sidecar, unique_name
+from transports import KINDS, Kind
 
 from data_service.config import Config
-from data_service.couchdb import CouchDB
+from data_service.couchdb import AsyncTransport, CouchDB
 from data_service.couchdb.client import split_credentials
 from data_service.keys import KeysDir
 
@@ -106,3 +107,31 @@ async def api(sidecar, http):
     async with http.get(f"{sidecar}/openapi.json") as resp:
         spec = await resp.json()
     return Api(http, sidecar, SpecChecker(spec))
+
+
+@pytest.fixture(params=KINDS, ids=lambda kind: kind.name)
+def kind(request) -> Kind:
+    """Each transport under test (tests/transports.py: KINDS)."""
+    return request.param
+
+
+@pytest.fixture(params=[kind for kind in KINDS if kind.network], ids=lambda kind: kind.name)
+def network_kind(request) -> Kind:
+    """Each transport that opens connections."""
+    return request.param
+
+
+@pytest.fixture
+async def opened():
+    """``opened(kind, url, **options)``: a transport to ``url`` (credentials split off), closed afterwards."""
+    made: list[AsyncTransport] = []
+
+    def make(kind: Kind, url: str, **options) -> AsyncTransport:
+        base, auth = split_credentials(url)
+        transport = kind.make(base, auth=auth, **options)
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        await transport.aclose()

@@ -175,13 +175,14 @@ class TcpProxy:
     """A loopback TCP relay to ``target`` that can be stopped and restarted on the
     same port: a CouchDB that goes away and comes back, whatever server is behind.
     With ``delay`` set, every answer chunk is held that long (a slow CouchDB);
-    ``sent`` counts the request chunks relayed to it."""
+    ``sent`` counts the request chunks relayed to it, ``accepted`` the connections."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = devcouch.free_port()
         self.delay = 0.0
         self.sent = 0
+        self.accepted = 0
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -195,6 +196,7 @@ class TcpProxy:
         await self._server.wait_closed()
 
     async def _relay(self, reader, writer) -> None:
+        self.accepted += 1
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self._writers |= {writer, up_writer}
 
