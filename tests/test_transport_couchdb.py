@@ -7,19 +7,21 @@ does not do on demand."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pytest
-from support import TcpProxy, unique_name
-from transports import KINDS
+from docopt import docopt
+from support import TcpProxy, install_design_docs, serving, unique_name
+from transports import KINDS, header
 
-from data_service.couchdb import Limits, Request, Timeout, Timeouts
-
-
-def header(response, name: str) -> str | None:
-    return next((v for k, v in response.headers.items() if k.lower() == name.lower()), None)
+from data_service import cli
+from data_service.config import Config
+from data_service.couchdb import TRANSPORTS, Limits, Request, Timeout, Timeouts
+from data_service.server import connect
 
 
 @pytest.fixture
@@ -177,3 +179,32 @@ async def test_a_database_made_and_dropped(kind, opened, couchdb_url):
     assert (await transport.handle(Request("PUT", f"/{name}"))).status == 412
     assert (await transport.handle(Request("DELETE", f"/{name}"))).status == 200
     assert (await transport.handle(Request("GET", f"/{name}"))).status == 404
+
+
+@pytest.mark.parametrize("name", list(TRANSPORTS))
+def test_the_flag_picks_the_transport(name, keys_dir):
+    args = docopt(cli.__doc__, argv=["serve", f"--keys-dir={keys_dir}", f"--couchdb-transport={name}"])
+    config = Config.from_args(args, env={})
+    assert type(connect(config).transport) is TRANSPORTS[name]
+
+
+def test_an_unknown_transport_stops_startup(keys_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "data_service", "serve", f"--keys-dir={keys_dir}", "--couchdb-transport=curl"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("--couchdb-transport: one of aiohttp, httptools")
+
+
+async def test_serve_on_the_lean_transport_writes_and_reads(config, db, tmp_path, http):
+    await install_design_docs(db)
+    async with serving(config, tmp_path, "--couchdb-transport=httptools") as served:
+        async with http.post(f"{served.base}/v1/note", json={"title": "lean"}) as resp:
+            assert resp.status == 201, await resp.text()
+            docid = (await resp.json())["id"]
+        fresh = {"Cache-Control": "no-cache"}  # past the read cache, to CouchDB
+        async with http.get(f"{served.base}/v1/note/{docid}", headers=fresh) as resp:
+            assert (resp.status, (await resp.json())["title"]) == (200, "lean")

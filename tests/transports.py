@@ -36,6 +36,11 @@ KINDS = [
 ]
 
 
+def header(response, name: str) -> str | None:
+    """A response header by name, in any case (aiohttp says ``Etag``, CouchDB ``ETag``)."""
+    return next((value for key, value in response.headers.items() if key.lower() == name.lower()), None)
+
+
 @dataclass
 class Received:
     """One request as the scripted server read it."""
@@ -78,17 +83,14 @@ class ScriptedServer:
     open_now: int = 0
     peak: int = 0
     received: list[Received] = field(default_factory=list)
+    url: str = ""
     _server: asyncio.AbstractServer | None = None
     _tasks: set[asyncio.Task] = field(default_factory=set)
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        port = self._server.sockets[0].getsockname()[1]
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
-
     async def __aenter__(self) -> ScriptedServer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -113,8 +115,8 @@ class ScriptedServer:
                 if not await self.script(request, writer):
                     break
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, asyncio.CancelledError):
+            pass  # the client went away, or the server is stopping
         finally:
             self.open_now -= 1
             writer.close()
