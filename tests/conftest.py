@@ -17,6 +17,9 @@ from data_service.couchdb import AsyncTransport, CouchDB
 from data_service.couchdb.client import split_credentials
 from data_service.keys import KeysDir
 
+# The transport every test's client and sidecar use (make test COUCHDB_TRANSPORT=httptools);
+# the transport conformance tests run each one regardless.
+TRANSPORT = os.environ.get("COUCHDB_TRANSPORT", "aiohttp")
 # What each environment-bound marker needs (see pyproject.toml).
 NEEDS = {"cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"), "kill": ("COUCHDB_SCRIPT",)}
 
@@ -52,7 +55,7 @@ def couchdb_url(tmp_path_factory) -> str:
 
 @pytest.fixture
 async def couch(couchdb_url):
-    async with CouchDB(couchdb_url) as client:
+    async with CouchDB(couchdb_url, transport_kind=TRANSPORT) as client:
         yield client
 
 
@@ -84,6 +87,7 @@ def config(couchdb_url, db, keys_dir) -> Config:
         couchdb_password=password,
         connect_timeout=2,
         request_timeout=5,
+        couchdb_transport=TRANSPORT,
         models_path=str(ROOT / "models" / "sample.yaml"),
         keys_dir=keys_dir,
     )

@@ -71,6 +71,7 @@ def run_command(config: Config, *args: str) -> subprocess.CompletedProcess:
     """``data-service <args>`` against ``config``'s CouchDB and database, as an operator runs
     it: the password only in the environment. Never a traceback, never the password."""
     flags = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
+    flags.append(f"--couchdb-transport={config.couchdb_transport}")
     if config.couchdb_user:
         flags.append(f"--couchdb-user={config.couchdb_user}")
     if config.deployment_id:
@@ -241,6 +242,7 @@ async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None 
     port = devcouch.free_port()
     args = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
     args += [f"--models={config.models_path}", f"--port={port}", "--reconcile-interval=0"]
+    args.append(f"--couchdb-transport={config.couchdb_transport}")
     if not any(flag.startswith("--workers") for flag in flags):
         args.append("--workers=1")  # one process: its metrics and log are the whole story
     if config.couchdb_user:

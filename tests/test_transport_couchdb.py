@@ -10,6 +10,7 @@ import asyncio
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -201,7 +202,7 @@ def test_an_unknown_transport_stops_startup(keys_dir):
 
 async def test_serve_on_the_lean_transport_writes_and_reads(config, db, tmp_path, http):
     await install_design_docs(db)
-    async with serving(config, tmp_path, "--couchdb-transport=httptools") as served:
+    async with serving(replace(config, couchdb_transport="httptools"), tmp_path) as served:
         async with http.post(f"{served.base}/v1/note", json={"title": "lean"}) as resp:
             assert resp.status == 201, await resp.text()
             docid = (await resp.json())["id"]

@@ -80,7 +80,8 @@ async def test_the_request_on_the_wire(network_kind, opened):
     async with ScriptedServer(answer_with()) as server:
         transport = opened(network_kind, server.url.replace("http://", "http://ad%40min:p%3Ass@"))
         body = b'{"name":"\xc3\xa9"}'
-        await transport.handle(Request("PUT", "/db/a%2Fb", (("w", "2"), ("key", '"x y"')), body, {"X-Couch-Request-ID": "r1"}))
+        params = (("w", "2"), ("key", '"x y"'))
+        await transport.handle(Request("PUT", "/db/a%2Fb", params, body, {"X-Couch-Request-ID": "r1"}))
         await transport.handle(Request("GET", "/db/_all_docs"))
         await transport.handle(Request("POST", "/db/_compact"))
     put, get, post = server.received
