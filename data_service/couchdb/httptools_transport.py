@@ -87,13 +87,11 @@ class HttptoolsTransport(AsyncTransport):
 
     def _wire(self, request: Request) -> bytes:
         """The request as it goes on the wire: one head string, the body appended."""
-        method, body = request.method, request.body
-        target = request.target
+        method, body, headers, target = request.method, request.body, request.headers, request.target
         extra = ""
-        if request.headers:
-            extra = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
-            lines = len(request.headers)
-            if extra.count("\r") != lines or extra.count("\n") != lines:
+        if headers:
+            extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            if extra.count("\r") != len(headers) or extra.count("\n") != len(headers):
                 raise ValueError("a CR or LF inside a CouchDB request header")
         if "\r" in target or "\n" in target or " " in target:
             raise ValueError("a CouchDB request target must be percent-encoded")
@@ -101,7 +99,7 @@ class HttptoolsTransport(AsyncTransport):
             length = "" if method in _NO_LENGTH else "Content-Length: 0\r\n"
         else:
             length = f"Content-Length: {len(body)}\r\n"
-            if "content-type:" not in extra.lower():
+            if not any(name.lower() == "content-type" for name in headers):
                 length += "Content-Type: application/json\r\n"
         head = f"{method} {self._prefix}{target} HTTP/1.1\r\n{self._fixed}{extra}{length}\r\n".encode()
         return head + body if body else head
@@ -148,7 +146,7 @@ class _Connection(PooledConnection):
             if self._error is not None:
                 raise self._error
             await self._wait()
-        body = self._body
+        body, self._body = self._body, []  # an idle connection holds no answer
         return Response(self._status, body[0] if len(body) == 1 else b"".join(body), self._headers)
 
     async def head(self) -> tuple[int, dict[str, str]]:
@@ -162,6 +160,8 @@ class _Connection(PooledConnection):
         """The body as it arrives; what came before an error is yielded first."""
         body = self._body
         while True:
+            if body is not self._body:  # the connection went on to another exchange
+                raise RuntimeError("a stream read after its block ended")
             if body:
                 chunk = body[0] if len(body) == 1 else b"".join(body)
                 body.clear()
@@ -217,6 +217,7 @@ class _Connection(PooledConnection):
 
     def close(self) -> None:
         self.open = self.reusable = False
+        self._stop_timer()
         if self.transport is not None:
             self.transport.abort()  # never a half-read answer left for someone else
 
