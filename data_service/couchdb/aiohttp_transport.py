@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -10,7 +9,7 @@ import aiohttp
 from yarl import URL
 
 from .errors import ConnectFailed, Timeout, Unavailable
-from .transport import TLS, AsyncTransport, Limits, Request, Response, Streamed, Timeouts
+from .transport import TLS, AsyncTransport, Limits, Request, Response, Streamed, Timeouts, basic_auth
 
 
 class AiohttpTransport(AsyncTransport):
@@ -26,8 +25,7 @@ class AiohttpTransport(AsyncTransport):
         self._base = base_url.rstrip("/")
         self._headers = {"Accept": "application/json"}
         if auth:
-            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {token}"
+            self._headers["Authorization"] = basic_auth(auth)
         self._timeouts = timeouts
         self._limits = limits
         self._tls = tls

@@ -12,7 +12,6 @@ garbled answer) is closed, never reused. docs/couchdb-client.md has the design.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -21,7 +20,7 @@ from httptools import HttpParserError, HttpResponseParser
 
 from .errors import Timeout, Unavailable
 from .httptools_pool import Pool, PooledConnection
-from .transport import TLS, AsyncTransport, Limits, Request, Response, Streamed, Timeouts
+from .transport import TLS, AsyncTransport, Limits, Request, Response, Streamed, Timeouts, basic_auth
 
 # Requests without a body that still say so (what aiohttp and curl send too).
 _NO_LENGTH = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"})
@@ -47,8 +46,7 @@ class HttptoolsTransport(AsyncTransport):
         netloc = f"[{host}]" if ":" in host else host
         fixed = f"Host: {netloc}:{port}\r\nAccept: application/json\r\n"
         if auth:
-            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            fixed += f"Authorization: Basic {token}\r\n"
+            fixed += f"Authorization: {basic_auth(auth)}\r\n"
         self._fixed = fixed
         self._timeouts = timeouts
         self._pool: Pool[_Connection] = Pool(

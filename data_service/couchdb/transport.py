@@ -11,6 +11,7 @@ arrives (a feed). Tests inject their own transport; production picks one of
 from __future__ import annotations
 
 import abc
+import base64
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Mapping
@@ -51,6 +52,11 @@ class TLS:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
+
+
+def basic_auth(auth: tuple[str, str]) -> str:
+    """The ``Authorization`` header value for (user, password)."""
+    return "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
 
 
 @dataclass(frozen=True)
