@@ -14,12 +14,12 @@ from transports import KINDS, Kind
 
 from data_service.config import Config
 from data_service.couchdb import AsyncTransport, CouchDB
-from data_service.couchdb.client import split_credentials
+from data_service.couchdb.client import DEFAULT_TRANSPORT, split_credentials
 from data_service.keys import KeysDir
 
-# The transport every test's client and sidecar use (make test COUCHDB_TRANSPORT=httptools);
+# The transport every test's client and sidecar use (COUCHDB_TRANSPORT=httptools make test);
 # the transport conformance tests run each one regardless.
-TRANSPORT = os.environ.get("COUCHDB_TRANSPORT", "aiohttp")
+TRANSPORT = os.environ.get("COUCHDB_TRANSPORT", DEFAULT_TRANSPORT)
 # What each environment-bound marker needs (see pyproject.toml).
 NEEDS = {"cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"), "kill": ("COUCHDB_SCRIPT",)}
 

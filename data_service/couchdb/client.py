@@ -29,6 +29,7 @@ TRANSPORTS: dict[str, type[AiohttpTransport | HttptoolsTransport]] = {
     "aiohttp": AiohttpTransport,
     "httptools": HttptoolsTransport,
 }
+DEFAULT_TRANSPORT = "aiohttp"  # until the lead's measurement settles it
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 _MISSING: Any = object()
@@ -126,7 +127,7 @@ class CouchDB:
         *,
         auth: tuple[str, str] | None = None,
         transport: AsyncTransport | None = None,
-        transport_kind: str = "aiohttp",
+        transport_kind: str = DEFAULT_TRANSPORT,
         timeouts: Timeouts = Timeouts(),
         limits: Limits = Limits(),
         tls: TLS = TLS(),
