@@ -31,12 +31,12 @@ async def one_place_taken(server):
     deadline = pool.now() + 10
     held = await pool.acquire(REQUEST, deadline)
     waiting = asyncio.create_task(pool.acquire(REQUEST, deadline))
-    await until(lambda: _true(len(pool._waiters) == 1), "the second acquire waits in line")
+
+    async def in_line() -> bool:
+        return len(pool._waiters) == 1
+
+    await until(in_line, "the second acquire waits in line")
     return pool, held, waiting
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 @pytest.mark.parametrize("reusable", [True, False], ids=["connection", "leave-to-open"])
