@@ -71,6 +71,7 @@ def run_command(config: Config, *args: str) -> subprocess.CompletedProcess:
     """``data-service <args>`` against ``config``'s CouchDB and database, as an operator runs
     it: the password only in the environment. Never a traceback, never the password."""
     flags = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
+    flags.append(f"--couchdb-transport={config.couchdb_transport}")
     if config.couchdb_user:
         flags.append(f"--couchdb-user={config.couchdb_user}")
     if config.deployment_id:
@@ -175,13 +176,14 @@ class TcpProxy:
     """A loopback TCP relay to ``target`` that can be stopped and restarted on the
     same port: a CouchDB that goes away and comes back, whatever server is behind.
     With ``delay`` set, every answer chunk is held that long (a slow CouchDB);
-    ``sent`` counts the request chunks relayed to it."""
+    ``sent`` counts the request chunks relayed to it, ``accepted`` the connections."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = devcouch.free_port()
         self.delay = 0.0
         self.sent = 0
+        self.accepted = 0
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -195,6 +197,7 @@ class TcpProxy:
         await self._server.wait_closed()
 
     async def _relay(self, reader, writer) -> None:
+        self.accepted += 1
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self._writers |= {writer, up_writer}
 
@@ -239,6 +242,7 @@ async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None 
     port = devcouch.free_port()
     args = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
     args += [f"--models={config.models_path}", f"--port={port}", "--reconcile-interval=0"]
+    args.append(f"--couchdb-transport={config.couchdb_transport}")
     if not any(flag.startswith("--workers") for flag in flags):
         args.append("--workers=1")  # one process: its metrics and log are the whole story
     if config.couchdb_user:
