@@ -51,7 +51,10 @@ class DocumentsContract:
         other = couch.database(db.name + "_twin")
         await other.create()
         try:
-            one, twin = await db.put({"_id": "one", "v": 1, "w": [1, 2]}), await other.put({"_id": "one", "v": 1, "w": [1, 2]})
+            one, twin = (
+                await db.put({"_id": "one", "v": 1, "w": [1, 2]}),
+                await other.put({"_id": "one", "v": 1, "w": [1, 2]}),
+            )
             assert one.rev == twin.rev
             edits = [{"_id": "one", "_rev": one.rev, "v": 2}, {"_id": "one", "_rev": twin.rev, "v": 2}]
             assert (await db.put(edits[0])).rev == (await other.put(edits[1])).rev
@@ -67,7 +70,9 @@ class DocumentsContract:
         assert plain.status == by_server(kind, 201, pouchdb=409)  # dev server: ignores If-Match
         if kind == POUCHDB:
             return
-        quoted = await call(db.couch, "PUT", doc_path(db, "d"), json={"v": 3}, headers={"If-Match": f'"{plain.body["rev"]}"'})
+        quoted = await call(
+            db.couch, "PUT", doc_path(db, "d"), json={"v": 3}, headers={"If-Match": f'"{plain.body["rev"]}"'}
+        )
         assert quoted.status == 201
         stale = await call(db.couch, "PUT", doc_path(db, "d"), json={"v": 4}, headers={"If-Match": f'"{rev1}"'})
         assert (stale.status, stale.body) == (409, CONFLICT)
@@ -169,10 +174,15 @@ class DocumentsContract:
         docs = [{"_id": "c1", "_rev": "1-aaaa", "v": 0}, replicated("c1", "2-bbbb", ["bbbb", "aaaa"], v="left")]
         await db.bulk_docs([*docs, replicated("c1", "2-cccc", ["cccc", "aaaa"], v="right")], new_edits=False)
         assert (await db.get("c1", conflicts=True))["_conflicts"] == ["2-bbbb"]
-        merged, loser = {"_id": "c1", "_rev": "2-cccc", "v": "merged"}, {"_id": "c1", "_rev": "2-bbbb", "_deleted": True}
+        merged, loser = (
+            {"_id": "c1", "_rev": "2-cccc", "v": "merged"},
+            {"_id": "c1", "_rev": "2-bbbb", "_deleted": True},
+        )
         results = await db.bulk_docs([merged, loser])
         assert [r["ok"] for r in results] == [True, True] and [r["rev"][:2] for r in results] == ["3-", "3-"]
-        resolved = await call(db.couch, "GET", doc_path(db, "c1"), params={"conflicts": True, "deleted_conflicts": True})
+        resolved = await call(
+            db.couch, "GET", doc_path(db, "c1"), params={"conflicts": True, "deleted_conflicts": True}
+        )
         assert resolved.body["v"] == "merged" and "_conflicts" not in resolved.body
         assert resolved.body.get("_deleted_conflicts") == by_server(kind, [results[1]["rev"]], pouchdb=None)
 
@@ -185,10 +195,14 @@ class DocumentsContract:
         assert filled.status == by_server(kind, 200, pouchdb=404)  # dev server: a missing body stays missing
         await db.bulk_docs([{"_id": "r", "_rev": "5-ffff", "v": 5}], new_edits=False)  # a root after a gap
         assert (await db.get("r", revs=True))["_revisions"] == {"start": 5, "ids": ["ffff"]}
-        put = await call(db.couch, "PUT", doc_path(db, "p"), params={"new_edits": False}, json={"_rev": "1-abc", "v": 1})
+        put = await call(
+            db.couch, "PUT", doc_path(db, "p"), params={"new_edits": False}, json={"_rev": "1-abc", "v": 1}
+        )
         assert (put.status, put.body) == (201, by_server(kind, {"ok": True, "id": "p", "rev": "1-abc"}, pouchdb=[]))
         assert (await db.get("p"))["_rev"] == "1-abc"
-        refused = await call(db.couch, "POST", f"/{db.name}/_bulk_docs", json={"new_edits": False, "docs": [{"_id": "x"}]})
+        refused = await call(
+            db.couch, "POST", f"/{db.name}/_bulk_docs", json={"new_edits": False, "docs": [{"_id": "x"}]}
+        )
         assert refused.status == 400
 
     async def test_a_revision_for_a_document_never_written(self, couch, kind):
@@ -207,7 +221,10 @@ class DocumentsContract:
         special = await call(db.couch, "PUT", doc_path(db, "d"), json={"x": 1, "_foo": 1})
         assert (special.status, special.body["error"]) == (by_server(kind, 400, pouchdb=500), "doc_validation")
         reserved = await call(db.couch, "PUT", doc_path(db, "_bad"), json={})
-        assert (reserved.status, reserved.body["error"]) == (400, by_server(kind, "illegal_docid", pouchdb="bad_request"))
+        assert (reserved.status, reserved.body["error"]) == (
+            400,
+            by_server(kind, "illegal_docid", pouchdb="bad_request"),
+        )
         assert (await call(db.couch, "PUT", doc_path(db, "d"), json=[1, 2])).status == 400
         ignored = {"x": 1, "_conflicts": ["1-a"], "_deleted_conflicts": [], "_revs_info": [], "_local_seq": 1}
         accepted = await call(db.couch, "PUT", doc_path(db, "d"), json=ignored)
@@ -225,7 +242,11 @@ class DocumentsContract:
         assert numbered.status == by_server(kind, 201, pouchdb=409)
         assert numbered.body.get("rev") == by_server(kind, "0-8", pouchdb=None)
         read = await call(db.couch, "GET", doc_path(db, "_local/x"))
-        assert read.body == {"_id": "_local/x", "_rev": by_server(kind, "0-8", pouchdb="0-1"), "v": by_server(kind, 3, pouchdb=1)}
+        assert read.body == {
+            "_id": "_local/x",
+            "_rev": by_server(kind, "0-8", pouchdb="0-1"),
+            "v": by_server(kind, 3, pouchdb=1),
+        }
         deleted = await call(db.couch, "DELETE", doc_path(db, "_local/x"))
         assert (deleted.status, deleted.body["rev"]) == (200, "0-0")
         assert (await call(db.couch, "GET", doc_path(db, "_local/x"))).status == 404

@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from contracts.couchdb_calls import POUCHDB, by_server, call, doc_path, replicated
+from contracts.couchdb_calls import POUCHDB, by_server, call, doc_path, one_shard_database, replicated
 from support import unique_name
 
 from data_service.couchdb.client import path
@@ -33,6 +33,8 @@ class FeedsContract:
         ids = await couch.uuids(5)
         assert len(set(ids)) == 5
         assert all(HEX32.match(i) for i in ids) == by_server(kind, True, pouchdb=False)  # dev server: v4, hyphens
+        prefixes = {i[:26] for i in ids}  # sequential, CouchDB's default: a shared prefix, a growing suffix
+        assert (len(prefixes) == 1 and ids == sorted(ids)) == by_server(kind, True, pouchdb=False)
         too_many = await call(couch, "GET", "/_uuids", params={"count": 1001})
         assert too_many.status == by_server(kind, 400, pouchdb=403)
 
@@ -45,10 +47,15 @@ class FeedsContract:
         await db.put({"_id": "a"})
         await db.delete("b", (await db.put({"_id": "b"})).rev)
         info = await db.info()
-        assert (info["db_name"], info["doc_count"]) == (name, 1)
+        assert (info["db_name"], info["doc_count"]) == (name, 1)  # before the POST below
         assert info.get("doc_del_count") == by_server(kind, 1, pouchdb=None)  # dev server: no such count
         assert isinstance(info["update_seq"], str) == by_server(kind, True, pouchdb=False)  # dev server: integers
         assert info.get("cluster", {}).get("n") == by_server(kind, 1, pouchdb=None)
+        head = await call(couch, "HEAD", path(name))
+        assert (head.status, head.body) == (200, None)
+        created = await call(couch, "POST", path(name), json={"v": 1})
+        assert created.status == 201 and created.body["ok"] is True and created.body["rev"].startswith("1-")
+        assert (await db.get(created.body["id"]))["v"] == 1
         assert (await call(couch, "DELETE", path(name))).status == 200
         missing = await call(couch, "GET", path(name))
         reason = by_server(kind, "Database does not exist.", pouchdb="no_db_file")
@@ -101,7 +108,9 @@ class FeedsContract:
             {"id": "live", "key": "live", "value": {"rev": live.rev}, "doc": {"_id": "live", "_rev": live.rev, "v": 1}},
         ]
         assert result.offset == by_server(kind, None, pouchdb=0)
-        await db.bulk_docs([{"_id": "c", "_rev": "1-aaaa"}, replicated("c", "2-bbbb", ["bbbb", "aaaa"])], new_edits=False)
+        await db.bulk_docs(
+            [{"_id": "c", "_rev": "1-aaaa"}, replicated("c", "2-bbbb", ["bbbb", "aaaa"])], new_edits=False
+        )
         await db.bulk_docs([replicated("c", "2-cccc", ["cccc", "aaaa"])], new_edits=False)
         [row] = (await db.all_docs(keys=["c"], include_docs=True, conflicts=True)).rows
         assert row["doc"] == {"_id": "c", "_rev": "2-cccc", "_conflicts": ["2-bbbb"]}
@@ -110,7 +119,10 @@ class FeedsContract:
 
     async def test_bulk_docs_answers_per_document(self, db, kind):
         existing = await db.put({"_id": "e", "v": 1})
-        conflict = {"error": "conflict", "reason": by_server(kind, "Document update conflict.", pouchdb="Document update conflict")}
+        conflict = {
+            "error": "conflict",
+            "reason": by_server(kind, "Document update conflict.", pouchdb="Document update conflict"),
+        }
         results = await db.bulk_docs([{"_id": "e", "v": 2}, {"_id": "n", "v": 1}, {"v": "no id"}])
         assert results[0] == {"id": "e", **conflict}
         assert results[1]["ok"] is True and results[1]["rev"].startswith("1-")
@@ -134,7 +146,9 @@ class FeedsContract:
         await db.put({"_id": "a", "_rev": first.rev, "n": 2})
         await db.put({"_id": "b", "_rev": (await db.put({"_id": "b", "n": 1})).rev, "n": 2})
         gone = await db.delete("g", (await db.put({"_id": "g"})).rev)
-        results = await db.bulk_get([{"id": "a", "rev": first.rev}, {"id": "b"}, {"id": "g"}, {"id": "nope"}], revs=True)
+        results = await db.bulk_get(
+            [{"id": "a", "rev": first.rev}, {"id": "b"}, {"id": "g"}, {"id": "nope"}], revs=True
+        )
         assert [r["id"] for r in results] == ["a", "b", "g", "nope"]
         old, current, tombstone, missing = (r["docs"][0] for r in results)
         assert old["ok"]["n"] == 1 and old["ok"]["_revisions"]["start"] == 1
@@ -146,38 +160,44 @@ class FeedsContract:
         assert tombstone == by_server(kind, tombstone, pouchdb={})  # dev server: nothing for a deleted winner
         assert "ok" not in missing
         error = missing.get("error", {})
-        assert (error.get("error"), error.get("reason")) == by_server(kind, ("not_found", "missing"), pouchdb=(None, None))
+        assert (error.get("error"), error.get("reason")) == by_server(
+            kind, ("not_found", "missing"), pouchdb=(None, None)
+        )
 
     # -- _changes -----------------------------------------------------------------------------
 
-    async def test_changes_since_limit_and_positions(self, db, kind):
-        for docid in ("a", "b", "c"):
-            await db.put({"_id": docid})
-        await db.put({"_id": "a", "_rev": (await db.get("a"))["_rev"], "v": 2})
-        everything = await db.changes()
-        assert [r["id"] for r in everything["results"]] == ["b", "c", "a"]  # one entry per document, its latest
-        assert all(isinstance(r["seq"], str) for r in everything["results"]) == by_server(kind, True, pouchdb=False)
-        first = await db.changes(limit=1)
-        assert [r["id"] for r in first["results"]] == ["b"] and first["last_seq"] == first["results"][0]["seq"]
-        assert first.get("pending") == by_server(kind, 2, pouchdb=None)  # dev server: no pending count
-        rest = await db.changes(since=first["last_seq"])
-        assert [r["id"] for r in rest["results"]] == ["c", "a"] and rest["last_seq"] == everything["last_seq"]
-        now = await db.changes(since="now")
-        assert now["results"] == [] and now["last_seq"] == everything["last_seq"]
-        malformed = await call(db.couch, "GET", f"/{db.name}/_changes", params={"since": "3-x"})
-        assert malformed.status == by_server(kind, 400, pouchdb=200)
+    async def test_changes_since_limit_and_positions(self, couch, kind):
+        async with one_shard_database(couch) as db:  # one shard: the feed in the order of the writes
+            for docid in ("a", "b", "c"):
+                await db.put({"_id": docid})
+            await db.put({"_id": "a", "_rev": (await db.get("a"))["_rev"], "v": 2})
+            everything = await db.changes()
+            assert [r["id"] for r in everything["results"]] == ["b", "c", "a"]  # one entry per document, its latest
+            assert all(isinstance(r["seq"], str) for r in everything["results"]) == by_server(kind, True, pouchdb=False)
+            first = await db.changes(limit=1)
+            assert [r["id"] for r in first["results"]] == ["b"] and first["last_seq"] == first["results"][0]["seq"]
+            assert first.get("pending") == by_server(kind, 2, pouchdb=None)  # dev server: no pending count
+            rest = await db.changes(since=first["last_seq"])
+            assert [r["id"] for r in rest["results"]] == ["c", "a"] and rest["last_seq"] == everything["last_seq"]
+            now = await db.changes(since="now")
+            assert now["results"] == [] and now["last_seq"] == everything["last_seq"]
+            malformed = await call(db.couch, "GET", f"/{db.name}/_changes", params={"since": "3-x"})
+            assert malformed.status == by_server(kind, 400, pouchdb=200)
 
-    async def test_changes_with_documents_and_filters(self, db):
-        await db.put({"_id": "a", "v": 1})
-        await db.put({"_id": "b", "v": 1})
-        await db.delete("a", (await db.get("a"))["_rev"])
-        results = (await db.changes(include_docs=True))["results"]
-        assert [(r["id"], r.get("deleted", False)) for r in results] == [("b", False), ("a", True)]
-        assert results[1]["doc"]["_deleted"] is True and results[0]["doc"]["v"] == 1
-        ids = await call(db.couch, "GET", f"/{db.name}/_changes", params={"filter": "_doc_ids", "doc_ids": '["a"]'})
-        assert [r["id"] for r in ids.body["results"]] == ["a"]
-        posted = await call(db.couch, "POST", f"/{db.name}/_changes", params={"filter": "_doc_ids"}, json={"doc_ids": ["b"]})
-        assert [r["id"] for r in posted.body["results"]] == ["b"]
+    async def test_changes_with_documents_and_filters(self, couch):
+        async with one_shard_database(couch) as db:
+            await db.put({"_id": "a", "v": 1})
+            await db.put({"_id": "b", "v": 1})
+            await db.delete("a", (await db.get("a"))["_rev"])
+            results = (await db.changes(include_docs=True))["results"]
+            assert [(r["id"], r.get("deleted", False)) for r in results] == [("b", False), ("a", True)]
+            assert results[1]["doc"]["_deleted"] is True and results[0]["doc"]["v"] == 1
+            ids = await call(db.couch, "GET", f"/{db.name}/_changes", params={"filter": "_doc_ids", "doc_ids": '["a"]'})
+            assert [r["id"] for r in ids.body["results"]] == ["a"]
+            posted = await call(
+                db.couch, "POST", f"/{db.name}/_changes", params={"filter": "_doc_ids"}, json={"doc_ids": ["b"]}
+            )
+            assert [r["id"] for r in posted.body["results"]] == ["b"]
 
     async def test_longpoll_waits_for_a_change_or_the_timeout(self, db):
         await db.put({"_id": "x"})
@@ -196,10 +216,14 @@ class FeedsContract:
 
     async def test_purge_removes_leaves_and_their_trace(self, db, kind):
         rev = (await db.put({"_id": "p", "v": 1})).rev
-        await db.bulk_docs([{"_id": "c", "_rev": "1-aaaa"}, replicated("c", "2-bbbb", ["bbbb", "aaaa"])], new_edits=False)
+        await db.bulk_docs(
+            [{"_id": "c", "_rev": "1-aaaa"}, replicated("c", "2-bbbb", ["bbbb", "aaaa"])], new_edits=False
+        )
         await db.bulk_docs([replicated("c", "2-cccc", ["cccc", "aaaa"])], new_edits=False)
         purge = f"/{db.name}/_purge"
-        answer = await call(db.couch, "POST", purge, json={"p": [rev, "9-zz"], "c": ["2-cccc", "1-aaaa"], "none": ["1-a"]})
+        answer = await call(
+            db.couch, "POST", purge, json={"p": [rev, "9-zz"], "c": ["2-cccc", "1-aaaa"], "none": ["1-a"]}
+        )
         assert answer.status == by_server(kind, 201, pouchdb=400)  # dev server: no _purge
         if kind == POUCHDB:
             return
@@ -208,3 +232,28 @@ class FeedsContract:
         assert await db.revision("p") is None and await db.get("c", conflicts=True) == {"_id": "c", "_rev": "2-bbbb"}
         assert [r["id"] for r in (await db.changes())["results"]] == ["c"]
         assert (await db.info())["doc_count"] == 1
+
+    async def test_an_old_body_made_winner_leaves_a_trace_until_purged(self, db, kind):
+        """DESIGN-NOTES section 7: a new branch at an old generation plus one DELETE of the
+        newer leaf makes an old body the winner; the deleted leaf of a higher generation
+        than the winner is the trace, and only a purge removes it."""
+        rev1 = (await db.put({"_id": "d", "v": "old"})).rev
+        rev2 = (await db.put({"_id": "d", "_rev": rev1, "v": "new"})).rev
+        forged = "2-" + "0" * 32  # the least hash: the branch loses while the newer leaf is live
+        await db.bulk_docs([replicated("d", forged, [forged[2:], rev1[2:]], v="old")], new_edits=False)
+        assert (await db.get("d", conflicts=True))["_conflicts"] == [forged]
+        tombstone = (await db.delete("d", rev2)).rev
+        read = await call(db.couch, "GET", doc_path(db, "d"), params={"deleted_conflicts": True})
+        assert read.body["_rev"] == forged and read.body["v"] == "old"
+        assert read.body.get("_deleted_conflicts") == by_server(kind, [tombstone], pouchdb=None)
+        [change] = (await db.changes(style="all_docs"))["results"]
+        assert [c["rev"] for c in change["changes"]] == by_server(
+            kind, [forged, tombstone], pouchdb=[tombstone, forged]
+        )
+        if kind == POUCHDB:  # no _purge
+            return
+        await call(db.couch, "POST", f"/{db.name}/_purge", json={"d": [tombstone]})
+        read = await call(db.couch, "GET", doc_path(db, "d"), params={"deleted_conflicts": True})
+        assert read.body == {"_id": "d", "_rev": forged, "v": "old"}
+        [change] = (await db.changes(style="all_docs"))["results"]
+        assert [c["rev"] for c in change["changes"]] == [forged]

@@ -33,7 +33,7 @@ def check_docid(docid: Any) -> str:
     return docid
 
 
-def parse_edit(doc: Any, docid: str) -> Edit:
+def parse_edit(doc: Any, docid: Any) -> Edit:
     """``doc`` (a parsed JSON body) as an edit of ``docid``; 400 as CouchDB answers it."""
     if not isinstance(doc, dict):
         raise bad_request("Document must be a JSON object")

@@ -79,8 +79,7 @@ class Endpoints:
 
     def create(self, request: Request) -> Response:
         """``POST /db``: a new document, its id given or made."""
-        doc = body_of(request)
-        edit = parse_edit(doc, doc.get("_id", None) if isinstance(doc, dict) else None)
+        edit = self._edit_of(body_of(request))
         return answer(201, {"ok": True, "id": edit.docid, "rev": rev_text(self.db.update(edit))})
 
     def _local(self, request: Request, docid: str, params: Params) -> Response:
@@ -229,4 +228,3 @@ def _explicit_rev(request: Request, params: Params, body_rev: Any) -> Any:
 def _matches(header: str | None, etag: str) -> bool:
     """``If-None-Match`` against a document's ETag (weak comparison)."""
     return header is not None and etag in (tag.strip().removeprefix("W/") for tag in header.split(","))
-

@@ -8,7 +8,7 @@ from typing import Any
 
 from .database import Doc, MemoryDatabase, parse_seq, seq_token
 from .http import HttpError, Params, bad_request, loads, missing, not_implemented
-from .revtree import Rev, RevTree, parse_rev, rev_text
+from .revtree import Rev, RevTree, parse_rev, rev_order, rev_text
 
 META = ("_revs_info", "_conflicts", "_deleted_conflicts", "_local_seq")  # a read showing one has no ETag
 
@@ -72,15 +72,19 @@ def open_revs(db: MemoryDatabase, docid: str, params: Params) -> list[dict]:
     if params.text("open_revs") == "all":
         if doc is None:
             raise missing()
-        return [{"ok": render(docid, doc.tree, rev, revisions=revisions)} for rev in sorted(doc.tree.leaves)]
+        return [
+            {"ok": render(docid, doc.tree, rev, revisions=revisions)} for rev in sorted(doc.tree.leaves, key=rev_order)
+        ]
     asked = params.json("open_revs")
     if not isinstance(asked, list):
         raise bad_request("invalid UTF-8 JSON")
     wanted = list(dict.fromkeys(parse_rev(rev) for rev in asked))
     tree = doc.tree if doc is not None else RevTree()
     if params.flag("latest"):
-        wanted = list(dict.fromkeys(leaf for rev in wanted for leaf in (tree.descendant_leaves(rev) if rev in tree else [rev])))
-    found = sorted(rev for rev in wanted if tree.available(rev))
+        wanted = list(
+            dict.fromkeys(leaf for rev in wanted for leaf in (tree.descendant_leaves(rev) if rev in tree else [rev]))
+        )
+    found = sorted((rev for rev in wanted if tree.available(rev)), key=rev_order)
     return [{"ok": render(docid, tree, rev, revisions=revisions)} for rev in found] + [
         {"missing": rev_text(rev)} for rev in wanted if not tree.available(rev)
     ]
@@ -214,7 +218,7 @@ class Feed:
             seqs.append(seq)
         if not self.descending:
             seqs.reverse()
-        results = []
+        results: list[dict] = []
         for seq in seqs:
             if self.limit is not None and len(results) >= self.limit:
                 break

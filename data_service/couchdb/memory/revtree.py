@@ -20,12 +20,24 @@ Rev = tuple[int, str]
 
 
 def parse_rev(text: Any) -> Rev:
-    """``"3-abc"`` -> ``(3, "abc")``; 400 ``Invalid rev format`` for anything else."""
+    """``"3-abc"`` -> ``(3, "abc")``; 400 ``Invalid rev format`` for anything else. A hash of
+    32 hex digits is one CouchDB keeps as 16 bytes: its case is lost."""
     if isinstance(text, str):
         generation, dash, digest = text.partition("-")
         if dash and digest and generation.isdigit():
-            return int(generation), digest
+            return int(generation), digest.lower() if _is_md5(digest) else digest
     raise bad_request("Invalid rev format")
+
+
+def _is_md5(digest: str) -> bool:
+    return len(digest) == 32 and all(c in "0123456789abcdefABCDEF" for c in digest)
+
+
+def rev_order(rev: Rev) -> tuple[int, bytes]:
+    """How CouchDB orders revisions: by generation, then by the hash as it keeps it (the
+    bytes a 32-hex-digit hash stands for, any other as its text)."""
+    digest = rev[1]
+    return rev[0], bytes.fromhex(digest) if _is_md5(digest) else digest.encode()
 
 
 def rev_text(rev: Rev) -> str:
@@ -61,8 +73,8 @@ class RevTree:
     def __contains__(self, rev: Rev) -> bool:
         return rev in self.nodes
 
-    def _rank(self, rev: Rev) -> tuple[bool, int, str]:
-        return not self.nodes[rev].deleted, rev[0], rev[1]
+    def _rank(self, rev: Rev) -> tuple[bool, tuple[int, bytes]]:
+        return not self.nodes[rev].deleted, rev_order(rev)
 
     def winner(self) -> Rev:
         return max(self.leaves, key=self._rank)
@@ -89,7 +101,8 @@ class RevTree:
 
     def descendant_leaves(self, rev: Rev) -> list[Rev]:
         """The leaves ``rev`` leads to (itself if it is one)."""
-        found, stack = [], [rev]
+        found: list[Rev] = []
+        stack = [rev]
         while stack:
             node = self.nodes[stack.pop()]
             for child in node.children:

@@ -171,8 +171,8 @@ class MemoryServer:
     async def _in_database(self, request: Request, endpoints: Endpoints, rest: list[str]) -> Response:
         first = rest[0]
         if first in ("_design", "_local") and len(rest) >= 2:
-            if len(rest) > 2 or first == "_design" and not rest[1]:
-                raise not_implemented(f"{first}/{rest[1]}/{'/'.join(rest[2:])}")
+            if len(rest) > 2:  # views, _info, shows, attachments...
+                raise not_implemented("/".join(rest))
             return endpoints.document(request, f"{first}/{rest[1]}")
         if first.startswith((DESIGN, LOCAL)) or not first.startswith("_"):
             if len(rest) > 1:

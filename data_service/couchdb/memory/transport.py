@@ -19,8 +19,9 @@ def matching(method: str | None = None, path: str | None = None) -> Matcher:
     """Requests with this method (any if None) whose percent-encoded path matches the
     regular expression ``path`` in full (any if None)."""
     pattern = re.compile(path) if path is not None else None
-    return lambda request: (method is None or request.method == method) and (
-        pattern is None or pattern.fullmatch(request.path) is not None
+    return lambda request: (
+        (method is None or request.method == method)
+        and (pattern is None or pattern.fullmatch(request.path) is not None)
     )
 
 
