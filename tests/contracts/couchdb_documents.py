@@ -257,3 +257,17 @@ class DocumentsContract:
         answer = await call(db.couch, "PUT", doc_path(db, "w"), params={"w": copies + 1}, json={"v": 1})
         assert answer.status == by_server(kind, 202, pouchdb=201)  # dev server: no quorum
         assert (await db.get("w"))["_rev"] == answer.body["rev"]
+
+    async def test_revision_hashes_as_couchdb_keeps_them(self, db, kind):
+        """A hash of 32 hex digits is kept as the 16 bytes it stands for (compared as bytes,
+        shown in lower case); any other as its text."""
+        upper, text = "2-" + "A" * 32, "2-f0f0"
+        docs = [
+            {"_id": "c", "_rev": "1-aaaa"},
+            replicated("c", upper, ["A" * 32, "aaaa"]),
+            replicated("c", text, ["f0f0", "aaaa"]),
+        ]
+        await db.bulk_docs(docs, new_edits=False)
+        doc = await db.get("c", conflicts=True)
+        lower = upper.lower()
+        assert (doc["_rev"], doc["_conflicts"]) == by_server(kind, (lower, [text]), pouchdb=(text, [upper]))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .http import bad_request, not_implemented
-from .revtree import Rev, parse_rev
+from .revtree import Rev, kept_hash, parse_rev
 
 KEPT = frozenset({"_id", "_rev", "_deleted", "_revisions", "_attachments"})
 IGNORED = frozenset({"_conflicts", "_deleted_conflicts", "_revs_info", "_local_seq"})  # read-only: dropped
@@ -61,4 +61,4 @@ def _history(revisions: Any) -> list[Rev]:
         or not all(isinstance(i, str) and i for i in ids)
     ):
         raise bad_request("Invalid rev format")
-    return [(start - offset, digest) for offset, digest in enumerate(ids)]
+    return [(start - offset, kept_hash(digest)) for offset, digest in enumerate(ids)]

@@ -25,8 +25,12 @@ def parse_rev(text: Any) -> Rev:
     if isinstance(text, str):
         generation, dash, digest = text.partition("-")
         if dash and digest and generation.isdigit():
-            return int(generation), digest.lower() if _is_md5(digest) else digest
+            return int(generation), kept_hash(digest)
     raise bad_request("Invalid rev format")
+
+
+def kept_hash(digest: str) -> str:
+    return digest.lower() if _is_md5(digest) else digest
 
 
 def _is_md5(digest: str) -> bool:
