@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
+from contracts.backends import OnMemory
 from contracts.couchdb_documents import DocumentsContract
 from contracts.couchdb_feeds import FeedsContract
-
-from data_service.couchdb.memory import memory_couch
-
-
-class OnMemory:
-    @pytest.fixture
-    async def couch(self):
-        async with memory_couch() as couch:
-            yield couch
 
 
 class TestDocumentsOnMemory(OnMemory, DocumentsContract):

@@ -103,7 +103,7 @@ async def test_faults_are_tried_in_order_and_checked():
 async def test_what_is_not_emulated_is_a_clear_501(couch, db, method, target, body):
     path, _, query = target.partition("?")
     params = tuple(tuple(pair.split("=")) for pair in query.split("&")) if query else ()
-    response = await couch.transport.handle(Request(method, path, params, body))  # type: ignore[arg-type]
+    response = await couch.transport.handle(Request(method, path, params, body))
     assert response.status == 501 and response.json()["error"] == "not_implemented"
     assert "use a server" in response.json()["reason"]
 
