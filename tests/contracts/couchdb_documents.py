@@ -8,6 +8,8 @@ from __future__ import annotations
 import pytest
 from contracts.couchdb_calls import POUCHDB, by_server, call, doc_path, one_shard_database, replicated
 
+from data_service.couchdb import Request, Unreadable
+
 CONFLICT = {"error": "conflict", "reason": "Document update conflict."}
 DEV_CONFLICT = {"error": "conflict", "reason": "Document update conflict"}  # no full stop
 
@@ -271,3 +273,17 @@ class DocumentsContract:
         doc = await db.get("c", conflicts=True)
         lower = upper.lower()
         assert (doc["_rev"], doc["_conflicts"]) == by_server(kind, (lower, [text]), pouchdb=(text, [upper]))
+
+    async def test_documents_a_json_parser_may_not_hold_are_kept(self, db, kind):
+        """Integers beyond 64 bits and nesting beyond orjson's 1,024 levels: CouchDB keeps both."""
+        deep = b'{"a":' * 1500 + b"1" + b"}" * 1500
+        body = b'{"big":123456789012345678901234567890,"deep":' + deep + b"}"
+        written = await db.couch.transport.handle(Request("PUT", doc_path(db, "odd"), body=body))
+        assert written.status == 201
+        raw = (await db.couch.transport.handle(Request("GET", doc_path(db, "odd")))).body
+        assert (b"123456789012345678901234567890" in raw) == by_server(
+            kind, True, pouchdb=False
+        )  # dev server: a double
+        assert deep in raw
+        with pytest.raises(Unreadable):
+            await db.get("odd")

@@ -12,6 +12,7 @@ from ..transport import Request, Response
 from .database import DEFAULT_SECURITY, MemoryDatabase
 from .edits import LOCAL, Edit, parse_edit
 from .http import HttpError, Params, bad_request, dumps, loads, missing, not_implemented
+from .rawjson import read_bulk, read_document
 from .reads import META, Feed, all_docs, bulk_get, open_revs, parse_keys, read_doc
 from .revtree import parse_rev, rev_text
 
@@ -47,7 +48,7 @@ class Endpoints:
         if request.method in ("GET", "HEAD"):
             return self._read(request, docid, params)
         if request.method == "PUT":
-            doc = body_of(request)
+            doc = read_document(request.body or b"")
             edit = parse_edit(doc, docid)
             edit.rev = _explicit_rev(request, params, doc.get("_rev"))
             if params.text("new_edits") == "false":
@@ -79,12 +80,12 @@ class Endpoints:
 
     def create(self, request: Request) -> Response:
         """``POST /db``: a new document, its id given or made."""
-        edit = self._edit_of(body_of(request))
+        edit = self._edit_of(read_document(request.body or b""))
         return answer(201, {"ok": True, "id": edit.docid, "rev": rev_text(self.db.update(edit))})
 
     def _local(self, request: Request, docid: str, params: Params) -> Response:
         if request.method == "PUT":
-            edit = parse_edit(body_of(request), docid)
+            edit = parse_edit(read_document(request.body or b""), docid)
             rev = self.db.put_local(docid, edit.body, rev_text(edit.rev) if edit.rev else None, edit.deleted)
             return answer(200 if edit.deleted else 201, {"ok": True, "id": docid, "rev": rev})
         if request.method == "DELETE":
@@ -104,7 +105,7 @@ class Endpoints:
     def bulk_docs(self, request: Request) -> Response:
         allow(request, "POST")
         params = Params(request.params)
-        body = body_of(request)
+        body = read_bulk(request.body or b"")
         if not isinstance(body, dict):
             raise bad_request("Request body must be a JSON object")
         if "docs" not in body:
