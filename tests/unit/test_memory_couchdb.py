@@ -166,6 +166,13 @@ async def test_a_longpoll_from_now_sees_only_later_changes(db):
     assert [r["id"] for r in (await asyncio.wait_for(waiting, 5))["results"]] == ["after"]
 
 
+async def test_a_longpoll_on_a_deleted_database_answers_at_once(db):
+    waiting = asyncio.ensure_future(db.changes(feed="longpoll", since="now", timeout=30))
+    await asyncio.sleep(0.02)
+    await db.drop()
+    assert (await asyncio.wait_for(waiting, 5))["results"] == []
+
+
 async def test_many_operations_stay_consistent(db):
     """A stateful test's load: thousands of writes, with the feed and counts agreeing."""
     revs = {}

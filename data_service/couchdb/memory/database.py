@@ -65,6 +65,7 @@ class MemoryDatabase:
         self.revs_limit = 1000
         self._waiters: list[asyncio.Future] = []
         self._batch: dict[str, Doc] | None = None  # the documents a batch changed, in order
+        self.gone = False  # deleted
 
     # -- writes ---------------------------------------------------------------
 
@@ -201,7 +202,8 @@ class MemoryDatabase:
                 self._waiters.remove(waiter)
 
     def dropped(self) -> None:
-        """The database was deleted: wake every long poll (they answer and are done)."""
+        """The database was deleted: every long poll answers now, as on CouchDB."""
+        self.gone = True
         self._wake()
 
     # -- counts ----------------------------------------------------------------

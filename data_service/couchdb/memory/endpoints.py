@@ -171,7 +171,7 @@ class Endpoints:
             timeout = params.integer("timeout")
             loop = asyncio.get_running_loop()
             deadline = loop.time() + (LONGPOLL_TIMEOUT if timeout is None else timeout / 1000)
-            while not result["results"] and (left := deadline - loop.time()) > 0:
+            while not result["results"] and not self.db.gone and (left := deadline - loop.time()) > 0:
                 await self.db.next_change(left)
                 result = feed.read()
         return answer(200, result)
