@@ -5,15 +5,15 @@ deviations from CouchDB 3.5, each stated where a test meets it."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from support import unique_name
+from support import database_with
 
 from data_service.couchdb import CouchDB, Database, Request
-from data_service.couchdb.client import encode_params, path
+from data_service.couchdb.client import encode_params
 
 POUCHDB = "pouchdb-server"
 _NO_BODY: Any = object()
@@ -49,8 +49,9 @@ async def call(
     return Answer(response.status, response.json() if response.body else None, response.headers)
 
 
-def doc_path(db: Database, docid: str, *more: str) -> str:
-    return db._doc_path(docid) + "".join(path(m) for m in more)
+def doc_path(db: Database, docid: str) -> str:
+    """The encoded path of ``docid`` in ``db`` (``_design/`` and ``_local/`` keep their slash)."""
+    return db._doc_path(docid)
 
 
 def by_server(kind: str, couchdb: Any, *, pouchdb: Any) -> Any:
@@ -59,16 +60,10 @@ def by_server(kind: str, couchdb: Any, *, pouchdb: Any) -> Any:
     return pouchdb if kind == POUCHDB else couchdb
 
 
-@contextlib.asynccontextmanager
-async def one_shard_database(couch: CouchDB) -> AsyncIterator[Database]:
+def one_shard_database(couch: CouchDB) -> contextlib.AbstractAsyncContextManager[Database]:
     """A database of one shard (``q=1``; servers without shards ignore it), dropped afterwards:
     for behaviour CouchDB decides per shard."""
-    db = couch.database(unique_name())
-    await couch.request("PUT", path(db.name), params={"q": 1})
-    try:
-        yield db
-    finally:
-        await db.drop(missing_ok=True)
+    return database_with(couch, q=1)
 
 
 def replicated(docid: str, rev: str, history: list[str], **body: Any) -> dict:
