@@ -39,6 +39,16 @@ def parse_seq(text: str, now: int) -> int:
     raise bad_request("Malformed sequence supplied in 'since' parameter.")
 
 
+def replicated_history(edit: Edit) -> list[Rev]:
+    """The revisions a replicated write brings, newest first: ``_revisions`` (which wins over
+    ``_rev``) or ``_rev`` alone; 400 for neither."""
+    if edit.history:
+        return edit.history
+    if edit.rev is None:
+        raise bad_request("When `new_edits: false`, the document needs `_rev` or `_revisions` specified")
+    return [edit.rev]
+
+
 @dataclass(slots=True)
 class Doc:
     tree: RevTree = field(default_factory=RevTree)
@@ -93,14 +103,13 @@ class MemoryDatabase:
         self._changed(edit.docid, doc, edit.body)
         return rev
 
-    def replicate(self, edit: Edit) -> None:
+    def replicate(self, edit: Edit) -> Rev:
         """A replicated revision (``new_edits: false``) merged with its history."""
-        history = edit.history or ([edit.rev] if edit.rev else None)
-        if history is None:
-            raise bad_request("When `new_edits: false`, the document needs `_rev` or `_revisions` specified")
+        history = replicated_history(edit)
         doc = self._doc(edit.docid)
         if doc.tree.merge(history, edit.body, edit.deleted):
             self._changed(edit.docid, doc, edit.body)
+        return history[0]
 
     def _doc(self, docid: str) -> Doc:
         doc = self.docs.get(docid)
@@ -162,18 +171,17 @@ class MemoryDatabase:
 
     # -- local documents (no revision check: DESIGN-NOTES section 7) ---------
 
-    def put_local(self, docid: str, body: dict, rev: str | None, deleted: bool) -> str:
+    def put_local(self, edit: Edit) -> str:
         """Any write wins: without ``_rev`` the revision is ``0-1``, with ``0-N`` it is ``0-(N+1)``."""
         number = 0
-        if rev is not None:
-            generation, _, counter = rev.partition("-")
-            if generation != "0" or not counter.isdigit():
+        if edit.rev is not None:
+            if edit.rev[0] != 0 or not edit.rev[1].isdigit():
                 raise HttpError(500, "error", "Invalid rev format")
-            number = int(counter)
-        if deleted:
-            self.local.pop(docid, None)
+            number = int(edit.rev[1])
+        if edit.deleted:
+            self.local.pop(edit.docid, None)
             return "0-0"
-        self.local[docid] = (number + 1, body)
+        self.local[edit.docid] = (number + 1, edit.body)
         return f"0-{number + 1}"
 
     def delete_local(self, docid: str) -> str:

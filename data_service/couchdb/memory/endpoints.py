@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..transport import Request, Response
-from .database import DEFAULT_SECURITY, MemoryDatabase
+from .database import DEFAULT_SECURITY, MemoryDatabase, replicated_history
 from .edits import LOCAL, Edit, parse_edit
 from .http import HttpError, Params, bad_request, dumps, loads, missing, not_implemented
 from .rawjson import read_bulk, read_document
@@ -52,9 +52,7 @@ class Endpoints:
             edit = parse_edit(doc, docid)
             edit.rev = _explicit_rev(request, params, doc.get("_rev"))
             if params.text("new_edits") == "false":
-                self.db.replicate(edit)
-                rev = edit.history[0] if edit.history else edit.rev
-                return self._written(docid, rev_text(rev) if rev else "", params, edit.deleted)
+                return self._written(docid, rev_text(self.db.replicate(edit)), params, edit.deleted)
         else:  # DELETE: CouchDB opens the winner first (404 for a missing or deleted document)
             current = self.db.docs.get(docid)
             if current is None or current.deleted:
@@ -70,7 +68,7 @@ class Endpoints:
         if any(name in doc for name in META):
             return answer(200, doc, head=head)
         etag = f'"{doc["_rev"]}"'
-        if _matches(request.headers.get("If-None-Match"), etag):
+        if _matches(_header(request, "If-None-Match"), etag):
             return Response(304, b"", {"ETag": etag})
         return answer(200, doc, {"ETag": etag}, head=head)
 
@@ -86,8 +84,7 @@ class Endpoints:
     def _local(self, request: Request, docid: str, params: Params) -> Response:
         if request.method == "PUT":
             edit = parse_edit(read_document(request.body or b""), docid)
-            rev = self.db.put_local(docid, edit.body, rev_text(edit.rev) if edit.rev else None, edit.deleted)
-            return answer(200 if edit.deleted else 201, {"ok": True, "id": docid, "rev": rev})
+            return answer(200 if edit.deleted else 201, {"ok": True, "id": docid, "rev": self.db.put_local(edit)})
         if request.method == "DELETE":
             return answer(200, {"ok": True, "id": docid, "rev": self.db.delete_local(docid)})
         number, body = self.db.local.get(docid) or (None, {})
@@ -116,8 +113,9 @@ class Endpoints:
         edits = [self._edit_of(doc) for doc in body["docs"]]  # one bad document refuses them all
         status = 202 if (params.integer("w") or 1) > 1 else 201
         if not new_edits:
-            if any(e.rev is None and e.history is None and not e.docid.startswith(LOCAL) for e in edits):
-                raise bad_request("When `new_edits: false`, the document needs `_rev` or `_revisions` specified")
+            for edit in edits:  # checked first: a refusal refuses all
+                if not edit.docid.startswith(LOCAL):
+                    replicated_history(edit)
             with self.db.batch():
                 for edit in edits:
                     self._replicated(edit)
@@ -132,16 +130,13 @@ class Endpoints:
 
     def _replicated(self, edit: Edit) -> None:
         if edit.docid.startswith(LOCAL):
-            self.db.put_local(edit.docid, edit.body, rev_text(edit.rev) if edit.rev else None, edit.deleted)
+            self.db.put_local(edit)
         else:
             self.db.replicate(edit)
 
     def _bulk_one(self, edit: Edit) -> dict:
         try:
-            if edit.docid.startswith(LOCAL):
-                rev = self.db.put_local(edit.docid, edit.body, rev_text(edit.rev) if edit.rev else None, edit.deleted)
-            else:
-                rev = rev_text(self.db.update(edit))
+            rev = self.db.put_local(edit) if edit.docid.startswith(LOCAL) else rev_text(self.db.update(edit))
         except HttpError as exc:
             return {"id": edit.docid, "error": exc.error, "reason": exc.reason}
         return {"ok": True, "id": edit.docid, "rev": rev}
@@ -217,13 +212,17 @@ def _explicit_rev(request: Request, params: Params, body_rev: Any) -> Any:
     if query is not None and body_rev is not None and query != body_rev:
         raise bad_request("Document rev from request body and query string have different values")
     rev = body_rev if body_rev is not None else query
-    header = request.headers.get("If-Match")
+    header = _header(request, "If-Match")
     if header is not None:
         etag = header.strip().strip('"')
         if rev is not None and rev != etag:
             raise bad_request("Document rev and etag have different values")
         rev = etag
     return parse_rev(rev) if rev is not None else None
+
+
+def _header(request: Request, name: str) -> str | None:
+    return next((value for key, value in request.headers.items() if key.lower() == name.lower()), None)
 
 
 def _matches(header: str | None, etag: str) -> bool:
