@@ -23,8 +23,9 @@ def render(docid: str, tree: RevTree, rev: Rev, *, revisions: bool = False) -> d
     return doc
 
 
-def winner_doc(docid: str, doc: Doc, *, conflicts: bool = False, revisions: bool = False) -> dict:
-    rendered = render(docid, doc.tree, doc.tree.winner(), revisions=revisions)
+def winner_doc(docid: str, doc: Doc, *, conflicts: bool) -> dict:
+    """The winner as ``include_docs`` shows it (with ``_conflicts`` if asked)."""
+    rendered = render(docid, doc.tree, doc.tree.winner())
     if conflicts and (live := doc.tree.conflicts(deleted=False)):
         rendered["_conflicts"] = [rev_text(rev) for rev in live]
     return rendered
@@ -120,22 +121,23 @@ def all_docs(db: MemoryDatabase, params: Params, keys: Any) -> dict:
     include_docs = params.flag("include_docs")
     conflicts = include_docs and params.flag("conflicts")
     skip, limit = params.integer("skip", 0) or 0, params.integer("limit")
+    window = slice(skip, None if limit is None else skip + limit)
     if keys is None:
         keys = params.json("keys")
     if keys is not None:
         if not isinstance(keys, list):
             raise bad_request("`keys` member must be an array.")
-        rows, offset = [_key_row(db, key, include_docs, conflicts) for key in keys], None
+        rows, offset = [_key_row(db, key, include_docs, conflicts) for key in keys[window]], None
     else:
-        ids, offset = _range(db, params)
-        rows = [_row(docid, db.docs[docid], include_docs, conflicts) for docid in ids]
-    answer: dict[str, Any] = {
-        "total_rows": len(db.live),
-        "offset": None if offset is None else offset + min(skip, len(rows)),
-    }
+        ids, before = _range(db, params)
+        rows, offset = (
+            [_row(docid, db.docs[docid], include_docs, conflicts) for docid in ids[window]],
+            before + min(skip, len(ids)),
+        )
+    answer: dict[str, Any] = {"total_rows": len(db.live), "offset": offset}
     if params.flag("update_seq"):
         answer["update_seq"] = seq_token(db.update_seq)
-    answer["rows"] = rows[skip : None if limit is None else skip + limit]
+    answer["rows"] = rows
     return answer
 
 
