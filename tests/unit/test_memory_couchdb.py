@@ -57,6 +57,22 @@ async def test_a_failing_status_is_retried_when_idempotent_only(couch, db):
     assert bulk.hits == 1 and await db.revision("other") is None
 
 
+async def test_a_write_below_its_quorum_and_a_racer_before_it(couch, db):
+    first = await db.put({"_id": "doc", "v": 1})
+    couch.transport.below_quorum(matching("PUT", "/db/doc"))
+    accepted = await db.put({"_id": "doc", "_rev": first.rev, "v": 2})
+    assert accepted.accepted and (await db.get("doc"))["_rev"] == accepted.rev
+
+    async def racer(request):  # another sidecar's write lands first, on the same server
+        async with memory_couch(couch.transport.server) as other:
+            await other.database("db").put({"_id": "doc", "_rev": accepted.rev, "v": "theirs"})
+
+    racing = couch.transport.inject(Fault(matching("PUT", "/db/doc"), before=racer))
+    with pytest.raises(Conflict):
+        await db.put({"_id": "doc", "_rev": accepted.rev, "v": "mine"})
+    assert racing.hits == 1 and (await db.get("doc"))["v"] == "theirs"
+
+
 async def test_a_delayed_answer_arrives_after_later_requests(couch, db):
     couch.transport.delay(matching("PUT", "/db/slow"), 0.2)
     slow = asyncio.ensure_future(db.put({"_id": "slow"}))

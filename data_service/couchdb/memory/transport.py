@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 
 from ..errors import ConnectFailed, Timeout, Unavailable
 from ..transport import AsyncTransport, Request, Response
@@ -29,11 +29,13 @@ def matching(method: str | None = None, path: str | None = None) -> Matcher:
 class Fault:
     """What happens to the requests ``matches`` accepts, ``times`` times (None: always).
 
-    ``applied``: the server handles the request first (a failure then loses its answer);
-    otherwise it never sees it. ``delay``: seconds before the answer or the failure (a
-    request ``timeout`` shorter than that is a ``Timeout``, the request applied or not).
-    ``error``: raised instead of the answer; ``status``: answered instead (``{"error":
-    "unavailable"}``); neither: the answer is delivered. ``hits`` counts what it did."""
+    ``before``: awaited first, with the request (e.g. a racing write through another client
+    of the same server). ``applied``: the server handles the request (a failure then loses
+    its answer); otherwise it never sees it. ``delay``: seconds before the answer or the
+    failure (a request ``timeout`` shorter than that is a ``Timeout``, applied or not).
+    ``error``: raised instead of the answer. ``status``: the server's answer with this status
+    (202: stored below its quorum), or, not applied, ``{"error": "unavailable"}``. None of
+    these: the answer is delivered. ``hits`` counts what it did."""
 
     matches: Matcher
     applied: bool = True
@@ -41,6 +43,7 @@ class Fault:
     error: type[Unavailable] | None = None
     status: int | None = None
     times: int | None = 1
+    before: Callable[[Request], Awaitable[object]] | None = None
     hits: int = 0
 
     def __post_init__(self) -> None:
@@ -80,6 +83,11 @@ class MemoryTransport(AsyncTransport):
         """The server answers ``status`` without applying the request."""
         return self.inject(Fault(matches, applied=False, status=status, times=times))
 
+    def below_quorum(self, matches: Matcher, times: int | None = 1) -> Fault:
+        """The request is applied and answered 202, as when fewer copies than the write
+        quorum stored it (the in-memory CouchDB has one copy: it never does so by itself)."""
+        return self.inject(Fault(matches, status=202, times=times))
+
     def delay(self, matches: Matcher, seconds: float, times: int | None = 1) -> Fault:
         """The request is applied at once, its answer comes ``seconds`` later."""
         return self.inject(Fault(matches, delay=seconds, times=times))
@@ -102,11 +110,13 @@ class MemoryTransport(AsyncTransport):
     async def _answer(self, request: Request, fault: Fault | None) -> Response:
         if fault is None:
             return await self.server.handle(request)
+        if fault.before is not None:
+            await fault.before(request)
         response = await self.server.handle(request) if fault.applied else None
         if fault.delay:
             await asyncio.sleep(fault.delay)
         if fault.error is not None:
             raise fault.error(request.method, request.path, reason="injected fault")
-        if fault.status is not None or response is None:
+        if response is None:
             return answer(fault.status or 503, {"error": "unavailable", "reason": "injected fault"})
-        return response
+        return replace(response, status=fault.status or response.status)
