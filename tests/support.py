@@ -50,17 +50,23 @@ async def put_on_every_copy(db, doc: dict) -> dict:
     return response.json()
 
 
-@contextlib.asynccontextmanager
-async def single_copy_database(couch):
+def single_copy_database(couch):
     """A database with one copy per shard range (``n=1``; on a cluster its shards still spread
     over the nodes, so pages merge across shards), dropped afterwards. For tests of query
     semantics, not replica lag: on a replicated database a view is read from one copy per shard
     range, which may not yet hold a write acknowledged a moment ago (queries are eventually
     consistent there, see the README). Servers without clustering ignore ``n``."""
+    return database_with(couch, n=1)
+
+
+@contextlib.asynccontextmanager
+async def database_with(couch, **options: int):
+    """A database created with ``options`` (``n`` copies, ``q`` shards; servers without
+    clustering ignore them), dropped afterwards."""
     from data_service.couchdb.client import path
 
     database = couch.database(unique_name())
-    await couch.request("PUT", path(database.name), params={"n": 1})
+    await couch.request("PUT", path(database.name), params=options)
     try:
         yield database
     finally:
