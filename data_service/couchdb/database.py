@@ -164,11 +164,12 @@ class Database:
             results = response.json()
         except orjson.JSONDecodeError:
             raise Unreadable("POST", self._path("_bulk_docs"), response.status, "unreadable", "not JSON") from None
+        flagged = any(result.get("accepted") for result in results)  # CouchDB flags each; else all of a 202
         return [
             Saved(
                 str(result.get("id") or doc.get("_id")),
                 result.get("rev") if not result.get("error") else None,
-                bool(result.get("accepted")),
+                bool(result.get("accepted")) or (response.status == 202 and not flagged and not result.get("error")),
                 result.get("error"),
                 result.get("reason"),
                 response.retried,
