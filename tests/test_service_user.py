@@ -4,6 +4,7 @@ On Apache CouchDB the member's limits are checked too (pouchdb-server enforces l
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import replace
 
 import pytest
@@ -53,16 +54,22 @@ async def member(couch):
         pass
 
 
-def install(config, name: str, password_file) -> str:
+def install_as(config, name: str, password_file, *flags: str) -> subprocess.CompletedProcess:
     result = run_command(
         config,
         "install",
         f"--models={SAMPLE}",
         f"--service-user={name}",
         f"--service-user-password-file={password_file}",
+        *flags,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
     assert PASSWORD not in result.stdout + result.stderr
+    return result
+
+
+def install(config, name: str, password_file) -> str:
+    result = install_as(config, name, password_file)
+    assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
@@ -127,3 +134,103 @@ async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, membe
         with pytest.raises(CouchDBError) as refused:
             await anonymous.request("GET", path(fresh.database))
         assert refused.value.status == 401
+
+
+# --- an existing account is never taken over silently ------------------------------------
+
+
+async def account(couch, name: str, password: str, roles: list[str]) -> dict:
+    """A ``_users`` account made by someone else (no installer marker)."""
+    doc = {"_id": f"org.couchdb.user:{name}", "name": name, "type": "user", "roles": roles, "password": password}
+    await couch.request("PUT", path("_users", doc["_id"]), json=doc)
+    return await couch.json("GET", path("_users", doc["_id"]))
+
+
+async def logs_in_as(couch, name: str, password: str) -> bool:
+    async with CouchDB(couch.url, auth=(name, password)) as client:
+        try:
+            return (await client.json("GET", "/_session"))["userCtx"]["name"] == name
+        except CouchDBError:
+            return False
+
+
+async def test_an_account_the_installer_did_not_create_is_refused_unless_adopted(couch, fresh, member, tmp_path):
+    """Row 8 of issue 22: install used to reset the password of any existing account and keep its
+    roles. Now an account without the installer's marker is refused (its password unchanged,
+    nothing written) until ``--service-user-adopt`` says to take it over."""
+    await account(couch, member, "someone-elses-Passw0rd", [])
+    password_file = tmp_path / "pw"
+    password_file.write_text(PASSWORD)
+
+    refused = install_as(fresh, member, password_file)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert (
+        f"CouchDB user {member} exists and was not created by data-service install: installing would set its "
+        "password. Choose another --service-user name, or add --service-user-adopt to take it over"
+    ) in refused.stderr
+    assert await logs_in_as(couch, member, "someone-elses-Passw0rd")
+    assert not await couch.database(fresh.database).exists()  # refused while planning: nothing written
+
+    adopted = install_as(fresh, member, password_file, "--service-user-adopt")
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    assert f"adopt CouchDB user {member}: set its password, mark it as the service user (no roles)" in adopted.stdout
+    assert await logs_in_as(couch, member, PASSWORD) and not await logs_in_as(couch, member, "someone-elses-Passw0rd")
+    user = await couch.json("GET", path("_users", f"org.couchdb.user:{member}"))
+    assert user["data_service"] == {"service_user": True} and user["roles"] == []
+    again = install_as(fresh, member, password_file)  # adopted once: the installer's own from now on
+    assert again.returncode == 0 and f"unchanged CouchDB user {member}" in again.stdout
+
+
+async def test_an_account_with_roles_is_never_adopted_silently(couch, fresh, member, tmp_path):
+    """Roles would give the sidecar their rights: refused even when the password given logs in
+    (and even when marked); ``--service-user-adopt`` takes it over naming the roles it keeps."""
+    await account(couch, member, PASSWORD, ["finance"])
+    password_file = tmp_path / "pw"
+    password_file.write_text(PASSWORD)
+    refused = install_as(fresh, member, password_file)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert (
+        f"CouchDB user {member} exists with roles finance (the sidecar would have their rights): choose another "
+        "--service-user name, or add --service-user-adopt to take it over with them"
+    ) in refused.stderr
+    adopted = install_as(fresh, member, password_file, "--service-user-adopt")
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    assert f"adopt CouchDB user {member}: mark it as the service user (roles kept: finance)" in adopted.stdout
+    user = await couch.json("GET", path("_users", f"org.couchdb.user:{member}"))
+    assert user["roles"] == ["finance"] and user["data_service"] == {"service_user": True}
+    again = install_as(fresh, member, password_file)  # marked, but with roles: still never silent
+    assert again.returncode == 1 and "exists with roles finance" in again.stderr
+
+
+async def test_an_account_that_logs_in_with_the_password_given_is_marked_not_reset(couch, fresh, member, tmp_path):
+    """Whoever holds its password owns it (e.g. one created by an installer before the marker
+    existed): no roles, so it is marked as the installer's, its password untouched."""
+    before = await account(couch, member, PASSWORD, [])
+    password_file = tmp_path / "pw"
+    password_file.write_text(PASSWORD)
+    stdout = install(fresh, member, password_file)
+    assert f"adopt CouchDB user {member}: it logs in with the password given; mark it as the service user" in stdout
+    user = await couch.json("GET", path("_users", f"org.couchdb.user:{member}"))
+    assert user["data_service"] == {"service_user": True} and user["derived_key"] == before["derived_key"]
+    assert f"unchanged CouchDB user {member}" in install(fresh, member, password_file)
+
+
+async def test_a_server_admin_is_never_the_service_user(couch, fresh, tmp_path):
+    """Not even with --service-user-adopt: serving as an admin is what the service user avoids."""
+    admin, password = fresh.couchdb_user, fresh.couchdb_password
+    password_file = tmp_path / "pw"
+    password_file.write_text(password)
+    refused = run_command(
+        fresh,
+        "install",
+        f"--models={SAMPLE}",
+        f"--service-user={admin}",
+        f"--service-user-password-file={password_file}",
+        "--service-user-adopt",
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert (
+        f"CouchDB user {admin} is a server admin; the service user must be a plain member: "
+        "choose another --service-user name"
+    ) in refused.stderr
+    assert await logs_in_as(couch, admin, password)
