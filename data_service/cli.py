@@ -70,6 +70,11 @@ Options:
                               for serve to run as instead of the server admin.
   --service-user-password-file=F  Its password; without it the password is read
                               from $DATA_SERVICE_SERVICE_USER_PASSWORD.
+  --service-user-adopt        install: take over an existing account that install
+                              did not create (sets its password; keeps its roles).
+                              Without it such an account is refused, unless it has
+                              no roles and the password given logs in. Never a
+                              server admin.
   --models=FILE               Models file (YAML or JSON) declaring the document types.
   --keys-dir=DIR              Directory of Tink keysets (see keys create).
   --kek-file=FILE             Key-encryption key for encrypted keysets.

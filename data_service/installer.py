@@ -5,10 +5,11 @@ applies the steps that change something (unless ``dry_run``), so a dry run and a
 real run share one code path. In order:
 
 1. the database (created if missing);
-2. with ``--service-user``: its ``_users`` document (``_user_step``), created or
-   its password set; then ``_security``: that user, the installing user and role
-   ``data-service`` added to the members, role ``_admin`` to the admins (members and
-   admins already there are kept), so anonymous users are locked out;
+2. with ``--service-user``: its ``_users`` document (``_user_step``), created, its
+   password set, or an existing account adopted (``service_user.claim``); then
+   ``_security``: that user, the installing user and role ``data-service`` added to the
+   members, role ``_admin`` to the admins (members and admins already there are kept),
+   so anonymous users are locked out;
 3. the design docs of ``design.design_docs``: created, updated when their content
    hash differs, removed when generated earlier but no longer declared — those of an
    older major version of a type only once no document of that version is left;
@@ -37,7 +38,7 @@ from .couchdb.client import path
 from .models import Models, ModelType
 from .protection import IntegrityViolation, Keyring, KeyUnavailable
 from .seeds import Seed, check_seeds
-from .service_user import USERS_DB, ServiceUser, logs_in
+from .service_user import USERS_DB, Refused, ServiceUser, claim, session_roles
 from .store import ANY_REVISION, DocumentNotFound, DocumentStore
 from .store.hashing import Hasher
 
@@ -126,22 +127,33 @@ def _who(group: dict) -> str:
 
 
 async def _user_step(couch: CouchDB, user: ServiceUser, login: CouchDB) -> Step:
-    """Create the service user, or set its password when it does not log in with the one
-    given. ``couch`` is the installer's admin client, ``login`` one with the user's credentials."""
+    """Create the service user, set its password, or adopt an existing account, as
+    ``service_user.claim`` decides. ``couch`` is the installer's admin client, ``login``
+    one with the user's credentials."""
     target = path(USERS_DB, user.doc_id)
     try:
         existing = await couch.json("GET", target)
     except NotFound:
-        doc = {"_id": user.doc_id, "name": user.name, "type": "user", "roles": [], "password": user.password}
-        return Step(
-            "create", f"create CouchDB user {user.name} (no roles)", lambda: couch.request("PUT", target, json=doc)
-        )
-    if await logs_in(login):
-        return Step("unchanged", f"unchanged CouchDB user {user.name}")
-    updated = {**existing, "password": user.password}
-    return Step(
-        "update", f"set the password of CouchDB user {user.name}", lambda: couch.request("PUT", target, json=updated)
-    )
+        existing = None
+    roles = await session_roles(login)
+    admin = "_admin" in (roles or ()) or await _server_admin(couch, user.name)
+    try:
+        decided = claim(user, existing, logs_in=roles is not None, admin=admin)
+    except Refused as exc:
+        raise InstallFailed(str(exc)) from None
+    doc = decided.doc
+    if doc is None:
+        return Step(decided.kind, decided.text)
+    return Step(decided.kind, decided.text, lambda: couch.request("PUT", target, json=doc))
+
+
+async def _server_admin(couch: CouchDB, name: str) -> bool:
+    """Whether ``name`` is a server admin in the node config (servers without one: False)."""
+    try:
+        await couch.config_get("admins", name)
+    except (NotFound, Unsupported):
+        return False
+    return True
 
 
 async def _security_step(db: Database, exists: bool, *users: str | None) -> Step:

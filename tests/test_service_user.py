@@ -26,11 +26,14 @@ def test_service_user_from_flags(tmp_path):
     user = ServiceUser.from_args({"--service-user": "svc", "--service-user-password-file": str(file)})
     assert user == ServiceUser("svc", PASSWORD) and PASSWORD not in repr(user)
     assert ServiceUser.from_args({"--service-user": "svc"}, {PASSWORD_ENV: PASSWORD}) == user
+    adopting = {"--service-user": "svc", "--service-user-adopt": True}
+    assert ServiceUser.from_args(adopting, {PASSWORD_ENV: PASSWORD}) == ServiceUser("svc", PASSWORD, adopt=True)
     for args, env in (
         ({"--service-user": "svc"}, {}),  # no password
         ({"--service-user": "svc"}, {PASSWORD_ENV: "short"}),
         ({"--service-user": "_admin"}, {PASSWORD_ENV: PASSWORD}),
         ({"--service-user": "svc", "--service-user-password-file": str(tmp_path / "missing")}, {}),
+        ({"--service-user-adopt": True}, {PASSWORD_ENV: PASSWORD}),  # adopt whom?
     ):
         with pytest.raises(ConfigError):
             ServiceUser.from_args(args, env)
@@ -195,7 +198,10 @@ async def test_an_account_with_roles_is_never_adopted_silently(couch, fresh, mem
     ) in refused.stderr
     adopted = install_as(fresh, member, password_file, "--service-user-adopt")
     assert adopted.returncode == 0, adopted.stdout + adopted.stderr
-    assert f"adopt CouchDB user {member}: mark it as the service user (roles kept: finance)" in adopted.stdout
+    assert (
+        f"adopt CouchDB user {member}: it logs in with the password given; mark it as the service user "
+        "(roles kept: finance)"
+    ) in adopted.stdout
     user = await couch.json("GET", path("_users", f"org.couchdb.user:{member}"))
     assert user["roles"] == ["finance"] and user["data_service"] == {"service_user": True}
     again = install_as(fresh, member, password_file)  # marked, but with roles: still never silent
