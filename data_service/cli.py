@@ -28,9 +28,10 @@ Commands:
                               OTEL_EXPORTER_OTLP_*ENDPOINT is set.
   install                     Make the database what the models file says: create it,
                               set _security, create/update/remove the generated design
-                              docs (never ones without the data_service marker), set
-                              uuids/algorithm = sequential, warm new views, upsert the
-                              seed documents. Idempotent: a second run changes nothing.
+                              docs (never ones without the data_service marker),
+                              report the server's uuids algorithm (set it with
+                              --configure-server), warm new views, upsert the seed
+                              documents. Idempotent: a second run changes nothing.
                               With --dry-run it prints the plan and changes nothing;
                               with --delete --yes it drops the whole database instead.
   keys create                 Write a new Tink keyset per purpose (signing, encryption,
@@ -81,6 +82,10 @@ Options:
   --seed=FILE                 Seed documents (YAML or JSON):
                               {"seeds": [{"type": T, "key": K, "data": {...}}, ...]}
   --dry-run                   Print what install would do; change nothing.
+  --configure-server          install: also set the server-wide node config
+                              uuids/algorithm = sequential (every database on that
+                              CouchDB gets such ids); without it install only reports
+                              the algorithm.
   --delete                    Delete the whole database (needs --yes).
   --yes                       Confirm --delete.
   --auto-install              Run the install steps before listening.
@@ -312,6 +317,7 @@ async def install_command(args: dict, config: Config) -> int:
                 seeds=seeds,
                 dry_run=args["--dry-run"],
                 service_user=(member, login) if member else None,
+                configure_server=args["--configure-server"],
             )
         except InstallFailed as exc:
             print(f"data-service: install failed: {exc}", file=sys.stderr)
