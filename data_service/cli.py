@@ -124,6 +124,12 @@ Options:
   --connect-timeout=SECONDS   Time to open a connection to CouchDB [default: 5]
   --request-timeout=SECONDS   Time for one CouchDB request [default: 30]
   --max-connections=N         Keep-alive connections to CouchDB [default: 100]
+  --max-streams=N             Change streams (GET /v1/{type}/_changes with
+                              feed=longpoll or as server-sent events) open at once,
+                              per worker; one more is answered 503 busy. Their long
+                              polls use N+1 connections of their own (one is the
+                              read cache's feed), beside --max-connections
+                              [default: 32]
   --listen=ADDRESS            Address to listen on [default: 127.0.0.1]
   --port=PORT                 Port to listen on [default: 8080]
   --max-body=BYTES            Largest request body accepted, on every route and for

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 from dataclasses import replace
 from urllib.parse import urlsplit
 
@@ -186,11 +188,14 @@ async def test_change_streams_are_bounded_so_a_plain_get_still_answers(config, t
             assert status == 200 and body == note, body
             assert latency < 5.0, f"the GET waited {latency:.1f} s"
 
+            async def placed() -> bool:  # refused, or an event stream that began (a long poll answers later)
+                return len(answers) >= STREAMS - MAX_STREAMS + MAX_STREAMS // 2
+
+            await until(placed, "every stream refused or begun")
             refused = [(retry, body) for status, retry, body in answers if status == 503]
             assert len(refused) == STREAMS - MAX_STREAMS, sorted(status for status, _, _ in answers)
             assert all(retry and body["code"] == "busy" and body["retryable"] for retry, body in refused)
             assert "--max-streams" in refused[0][1]["detail"]
-            assert sum(1 for status, _, _ in answers if status == 200) == MAX_STREAMS // 2  # the event streams began
 
             # and the cache feed still follows: a change made elsewhere is served once it is reported
             async with http.get(f"{served.base}/v1/note/{note['id']}") as resp:  # now cached
@@ -212,3 +217,10 @@ async def test_change_streams_are_bounded_so_a_plain_get_still_answers(config, t
             with contextlib.suppress(BaseException):
                 await task
         await proxy.stop()
+
+
+def test_max_streams_is_a_positive_number(keys_dir):
+    for bad in ("--max-streams=0", "--max-streams=many"):
+        command = [sys.executable, "-m", "data_service", "serve", f"--keys-dir={keys_dir}", bad]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and result.stderr.startswith("data-service: --max-streams: "), result.stderr

@@ -155,7 +155,8 @@ async def test_the_server_wide_uuids_algorithm_is_only_reported_unless_configure
         [line] = [line for line in result.stdout.splitlines() if "uuids/algorithm" in line]
         assert line.startswith("uuids/algorithm = random: ids like ") and len(line.split()[5]) == 33, line
         assert "install --configure-server sets it, or [uuids] algorithm = sequential in CouchDB's local.ini" in line
-        assert result.stdout.strip().splitlines()[-1].endswith(f"nothing to change ({len(WANTED) + 1} unchanged)")  # a note
+        last = result.stdout.strip().splitlines()[-1]
+        assert last.endswith(f"nothing to change ({len(WANTED) + 1} unchanged)")  # a note changes nothing
 
         result = run(fresh, "--configure-server")
         assert result.returncode == 0, result.stdout + result.stderr

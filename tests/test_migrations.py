@@ -245,7 +245,11 @@ def email_models(steps: list, old: str = "encrypt", new: str = "plain") -> dict:
     [
         [{"function": "keep"}],
         [{"function": "keep"}, {"function": "split_name"}],
-        [{"rename": {"from": "email", "to": "mail"}}, {"function": "keep"}, {"rename": {"from": "mail", "to": "email"}}],
+        [
+            {"rename": {"from": "email", "to": "mail"}},
+            {"function": "keep"},
+            {"rename": {"from": "mail", "to": "email"}},
+        ],
         [{"function": "keep"}, {"drop": "first"}],  # a name the function made: no "no property" error after it
     ],
 )
@@ -279,7 +283,8 @@ def test_startup_stops_on_a_protection_change_behind_a_function_step(registered,
     models = tmp_path / "models.yaml"
     models.write_text(json.dumps(email_models([{"function": "keep"}])))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(registered), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "data_service", "serve", "--workers=1", f"--keys-dir={keys_dir}", f"--models={models}"]
+    flags = ["--workers=1", f"--keys-dir={keys_dir}", f"--models={models}"]
+    command = [sys.executable, "-m", "data_service", "serve", *flags]
     try:
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:

@@ -32,9 +32,12 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Limits:
-    """Keep-alive pool size and how long an idle connection is kept."""
+    """Keep-alive pool sizes and how long an idle connection is kept. Long polls
+    (``Request.long_poll``: a request CouchDB holds until something changes) have a pool
+    of their own, so however many wait, no other request queues behind them."""
 
     max_connections: int = 100
+    max_long_polls: int = 33
     keepalive_expiry: float = 30.0
 
 
@@ -59,6 +62,7 @@ class Request:
     body: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None  # overrides Timeouts.request
+    long_poll: bool = False  # held until something changes: sent over the long-poll pool (Limits)
 
     @property
     def target(self) -> str:
@@ -108,20 +112,21 @@ class AiohttpTransport(AsyncTransport):
         self._timeouts = timeouts
         self._limits = limits
         self._tls = tls
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}  # by long_poll: one pool each
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def _get_session(self, long_poll: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get(long_poll)
+        if session is None or session.closed:
             connector = aiohttp.TCPConnector(
-                limit=self._limits.max_connections,
+                limit=self._limits.max_long_polls if long_poll else self._limits.max_connections,
                 keepalive_timeout=self._limits.keepalive_expiry,
                 ssl=self._tls.ssl_context() if self._base.startswith("https") else False,
             )
-            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
-        return self._session
+            session = self._sessions[long_poll] = aiohttp.ClientSession(connector=connector, headers=self._headers)
+        return session
 
     async def handle(self, request: Request) -> Response:
-        session = self._get_session()
+        session = self._get_session(request.long_poll)
         timeout = aiohttp.ClientTimeout(
             total=request.timeout or self._timeouts.request,
             sock_connect=self._timeouts.connect,
@@ -144,6 +149,6 @@ class AiohttpTransport(AsyncTransport):
             raise Unavailable(request.method, request.path, reason=type(exc).__name__) from None
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
