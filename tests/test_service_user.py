@@ -70,6 +70,13 @@ def install_as(config, name: str, password_file, *flags: str) -> subprocess.Comp
     return result
 
 
+def refusal(config, name: str, password_file, *flags: str) -> str:
+    """install refusing the account: exit 1 (nothing written); its stderr."""
+    result = install_as(config, name, password_file, *flags)
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result.stderr
+
+
 def install(config, name: str, password_file) -> str:
     result = install_as(config, name, password_file)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -142,6 +149,13 @@ async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, membe
 # --- an existing account is never taken over silently ------------------------------------
 
 
+@pytest.fixture
+def password_file(tmp_path):
+    file = tmp_path / "pw"
+    file.write_text(PASSWORD)
+    return file
+
+
 async def account(couch, name: str, password: str, roles: list[str]) -> dict:
     """A ``_users`` account made by someone else (no installer marker)."""
     doc = {"_id": f"org.couchdb.user:{name}", "name": name, "type": "user", "roles": roles, "password": password}
@@ -157,20 +171,15 @@ async def logs_in_as(couch, name: str, password: str) -> bool:
             return False
 
 
-async def test_an_account_the_installer_did_not_create_is_refused_unless_adopted(couch, fresh, member, tmp_path):
+async def test_an_account_the_installer_did_not_create_is_refused_unless_adopted(couch, fresh, member, password_file):
     """Row 8 of issue 22: install used to reset the password of any existing account and keep its
     roles. Now an account without the installer's marker is refused (its password unchanged,
     nothing written) until ``--service-user-adopt`` says to take it over."""
     await account(couch, member, "someone-elses-Passw0rd", [])
-    password_file = tmp_path / "pw"
-    password_file.write_text(PASSWORD)
-
-    refused = install_as(fresh, member, password_file)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
     assert (
         f"CouchDB user {member} exists and was not created by data-service install: installing would set its "
         "password. Choose another --service-user name, or add --service-user-adopt to take it over"
-    ) in refused.stderr
+    ) in refusal(fresh, member, password_file)
     assert await logs_in_as(couch, member, "someone-elses-Passw0rd")
     assert not await couch.database(fresh.database).exists()  # refused while planning: nothing written
 
@@ -184,18 +193,14 @@ async def test_an_account_the_installer_did_not_create_is_refused_unless_adopted
     assert again.returncode == 0 and f"unchanged CouchDB user {member}" in again.stdout
 
 
-async def test_an_account_with_roles_is_never_adopted_silently(couch, fresh, member, tmp_path):
+async def test_an_account_with_roles_is_never_adopted_silently(couch, fresh, member, password_file):
     """Roles would give the sidecar their rights: refused even when the password given logs in
     (and even when marked); ``--service-user-adopt`` takes it over naming the roles it keeps."""
     await account(couch, member, PASSWORD, ["finance"])
-    password_file = tmp_path / "pw"
-    password_file.write_text(PASSWORD)
-    refused = install_as(fresh, member, password_file)
-    assert refused.returncode == 1, refused.stdout + refused.stderr
     assert (
         f"CouchDB user {member} exists with roles finance (the sidecar would have their rights): choose another "
         "--service-user name, or add --service-user-adopt to take it over with them"
-    ) in refused.stderr
+    ) in refusal(fresh, member, password_file)
     adopted = install_as(fresh, member, password_file, "--service-user-adopt")
     assert adopted.returncode == 0, adopted.stdout + adopted.stderr
     assert (
@@ -204,16 +209,13 @@ async def test_an_account_with_roles_is_never_adopted_silently(couch, fresh, mem
     ) in adopted.stdout
     user = await couch.json("GET", path("_users", f"org.couchdb.user:{member}"))
     assert user["roles"] == ["finance"] and user["data_service"] == {"service_user": True}
-    again = install_as(fresh, member, password_file)  # marked, but with roles: still never silent
-    assert again.returncode == 1 and "exists with roles finance" in again.stderr
+    assert "exists with roles finance" in refusal(fresh, member, password_file)  # marked, with roles: never silent
 
 
-async def test_an_account_that_logs_in_with_the_password_given_is_marked_not_reset(couch, fresh, member, tmp_path):
+async def test_an_account_that_logs_in_with_the_password_given_is_marked_not_reset(couch, fresh, member, password_file):
     """Whoever holds its password owns it (e.g. one created by an installer before the marker
     existed): no roles, so it is marked as the installer's, its password untouched."""
     before = await account(couch, member, PASSWORD, [])
-    password_file = tmp_path / "pw"
-    password_file.write_text(PASSWORD)
     stdout = install(fresh, member, password_file)
     assert f"adopt CouchDB user {member}: it logs in with the password given; mark it as the service user" in stdout
     user = await couch.json("GET", path("_users", f"org.couchdb.user:{member}"))
@@ -226,17 +228,8 @@ async def test_a_server_admin_is_never_the_service_user(couch, fresh, tmp_path):
     admin, password = fresh.couchdb_user, fresh.couchdb_password
     password_file = tmp_path / "pw"
     password_file.write_text(password)
-    refused = run_command(
-        fresh,
-        "install",
-        f"--models={SAMPLE}",
-        f"--service-user={admin}",
-        f"--service-user-password-file={password_file}",
-        "--service-user-adopt",
-    )
-    assert refused.returncode == 1, refused.stdout + refused.stderr
     assert (
         f"CouchDB user {admin} is a server admin; the service user must be a plain member: "
         "choose another --service-user name"
-    ) in refused.stderr
+    ) in refusal(fresh, admin, password_file, "--service-user-adopt")
     assert await logs_in_as(couch, admin, password)
