@@ -131,16 +131,16 @@ def _who(group: dict) -> str:
 async def _user_step(couch: CouchDB, user: ServiceUser, login: CouchDB) -> Step:
     """Create the service user, set its password, or adopt an existing account, as
     ``service_user.claim`` decides. ``couch`` is the installer's admin client, ``login``
-    one with the user's credentials."""
+    one with the user's credentials, tried only on an account that exists (a failed login
+    counts toward CouchDB's lockout of the name)."""
     target = path(USERS_DB, user.doc_id)
     try:
         existing = await couch.json("GET", target)
     except NotFound:
         existing = None
-    roles = await session_roles(login)
-    admin = "_admin" in (roles or ()) or await _server_admin(couch, user.name)
+    logs_in = existing is not None and await session_roles(login) is not None
     try:
-        decided = claim(user, existing, logs_in=roles is not None, admin=admin)
+        decided = claim(user, existing, logs_in=logs_in, admin=await _server_admin(couch, login, user.name))
     except Refused as exc:
         raise InstallFailed(str(exc)) from None
     doc = decided.doc
@@ -149,11 +149,14 @@ async def _user_step(couch: CouchDB, user: ServiceUser, login: CouchDB) -> Step:
     return Step(decided.kind, decided.text, lambda: couch.request("PUT", target, json=doc))
 
 
-async def _server_admin(couch: CouchDB, name: str) -> bool:
-    """Whether ``name`` is a server admin in the node config (servers without one: False)."""
+async def _server_admin(couch: CouchDB, login: CouchDB, name: str) -> bool:
+    """Whether ``name`` is a server admin: in the node config, or on a server without one
+    (the dev server, which has no login lockout) by the session of the password given."""
     try:
         await couch.config_get("admins", name)
-    except (NotFound, Unsupported):
+    except Unsupported:  # before NotFound, which it is a kind of
+        return "_admin" in (await session_roles(login) or ())
+    except NotFound:
         return False
     return True
 

@@ -86,7 +86,7 @@ def claim(user: ServiceUser, existing: dict | None, *, logs_in: bool, admin: boo
     document (None: none), ``logs_in`` whether the password given is accepted, ``admin``
     whether the name is a server admin. Raises Refused for an account not to be taken."""
     name = user.name
-    if admin:
+    if admin or "_admin" in ((existing or {}).get("roles") or ()):
         raise Refused(
             f"CouchDB user {name} is a server admin; the service user must be a plain member: "
             "choose another --service-user name"

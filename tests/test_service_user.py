@@ -13,7 +13,7 @@ from support import ROOT, run_command, running_sidecar, unique_name
 from data_service.config import ConfigError
 from data_service.couchdb import CouchDB, CouchDBError
 from data_service.couchdb.client import path
-from data_service.service_user import PASSWORD_ENV, ServiceUser
+from data_service.service_user import PASSWORD_ENV, Refused, ServiceUser, claim
 
 SAMPLE = ROOT / "models" / "sample.yaml"
 PASSWORD = "member-Passw0rd-long"
@@ -37,6 +37,13 @@ def test_service_user_from_flags(tmp_path):
     ):
         with pytest.raises(ConfigError):
             ServiceUser.from_args(args, env)
+
+
+def test_an_account_with_the_admin_role_is_refused_even_when_adopted():
+    user = ServiceUser("svc", PASSWORD, adopt=True)
+    with pytest.raises(Refused, match="is a server admin"):
+        claim(user, {"_id": user.doc_id, "name": "svc", "roles": ["_admin"]}, logs_in=True, admin=False)
+    assert claim(user, {"_id": user.doc_id, "name": "svc", "roles": ["reader"]}, logs_in=True, admin=False).doc
 
 
 @pytest.fixture
