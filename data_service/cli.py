@@ -187,10 +187,10 @@ from .models import ModelError
 from .service_user import ServiceUser
 
 if TYPE_CHECKING:
-    from .conflicts.sweeper import SweepReport
     from .couchdb import Database
     from .lifecycle import Lifecycle
     from .models import Models
+    from .store.sweeper import SweepReport
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,11 +437,11 @@ async def _reconcile_pass(
 ) -> SweepReport | None:
     """One sweep with progress on ``out``; prints what is left. Without the conflicts
     view (not installed): ConfigError, or None when not ``required``."""
-    from .conflicts.reconciler import Reconciler, Status
-    from .conflicts.sweeper import conflicted_count, sweep
     from .couchdb import NotFound
     from .maintenance import Progress
     from .store import Stats
+    from .store.reconciler import Reconciler, Status
+    from .store.sweeper import conflicted_count, sweep
 
     reconciler = Reconciler(db, lifecycle, Stats())
     try:
@@ -456,12 +456,12 @@ async def _reconcile_pass(
     for outcome in report.outcomes:
         for rev, why in outcome.discarded:
             print(f"DISCARDED {outcome.docid} {rev}: {why}")
-        if outcome.status in (Status.UNRESOLVABLE, Status.BUSY):
+        if outcome.status in (Status.UNRESOLVABLE, Status.BUSY, Status.TAMPERED):
             print(f"{outcome.status.upper()} {outcome.docid}: {outcome.reason}")
     print(
         f"reconcile: {report.conflicted} conflicted, {report.resolved} resolved, "
         f"{len(report.having(Status.UNRESOLVABLE))} unresolvable, {len(report.having(Status.BUSY))} busy, "
-        f"{len(report.discarded)} tampered revisions discarded"
+        f"{len(report.having(Status.TAMPERED))} rolled back, {len(report.discarded)} tampered revisions discarded"
     )
     return report
 

@@ -329,7 +329,7 @@ async def _seed_step(store: DocumentStore, exists: bool, model: ModelType, seed:
 async def _same(store: DocumentStore, model: ModelType, doc: dict, data: dict) -> bool:
     """Whether ``doc`` holds ``data``: readable values compared in clear, hashed ones verified."""
     hidden = {name for name, prop in model.properties.items() if not prop.readable}
-    shown = {k: v for k, v in store.shown(model, doc).body.items() if k not in ("id", "meta")}
+    shown = {k: v for k, v in store.lifecycle.representation(model, doc).items() if k not in ("id", "meta")}
     if shown != {k: v for k, v in data.items() if k not in hidden}:
         return False
     secrets = {k: v for k, v in data.items() if k in hidden}

@@ -18,7 +18,6 @@ from .buildinfo import BuildInfo
 from .cache import Cache, Stamps
 from .callers import Door
 from .config import Config, ConfigError
-from .conflicts.sweeper import run_sweeper
 from .couchdb import TLS, CouchDB, Hooks, IdPool, Limits, Timeouts
 from .design import design_docs
 from .keys import KeysDir, kek_from
@@ -29,6 +28,8 @@ from .openapi import spec_for
 from .protection import Keyring
 from .store import DocumentStore
 from .store.hashing import Hasher
+from .store.locks import DocLocks
+from .store.sweeper import run_sweeper
 from .web import Context, Streams, make_app
 
 log = logging.getLogger("data_service")
@@ -91,6 +92,7 @@ def build(
         idempotency_ttl=config.idempotency_ttl,
         cursor_ttl=config.cursor_ttl,
         cache=Cache(int(config.cache_mb * 1024 * 1024), stamps or Stamps.private()),
+        locks=DocLocks(str(metrics_dir / "documents.lock")) if metrics_dir is not None else None,
     )
     store.worker = worker
     metrics.watch(store)

@@ -43,7 +43,7 @@ def core(keys_dir) -> Lifecycle:
 def stored_v1(core: Lifecycle, values: dict = ANN, docid: str = "m1", rev: str = "3-c") -> dict:
     """A version 1 document as a version 1 sidecar wrote it, with a bcrypt password."""
     hashed = {"password": V1.properties["password"].kind.protect(core.keys, V1.slot("password", docid), "pw-1")}
-    doc = core.create(V1, docid, {**values, "password": "pw-1"}, hashed, AT)
+    doc = core.create(V1, docid, {**values, "password": "pw-1"}, hashed, AT).doc
     return {**core.keys.sign(doc, int(rev.split("-")[0])), "_rev": rev}
 
 
@@ -156,7 +156,7 @@ def test_an_older_document_is_upgraded_as_the_next_write_would_store_it(core):
 
 def test_writes_over_an_upgraded_document_store_the_new_version(core):
     new = core.current(V2, stored_v1(core))
-    patched = core.patch(V2, new, {"level": 2}, {}, LATER)
+    patched = core.patch(V2, new, {"level": 2}, {}, LATER).doc
     assert patched["type"] == "member_v2.0" and patched["_rev"] == "3-c" and patched["sig"]["gen"] == 4
     assert patched["email"] == new["email"] and patched["level"] == 2 and "nick" not in patched
 
@@ -212,7 +212,7 @@ def test_chained_migrations_and_registered_functions(core, registered):
     model = parse_models({"types": {"p": {"version": "3.0", "properties": v3, "migrations": chain}}}).get("p")
     first = parse_models({"types": {"p": {"version": "1.0", "properties": v1}}}).get("p")
     pin = first.properties["pin"].kind.protect(core.keys, first.slot("pin", "p1"), "1234")
-    old = {**core.create(first, "p1", {"nick": "Ada Lovelace", "pin": "x"}, {"pin": pin}, AT), "_rev": "1-a"}
+    old = {**core.create(first, "p1", {"nick": "Ada Lovelace", "pin": "x"}, {"pin": pin}, AT).doc, "_rev": "1-a"}
     shown = core.representation(model, core.current(model, old))
     assert {k: v for k, v in shown.items() if k not in ("id", "meta")} == {
         "first": "Ada",
@@ -221,7 +221,7 @@ def test_chained_migrations_and_registered_functions(core, registered):
     }
     assert core.current(model, old)["pin"] == pin  # a hash travels as it is stored
 
-    short = {**core.create(first, "p2", {"nick": "Ada"}, {}, AT), "_rev": "1-a"}  # no last name: invalid as 3.0
+    short = {**core.create(first, "p2", {"nick": "Ada"}, {}, AT).doc, "_rev": "1-a"}  # no last name: invalid as 3.0
     with pytest.raises(MigrationFailed, match=r"does not match version 3\.0 at /last") as caught:
         core.current(model, short)
     assert "Ada" not in str(caught.value)
@@ -313,18 +313,20 @@ def test_a_minor_version_reads_older_minors_and_keeps_newer_minors_properties(co
     ).get("member")
     older = parse_models({"types": {"member": {"version": "2.0", "properties": {"name": {"type": "string"}}}}})
     older = older.get("member")  # a 2.0 sidecar, which does not know "nick"
-    doc = {**core.create(newer, "n1", {"name": "Ann", "nick": "annie"}, {}, AT), "_rev": "1-a"}
+    doc = {**core.create(newer, "n1", {"name": "Ann", "nick": "annie"}, {}, AT).doc, "_rev": "1-a"}
     assert doc["type"] == "member_v2.1" and core.current(older, doc) is doc
     assert core.representation(older, doc) == {
         "id": "n1",
         "meta": core.representation(older, doc)["meta"],
         "name": "Ann",
     }
-    patched = core.patch(older, doc, {"name": "Anna"}, {}, LATER)
+    patched = core.patch(older, doc, {"name": "Anna"}, {}, LATER).doc
     assert patched["type"] == "member_v2.1" and patched["nick"] == "annie" and patched["name"] == "Anna"
-    replaced = core.replace(older, doc, {"name": "Anne"}, {}, LATER)
+    replaced = core.replace(older, doc, {"name": "Anne"}, {}, LATER).doc
     assert replaced["type"] == "member_v2.1" and replaced["nick"] == "annie"
-    back = core.patch(newer, {**patched, "_rev": "2-b"}, {"nick": None}, {}, LATER)  # and a 2.1 sidecar reads 2.0 ones
+    back = core.patch(
+        newer, {**patched, "_rev": "2-b"}, {"nick": None}, {}, LATER
+    ).doc  # and a 2.1 sidecar reads 2.0 ones
     assert "nick" not in back and back["type"] == "member_v2.1"
 
 
@@ -344,9 +346,15 @@ def test_a_conflict_between_an_old_and_a_new_leaf_merges_upgraded(core):
             }
         }
     ).get("c")
-    base = {**core.create(one, "c1", {"owner": "o", "items": ["x", "y"], "note": "n"}, {}, AT), "_rev": "1-a"}
-    v1_leaf = {**core.patch(one, base, {"items": ["x"]}, {}, "2026-01-01T00:00:01.000Z"), "_rev": "2-a"}  # old sidecar
-    v2_leaf = {**core.patch(two, core.current(two, base), {"memo": "m"}, {}, "2026-01-01T00:00:02.000Z"), "_rev": "2-b"}
+    base = {**core.create(one, "c1", {"owner": "o", "items": ["x", "y"], "note": "n"}, {}, AT).doc, "_rev": "1-a"}
+    v1_leaf = {
+        **core.patch(one, base, {"items": ["x"]}, {}, "2026-01-01T00:00:01.000Z").doc,
+        "_rev": "2-a",
+    }  # old sidecar
+    v2_leaf = {
+        **core.patch(two, core.current(two, base), {"memo": "m"}, {}, "2026-01-01T00:00:02.000Z").doc,
+        "_rev": "2-b",
+    }
     leaf, merged = core.reconciled(two, [v1_leaf, v2_leaf])
     assert leaf["_rev"] == "2-b" and merged is not None and merged["type"] == "c_v2.0"
     assert core.clear(two, merged) == {"owner": "o", "items": ["x"], "memo": "m"}  # the removal survives the upgrade

@@ -2,7 +2,7 @@
 
 from .aiohttp_transport import AiohttpTransport
 from .client import TRANSPORTS, Attempt, CouchDB, Hooks, ServerInfo
-from .database import Database, ViewResult, WriteResult
+from .database import Database, Saved, ViewResult, WriteResult
 from .errors import (
     BadRequest,
     Conflict,
@@ -42,6 +42,7 @@ __all__ = [
     "PreconditionFailed",
     "Request",
     "Response",
+    "Saved",
     "ServerInfo",
     "Streamed",
     "Timeout",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -113,6 +113,13 @@ class ServerInfo:
         return self.kind == "couchdb"
 
     @property
+    def supports_deleted_conflicts(self) -> bool:
+        """Reads by id list deleted leaves (``deleted_conflicts``), ``_bulk_get`` without
+        a revision gives every leaf and map functions see ``_deleted_conflicts``:
+        CouchDB does, pouchdb-server does not."""
+        return self.kind == "couchdb"
+
+    @property
     def supports_startkey_docid(self) -> bool:
         """pouchdb-server ignores ``startkey_docid`` in view queries."""
         return self.kind != "pouchdb-server"
@@ -170,9 +177,10 @@ class CouchDB:
 
         Idempotent requests (GET/HEAD/PUT/DELETE, or ``idempotent=True``) are retried
         on connection failures, timeouts and 502/503/504, per ``self.retry``.
-        A retried PUT whose first attempt did land answers 409: callers creating
-        documents must treat that conflict as "maybe mine". ``long_poll``: CouchDB holds
-        the request until something changes (the transport keeps a pool for those).
+        A retried write whose first attempt did land answers 409: the response (or the
+        error) says ``retried``, so callers know to ask whether the conflict is theirs.
+        ``long_poll``: CouchDB holds the request until something changes (the transport
+        keeps a pool for those).
         """
         body = None if json is _MISSING else orjson.dumps(json)
         request = Request(method, target, encode_params(params or {}), body, timeout=timeout, long_poll=long_poll)
@@ -189,9 +197,9 @@ class CouchDB:
                     raise
             else:
                 if response.status < 400:
-                    return response
+                    return replace(response, retried=True) if attempt else response
                 if last or response.status not in RETRY_STATUSES:
-                    raise _error(request, response)
+                    raise _error(request, response, retried=attempt > 0)
             await self._sleep(self.retry.delay(attempt))
         raise AssertionError("unreachable")
 
@@ -238,7 +246,7 @@ class CouchDB:
         return Database(self, name)
 
 
-def _error(request: Request, response: Response) -> CouchDBError:
+def _error(request: Request, response: Response, retried: bool = False) -> CouchDBError:
     error = reason = None
     try:
         body = response.json()
@@ -247,4 +255,6 @@ def _error(request: Request, response: Response) -> CouchDBError:
     except orjson.JSONDecodeError:
         pass
     cls = error_for_status(response.status)
-    return cls(request.method, request.path, response.status, error, reason)
+    exc = cls(request.method, request.path, response.status, error, reason)
+    exc.retried = retried
+    return exc

@@ -86,6 +86,7 @@ class Response:
     status: int
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    retried: bool = False  # set by the client: an earlier attempt of this request got no answer
 
     def json(self):
         return orjson.loads(self.body) if self.body else None

@@ -155,6 +155,16 @@ class DocumentsContract:
         ranked = ["3-dddd", *live, "4-dead", "2-dea0"]  # the winner first, as _conflicts ranks them
         assert [c["rev"] for c in change["changes"]] == by_server(kind, ranked, pouchdb=by_generation)
 
+    async def test_bulk_get_without_a_revision_gives_every_leaf(self, db, kind):
+        docs = [{"_id": "c", "_rev": "1-aaaa", "v": 0}, replicated("c", "2-bbbb", ["bbbb", "aaaa"], v="b")]
+        docs += [replicated("c", "2-cccc", ["cccc", "aaaa"], v="c")]
+        docs += [replicated("c", "3-dddd", ["dddd", "eeee", "aaaa"], _deleted=True)]
+        await db.bulk_docs(docs, new_edits=False)
+        [result] = await db.bulk_get([{"id": "c"}])
+        every = [{"ok": {"_id": "c", "_rev": "2-bbbb", "v": "b"}}, {"ok": {"_id": "c", "_rev": "2-cccc", "v": "c"}}]
+        every += [{"ok": {"_id": "c", "_rev": "3-dddd", "_deleted": True}}]
+        assert result["docs"] == by_server(kind, every, pouchdb=[every[1]])  # dev server: the winner only
+
     async def test_open_revs_asked_by_revision(self, db, kind):
         docs = [{"_id": "c", "_rev": "1-aaaa", "v": 0}, replicated("c", "2-bbbb", ["bbbb", "aaaa"], v="b")]
         docs.append(replicated("c", "3-dddd", ["dddd", "eeee", "aaaa"], _deleted=True, v="gone"))

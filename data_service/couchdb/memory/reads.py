@@ -107,7 +107,10 @@ def _bulk_get_one(db: MemoryDatabase, item: Any, revisions: bool) -> dict:
         error = {"id": None, "rev": None, "error": "bad_request", "reason": "document id missed"}
         return {"id": None, "docs": [{"error": error}]}
     doc = db.docs.get(docid)
-    rev = parse_rev(item["rev"]) if item.get("rev") else (doc.tree.winner() if doc else None)
+    if doc is not None and not item.get("rev"):  # every leaf, deleted ones too, in revision order
+        leaves = sorted(doc.tree.leaves, key=rev_order)
+        return {"id": docid, "docs": [{"ok": render(docid, doc.tree, rev, revisions=revisions)} for rev in leaves]}
+    rev = parse_rev(item["rev"]) if item.get("rev") else None
     if doc is None or rev is None or not doc.tree.available(rev):
         error = {"id": docid, "rev": item.get("rev") or "undefined", "error": "not_found", "reason": "missing"}
         return {"id": docid, "docs": [{"error": error}]}
