@@ -43,11 +43,12 @@ test-couchdb: install
 test-cluster: install
 	scripts/with-couchdb 3 $(MAKE) --no-print-directory test PYTEST_ARGS="-m cluster"
 
-## ruff (lint + format) and mypy: zero findings.
+## ruff (lint + format), mypy and the import contracts (pyproject.toml): zero findings.
 lint: install
 	$(BIN)/ruff check data_service tests scripts bench
 	$(BIN)/ruff format --check data_service tests scripts bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## The server-free tests only (pure modules, fake transport): seconds.
 test-fast: install

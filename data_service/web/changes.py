@@ -8,7 +8,7 @@ import re
 import orjson
 from tornado.iostream import StreamClosedError
 
-from ..couchdb import CouchDBError
+from ..errors import ServiceError
 from ..models import ModelType
 from ..store.changes import Changes
 from .documents import JSON, ApiHandler
@@ -77,5 +77,5 @@ class ChangesHandler(ApiHandler):
             self.finish()
         except StreamClosedError:
             return
-        except CouchDBError:  # the stream has begun: end it; the client reconnects with Last-Event-ID
+        except ServiceError:  # CouchDB failed, the stream has begun: end it; the client reconnects with Last-Event-ID
             self.finish()
