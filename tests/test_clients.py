@@ -86,9 +86,10 @@ async def test_generated_python_client_creates_reads_updates_gets_412_and_querie
     stale = await ops["replace_document"].asyncio_detailed(
         docid, client=client, body=models.NoteInput(title="lost update"), if_match=first_etag
     )
-    assert stale.status_code == 412 and isinstance(stale.parsed, models.StaleRevisionProblem)  # a typed problem
+    assert stale.status_code == 412 and isinstance(stale.parsed, models.NoteStaleRevision)  # a typed problem
     assert stale.parsed.code == models.StaleRevisionProblemCode.STALE_REVISION and stale.parsed.retryable is True
-    assert stale.parsed.current["title"] == "second" and stale.headers["etag"] == replaced.headers["etag"]
+    assert isinstance(stale.parsed.current, models.Note)  # a note, not a generic document
+    assert stale.parsed.current.title == "second" and stale.headers["etag"] == replaced.headers["etag"]
 
     missing = await ops["get_document"].asyncio_detailed("nosuchdoc", client=client)
     assert missing.status_code == 404 and missing.parsed.code == models.NotFoundProblemCode.NOT_FOUND
