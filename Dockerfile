@@ -11,10 +11,17 @@ WORKDIR /src
 COPY pyproject.toml setup.py README.md constraints.txt ./
 COPY api_spec ./api_spec
 COPY data_service ./data_service
-# `pip install .` builds the wheel `make dist-check` checks in CI. Left behind: pip and
-# setuptools (nothing installs at run time) and the files Swagger UI's package ships but
-# /_docs never serves (source maps, the ES-module builds).
-RUN /opt/data-service/bin/pip install -c constraints.txt . \
+# `pip install .` builds the wheel `make dist-check` checks in CI. With WHEELS (a directory
+# the build mounts, holding that wheel and its dependencies: `make image-test` makes it)
+# nothing is downloaded here. Left behind: pip and setuptools (nothing installs at run
+# time) and the files Swagger UI's package ships but /_docs never serves (source maps,
+# the ES-module builds).
+ARG WHEELS=
+RUN if [ -n "$WHEELS" ]; then \
+        /opt/data-service/bin/pip install --no-index --find-links="$WHEELS" -c constraints.txt data-service; \
+    else \
+        /opt/data-service/bin/pip install -c constraints.txt .; \
+    fi \
     && /opt/data-service/bin/pip uninstall --yes --quiet pip setuptools \
     && cd /opt/data-service/lib/python3*/site-packages/swagger_ui_bundle/vendor/swagger-ui-* \
     && rm -f -- *.map swagger-ui-es-bundle*.js swagger-ui.js swagger-ui-standalone-preset.js

@@ -4,14 +4,16 @@
 #
 #   1. podman, runc, debootstrap (apt-get, when missing; needs root)
 #   2. the base image: the stand-in scripts/image-base.sh builds (cached in podman's store)
-#   3. the image: podman build --format docker (keeps HEALTHCHECK) --pull=never; size <= 200 MB
+#   3. the image: podman build --format docker (keeps HEALTHCHECK) --pull=never, from wheels
+#      the host's pip makes; size <= 200 MB
 #   4. CouchDB 3.5.2 on the host; keysets and `install` (as the server admin) in containers
 #   5. the sidecar in a pod (its own network namespace, as in compose or Kubernetes) with
-#      compose's settings: read-only root, all capabilities dropped, no-new-privileges,
-#      an init, uid 10001, loopback listener, token file, secrets as read-only files
+#      the settings docker/compose.yaml gives it (scripts/compose_flags.py reads them):
+#      read-only root, all capabilities dropped, no-new-privileges, an init, uid 10001,
+#      loopback listener, token file, secrets as read-only files, its serve command
 #   6. checks: healthy (podman healthcheck run, polled), non-root, loopback only, 401
 #      without a token, create/read round trip (scripts/image_smoke.py in an app container
-#      in the pod), then SIGTERM: drained, exit 0
+#      in the pod), compose's app stops on SIGTERM, then the sidecar's SIGTERM: drained, exit 0
 # Each step prints its time; everything started is removed at the end, however it ends.
 # IMAGE=name:tag (default data-service:dev); IMAGE_MAX_MB (default 200).
 set -euo pipefail
@@ -73,8 +75,14 @@ containers_conf() {
 }
 
 build() {
+    # the wheel and its dependencies, by the host's pip (its configuration and cache), so the
+    # build reads them from a mount instead of downloading them again
+    "$root/.venv/bin/pip" wheel --quiet --disable-pip-version-check -c constraints.txt -w "$work/wheels" . \
+        2> >(grep -v '^WARNING: Location' >&2)
+    echo "wheels: $(ls "$work/wheels" | wc -l) files, $(du -sm "$work/wheels" | cut -f1) MB"
     podman build --quiet --pull=never --format docker --layers=false \
         --build-arg REVISION="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        --build-arg WHEELS=/wheels -v "$work/wheels:/wheels:ro" \
         -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
         -t "$IMAGE" . >/dev/null
     local bytes
@@ -97,42 +105,56 @@ couchdb() {
     chmod 0444 "$work/secrets"/*  # as compose mounts them: readable by the image's non-root user
 }
 
-# every container: compose's hardening (docker/compose.yaml): a read-only root with one
-# small tmpfs at /tmp (serve's workers keep their metrics there), no capabilities
-hardened=(--read-only --read-only-tmpfs=false --tmpfs=/tmp:rw,nosuid,nodev,noexec,size=16m
-    --cap-drop=ALL --security-opt=no-new-privileges --init)
+# compose's settings for a service, as podman run arguments (scripts/compose_flags.py)
+compose() { mapfile -t "$1" < <("$root/.venv/bin/python" scripts/compose_flags.py "$2" "$3"); }
 quiet() {  # podman says it cannot reach systemd for the healthcheck timers: known, not an error here
     "$@" 2> >(grep -v 'systemd connection' >&2)
 }
 secret() { echo "-v=$work/secrets/$1:/run/secrets/$1:ro"; }
 
-install() {
-    podman pod create --name "$pod" --network slirp4netns:allow_host_loopback=true >/dev/null
+install() {  # compose's install service: keysets, then `data-service install` as the server admin
+    local hardening command
+    compose hardening flags install
+    compose command command install
+    command=("${command[@]//couchdb:5984/couchdb:$couch_port}")
+    # the pod: one network namespace for the sidecar and its app; "couchdb" is the host's
+    # loopback (slirp4netns maps 10.0.2.2 to it)
+    podman pod create --name "$pod" --network slirp4netns:allow_host_loopback=true \
+        --add-host=couchdb:10.0.2.2 >/dev/null
+    # started here, detached from this script's output: its infra process lives as long as
+    # the pod and would hold open any pipe it inherited
+    podman pod start "$pod" >/dev/null 2>&1 </dev/null
     podman volume create "$keys" >/dev/null
-    quiet podman run --rm --pod "$pod" "${hardened[@]}" -v "$keys:/etc/data-service/keys" "$IMAGE" \
-        keys create --keys-dir=/etc/data-service/keys
-    quiet podman run --rm --pod "$pod" "${hardened[@]}" -v "$keys:/etc/data-service/keys:ro" \
-        "$(secret couchdb_admin_password)" "$(secret service_user_password)" "$IMAGE" \
-        install --keys-dir=/etc/data-service/keys --models=/etc/data-service/models/sample.yaml \
-        --couchdb="http://10.0.2.2:$couch_port" --database=data_service \
-        --couchdb-user=admin --couchdb-password-file=/run/secrets/couchdb_admin_password \
-        --service-user=data-service --service-user-password-file=/run/secrets/service_user_password 2>&1 | tail -3
+    quiet podman run --rm --pod "$pod" "${hardening[@]}" -v "$keys:/etc/data-service/keys" \
+        "$(secret couchdb_admin_password)" "$(secret service_user_password)" \
+        "${command[0]}" "$IMAGE" "${command[@]:1}" 2>&1 | grep -v '^warm ' | tail -6
 }
 
-serve() {
-    local flags=()
-    # the ops listener and the drain delay, once this image's serve has them (issue 24)
-    if quiet podman run --rm "$IMAGE" serve --help 2>/dev/null | grep -q -- --ops-listen; then
-        flags+=(--ops-listen=0.0.0.0:9090 --drain-delay=2)
+serve() {  # compose's data-service service, CouchDB's port changed to the one started here
+    local hardening command args=() unknown=()
+    compose hardening flags data-service
+    compose command command data-service
+    local help
+    help=$(quiet podman run --rm "$IMAGE" serve --help 2>/dev/null)
+    for arg in "${command[@]}"; do
+        arg=${arg/couchdb:5984/couchdb:$couch_port}
+        # flags of issue 24's ops work, used by compose and Kubernetes: kept once this
+        # image's serve has them, named here until then
+        if [[ $arg == --* ]] && ! grep -q -- "${arg%%=*}" <<<"$help"; then
+            unknown+=("$arg")
+            continue
+        fi
+        args+=("$arg")
+    done
+    if grep -q -- --ops-listen <<<"$help"; then  # the Kubernetes manifests' ops port
+        args+=(--ops-listen=0.0.0.0:9090)
         ops_port=9090
     fi
-    quiet podman run -d --name "$pod-sidecar" --pod "$pod" "${hardened[@]}" \
+    [ ${#unknown[@]} -eq 0 ] || echo "not in this image's serve yet, left out: ${unknown[*]}"
+    quiet podman run -d --name "$pod-sidecar" --pod "$pod" "${hardening[@]}" \
         -v "$keys:/etc/data-service/keys:ro" "$(secret service_user_password)" "$(secret api_tokens)" \
-        "$IMAGE" serve --listen=127.0.0.1 --port=8080 \
-        --couchdb="http://10.0.2.2:$couch_port" --database=data_service \
-        --couchdb-user=data-service --couchdb-password-file=/run/secrets/service_user_password \
-        --api-token-file=/run/secrets/api_tokens --models=/etc/data-service/models/sample.yaml \
-        --keys-dir=/etc/data-service/keys --drain-timeout=10 "${flags[@]}" >/dev/null
+        "$IMAGE" "${args[@]}" >/dev/null
+    echo "serve ${args[*]}" | cut -c1-300
 }
 
 healthy() {  # no systemd here: podman never runs the HEALTHCHECK by itself
@@ -151,10 +173,25 @@ non_root() {  # every process of the container, as the host sees it (init and wo
     [ "$users" = "10001 " ] || { echo "processes run as: $users" >&2; return 1; }
 }
 
-app_checks() {  # from an application container in the pod, as compose's `app`
-    quiet podman run --rm --pod "$pod" "${hardened[@]}" "$(secret api_tokens)" \
+app_checks() {  # from an application container in the pod, with compose's `app` settings
+    local hardening
+    compose hardening flags app
+    quiet podman run --rm --pod "$pod" "${hardening[@]}" "$(secret api_tokens)" \
         -v "$root/scripts/image_smoke.py:/smoke.py:ro" --entrypoint python "$IMAGE" \
         /smoke.py --data-port=8080 --token-file=/run/secrets/api_tokens ${ops_port:+--ops-port=$ops_port}
+}
+
+app_sigterm() {  # compose's `app` command itself (this image has no curl: each call fails) stops on SIGTERM
+    local hardening command at=$SECONDS code
+    compose hardening flags app
+    compose command command app
+    quiet podman run -d --name "$pod-app" --pod "$pod" "${hardening[@]}" "$(secret api_tokens)" \
+        "${command[0]}" "$IMAGE" "${command[@]:1}" >/dev/null
+    sleep 1
+    quiet podman stop --time 20 "$pod-app" >/dev/null
+    code=$(podman inspect --format '{{.State.ExitCode}}' "$pod-app")
+    echo "app: exit $code after $((SECONDS - at)) s; $(podman logs "$pod-app" 2>&1 | grep -c 'app: stopping') 'stopping' line"
+    [ "$code" = 0 ] && [ $((SECONDS - at)) -lt 10 ]
 }
 
 drain() {
@@ -179,4 +216,5 @@ step serve serve
 step healthy healthy
 step non-root non_root
 step app-checks app_checks
+step app-sigterm app_sigterm
 step sigterm-drain drain
