@@ -232,10 +232,10 @@ def openapi_command(models_path: str | None) -> int:
     """The bytes ``GET /openapi.json`` answers (``write_json``: orjson, no options)."""
     import orjson
 
-    from .models import load_models
+    from .models import Models, load_models
     from .openapi import spec_for
 
-    models = load_models(models_path) if models_path else []
+    models = load_models(models_path) if models_path else Models({})
     sys.stdout.buffer.write(orjson.dumps(spec_for(models)))
     sys.stdout.flush()
     return 0

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import os
@@ -14,22 +13,13 @@ import sys
 from dataclasses import replace
 
 import pytest
-from support import ROOT, install_design_docs, running_app
+from support import ROOT, install_design_docs, run, running_app
 
 PACKAGE = "ds_client"
 TOKEN = "client-token-0123456789abcdef"
 NODE_BIN = str(ROOT / "node_modules" / ".bin") + os.sep
 TSC_FLAGS = ("--target", "ES2022", "--module", "NodeNext", "--moduleResolution", "NodeNext", "--types", "node")
 PER_TYPE = ("create_document", "get_document", "replace_document", "patch_document", "delete_document")
-
-
-async def run(*command: str, cwd=None, env=None) -> tuple[int, str]:
-    """A command's exit status and output, without blocking the sidecar's event loop."""
-    process = await asyncio.create_subprocess_exec(
-        *command, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 180)
-    return process.returncode, output.decode()
 
 
 @pytest.fixture

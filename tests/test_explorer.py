@@ -6,10 +6,12 @@ tests/test_explorer_browser.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
 import sys
+from asyncio.subprocess import PIPE
 from dataclasses import replace
 
 import pytest
@@ -91,13 +93,11 @@ async def test_the_explorer_is_behind_the_token(config, http, tmp_path):
 
 async def test_openapi_command_prints_what_the_sidecar_serves(http, sidecar):
     _, _, served = await fetch(http, f"{sidecar}/openapi.json")
-    offline = subprocess.run(
-        [sys.executable, "-m", "data_service", "openapi", f"--models={SAMPLE_MODELS}"],
-        capture_output=True,
-        timeout=60,
-        check=True,
+    offline = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "data_service", "openapi", f"--models={SAMPLE_MODELS}", stdout=PIPE, stderr=PIPE
     )
-    assert offline.stdout == served and offline.stderr == b""
+    stdout, stderr = await offline.communicate()
+    assert (offline.returncode, stderr) == (0, b"") and stdout == served
 
 
 def test_openapi_command_refuses_a_broken_models_file(tmp_path):

@@ -11,8 +11,7 @@ import os
 from dataclasses import replace
 
 import pytest
-from support import ROOT, install_design_docs, running_app
-from test_clients import run
+from support import ROOT, install_design_docs, run, running_app
 
 pytestmark = pytest.mark.browser
 TOKEN = "browser-token-0123456789abcdef"
