@@ -118,6 +118,9 @@ Options:
   --connect-timeout=SECONDS   Time to open a connection to CouchDB [default: 5]
   --request-timeout=SECONDS   Time for one CouchDB request [default: 30]
   --max-connections=N         Keep-alive connections to CouchDB [default: 100]
+  --couchdb-transport=NAME    The HTTP client to CouchDB: aiohttp, or httptools
+                              (asyncio protocols and the llhttp parser)
+                              [default: aiohttp]
   --listen=ADDRESS            Address to listen on [default: 127.0.0.1]
   --port=PORT                 Port to listen on [default: 8080]
   --max-body=BYTES            Largest request body accepted, on every route and for

@@ -39,6 +39,7 @@ def connect(config: Config, hooks: Hooks = Hooks()) -> CouchDB:
     return CouchDB(
         config.couchdb_url,
         auth=config.couchdb_auth,
+        transport_kind=config.couchdb_transport,
         timeouts=Timeouts(connect=config.connect_timeout, request=config.request_timeout),
         limits=Limits(max_connections=config.max_connections),
         tls=TLS(ca_file=config.ca_file, verify=config.verify_tls),

@@ -1,6 +1,7 @@
-"""Async CouchDB client on aiohttp, behind one transport seam."""
+"""Async CouchDB client behind one transport seam (aiohttp or httptools)."""
 
-from .client import Attempt, CouchDB, Hooks, ServerInfo
+from .aiohttp_transport import AiohttpTransport
+from .client import TRANSPORTS, Attempt, CouchDB, Hooks, ServerInfo
 from .database import Database, ViewResult, WriteResult
 from .errors import (
     BadRequest,
@@ -16,11 +17,13 @@ from .errors import (
     Unreadable,
     Unsupported,
 )
+from .httptools_transport import HttptoolsTransport
 from .idpool import IdPool
-from .transport import TLS, AiohttpTransport, AsyncTransport, Limits, Request, Response, Timeouts
+from .transport import TLS, AsyncTransport, Limits, Request, Response, Streamed, Timeouts
 
 __all__ = [
     "TLS",
+    "TRANSPORTS",
     "AiohttpTransport",
     "AsyncTransport",
     "Attempt",
@@ -32,6 +35,7 @@ __all__ = [
     "Database",
     "Forbidden",
     "Hooks",
+    "HttptoolsTransport",
     "IdPool",
     "Limits",
     "NotFound",
@@ -39,6 +43,7 @@ __all__ = [
     "Request",
     "Response",
     "ServerInfo",
+    "Streamed",
     "Timeout",
     "Timeouts",
     "Unauthorized",
