@@ -40,4 +40,5 @@ find "$rootfs" -xdev -name __pycache__ -type d -prune -exec rm -rf {} +
 tar --numeric-owner -C "$rootfs" -c . | podman import --quiet \
     --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
     --change "LABEL data-service.base=\"$STAND_IN\"" - "$NAME" >/dev/null
+podman image prune --force --filter label=data-service.base >/dev/null  # a stand-in this one replaced
 echo "base: $NAME = $STAND_IN, $(podman image inspect --format '{{.Size}}' "$NAME" | awk '{printf "%.0f MB", $1/1e6}')"

@@ -85,6 +85,8 @@ build() {
         --build-arg WHEELS=/wheels -v "$work/wheels:/wheels:ro" \
         -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
         -t "$IMAGE" . >/dev/null
+    # the image this build replaced, left untagged: only ours (by label), only untagged ones
+    podman image prune --force --filter label=org.opencontainers.image.title=data-service >/dev/null
     local bytes
     bytes=$(podman image inspect --format '{{.Size}}' "$IMAGE")
     echo "image: $IMAGE, $((bytes / 1000000)) MB (limit $MAX_MB MB); base: $(podman image inspect \
