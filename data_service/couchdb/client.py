@@ -164,16 +164,18 @@ class CouchDB:
         json: Any = _MISSING,
         idempotent: bool | None = None,
         timeout: float | None = None,
+        long_poll: bool = False,
     ) -> Response:
         """Send with retries; return a 2xx/304 ``Response`` or raise a typed error.
 
         Idempotent requests (GET/HEAD/PUT/DELETE, or ``idempotent=True``) are retried
         on connection failures, timeouts and 502/503/504, per ``self.retry``.
         A retried PUT whose first attempt did land answers 409: callers creating
-        documents must treat that conflict as "maybe mine".
+        documents must treat that conflict as "maybe mine". ``long_poll``: CouchDB holds
+        the request until something changes (the transport keeps a pool for those).
         """
         body = None if json is _MISSING else orjson.dumps(json)
-        request = Request(method, target, encode_params(params or {}), body, timeout=timeout)
+        request = Request(method, target, encode_params(params or {}), body, timeout=timeout, long_poll=long_poll)
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         attempts = self.retry.attempts if idempotent else 1

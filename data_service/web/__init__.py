@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tornado.web
 
-from .base import BaseHandler, Context, InFlight, NotFoundHandler
+from .base import BaseHandler, Context, InFlight, NotFoundHandler, Streams
 from .changes import ChangesHandler
 from .docs import ASSET_ROUTE, DocsAssetHandler, DocsHandler
 from .documents import BulkHandler, CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler, VerifyHandler
@@ -42,4 +42,4 @@ def make_app(ctx: Context) -> tornado.web.Application:
     )
 
 
-__all__ = ["Context", "InFlight", "make_app"]
+__all__ = ["Context", "InFlight", "Streams", "make_app"]
