@@ -12,6 +12,7 @@ Usage:
   data-service reencrypt --keys-dir=DIR --models=FILE [--kek-file=FILE] [options]
   data-service reconcile --keys-dir=DIR --models=FILE [--kek-file=FILE] [options]
   data-service migrate --keys-dir=DIR --models=FILE [--kek-file=FILE] [--batch=N] [options]
+  data-service openapi [--models=FILE]
   data-service -h | --help
   data-service --version [--models=FILE] [--keys-dir=DIR] [--kek-file=FILE]
 
@@ -64,6 +65,9 @@ Commands:
                               skipped) and safe beside traffic. Reconciles replication
                               conflicts first. Lists what it skipped (failing checks or
                               migrations) and exits 1 if anything was skipped.
+  openapi                     Print the OpenAPI document serve answers at
+                              GET /openapi.json for --models, byte for byte,
+                              without CouchDB, keys or a running service.
 
 Options:
   --service-user=NAME         install: create this CouchDB user (a _users member, no
@@ -200,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             return version_command(args)
         if args["keys"]:
             return keys_command(args)
+        if args["openapi"]:
+            return openapi_command(args["--models"])
         config = Config.from_args(args)
         # serve logs to stdout (12-factor: the log is its output); commands report on
         # stdout, so their log goes to stderr
@@ -238,6 +244,19 @@ def version_command(args: dict) -> int:
 
         keyring = Keyring(KeysDir(args["--keys-dir"], kek_from(args["--kek-file"])), deployment="")  # key ids only
     print("\n".join(BuildInfo.of(args["--models"], keyring).lines()))
+    return 0
+
+
+def openapi_command(models_path: str | None) -> int:
+    """The bytes ``GET /openapi.json`` answers (``write_json``: orjson, no options)."""
+    import orjson
+
+    from .models import Models, load_models
+    from .openapi import spec_for
+
+    models = load_models(models_path) if models_path else Models({})
+    sys.stdout.buffer.write(orjson.dumps(spec_for(models)))
+    sys.stdout.flush()
     return 0
 
 

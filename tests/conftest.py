@@ -21,7 +21,11 @@ from data_service.keys import KeysDir
 # the transport conformance tests run each one regardless.
 TRANSPORT = os.environ.get("COUCHDB_TRANSPORT", DEFAULT_TRANSPORT)
 # What each environment-bound marker needs (see pyproject.toml).
-NEEDS = {"cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"), "kill": ("COUCHDB_SCRIPT",)}
+NEEDS = {
+    "cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"),
+    "kill": ("COUCHDB_SCRIPT",),
+    "browser": ("CHROMIUM",),
+}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

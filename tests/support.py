@@ -308,3 +308,13 @@ async def until(check, what: str, timeout: float = 30.0) -> Any:
             return result
         assert loop.time() < deadline, f"not within {timeout} s: {what}"
         await asyncio.sleep(0.02)
+
+
+async def run(*command: str, cwd=None, env=None) -> tuple[int, str]:
+    """A command's exit status and output (stderr included), without blocking the event loop
+    a sidecar under test runs on."""
+    process = await asyncio.create_subprocess_exec(
+        *command, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 180)
+    return process.returncode, output.decode()

@@ -179,9 +179,10 @@ def test_spec_documents_every_path_and_method():
         "/_metrics": ["get"],
         "/_metrics/database": ["get"],
         "/openapi.json": ["get"],
+        "/_docs": ["get"],
         "/v1/_types": ["get"],
         "/v1/{type}": ["get", "post"],
-        "/v1/{type}/{id}": ["delete", "get", "patch", "put"],
+        "/v1/{type}/{id}": ["delete", "get", "head", "patch", "put"],
         "/v1/{type}/{id}/verify": ["post"],
         "/v1/{type}/_changes": ["get"],
         "/v1/{type}/_bulk": ["post"],
@@ -229,7 +230,17 @@ def test_spec_for_adds_type_schemas_and_concrete_paths():
             assert single[method]["responses"]["200"]["content"][JSON]["schema"] == {
                 "$ref": f"#/components/schemas/{name}"
             }
-        assert sorted(m for m in single if m != "parameters" and m != "summary") == ["delete", "get", "patch", "put"]
+        assert sorted(m for m in single if m != "parameters" and m != "summary") == [
+            "delete",
+            "get",
+            "head",
+            "patch",
+            "put",
+        ]
+        stale = {"$ref": f"#/components/responses/{name}_stale_revision"}
+        assert single["put"]["responses"]["412"] == single["patch"]["responses"]["412"] == stale
+        current = schemas[f"{name}_stale_revision"]["allOf"][1]["properties"]["current"]
+        assert current == {"$ref": f"#/components/schemas/{name}"}  # the type itself, not Document
 
     operation_ids = [
         op["operationId"]

@@ -6,6 +6,7 @@ import tornado.web
 
 from .base import BaseHandler, Context, InFlight, NotFoundHandler, Streams
 from .changes import ChangesHandler
+from .docs import ASSET_ROUTE, DocsAssetHandler, DocsHandler
 from .documents import BulkHandler, CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler, VerifyHandler
 from .health import HealthHandler
 from .metrics import DatabaseMetricsHandler, MetricsHandler
@@ -23,6 +24,8 @@ def make_app(ctx: Context) -> tornado.web.Application:
         (r"/_metrics", MetricsHandler, "/_metrics"),
         (r"/_metrics/database", DatabaseMetricsHandler, "/_metrics/database"),
         (r"/openapi.json", OpenApiHandler, "/openapi.json"),
+        (r"/_docs", DocsHandler, "/_docs"),
+        (ASSET_ROUTE, DocsAssetHandler, "/_docs/{file}"),
         (r"/v1/_types", TypesHandler, "/v1/_types"),
         (r"/v1/([^/]+)", CollectionHandler, "/v1/{type}"),
         (r"/v1/([^/]+)/_changes", ChangesHandler, "/v1/{type}/_changes"),
