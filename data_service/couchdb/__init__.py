@@ -16,6 +16,7 @@ from .errors import (
     Unreadable,
     Unsupported,
 )
+from .gate import CredentialGate, CredentialsRefused, GateState
 from .idpool import IdPool
 from .transport import TLS, AiohttpTransport, AsyncTransport, Limits, Request, Response, Timeouts
 
@@ -29,8 +30,11 @@ __all__ = [
     "ConnectFailed",
     "CouchDB",
     "CouchDBError",
+    "CredentialGate",
+    "CredentialsRefused",
     "Database",
     "Forbidden",
+    "GateState",
     "Hooks",
     "IdPool",
     "Limits",
