@@ -33,10 +33,15 @@ class Watched(Generic[T]):
     one step)."""
 
     def __init__(
-        self, name: str, paths: Sequence[str | Path], read: Callable[[], T], apply: Callable[[T], None]
+        self,
+        name: str,
+        paths: Sequence[str | Path],
+        read: Callable[[], T],
+        apply: Callable[[T], None],
+        seen: secretfiles.Fingerprint,
     ) -> None:
-        self.name, self.paths, self.read, self.apply = name, list(paths), read, apply
-        self.seen = secretfiles.fingerprint(self.paths)  # what was loaded at startup
+        """``seen``: the fingerprint taken before the files were first read."""
+        self.name, self.paths, self.read, self.apply, self.seen = name, list(paths), read, apply, seen
 
     def changed(self) -> bool:
         return secretfiles.fingerprint(self.paths) != self.seen

@@ -43,6 +43,7 @@ from .observe import Observer
 from .openapi import spec_for
 from .protection import Keyring
 from .reloads import Reloader, Watched
+from .secretfiles import Fingerprint, fingerprint
 from .store import DocumentStore
 from .store.hashing import Hasher
 from .web import Context, make_app, make_ops_app
@@ -213,15 +214,21 @@ async def install_first(config: Config) -> None:
         await ctx.store.aclose()
 
 
-def reloader(ctx: Context, config: Config) -> Reloader:
+def secret_files(config: Config) -> dict[str, list[str]]:
+    """The files of each secret group ``reloader`` watches."""
+    keysets = [str(path) for path in KeysDir(config.keys_dir or "").files()]
+    files = {"keysets": keysets + ([config.kek_file] if config.kek_file else [])}
+    if config.api_token_file:
+        files["api tokens"] = [config.api_token_file]
+    return files
+
+
+def reloader(ctx: Context, config: Config, seen: dict[str, Fingerprint]) -> Reloader:
     """The token file and the keysets (with the KEK file), re-read on SIGHUP and when
-    they change on disk (``reloads``). New keysets flush the read cache: an entry may
-    rest on a key just disabled."""
-    groups: list[Watched] = []
-    if (tokens := ctx.door.tokens) is not None:
-        groups.append(Watched("api tokens", [tokens.path], tokens.read, tokens.use))
+    they change on disk (``reloads``); ``seen``: their fingerprints from before ``build``
+    read them. New keysets flush the read cache: an entry may rest on a key just disabled."""
+    files = secret_files(config)
     keys = ctx.store.lifecycle.keys
-    files = KeysDir(config.keys_dir or "").files() + ([config.kek_file] if config.kek_file else [])
 
     def use_keys(fresh: Keyring) -> None:
         keys.adopt(fresh)
@@ -229,7 +236,9 @@ def reloader(ctx: Context, config: Config) -> Reloader:
         ctx.build = BuildInfo.of(config.models_path, keys)
         log.info("keysets reloaded", extra={"fields": {"keys": ctx.build.keys}})
 
-    groups.append(Watched("keysets", files, lambda: keyring(config), use_keys))
+    groups: list[Watched] = [Watched("keysets", files["keysets"], lambda: keyring(config), use_keys, seen["keysets"])]
+    if (tokens := ctx.door.tokens) is not None:
+        groups.append(Watched("api tokens", files["api tokens"], tokens.read, tokens.use, seen["api tokens"]))
     return Reloader(groups)
 
 
@@ -245,6 +254,7 @@ async def serve(
     worker (``workers``) also gets the shared ``stamps``, its index, the metrics
     directory and the gate state; worker 0 alone runs the periodic jobs (sweeper,
     expired keys)."""
+    seen = {name: fingerprint(paths) for name, paths in secret_files(config).items()}  # before build reads them
     ctx, server = build(config, stamps=stamps, worker=worker, metrics_dir=metrics_dir, gate=gate)
     store = ctx.store
     data_sockets, ops_sockets = sockets
@@ -257,7 +267,7 @@ async def serve(
         if expired := await store.expire_idempotency_records():
             log.info("idempotency: %d expired records deleted", expired)
 
-    secrets = reloader(ctx, config)
+    secrets = reloader(ctx, config, seen)
     tasks = [asyncio.create_task(store.follow_changes()), asyncio.create_task(secrets.run())]
     if ctx.metrics.workers is not None:
         await ctx.metrics.publish()

@@ -50,6 +50,7 @@ PR_SET_PDEATHSIG = 1
 def run(config: Config, auto_install: bool = False) -> None:
     """Serve on uvloop: in this process, or in ``config.workers`` forked ones. Startup
     errors (ConfigError, ...) are raised before anything listens."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve (or the supervisor) handles it: never fatal
     preflight(config)  # a startup error stops here, once, not in every worker restarted forever
     asyncio.run(prepare(config, auto_install))
     bound = listeners.bind(config, config.workers)
