@@ -53,8 +53,9 @@ log = logging.getLogger("data_service")
 
 def connect(config: Config, hooks: Hooks = Hooks(), gate: GateState | None = None) -> CouchDB:
     """The CouchDB client; ``hooks`` see every request attempt (metrics, logs, spans).
-    With a user, requests pass the credential gate (``couchdb.gate``): once CouchDB has
-    refused the credentials it is sent almost nothing, never a lockout's worth."""
+    With a ``gate`` (serve) and a user, requests pass the credential gate
+    (``couchdb.gate``): once CouchDB has refused the credentials it is sent almost
+    nothing, never a lockout's worth. (A command stops at its first refusal.)"""
     transport: AsyncTransport = AiohttpTransport(
         config.couchdb_url,
         auth=config.couchdb_auth,
@@ -62,7 +63,7 @@ def connect(config: Config, hooks: Hooks = Hooks(), gate: GateState | None = Non
         limits=Limits(max_connections=config.max_connections),
         tls=TLS(ca_file=config.ca_file, verify=config.verify_tls),
     )
-    if config.couchdb_user is not None:
+    if gate is not None and config.couchdb_user is not None:
         transport = CredentialGate(transport, config.couchdb_user, config.couchdb_url, gate)
     return CouchDB(config.couchdb_url, transport=transport, hooks=hooks)
 
@@ -134,7 +135,7 @@ def build(
     ``spans`` defaults to what the ``OTEL_*`` variables ask for; ``stamps``: the write
     counters the workers share (``workers``), this process's row being ``worker``;
     ``metrics_dir``: where the workers' metrics snapshots meet (``worker_metrics``);
-    ``gate``: the credential gate's state the workers share."""
+    ``gate``: the credential gate's state the workers share (else this process's own)."""
     door = Door.from_config(config)  # a non-loopback listener without tokens stops here, first
     models = load_models(config.models_path) if config.models_path else Models({})
     design_docs(models)  # a declared index no view can serve stops startup here
@@ -143,7 +144,7 @@ def build(
     if metrics_dir is not None:
         metrics.workers = worker_metrics.WorkerMetrics(metrics_dir, worker)
     spans = spans if spans is not None else tracing.from_env()
-    couch = connect(config, Observer(metrics, spans), gate)
+    couch = connect(config, Observer(metrics, spans), gate or GateState())
     store = DocumentStore(
         couch.database(config.database),
         IdPool(couch),

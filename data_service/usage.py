@@ -158,11 +158,6 @@ def _explain_options(candidates: list[Usage], positional: list[str], given: list
             reasons.append(f"{command} needs {' and '.join(missing)}")
         elif not usage.any_option and (extra := [flag for flag in given if flag not in takes]):
             reasons.append(f"{command} does not take {', '.join(extra)}")
-        else:
-            group = re.findall(r"\[(--[a-z-]+(?: --[a-z-]+)+)\]", usage.text)
-            for flags in (g.split() for g in group):
-                if any(f in given for f in flags) and not all(f in given for f in flags):
-                    reasons.append(f"{' '.join(flags)} go together")
     reason = reasons[0] if reasons else f"these arguments match no usage of {command}"
     return f"{reason} (see {PROGRAM} {command} --help)"
 

@@ -17,7 +17,11 @@ from data_service.couchdb.client import split_credentials
 from data_service.keys import KeysDir
 
 # What each environment-bound marker needs (see pyproject.toml).
-NEEDS = {"cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"), "kill": ("COUCHDB_SCRIPT",)}
+NEEDS = {
+    "cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"),
+    "kill": ("COUCHDB_SCRIPT",),
+    "own_node": ("COUCHDB_SCRIPT",),
+}
 
 
 def pytest_collection_modifyitems(config, items) -> None:

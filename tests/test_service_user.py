@@ -73,6 +73,7 @@ async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, membe
     await db.put_security({"members": {"names": ["alice"], "roles": ["readers"]}, "admins": {"names": ["bob"]}})
     password_file = tmp_path / "pw"
     password_file.write_text(PASSWORD)
+    password_file.chmod(0o600)  # a secret file (docs/security-files.md)
 
     first = install(fresh, member, password_file)
     assert f"create CouchDB user {member} (no roles)" in first

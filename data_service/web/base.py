@@ -323,7 +323,7 @@ class BaseHandler(RequestHandler):
         problem = from_exception(value, 500)
         if problem.code == "internal_error" and not isinstance(value, Problem):
             log.error("%s: unexpected %s", self._request_summary(), type(value).__name__, exc_info=(typ, value, tb))
-        elif problem.status_code >= 500:
+        elif problem.status_code >= 500 and access_level(self.route, problem.status_code, problem.code) > logging.INFO:
             log.warning(
                 "%s: %s (%s)",
                 self._request_summary(),
