@@ -66,7 +66,8 @@ async def serve_exits(config: Config, *flags: str, timeout: float = 30) -> Exite
 
 
 class RefusalCounter:
-    """A loopback relay to CouchDB counting the 401 answers that pass through it."""
+    """A loopback relay to CouchDB counting the failed logins it answers (401 "Name or
+    password is incorrect."; a 401 for lacking admin rights is not one)."""
 
     def __init__(self, url: str) -> None:
         self.target = (urlsplit(url).hostname, urlsplit(url).port)
@@ -89,7 +90,7 @@ class RefusalCounter:
             with contextlib.suppress(ConnectionError, OSError):
                 while data := await src.read(65536):
                     if answers:
-                        self.refusals += data.count(b"HTTP/1.1 401 ")
+                        self.refusals += data.count(b"Name or password is incorrect.")
                     dst.write(data)
                     await dst.drain()
             dst.close()
@@ -104,6 +105,10 @@ async def member(couch: CouchDB, db) -> tuple[str, str]:
     await couch.request("PUT", f"/_users/org.couchdb.user:{name}", json=user)
     await db.put_security({"members": {"names": [name], "roles": []}, "admins": {"names": [], "roles": []}})
     return name, password
+
+
+def basic(user: str, password: str) -> dict:
+    return {"Authorization": aiohttp.encode_basic_auth(user, password)}
 
 
 def one_line(text: str) -> str:
@@ -176,9 +181,9 @@ async def test_a_crash_looping_wrong_password_never_locks_out_the_right_one(keys
                 assert resp.status == 200
         async with aiohttp.ClientSession() as http:
             for _ in range(2):  # two more failures: five, CouchDB's threshold
-                async with http.get(f"{base}/_session", auth=aiohttp.BasicAuth(name, "wrong")) as resp:
+                async with http.get(f"{base}/_session", headers=basic(name, "wrong")) as resp:
                     assert resp.status == 401
-            async with http.get(f"{base}/_session", auth=aiohttp.BasicAuth(name, password)) as resp:
+            async with http.get(f"{base}/_session", headers=basic(name, password)) as resp:
                 assert resp.status == 403 and "locked" in (await resp.json())["reason"]
         exited = await serve_exits(config)  # now even the right password is refused
         assert exited.code == 2 and f"has locked user {name!r} out" in one_line(exited.stderr)
