@@ -33,9 +33,10 @@ Commands:
                               OTEL_EXPORTER_OTLP_*ENDPOINT is set.
   install                     Make the database what the models file says: create it,
                               set _security, create/update/remove the generated design
-                              docs (never ones without the data_service marker), set
-                              uuids/algorithm = sequential, warm new views, upsert the
-                              seed documents. Idempotent: a second run changes nothing.
+                              docs (never ones without the data_service marker),
+                              report the server's uuids algorithm (set it with
+                              --configure-server), warm new views, upsert the seed
+                              documents. Idempotent: a second run changes nothing.
                               With --dry-run it prints the plan and changes nothing;
                               with --delete --yes it drops the whole database instead.
   keys create                 Write a new Tink keyset per purpose (signing, encryption,
@@ -103,6 +104,12 @@ Options of serve:
   --drain-timeout=SECONDS     Then, seconds requests in flight get to finish; keep
                               delay + timeout below the stop grace period
                               (docker: 10 s, Kubernetes: 30 s) [default: 8]
+  --max-streams=N             Change streams (GET /v1/{type}/_changes with
+                              feed=longpoll or as server-sent events) open at once,
+                              per worker; one more is answered 503 busy. Their long
+                              polls use N+1 connections of their own (one is the
+                              read cache's feed), beside --max-connections
+                              [default: 32]
   --cache-size=MB             Memory per worker for the read cache of verified
                               documents (GET by id), kept fresh by CouchDB's change
                               feed; 0 disables it [default: 64]
@@ -130,9 +137,16 @@ Options of install:
                               to run as instead of the server admin.
   --service-user-password-file=F  Its password; without it the password is read
                               from $DATA_SERVICE_SERVICE_USER_PASSWORD.
+  --service-user-adopt        Take over an existing account that install did not
+                              create (sets its password; keeps its roles). Without
+                              it such an account is refused, unless it has no roles
+                              and the password given logs in. Never a server admin.
   --seed=FILE                 Seed documents (YAML or JSON):
                               {"seeds": [{"type": T, "key": K, "data": {...}}, ...]}
   --dry-run                   Print what install would do; change nothing.
+  --configure-server          Also set the server-wide node config uuids/algorithm =
+                              sequential (every database on that CouchDB gets such
+                              ids); without it install only reports the algorithm.
   --delete                    Delete the whole database (needs --yes).
   --yes                       Confirm --delete.
 
@@ -168,6 +182,9 @@ Options of serve, install, verify, reencrypt, reconcile, migrate (CouchDB, logs)
   --connect-timeout=SECONDS   Time to open a connection to CouchDB [default: 5]
   --request-timeout=SECONDS   Time for one CouchDB request [default: 30]
   --max-connections=N         Keep-alive connections to CouchDB [default: 100]
+  --couchdb-transport=NAME    The HTTP client to CouchDB: aiohttp, or httptools
+                              (asyncio protocols and the llhttp parser)
+                              [default: aiohttp]
   --log-level=LEVEL           debug, info, warning or error [default: info]
   --log-format=FORMAT         json (one object per line) or text; default: json
                               unless the log goes to a terminal
@@ -352,6 +369,7 @@ async def install_command(args: dict, config: Config) -> int:
                 seeds=seeds,
                 dry_run=args["--dry-run"],
                 service_user=(member, login) if member else None,
+                configure_server=args["--configure-server"],
             )
         except InstallFailed as exc:
             print(f"data-service: install failed: {exc}", file=sys.stderr)

@@ -21,7 +21,7 @@ from .config import PASSWORD_ENV, Config, ConfigError
 from .conflicts.sweeper import run_sweeper
 from .couchdb import (
     TLS,
-    AiohttpTransport,
+    TRANSPORTS,
     AsyncTransport,
     CouchDB,
     CouchDBError,
@@ -46,7 +46,7 @@ from .reloads import Reloader, Watched
 from .secretfiles import Fingerprint, fingerprint
 from .store import DocumentStore
 from .store.hashing import Hasher
-from .web import Context, make_app, make_ops_app
+from .web import Context, Streams, make_app, make_ops_app
 
 log = logging.getLogger("data_service")
 
@@ -56,11 +56,12 @@ def connect(config: Config, hooks: Hooks = Hooks(), gate: GateState | None = Non
     With a ``gate`` (serve) and a user, requests pass the credential gate
     (``couchdb.gate``): once CouchDB has refused the credentials it is sent almost
     nothing, never a lockout's worth. (A command stops at its first refusal.)"""
-    transport: AsyncTransport = AiohttpTransport(
+    transport: AsyncTransport = TRANSPORTS[config.couchdb_transport](
         config.couchdb_url,
         auth=config.couchdb_auth,
         timeouts=Timeouts(connect=config.connect_timeout, request=config.request_timeout),
-        limits=Limits(max_connections=config.max_connections),
+        # long polls: the callers' change streams and the read cache's feed
+        limits=Limits(max_connections=config.max_connections, max_long_polls=config.max_streams + 1),
         tls=TLS(ca_file=config.ca_file, verify=config.verify_tls),
     )
     if gate is not None and config.couchdb_user is not None:
@@ -165,6 +166,7 @@ def build(
         metrics=metrics,
         tracing=spans,
         door=door,
+        streams=Streams(config.max_streams),
     )
     return ctx, http_server(make_app(ctx), config)
 

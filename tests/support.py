@@ -50,17 +50,23 @@ async def put_on_every_copy(db, doc: dict) -> dict:
     return response.json()
 
 
-@contextlib.asynccontextmanager
-async def single_copy_database(couch):
+def single_copy_database(couch):
     """A database with one copy per shard range (``n=1``; on a cluster its shards still spread
     over the nodes, so pages merge across shards), dropped afterwards. For tests of query
     semantics, not replica lag: on a replicated database a view is read from one copy per shard
     range, which may not yet hold a write acknowledged a moment ago (queries are eventually
     consistent there, see the README). Servers without clustering ignore ``n``."""
+    return database_with(couch, n=1)
+
+
+@contextlib.asynccontextmanager
+async def database_with(couch, **options: int):
+    """A database created with ``options`` (``n`` copies, ``q`` shards; servers without
+    clustering ignore them), dropped afterwards."""
     from data_service.couchdb.client import path
 
     database = couch.database(unique_name())
-    await couch.request("PUT", path(database.name), params={"n": 1})
+    await couch.request("PUT", path(database.name), params=options)
     try:
         yield database
     finally:
@@ -71,6 +77,7 @@ def run_command(config: Config, *args: str) -> subprocess.CompletedProcess:
     """``data-service <args>`` against ``config``'s CouchDB and database, as an operator runs
     it: the password only in the environment. Never a traceback, never the password."""
     flags = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
+    flags.append(f"--couchdb-transport={config.couchdb_transport}")
     if config.couchdb_user:
         flags.append(f"--couchdb-user={config.couchdb_user}")
     if config.deployment_id:
@@ -175,15 +182,21 @@ class TcpProxy:
     """A loopback TCP relay to ``target`` that can be stopped and restarted on the
     same port: a CouchDB that goes away and comes back, whatever server is behind.
     With ``delay`` set, every answer chunk is held that long (a slow CouchDB);
-    ``sent`` counts the request chunks relayed to it."""
+    ``sent`` counts the request chunks relayed to it, ``accepted`` the connections."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = devcouch.free_port()
         self.delay = 0.0
         self.sent = 0
+        self.accepted = 0
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def connections(self) -> int:
+        """Connections relayed now (each holds a writer on either side)."""
+        return len(self._writers) // 2
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
@@ -195,6 +208,7 @@ class TcpProxy:
         await self._server.wait_closed()
 
     async def _relay(self, reader, writer) -> None:
+        self.accepted += 1
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self._writers |= {writer, up_writer}
 
@@ -240,6 +254,7 @@ async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None 
     port = devcouch.free_port()
     args = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
     args += [f"--models={config.models_path}", f"--port={port}", "--reconcile-interval=0"]
+    args.append(f"--couchdb-transport={config.couchdb_transport}")
     if not any(flag.startswith("--workers") for flag in flags):
         args.append("--workers=1")  # one process: its metrics and log are the whole story
     if config.couchdb_user:

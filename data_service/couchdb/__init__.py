@@ -1,6 +1,7 @@
-"""Async CouchDB client on aiohttp, behind one transport seam."""
+"""Async CouchDB client behind one transport seam (aiohttp or httptools)."""
 
-from .client import Attempt, CouchDB, Hooks, ServerInfo
+from .aiohttp_transport import AiohttpTransport
+from .client import TRANSPORTS, Attempt, CouchDB, Hooks, ServerInfo
 from .database import Database, ViewResult, WriteResult
 from .errors import (
     BadRequest,
@@ -17,11 +18,13 @@ from .errors import (
     Unsupported,
 )
 from .gate import CredentialGate, CredentialsRefused, GateState
+from .httptools_transport import HttptoolsTransport
 from .idpool import IdPool
-from .transport import TLS, AiohttpTransport, AsyncTransport, Limits, Request, Response, Timeouts
+from .transport import TLS, AsyncTransport, Limits, Request, Response, Streamed, Timeouts
 
 __all__ = [
     "TLS",
+    "TRANSPORTS",
     "AiohttpTransport",
     "AsyncTransport",
     "Attempt",
@@ -36,6 +39,7 @@ __all__ = [
     "Forbidden",
     "GateState",
     "Hooks",
+    "HttptoolsTransport",
     "IdPool",
     "Limits",
     "NotFound",
@@ -43,6 +47,7 @@ __all__ = [
     "Request",
     "Response",
     "ServerInfo",
+    "Streamed",
     "Timeout",
     "Timeouts",
     "Unauthorized",

@@ -16,12 +16,20 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import orjson
 
 from ..retry import RetryPolicy
+from .aiohttp_transport import AiohttpTransport
 from .errors import CouchDBError, Unavailable, Unreadable, Unsupported, error_for_status
-from .transport import TLS, AiohttpTransport, AsyncTransport, Limits, Request, Response, Timeouts
+from .httptools_transport import HttptoolsTransport
+from .transport import TLS, AsyncTransport, Limits, Request, Response, Timeouts
 
 if TYPE_CHECKING:
     from .database import Database
 
+# The transports ``--couchdb-transport`` names; each takes (base_url, auth=, timeouts=, limits=, tls=).
+TRANSPORTS: dict[str, type[AiohttpTransport | HttptoolsTransport]] = {
+    "aiohttp": AiohttpTransport,
+    "httptools": HttptoolsTransport,
+}
+DEFAULT_TRANSPORT = "aiohttp"  # until the lead's measurement settles it
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 _MISSING: Any = object()
@@ -119,6 +127,7 @@ class CouchDB:
         *,
         auth: tuple[str, str] | None = None,
         transport: AsyncTransport | None = None,
+        transport_kind: str = DEFAULT_TRANSPORT,
         timeouts: Timeouts = Timeouts(),
         limits: Limits = Limits(),
         tls: TLS = TLS(),
@@ -126,9 +135,10 @@ class CouchDB:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         hooks: Hooks = Hooks(),
     ) -> None:
-        """``hooks`` wrap every request attempt (headers out; metrics, logs, spans)."""
+        """``hooks`` wrap every request attempt (headers out; metrics, logs, spans).
+        Without ``transport``, one of ``TRANSPORTS`` (``transport_kind``) is made."""
         self.url, url_auth = split_credentials(url)
-        self.transport = transport or AiohttpTransport(
+        self.transport = transport or TRANSPORTS[transport_kind](
             self.url, auth=auth or url_auth, timeouts=timeouts, limits=limits, tls=tls
         )
         self.retry = retry
@@ -154,16 +164,18 @@ class CouchDB:
         json: Any = _MISSING,
         idempotent: bool | None = None,
         timeout: float | None = None,
+        long_poll: bool = False,
     ) -> Response:
         """Send with retries; return a 2xx/304 ``Response`` or raise a typed error.
 
         Idempotent requests (GET/HEAD/PUT/DELETE, or ``idempotent=True``) are retried
         on connection failures, timeouts and 502/503/504, per ``self.retry``.
         A retried PUT whose first attempt did land answers 409: callers creating
-        documents must treat that conflict as "maybe mine".
+        documents must treat that conflict as "maybe mine". ``long_poll``: CouchDB holds
+        the request until something changes (the transport keeps a pool for those).
         """
         body = None if json is _MISSING else orjson.dumps(json)
-        request = Request(method, target, encode_params(params or {}), body, timeout=timeout)
+        request = Request(method, target, encode_params(params or {}), body, timeout=timeout, long_poll=long_poll)
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         attempts = self.retry.attempts if idempotent else 1

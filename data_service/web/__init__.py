@@ -5,7 +5,7 @@ from __future__ import annotations
 import tornado.web
 
 from ..callers import Door
-from .base import BaseHandler, Context, InFlight, NotFoundHandler
+from .base import BaseHandler, Context, InFlight, NotFoundHandler, Streams
 from .changes import ChangesHandler
 from .documents import BulkHandler, CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler, VerifyHandler
 from .health import HealthHandler
@@ -57,4 +57,4 @@ def make_ops_app(ctx: Context) -> tornado.web.Application:
     )
 
 
-__all__ = ["Context", "InFlight", "make_app", "make_ops_app"]
+__all__ = ["Context", "InFlight", "Streams", "make_app", "make_ops_app"]

@@ -40,7 +40,8 @@ class ChangesHandler(ApiHandler):
         limit = self.number("limit", 100, 1, MAX_LIMIT)
         timeout = self.number("timeout", 30, 1, 60)  # checked even when not long-polling
         if EVENT_STREAM in self.request.headers.get("Accept", ""):
-            await self.stream(model, since, limit)
+            with self.ctx.streams.hold():
+                await self.stream(model, since, limit)
             return
         feed = self.get_query_argument("feed", "normal")
         if feed not in ("normal", "longpoll"):
@@ -49,10 +50,11 @@ class ChangesHandler(ApiHandler):
             self.write_json(self.body(await self.ctx.store.changes(model, since, limit, None)))
             return
         self.ctx.inflight.streaming(self)
-        try:
-            changes = await self.ctx.inflight.unless_closing(self.ctx.store.changes(model, since, limit, timeout))
-        except Closing:  # shutting down: what there is now, and where to resume
-            changes = await self.ctx.store.changes(model, since, limit, None)
+        with self.ctx.streams.hold():
+            try:
+                changes = await self.ctx.inflight.unless_closing(self.ctx.store.changes(model, since, limit, timeout))
+            except Closing:  # shutting down: what there is now, and where to resume
+                changes = await self.ctx.store.changes(model, since, limit, None)
         self.write_json(self.body(changes))
 
     def number(self, name: str, default: int, low: int, high: int) -> int:
