@@ -246,10 +246,11 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None = None):
+async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None = None, launcher: tuple = ()):
     """``data-service serve`` as an operator runs it (password in the environment, the
     log on stdout, not a terminal) on a free port, ready when ``/_health`` answers;
-    killed at the end if it is still running. One worker unless ``flags`` say otherwise."""
+    killed at the end if it is still running. One worker unless ``flags`` say otherwise;
+    ``launcher``: a command it runs under (e.g. ``setpriv`` to run it as another user)."""
     port = devcouch.free_port()
     args = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
     args += [f"--models={config.models_path}", f"--port={port}", "--reconcile-interval=0"]
@@ -262,7 +263,16 @@ async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None 
     log_path, stderr_path = tmp_path / "serve.log", tmp_path / "serve.err"
     with open(log_path, "wb") as out, open(stderr_path, "wb") as err:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "data_service", "serve", *args, *flags, env=environment, stdout=out, stderr=err
+            *launcher,
+            sys.executable,
+            "-m",
+            "data_service",
+            "serve",
+            *args,
+            *flags,
+            env=environment,
+            stdout=out,
+            stderr=err,
         )
     served = Served(process, f"http://127.0.0.1:{port}", port, log_path, stderr_path)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tornado.web
 
+from ..callers import Door
 from .base import BaseHandler, Context, InFlight, NotFoundHandler, Streams
 from .changes import ChangesHandler
 from .docs import ASSET_ROUTE, DocsAssetHandler, DocsHandler
@@ -42,4 +43,21 @@ def make_app(ctx: Context) -> tornado.web.Application:
     )
 
 
-__all__ = ["Context", "InFlight", "Streams", "make_app"]
+# The ops listener (--ops-listen) answers probes and scrapes without a token and for any
+# Host (kubelet and Prometheus name the pod IP): it serves nothing else.
+OPS_DOOR = Door(tokens=None, allowed_hosts=None)
+
+
+def make_ops_app(ctx: Context) -> tornado.web.Application:
+    """Liveness, readiness and metrics only; every other path is a 404."""
+    routes = [(r"/_health", HealthHandler, "/_health"), (r"/_metrics", MetricsHandler, "/_metrics")]
+    return tornado.web.Application(
+        [(pattern, handler, {"ctx": ctx, "route": route, "door": OPS_DOOR}) for pattern, handler, route in routes],
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"ctx": ctx, "door": OPS_DOOR},
+        compress_response=False,
+        log_function=log_request,
+    )
+
+
+__all__ = ["Context", "InFlight", "Streams", "make_app", "make_ops_app"]
