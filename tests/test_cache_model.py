@@ -1,0 +1,285 @@
+"""The read cache's promises, model-checked (issue 22): hypothesis drives two workers'
+``Cache`` objects (sharing one ``Stamps`` table, as ``--workers=2`` does) through every
+interleaving of reads, writes through either worker, writes and forged re-inserts made
+elsewhere, and each worker's change feed asking, answering late, failing and starting
+over, against a model of the database; after every step no worker may hold a version
+older than an acknowledged write or a change its feed reported (a forged re-insert
+included, except the one documented case: see ``exempt``).
+
+Budget: ``HYPOTHESIS_PROFILE`` (``default``: the fixed budget ``make test-fast`` runs;
+``long``: on demand)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from data_service.cache import Cache, Entry, Stamps, Ticket
+
+DOCS = ("a",)  # one document: the promises are per document, and every step then bears on it
+WORKERS = (0, 1)
+IN_FLIGHT = 2  # reads, and writes, in flight at a time: enough for every race between two
+WHICH = st.integers(0, IN_FLIGHT)  # which one in flight to advance (past the last: start one)
+SELDOM = st.integers(0, 7).map(lambda n: n == 0)  # deletes and trouble: one draw in eight
+BUDGETS = {
+    "default": {"max_examples": 200, "stateful_step_count": 50},
+    "long": {"max_examples": 5000, "stateful_step_count": 100},
+}
+
+
+@dataclass
+class Version:
+    """One state of a document in the database, in commit order (``seq``)."""
+
+    seq: int
+    docid: str
+    rev: str
+    deleted: bool = False
+    by: int | None = None  # the worker whose write made it (None: made elsewhere)
+    seen: tuple[int, ...] = ()  # per worker: the newest seq of this document its feed had reported then
+
+
+@dataclass
+class Read:
+    worker: int
+    docid: str
+    ticket: Ticket
+    answer: Version | None = None
+    answered: bool = False
+
+
+@dataclass
+class Write:
+    worker: int
+    docid: str
+    ticket: Ticket
+    delete: bool
+    landed: Version | None = None
+    answered: bool = False
+
+
+@dataclass
+class Ask:
+    """A feed request in flight: the changes after ``position``, computed (``answer``)
+    at some moment after it was sent."""
+
+    position: int
+    answer: dict[str, Version] | None = None
+    upto: int = 0
+
+
+@dataclass
+class Feed:
+    position: int = 0  # how much of the database's history this worker's feed has reported
+    ask: Ask | None = None
+    reported: set[int] = field(default_factory=set)  # seqs of the versions its answers named
+
+
+def entry(version: Version) -> Entry:
+    return Entry("note", version.rev, f'"{version.rev}"', str(version.seq).encode(), b"{}")
+
+
+class CacheModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        shared = Stamps.shared(len(WORKERS))
+        self.caches = [Cache(1 << 20, shared.as_worker(w)) for w in WORKERS]
+        self.feeds = [Feed() for _ in WORKERS]
+        for cache in self.caches:
+            cache.resume()
+        self.history: list[Version] = []
+        self.acked: set[int] = set()  # seqs of versions whose write some worker acknowledged
+        self.reads: list[Read] = []
+        self.writes: list[Write] = []
+
+    # -- the database -------------------------------------------------------------------
+
+    def latest(self, docid: str) -> Version | None:
+        return next((v for v in reversed(self.history) if v.docid == docid), None)
+
+    def commit(self, docid: str, delete: bool, by: int | None, rev: str | None = None) -> Version:
+        """A new version (``rev``: at the revision it replaces, a forged re-insert)."""
+        if rev is None:
+            before = self.latest(docid)
+            generation = int(before.rev.split("-")[0]) + 1 if before else 1
+            rev = f"{generation}-{len(self.history):x}"
+        seen = tuple(max((s for s in f.reported if self.history[s].docid == docid), default=-1) for f in self.feeds)
+        version = Version(len(self.history), docid, rev, delete, by, seen)
+        self.history.append(version)
+        return version
+
+    @rule(docid=st.sampled_from(DOCS), forge=st.booleans(), delete=SELDOM)
+    def elsewhere(self, docid: str, forge: bool, delete: bool) -> None:
+        """A write or delete made elsewhere (another sidecar, straight into CouchDB), or an
+        administrator's purge and re-insert of another body at the current revision."""
+        current = self.latest(docid)
+        if not forge:
+            self.commit(docid, delete, None)
+        elif current is not None and not current.deleted:
+            self.commit(docid, False, None, current.rev)
+
+    # -- reads and writes through a worker: each step starts one or advances one ------------
+
+    @rule(worker=st.sampled_from(WORKERS), docid=st.sampled_from(DOCS), which=WHICH)
+    def read(self, worker: int, docid: str, which: int) -> None:
+        """A GET that misses takes its ticket; CouchDB answers it (the document as it is
+        then); it completes: remembered unless something changed since its ticket."""
+        if which >= len(self.reads):
+            self.reads.append(Read(worker, docid, self.caches[worker].ticket(docid)))
+            return
+        read = self.reads[which]
+        if not read.answered:
+            read.answer, read.answered = self.latest(read.docid), True
+            return
+        self.reads.remove(read)
+        if read.answer is not None and not read.answer.deleted:
+            self.caches[read.worker].put(read.docid, read.ticket, entry(read.answer))
+
+    @rule(worker=st.sampled_from(WORKERS), docid=st.sampled_from(DOCS), delete=SELDOM, which=WHICH)
+    def write(self, worker: int, docid: str, delete: bool, which: int) -> None:
+        """A write (or delete) through ``worker`` takes its ticket; CouchDB stores it; its
+        answer reaches the worker (``Database`` tells the cache at once, the caller's
+        acknowledgement follows: the model counts it acknowledged from here); the worker
+        remembers what it wrote."""
+        if which >= len(self.writes):
+            self.writes.append(Write(worker, docid, self.caches[worker].ticket(docid), delete))
+            return
+        write = self.writes[which]
+        cache = self.caches[write.worker]
+        if write.landed is None:
+            write.landed = self.commit(write.docid, write.delete, write.worker)
+        elif not write.answered:
+            write.answered = True
+            cache.written(write.docid, write.landed.rev)
+            self.acked.add(write.landed.seq)
+            if write.delete:
+                self.writes.remove(write)
+        else:
+            self.writes.remove(write)
+            cache.put(write.docid, write.ticket, entry(write.landed), own_writes=1)
+
+    # -- each worker's change feed --------------------------------------------------------
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def feed(self, worker: int) -> None:
+        """The feed asks; CouchDB computes its answer (each document changed after the
+        feed's position, once, at its latest version); the answer arrives, maybe much later."""
+        feed, cache = self.feeds[worker], self.caches[worker]
+        if feed.ask is None:
+            feed.ask = Ask(feed.position)
+        elif feed.ask.answer is None:
+            feed.ask.answer = {v.docid: v for v in self.history[feed.ask.position :]}
+            feed.ask.upto = len(self.history)
+        else:
+            for version in feed.ask.answer.values():
+                cache.changed(version.docid, None if version.deleted else version.rev)
+                feed.reported.add(version.seq)
+            feed.position, feed.ask = feed.ask.upto, None
+            cache.resume()
+
+    # -- trouble ------------------------------------------------------------------------------
+
+    @rule(
+        worker=st.sampled_from(WORKERS),
+        what=st.sampled_from(["feed fails", "feed starts over", "write lost"]),
+        really=SELDOM,
+    )
+    def trouble(self, worker: int, what: str, really: bool) -> None:
+        """A feed request fails (bypassed; the feed asks again from its position); the feed
+        cannot resume (flushed, from ``now``); a write gets no answer (or a 202 undone):
+        it may or may not have landed."""
+        feed, cache = self.feeds[worker], self.caches[worker]
+        if not really:
+            return
+        if what == "write lost":
+            for write in [w for w in self.writes if w.worker == worker and not w.answered][:1]:
+                self.writes.remove(write)
+                cache.written(write.docid, None)
+            return
+        feed.ask = None
+        cache.bypass()
+        if what == "feed starts over":
+            cache.flush()
+            feed.position = len(self.history)
+            cache.resume()
+
+    # -- the promise ------------------------------------------------------------------------
+
+    def exempt(self, worker: int, held: Version, newer: Version) -> bool:
+        """The documented residual: a same-revision re-insert of a version this worker
+        wrote, made before its feed reported that version, looks like the report of its
+        own write (the feed names the document once, at its revision)."""
+        return newer.rev == held.rev and held.by == worker and newer.seen[worker] < held.seq
+
+    @invariant()
+    def never_older_than_acknowledged_or_reported(self) -> None:
+        for worker in WORKERS:
+            for docid in DOCS:
+                held = self.caches[worker].peek(docid, "note")
+                if held is None:
+                    continue
+                version = self.history[int(held.body)]
+                assert version.rev == held.rev
+                for newer in self.history[version.seq + 1 :]:
+                    if newer.docid != docid or self.exempt(worker, version, newer):
+                        continue
+                    assert newer.seq not in self.acked, f"worker {worker} holds {version} after acknowledged {newer}"
+                    assert newer.seq not in self.feeds[worker].reported, (
+                        f"worker {worker} holds {version} after its feed reported {newer}"
+                    )
+
+
+TestCacheModel = CacheModel.TestCase
+TestCacheModel.settings = settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    **BUDGETS[os.environ.get("HYPOTHESIS_PROFILE", "default")],
+)
+
+
+# --- the findings, as the issue states them ----------------------------------------------
+
+
+def test_a_read_that_began_before_a_write_never_stores_after_its_acknowledgement():
+    """Issue 22 row 2, exactly: the feed had reported 52 *before* the read began."""
+    cache = Cache(1 << 20)
+    cache.resume()
+    cache.changed("d", "52-x")
+    t_read = cache.ticket("d")
+    t_write = cache.ticket("d")
+    cache.written("d", "53-y")
+    assert cache.put("d", t_write, Entry("note", "53-y", '"53-y"', b"53"), own_writes=1)
+    assert not cache.put("d", t_read, Entry("note", "52-x", '"52-x"', b"52"))
+    assert cache.get("d", "note").rev == "53-y"
+
+
+def test_a_read_across_workers_never_stores_after_a_write_acknowledged_by_another():
+    shared = Stamps.shared(2)
+    mine, theirs = Cache(1 << 20, shared.as_worker(0)), Cache(1 << 20, shared.as_worker(1))
+    mine.resume()
+    mine.changed("d", "52-x")
+    t_read = mine.ticket("d")
+    theirs.written("d", "53-y")  # acknowledged by the other worker
+    assert not mine.put("d", t_read, Entry("note", "52-x", '"52-x"', b"52"))
+    assert mine.get("d", "note") is None
+
+
+def test_a_revision_reported_again_is_a_re_insert_and_drops_the_entry():
+    """Issue 22 row 4 (b): the feed naming a revision the entry holds is expected once,
+    after this worker's own write of it; any other time the body may have changed."""
+    cache = Cache(1 << 20)
+    cache.resume()
+    assert cache.put("d", cache.ticket("d"), Entry("note", "1-a", '"1-a"', b"genuine"))
+    cache.changed("d", "1-a")  # purged and re-inserted at the same revision
+    assert cache.get("d", "note") is None
+    ticket = cache.ticket("d")
+    cache.written("d", "2-b")  # this worker's own write
+    assert cache.put("d", ticket, Entry("note", "2-b", '"2-b"', b"mine"), own_writes=1)
+    cache.changed("d", "2-b")  # its echo: kept
+    assert cache.get("d", "note").body == b"mine"
+    cache.changed("d", "2-b")  # again: re-inserted
+    assert cache.get("d", "note") is None
