@@ -15,7 +15,9 @@ Every row's document is verified before anything else is looked at: one that fai
 
 With the read cache serving (``CachedDocs``) a page reads its view rows without the
 documents, takes the representations the cache holds (verified when they were stored)
-and fetches only the others (``_all_docs``), which it then remembers.
+if the stored document each was made from puts it at its row's key (else the document
+changed since, and the entry goes), and fetches only the others (``_all_docs``), which
+it then remembers.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from typing import Any
 
 import orjson
 
-from ..cache import Cache, Ticket
+from ..cache import Cache, Entry, Ticket
 from ..canonical import digest
 from ..conflicts.reconciler import Reconciler
 from ..couchdb import BadRequest, Database
-from ..design import VIEW
+from ..design import VIEW, Index
 from ..envelope import is_deleted, is_of, row_doc
 from ..lifecycle import Lifecycle
 from ..models import ModelType
@@ -58,12 +60,12 @@ class CachedDocs:
         self.pages += 1
         return self.cache.live and (self.hit_rate >= 0.5 or self.pages % SAMPLE_EVERY == 0)
 
-    async def fill(self, db: Database, model: ModelType, rows: list[dict]) -> None:
-        """Give each row its cache ``entry``, or its fetched ``doc`` and the ``ticket``
-        taken before fetching it."""
+    async def fill(self, db: Database, model: ModelType, index: Index, rows: list[dict]) -> None:
+        """Give each row its cache ``entry`` (one whose document ``index`` puts at the row's
+        key), or its fetched ``doc`` and the ``ticket`` taken before fetching it."""
         missing: dict[str, list[dict]] = {}  # id → its rows (a view may name a document twice)
         for row in rows:
-            if (entry := self.cache.get(row["id"], model.name)) is not None:
+            if (entry := self.cache.get(row["id"], model.name, _at(index, row["key"]))) is not None:
                 row["entry"] = entry
             else:
                 missing.setdefault(row["id"], []).append(row)
@@ -82,6 +84,13 @@ class CachedDocs:
         the same: live, of ``model``'s own version, not conflicted."""
         if "ticket" in row and is_of(model, doc) and not is_deleted(doc) and not doc.get("_conflicts"):
             self.remember(model, doc, shown, row["ticket"])
+
+
+def _at(index: Index, key: Any) -> Callable[[Entry], bool]:
+    """Whether an entry's stored document is at ``key`` in ``index``: a body spliced under
+    a row it does not produce (the document changed since it was cached, the feed has not
+    said so yet) would answer that row with what the document no longer says."""
+    return lambda entry: bool(entry.stored) and index.key(orjson.loads(entry.stored)) == key
 
 
 async def run_query(
@@ -108,7 +117,7 @@ async def run_query(
     while segment < len(chosen.segments) and len(found) <= query.limit:
         rows, ended = await _rows(db, chosen, segment, after, query.limit + 1 - len(found), source is None)
         if source is not None:
-            await source.fill(db, model, rows)
+            await source.fill(db, model, chosen.index, rows)
         for row in rows:
             after = (row["key"], row["id"])
             if not chosen.accepts(row["key"]):
