@@ -1,6 +1,6 @@
 """The read cache (pure, no I/O): verified documents' response bytes by id, LRU by bytes.
 
-Freshness rests on two counters, never on time:
+Freshness rests on two counters and one lease:
 
 * ``Stamps``: per-id-hash write counters, one row per worker in memory all workers
   share (``Stamps.shared``, an anonymous shared mmap made before forking). Every write
@@ -23,13 +23,20 @@ Freshness rests on two counters, never on time:
   revision means the body stored at that revision may have been replaced (purged and
   re-inserted with another body), so the entry goes like on any change.
 
-While the change feed is not live the cache is bypassed: ``get`` answers nothing
-and ``put`` stores nothing.
+* Lease: the feed's every answer reports each change made before it was asked for, so
+  ``resume(fresh_until)`` (the time it was asked for plus the feed's bound) says how
+  long the entries may be served; a feed that stops answering stops the cache by
+  itself at that time, whatever it is stuck on.
+
+While the change feed is not live, or its lease has run out, the cache is bypassed:
+``get`` answers nothing and ``put`` stores nothing (``serving``).
 """
 
 from __future__ import annotations
 
+import math
 import mmap
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -118,6 +125,7 @@ class Cache:
     capacity: int
     stamps: Stamps = field(default_factory=Stamps.private)
     stats: CacheStats = field(default_factory=CacheStats)
+    clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
@@ -126,7 +134,13 @@ class Cache:
         self._echoes: set[str] = set()  # ids whose entry is this worker's own write, its report not yet come
         self.bytes = 0
         self.epoch = 0
-        self.live = False  # the change feed is following the database: entries may be served
+        self.live = False  # the change feed is following the database
+        self.fresh_until = -math.inf  # (``clock``) its lease: entries may be served until then
+
+    @property
+    def serving(self) -> bool:
+        """The feed is live and its lease has not run out: entries may be served and stored."""
+        return self.live and self.clock() < self.fresh_until
 
     @property
     def enabled(self) -> bool:
@@ -155,7 +169,7 @@ class Cache:
     def peek(self, docid: str, type_name: str, fits: Callable[[Entry], bool] | None = None) -> Entry | None:
         """The entry if it is still current, not counted (a write's parent). With ``fits``,
         an entry it refuses is not current either: it goes."""
-        entry = self._entries.get(docid) if self.live else None
+        entry = self._entries.get(docid) if self.serving else None
         if entry is None or entry.type != type_name:
             return None
         if entry.stamp != self.stamp(docid) or (fits is not None and not fits(entry)):
@@ -167,7 +181,7 @@ class Cache:
         """Store ``entry`` read (or written) under ``ticket``, unless anything changed
         ``docid`` since: ``own_writes`` is how many bumps the caller's write made itself
         (and then one more is fine if it was this feed reporting the revision written)."""
-        if not (self.enabled and self.live and ticket.epoch == self.epoch):
+        if not (self.enabled and self.serving and ticket.epoch == self.epoch):
             return False
         stamp, expected = self.stamp(docid), ticket.stamp + own_writes
         echoed = bool(own_writes) and self._reported_since(docid, entry.rev, ticket)
@@ -228,12 +242,16 @@ class Cache:
         """The feed stopped: serve and store nothing until ``resume``."""
         self.live = False
         self.epoch += 1
+        self.fresh_until = -math.inf
 
-    def resume(self) -> None:
-        """The feed follows the database again (from where it was, or from now after a flush)."""
+    def resume(self, fresh_until: float = math.inf) -> None:
+        """The feed follows the database (again: from where it was, or from now after a
+        flush), and every change made before its answer was asked for is reported:
+        entries may be served until ``fresh_until`` (``clock``) unless it moves on."""
         if not self.live:
             self.live = True
             self.epoch += 1
+        self.fresh_until = max(self.fresh_until, fresh_until)
 
     def _drop(self, docid: str) -> None:
         self._echoes.discard(docid)

@@ -14,8 +14,7 @@ from test_cache import MERGE, counter, live, new_note, proxied, spec_api
 
 from data_service.couchdb.client import path
 from data_service.couchdb.errors import BadRequest
-
-BOUND = 5.0  # seconds: how stale a hung feed may leave the cache (docs/cache.md)
+from data_service.store.cachefeed import BOUND
 
 
 async def reported(feed, seen: int) -> None:

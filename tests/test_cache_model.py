@@ -1,10 +1,11 @@
 """The read cache's promises, model-checked (issue 22): hypothesis drives two workers'
 ``Cache`` objects (sharing one ``Stamps`` table, as ``--workers=2`` does) through every
 interleaving of reads, writes through either worker, writes and forged re-inserts made
-elsewhere, and each worker's change feed asking, answering late, failing and starting
-over, against a model of the database; after every step no worker may hold a version
-older than an acknowledged write or a change its feed reported (a forged re-insert
-included, except the one documented case: see ``exempt``).
+elsewhere, each worker's change feed asking, answering late, failing and starting over,
+and time passing, against a model of the database; after every step no worker may serve
+a version older than an acknowledged write, a change its feed reported, or a change made
+``BOUND`` seconds ago or more (a forged re-insert included, except the one documented
+case: see ``exempt``).
 
 Budget: ``HYPOTHESIS_PROFILE`` (``default``: the fixed budget ``make test-fast`` runs;
 ``long``: on demand)."""
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from data_service.cache import Cache, Entry, Stamps, Ticket
+from data_service.store.cachefeed import BOUND
 
 DOCS = ("a",)  # one document: the promises are per document, and every step then bears on it
 WORKERS = (0, 1)
@@ -38,6 +40,7 @@ class Version:
     seq: int
     docid: str
     rev: str
+    at: float  # when it was made
     deleted: bool = False
     by: int | None = None  # the worker whose write made it (None: made elsewhere)
     seen: tuple[int, ...] = ()  # per worker: the newest seq of this document its feed had reported then
@@ -68,6 +71,7 @@ class Ask:
     at some moment after it was sent."""
 
     position: int
+    asked: float
     answer: dict[str, Version] | None = None
     upto: int = 0
 
@@ -87,14 +91,22 @@ class CacheModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         shared = Stamps.shared(len(WORKERS))
-        self.caches = [Cache(1 << 20, shared.as_worker(w)) for w in WORKERS]
+        self.now = 0.0
+        self.caches = [Cache(1 << 20, shared.as_worker(w), clock=self.clock) for w in WORKERS]
         self.feeds = [Feed() for _ in WORKERS]
         for cache in self.caches:
-            cache.resume()
+            cache.resume(self.now + BOUND)
         self.history: list[Version] = []
         self.acked: set[int] = set()  # seqs of versions whose write some worker acknowledged
         self.reads: list[Read] = []
         self.writes: list[Write] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    @rule(seconds=st.sampled_from([0.1, 1.0, BOUND / 2, BOUND]))
+    def time_passes(self, seconds: float) -> None:
+        self.now += seconds
 
     # -- the database -------------------------------------------------------------------
 
@@ -108,7 +120,7 @@ class CacheModel(RuleBasedStateMachine):
             generation = int(before.rev.split("-")[0]) + 1 if before else 1
             rev = f"{generation}-{len(self.history):x}"
         seen = tuple(max((s for s in f.reported if self.history[s].docid == docid), default=-1) for f in self.feeds)
-        version = Version(len(self.history), docid, rev, delete, by, seen)
+        version = Version(len(self.history), docid, rev, self.now, delete, by, seen)
         self.history.append(version)
         return version
 
@@ -170,7 +182,7 @@ class CacheModel(RuleBasedStateMachine):
         feed's position, once, at its latest version); the answer arrives, maybe much later."""
         feed, cache = self.feeds[worker], self.caches[worker]
         if feed.ask is None:
-            feed.ask = Ask(feed.position)
+            feed.ask = Ask(feed.position, self.now)
         elif feed.ask.answer is None:
             feed.ask.answer = {v.docid: v for v in self.history[feed.ask.position :]}
             feed.ask.upto = len(self.history)
@@ -178,8 +190,8 @@ class CacheModel(RuleBasedStateMachine):
             for version in feed.ask.answer.values():
                 cache.changed(version.docid, None if version.deleted else version.rev)
                 feed.reported.add(version.seq)
+            cache.resume(feed.ask.asked + BOUND)
             feed.position, feed.ask = feed.ask.upto, None
-            cache.resume()
 
     # -- trouble ------------------------------------------------------------------------------
 
@@ -205,7 +217,7 @@ class CacheModel(RuleBasedStateMachine):
         if what == "feed starts over":
             cache.flush()
             feed.position = len(self.history)
-            cache.resume()
+            cache.resume(self.now + BOUND)
 
     # -- the promise ------------------------------------------------------------------------
 
@@ -216,7 +228,7 @@ class CacheModel(RuleBasedStateMachine):
         return newer.rev == held.rev and held.by == worker and newer.seen[worker] < held.seq
 
     @invariant()
-    def never_older_than_acknowledged_or_reported(self) -> None:
+    def never_older_than_acknowledged_reported_or_bound(self) -> None:
         for worker in WORKERS:
             for docid in DOCS:
                 held = self.caches[worker].peek(docid, "note")
@@ -231,6 +243,7 @@ class CacheModel(RuleBasedStateMachine):
                     assert newer.seq not in self.feeds[worker].reported, (
                         f"worker {worker} holds {version} after its feed reported {newer}"
                     )
+                    assert newer.at > self.now - BOUND, f"worker {worker} holds {version} {BOUND} s after {newer}"
 
 
 TestCacheModel = CacheModel.TestCase

@@ -58,7 +58,7 @@ class CachedDocs:
 
     def wanted(self) -> bool:
         self.pages += 1
-        return self.cache.live and (self.hit_rate >= 0.5 or self.pages % SAMPLE_EVERY == 0)
+        return self.cache.serving and (self.hit_rate >= 0.5 or self.pages % SAMPLE_EVERY == 0)
 
     async def fill(self, db: Database, model: ModelType, index: Index, rows: list[dict]) -> None:
         """Give each row its cache ``entry`` (one whose document ``index`` puts at the row's
