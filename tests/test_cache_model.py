@@ -25,10 +25,13 @@ from data_service.store.cachefeed import BOUND
 DOCS = ("a",)  # one document: the promises are per document, and every step then bears on it
 WORKERS = (0, 1)
 IN_FLIGHT = 2  # reads, and writes, in flight at a time: enough for every race between two
-WHICH = st.integers(0, IN_FLIGHT)  # which one in flight to advance (past the last: start one)
-SELDOM = st.integers(0, 7).map(lambda n: n == 0)  # deletes and trouble: one draw in eight
+WHICH = st.integers(0, IN_FLIGHT - 1)  # which one in flight to advance
+HOW = st.sampled_from(["start", "advance", "advance", "at once", "lost"])  # "lost": writes only
+RACE = st.booleans().flatmap(lambda forge: st.permutations(["R"] * 3 + ["W"] * 4 + ["F"] * 2 + ["X"] * forge))
+SELDOM = st.integers(0, 7).map(lambda n: n == 0)  # deletes: one draw in eight
+FEED = st.sampled_from(["round"] * 3 + ["step"] * 3 + ["fails", "starts over"])  # one in four goes wrong
 BUDGETS = {
-    "default": {"max_examples": 200, "stateful_step_count": 50},
+    "default": {"max_examples": 300, "stateful_step_count": 50},
     "long": {"max_examples": 5000, "stateful_step_count": 100},
 }
 
@@ -104,7 +107,7 @@ class CacheModel(RuleBasedStateMachine):
     def clock(self) -> float:
         return self.now
 
-    @rule(seconds=st.sampled_from([0.1, 1.0, BOUND / 2, BOUND]))
+    @rule(seconds=st.sampled_from([0.1, 0.5, 1.0]))
     def time_passes(self, seconds: float) -> None:
         self.now += seconds
 
@@ -134,16 +137,23 @@ class CacheModel(RuleBasedStateMachine):
         elif current is not None and not current.deleted:
             self.commit(docid, False, None, current.rev)
 
-    # -- reads and writes through a worker: each step starts one or advances one ------------
+    # -- reads and writes through a worker --------------------------------------------------
 
-    @rule(worker=st.sampled_from(WORKERS), docid=st.sampled_from(DOCS), which=WHICH)
-    def read(self, worker: int, docid: str, which: int) -> None:
+    @rule(worker=st.sampled_from(WORKERS), docid=st.sampled_from(DOCS), how=HOW, which=WHICH)
+    def read(self, worker: int, docid: str, how: str, which: int) -> None:
         """A GET that misses takes its ticket; CouchDB answers it (the document as it is
-        then); it completes: remembered unless something changed since its ticket."""
-        if which >= len(self.reads):
+        then); it completes: remembered unless something changed since its ticket. "start"
+        one, "advance" one in flight by a step, or make one "at once"."""
+        if how == "at once":
             self.reads.append(Read(worker, docid, self.caches[worker].ticket(docid)))
-            return
-        read = self.reads[which]
+            self.read_step(self.reads[-1])
+            self.read_step(self.reads[-1])
+        elif how == "advance" and self.reads:
+            self.read_step(self.reads[which % len(self.reads)])
+        elif len(self.reads) < IN_FLIGHT:
+            self.reads.append(Read(worker, docid, self.caches[worker].ticket(docid)))
+
+    def read_step(self, read: Read) -> None:
         if not read.answered:
             read.answer, read.answered = self.latest(read.docid), True
             return
@@ -151,16 +161,53 @@ class CacheModel(RuleBasedStateMachine):
         if read.answer is not None and not read.answer.deleted:
             self.caches[read.worker].put(read.docid, read.ticket, entry(read.answer))
 
-    @rule(worker=st.sampled_from(WORKERS), docid=st.sampled_from(DOCS), delete=SELDOM, which=WHICH)
-    def write(self, worker: int, docid: str, delete: bool, which: int) -> None:
+    @rule(worker=st.sampled_from(WORKERS), docid=st.sampled_from(DOCS), how=HOW, which=WHICH, delete=SELDOM)
+    def write(self, worker: int, docid: str, how: str, which: int, delete: bool) -> None:
         """A write (or delete) through ``worker`` takes its ticket; CouchDB stores it; its
         answer reaches the worker (``Database`` tells the cache at once, the caller's
         acknowledgement follows: the model counts it acknowledged from here); the worker
-        remembers what it wrote."""
-        if which >= len(self.writes):
+        remembers what it wrote. Or ("lost") it gets no answer (or a 202 undone): it may
+        or may not have landed."""
+        if how == "at once":
             self.writes.append(Write(worker, docid, self.caches[worker].ticket(docid), delete))
-            return
-        write = self.writes[which]
+            for _ in range(2 if delete else 3):
+                self.write_step(self.writes[-1])
+        elif how in ("advance", "lost") and self.writes:
+            write = self.writes[which % len(self.writes)]
+            if how == "advance":
+                self.write_step(write)
+            elif not write.answered:
+                self.writes.remove(write)
+                self.caches[write.worker].written(write.docid, None)
+        elif len(self.writes) < IN_FLIGHT:
+            self.writes.append(Write(worker, docid, self.caches[worker].ticket(docid), delete))
+
+    @rule(reader=st.sampled_from(WORKERS), writer=st.sampled_from(WORKERS), order=RACE)
+    def race(self, reader: int, writer: int, order: list[str]) -> None:
+        """A read and a write of one document through ``reader`` and ``writer``, their
+        steps (R: ticket, answer, completion; W: ticket, stored, answered, remembered)
+        interleaved in ``order`` with two rounds of the reader's feed (F) and maybe a
+        same-revision re-insert (X)."""
+        docid = DOCS[0]
+        read = Read(reader, docid, Ticket(-1, -1))
+        write = Write(writer, docid, Ticket(-1, -1), False)
+        for event in order:
+            if event == "F":
+                self.feed(reader, "round")
+            elif event == "X":
+                self.elsewhere(docid, forge=True, delete=False)
+            elif event == "R" and read.ticket.epoch < 0:
+                read.ticket = self.caches[reader].ticket(docid)
+                self.reads.append(read)
+            elif event == "R":
+                self.read_step(read)
+            elif write.ticket.epoch < 0:
+                write.ticket = self.caches[writer].ticket(docid)
+                self.writes.append(write)
+            else:
+                self.write_step(write)
+
+    def write_step(self, write: Write) -> None:
         cache = self.caches[write.worker]
         if write.landed is None:
             write.landed = self.commit(write.docid, write.delete, write.worker)
@@ -176,10 +223,26 @@ class CacheModel(RuleBasedStateMachine):
 
     # -- each worker's change feed --------------------------------------------------------
 
-    @rule(worker=st.sampled_from(WORKERS))
-    def feed(self, worker: int) -> None:
+    @rule(worker=st.sampled_from(WORKERS), how=FEED)
+    def feed(self, worker: int, how: str) -> None:
         """The feed asks; CouchDB computes its answer (each document changed after the
-        feed's position, once, at its latest version); the answer arrives, maybe much later."""
+        feed's position, once, at its latest version); the answer arrives, maybe much
+        later ("step": one of these; "round": all three when none is in flight). Or a
+        request fails (bypassed; the feed asks again from its position), or the feed
+        cannot resume (flushed, from ``now``)."""
+        feed, cache = self.feeds[worker], self.caches[worker]
+        if how in ("fails", "starts over"):
+            feed.ask = None
+            cache.bypass()
+            if how == "starts over":
+                cache.flush()
+                feed.position = len(self.history)
+                cache.resume(self.now + BOUND)
+            return
+        for _ in range(3 if how == "round" and feed.ask is None else 1):
+            self.feed_step(worker)
+
+    def feed_step(self, worker: int) -> None:
         feed, cache = self.feeds[worker], self.caches[worker]
         if feed.ask is None:
             feed.ask = Ask(feed.position, self.now)
@@ -192,32 +255,6 @@ class CacheModel(RuleBasedStateMachine):
                 feed.reported.add(version.seq)
             cache.resume(feed.ask.asked + BOUND)
             feed.position, feed.ask = feed.ask.upto, None
-
-    # -- trouble ------------------------------------------------------------------------------
-
-    @rule(
-        worker=st.sampled_from(WORKERS),
-        what=st.sampled_from(["feed fails", "feed starts over", "write lost"]),
-        really=SELDOM,
-    )
-    def trouble(self, worker: int, what: str, really: bool) -> None:
-        """A feed request fails (bypassed; the feed asks again from its position); the feed
-        cannot resume (flushed, from ``now``); a write gets no answer (or a 202 undone):
-        it may or may not have landed."""
-        feed, cache = self.feeds[worker], self.caches[worker]
-        if not really:
-            return
-        if what == "write lost":
-            for write in [w for w in self.writes if w.worker == worker and not w.answered][:1]:
-                self.writes.remove(write)
-                cache.written(write.docid, None)
-            return
-        feed.ask = None
-        cache.bypass()
-        if what == "feed starts over":
-            cache.flush()
-            feed.position = len(self.history)
-            cache.resume(self.now + BOUND)
 
     # -- the promise ------------------------------------------------------------------------
 
