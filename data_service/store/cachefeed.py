@@ -24,7 +24,7 @@ import itertools
 import logging
 
 from ..cache import Cache
-from ..couchdb import CouchDBError, Database
+from ..couchdb import CouchDBError, Database, Timeout
 
 log = logging.getLogger("data_service.cache")
 
@@ -38,8 +38,8 @@ FAILURES = (CouchDBError, OSError, TimeoutError)
 
 
 class CacheFeed:
-    def __init__(self, db: Database, cache: Cache, poll: float = POLL, gather: float = GATHER) -> None:
-        self.db, self.cache, self.poll, self.gather = db, cache, poll, gather
+    def __init__(self, db: Database, cache: Cache) -> None:
+        self.db, self.cache = db, cache
         self.seq: str | int | None = None
         self.asked = cache.clock()  # when the last answer applied was asked for
         self.changes_seen = 0
@@ -81,10 +81,10 @@ class CacheFeed:
         while True:
             asked = self.cache.clock()
             try:
-                answer = await self.db.changes(
-                    since=self.seq, feed="longpoll", timeout=self.poll, deadline=self.poll + GRACE
-                )
-            except FAILURES:  # silent past its deadline, or failed: is CouchDB there?
+                answer = await self.db.changes(since=self.seq, feed="longpoll", timeout=POLL, deadline=POLL + GRACE)
+            except FAILURES as exc:  # silent past its deadline, or failed: is CouchDB there?
+                if not isinstance(exc, Timeout):
+                    await asyncio.sleep(PAUSES[0])  # a long poll refused at once must not become a busy loop
                 asked = self.cache.clock()
                 try:
                     answer = await self.db.changes(since=self.seq, feed="normal", deadline=CONFIRM)
@@ -93,7 +93,7 @@ class CacheFeed:
                     return
             self.apply(answer, asked)
             if answer.get("results"):  # under load: one poll per batch, not one per write
-                await asyncio.sleep(self.gather)
+                await asyncio.sleep(GATHER)
 
     def apply(self, answer: dict, asked: float) -> None:
         """An answer to a request made at ``asked`` (``Cache.clock``)."""
