@@ -299,6 +299,8 @@ class BaseHandler(RequestHandler):
         (``?email=...`` on a sha3-512 property is a protected value)."""
         status, ctx = self.get_status(), self.context
         level = access_level(ctx.route, status, ctx.code)
+        if not access_log.isEnabledFor(level):
+            return  # --log-level is above this line's: build nothing (issue 25: per-request work)
         fields = {
             "method": ctx.method,
             "route": ctx.route,
