@@ -89,6 +89,8 @@ def quality(ranges: list[MediaRange] | None, media_type: str) -> float:
 
 def acceptable(header: str | None, offered: Iterable[str]) -> bool:
     """Whether the ``Accept`` header allows at least one of ``offered`` media types."""
+    if header is None or header == "*/*":
+        return True  # what most callers send, answered without parsing (issue 25: per-request work)
     ranges = parse(header)
     return any(quality(ranges, media_type) > 0 for media_type in offered)
 
