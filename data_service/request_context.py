@@ -10,8 +10,8 @@ object, so their CouchDB calls are counted on the same request.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +28,7 @@ def request_id(header: str | None) -> str:
     """The caller's id when it is acceptable, else a new one."""
     if header is not None and REQUEST_ID.match(header):
         return header
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 32 hex digits, as uuid4().hex, at a third of its cost (issue 25)
 
 
 @dataclass(frozen=True)
