@@ -171,51 +171,6 @@ class Reply:
         return self.headers["ETag"]
 
 
-class TcpProxy:
-    """A loopback TCP relay to ``target`` that can be stopped and restarted on the
-    same port: a CouchDB that goes away and comes back, whatever server is behind.
-    With ``delay`` set, every answer chunk is held that long (a slow CouchDB);
-    ``sent`` counts the request chunks relayed to it."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = devcouch.free_port()
-        self.delay = 0.0
-        self.sent = 0
-        self._server: asyncio.AbstractServer | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-
-    async def stop(self) -> None:
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        await self._server.wait_closed()
-
-    async def _relay(self, reader, writer) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src, dst, upstream: bool):
-            try:
-                while data := await src.read(65536):
-                    if upstream:
-                        self.sent += 1
-                    elif self.delay:
-                        await asyncio.sleep(self.delay)
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
-        self._writers -= {writer, up_writer}
-
-
 @dataclass
 class Served:
     """A ``data-service serve`` process (see ``serving``); its stdout is the log."""

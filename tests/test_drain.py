@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import replace
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 import pytest
+from faults import FaultProxy
 from openapi_check import SpecChecker
-from support import Api, TcpProxy, install_design_docs, serving
+from support import Api, install_design_docs, serving
 
 
 class Connection:
@@ -53,11 +53,8 @@ async def until(condition, timeout: float = 10.0) -> None:
 async def slow_couch(config, db):
     """The test database behind a proxy whose ``delay`` makes CouchDB slow on demand."""
     await install_design_docs(db)
-    url = urlsplit(config.couchdb_url)
-    proxy = TcpProxy(url.hostname, url.port)
-    await proxy.start()
-    yield proxy, replace(config, couchdb_url=f"http://127.0.0.1:{proxy.port}")
-    await proxy.stop()
+    async with FaultProxy.to(config.couchdb_url) as proxy:
+        yield proxy, replace(config, couchdb_url=proxy.url)
 
 
 async def start_slow_gets(served, proxy, count: int, delay: float):
@@ -69,10 +66,10 @@ async def start_slow_gets(served, proxy, count: int, delay: float):
     session = aiohttp.ClientSession()
     api = Api(session, served.base, SpecChecker(spec))
     ids = [(await api.request("POST", "/v1/note", json={"title": f"slow {i}"})).body["id"] for i in range(count)]
-    proxy.delay, before = delay, proxy.sent
+    proxy.delay = delay
     fresh = {"Cache-Control": "no-cache"}  # past the read cache: these reads wait for CouchDB
     reads = [asyncio.create_task(api.request("GET", f"/v1/note/{docid}", headers=fresh)) for docid in ids]
-    await until(lambda: proxy.sent >= before + count)
+    await until(lambda: len(proxy.seen("GET", "|".join(f"/{docid}$" for docid in ids))) >= count)
     return session, api, ids, reads
 
 
