@@ -190,6 +190,11 @@ class FaultProxy:
         self._rules.append(made)
         return made
 
+    @property
+    def rules(self) -> list[Rule]:
+        """The rules in the order they are checked."""
+        return list(self._rules)
+
     def remove(self, rule: Rule) -> None:
         """Stop applying ``rule``; what it holds is released."""
         rule.release()
