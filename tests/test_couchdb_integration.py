@@ -7,7 +7,7 @@ import time
 
 import pytest
 from aiohttp import web
-from support import dead_port, put_on_every_copy, unique_name
+from support import dead_port, put_on_every_copy, unique_name, until
 
 from data_service.couchdb import (
     Conflict,
@@ -154,7 +154,11 @@ async def test_security_round_trip(db):
         "members": {"names": [], "roles": ["_admin", "data-service"]},
     }
     await db.put_security(security)
-    assert (await db.security())["members"]["roles"] == ["_admin", "data-service"]
+
+    async def read_back() -> bool:  # on a cluster each shard copy takes the write in its own time
+        return (await db.security())["members"]["roles"] == ["_admin", "data-service"]
+
+    await until(read_back, "the _security written is read back")
 
 
 async def test_node_config_or_detected_absence(couch):
