@@ -298,6 +298,27 @@ async def test_global_delay_is_latency_on_every_byte_of_a_long_poll(origin, prox
     assert received - origin.changes_sent_at >= 0.5
 
 
+async def test_bytes_sent_unasked_close_the_connection_and_are_recorded():
+    """A server that answers one request twice (CouchDB did, with nodes going down): the
+    stray answer must not be passed on as the answer to the next request."""
+
+    async def twice(reader, writer):
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nstray")
+            await writer.drain()
+
+    server = await asyncio.start_server(twice, "127.0.0.1", 0)
+    async with server, FaultProxy("127.0.0.1", server.sockets[0].getsockname()[1]) as proxy:
+        reader, writer = await raw_exchange(proxy.port, b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert await reader.read() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"  # then closed
+        writer.close()
+        [(_, stray)] = proxy.strays
+        assert stray == b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nstray"
+        async with aiohttp.ClientSession() as session:
+            assert await fetch(session, "GET", f"{proxy.url}/two") == (200, b"ok")
+
+
 async def _true(value) -> bool:
     return bool(value)
 

@@ -129,12 +129,13 @@ class Response:
         return UNTIL_CLOSE if framing == NONE else framing
 
 
-async def read_head(reader: asyncio.StreamReader) -> Head | None:
-    """The next start line and headers; None when the peer closed before sending a byte."""
+async def read_head(reader: asyncio.StreamReader, first: bytes = b"") -> Head | None:
+    """The next start line and headers (``first``: its first byte, already read); None when
+    the peer closed before sending a byte."""
     try:
-        raw = await reader.readuntil(b"\r\n\r\n")
+        raw = first + await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
-        if not exc.partial.strip():
+        if not (first + exc.partial).strip():
             return None
         raise FramingError("the connection ended inside a message head") from None
     except asyncio.LimitOverrunError:

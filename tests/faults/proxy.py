@@ -115,6 +115,7 @@ class FaultProxy:
         self.port = listen_port
         self.delay = 0.0
         self.exchanges: list[Exchange] = []
+        self.strays: list[tuple[float, bytes]] = []  # bytes the target sent unasked, and when
         self._rules: list[Rule] = []
         self._random = random.Random(seed)
         self._server: asyncio.Server | None = None
@@ -288,23 +289,49 @@ class _Link:
                 if rule is not None and rule.action == "refuse":
                     exchange.finished = time.monotonic()
                     return
+                self.due.put_nowait((request, exchange, rule))  # before it is sent: see _next
                 upstream.write(whole)
                 await upstream.drain()
                 exchange.forwarded = True
-                self.due.put_nowait((request, exchange, rule))
 
     async def _answers(self, upstream: asyncio.StreamReader) -> None:
         with contextlib.suppress(*LINK_ERRORS):
-            while True:
-                request, exchange, rule = await self.due.get()
-                if not await self._answer(upstream, request, exchange, rule):
+            while (due := await self._next(upstream)) is not None:
+                (request, exchange, rule), first = due
+                if not await self._answer(upstream, request, exchange, rule, first):
                     return
 
+    async def _next(self, upstream: asyncio.StreamReader) -> tuple[tuple[Request, Exchange, Rule | None], bytes] | None:
+        """The next request whose answer is due, and the answer's first byte if it came
+        while waiting; None when the target closed the connection or sent bytes nobody
+        asked for (a client would close such a connection too: it cannot tell which request
+        they answer; ``strays`` records them). Requests are queued before they are sent, so
+        a byte that arrives while the queue is empty answers nothing."""
+        if not self.due.empty():
+            return self.due.get_nowait(), b""
+        asked, came = asyncio.create_task(self.due.get()), asyncio.create_task(upstream.read(1))
+        await asyncio.wait((asked, came), return_when=asyncio.FIRST_COMPLETED)
+        if not came.done():
+            await _cancel(came)  # nothing was read: it is all still in the buffer
+            return asked.result(), b""
+        await _cancel(asked)  # an item it was woken for stays queued
+        first = came.result()
+        if asked.done() and not asked.cancelled():
+            due = asked.result()
+        elif not self.due.empty():
+            due = self.due.get_nowait()
+        else:
+            if first:
+                stray = first + await _available(upstream)
+                self.proxy.strays.append((time.monotonic(), stray))
+            return None
+        return (due, first) if first else None
+
     async def _answer(
-        self, upstream: asyncio.StreamReader, request: Request, exchange: Exchange, rule: Rule | None
+        self, upstream: asyncio.StreamReader, request: Request, exchange: Exchange, rule: Rule | None, first: bytes
     ) -> bool:
         """Pass on (or not) one answer; False when the connection is to end."""
-        head = await read_head(upstream)
+        head = await read_head(upstream, first)
         while head is not None and Response(head).interim:
             self.client_writer.write(head.raw)
             head = await read_head(upstream)
@@ -349,6 +376,20 @@ class _Link:
             _reset(self.client_writer)
         exchange.finished = time.monotonic()
         return False
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    """Cancel ``task`` (if it is not done) and wait until it is."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _available(reader: asyncio.StreamReader) -> bytes:
+    """What else arrives within a moment (for the record of stray bytes)."""
+    try:
+        return await asyncio.wait_for(reader.read(4096), 0.05)
+    except TimeoutError:
+        return b""
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

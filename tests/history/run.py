@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import random
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ async def run_once(
     ]
     try:
         await bed.setup()
+        world.started = time.monotonic()  # the clock of every op and fault: 0 = the first create
         for slot in world.slots:  # every slot's first document, through A
             await team[0].create(slot)
         begin = world.now()
@@ -65,7 +67,7 @@ async def run_once(
         # played (node restarts take longer on a busy machine)
         await asyncio.gather(
             asyncio.sleep(seconds),
-            play(SCHEDULES[schedule], bed, seconds, lambda: world.now() - begin, notes["faults"]),
+            play(SCHEDULES[schedule], bed, begin, seconds, world.now, notes["faults"]),
         )
         world.stopped = True
         await clients_ran
@@ -74,6 +76,7 @@ async def run_once(
         with contextlib.suppress(asyncio.CancelledError):
             await watch
         await bed.restore()
+        notes["strays"] = {s.name: [f"{t:.1f}: {raw[:300]!r}" for t, raw in s.proxy.strays] for s in bed.sidecars}
         ids = {op.doc for op in world.ops if op.doc}
         final = await bed.final_state(ids, notes)
     finally:

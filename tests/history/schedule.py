@@ -101,11 +101,12 @@ SCHEDULES: dict[str, list[Step]] = {
 }
 
 
-async def play(steps: list[Step], bed: Bed, seconds: float, now: Callable[[], float], log: list[str]) -> None:
-    """Each step at its time; ``log`` gets one line each."""
-    done = 0.0
+async def play(steps: list[Step], bed: Bed, begin: float, seconds: float, now: Callable[[], float], log: list[str]):
+    """Each step at its time after ``begin`` (on the clock ``now``, the ops' clock); ``log``
+    gets one line each."""
+    done = begin
     for step in steps:
-        wait = max(step.at * seconds, done + step.gap * seconds) - now()
+        wait = max(begin + step.at * seconds, done + step.gap * seconds) - now()
         if wait > 0:
             await asyncio.sleep(wait)
         started = now()
