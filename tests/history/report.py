@@ -42,9 +42,7 @@ def text(result: Result, notes: Mapping, examples: int = 3) -> str:
     lines += [f"  {fault}" for fault in faults]
     for name, strays in (notes.get("strays") or {}).items():
         if strays:
-            lines.append(
-                f"  proxy {name}: CouchDB sent {len(strays)} answer(s) nobody asked for (connection closed), first {strays[0]}"
-            )
+            lines.append(f"  proxy {name}: {len(strays)} answer(s) from CouchDB nobody asked for, first {strays[0]}")
     lines.append("violations:" if result.failed else "violations: none")
     for name, title in FAILING.items():
         lines += _listed(result, name, title, examples)
