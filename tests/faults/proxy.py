@@ -310,7 +310,12 @@ class _Link:
         if not self.due.empty():
             return self.due.get_nowait(), b""
         asked, came = asyncio.create_task(self.due.get()), asyncio.create_task(upstream.read(1))
-        await asyncio.wait((asked, came), return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait((asked, came), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the link is closing
+            asked.cancel()
+            came.cancel()
+            raise
         if not came.done():
             await _cancel(came)  # nothing was read: it is all still in the buffer
             return asked.result(), b""
