@@ -28,6 +28,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the clients run (default 60)")
     parser.add_argument("--runs", type=int, default=1, help="runs one after another (default 1)")
     parser.add_argument("--clients", type=int, default=8, help="clients, half through each sidecar (default 8)")
+    parser.add_argument("--documents", type=int, default=20, help="documents written at once (default 20)")
     parser.add_argument("--rate", type=float, default=100.0, help="operations a second, all clients (default 100)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the first run; each run adds 1 (default 1)")
     parser.add_argument("--examples", type=int, default=3, help="violations shown per check (default 3)")
@@ -56,6 +57,7 @@ async def main(argv: list[str]) -> int:
             out / f"run{run}",
             seed=args.seed + run - 1,
             clients=args.clients,
+            documents=args.documents,
             rate=args.rate,
             keep_database=args.keep_database,
         )

@@ -32,8 +32,8 @@ def text(result: Result, notes: Mapping, examples: int = 3) -> str:
     seconds = notes.get("seconds_run") or notes.get("seconds") or 0
     rate = f" ({result.operations / seconds:.0f}/s)" if seconds else ""
     lines = [
-        f"schedule {notes.get('schedule')}, {seconds:.0f} s, seed {notes.get('seed')}, "
-        f"database {notes.get('database')}",
+        f"schedule {notes.get('schedule')}, {seconds:.0f} s, seed {notes.get('seed')}, {notes.get('clients')} clients, "
+        f"{notes.get('documents')} documents, rate asked {notes.get('rate')}/s, database {notes.get('database')}",
         f"operations: {result.operations}{rate}, reads {result.reads}; acknowledged writes: {result.acknowledged} "
         f"({result.not_met} Write-Quorum: not-met)",
     ]

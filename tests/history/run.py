@@ -22,7 +22,7 @@ from .record import save
 from .schedule import SCHEDULES, play
 from .workload import Client, Slot, World
 
-SLOTS = 20
+DOCUMENTS = 20
 
 
 @dataclass
@@ -40,6 +40,7 @@ async def run_once(
     *,
     seed: int = 1,
     clients: int = 8,
+    documents: int = DOCUMENTS,
     rate: float = 100.0,
     keep_database: bool = False,
     progress: Callable[[str], None] | None = None,
@@ -47,10 +48,10 @@ async def run_once(
     workdir.mkdir(parents=True, exist_ok=True)
     database = f"history_{uuid.uuid4().hex[:10]}"
     notes: dict = {"schedule": schedule, "seconds": seconds, "seed": seed, "database": database, "faults": []}
-    notes |= {"clients": clients, "rate": rate, "workdir": str(workdir)}
+    notes |= {"clients": clients, "documents": documents, "rate": rate, "workdir": str(workdir)}
     bed = Bed(script, workdir, database, seed)
     world = World(rate, random.Random(seed))
-    world.slots = [Slot(f"s{i:02}") for i in range(SLOTS)]
+    world.slots = [Slot(f"s{i:02}") for i in range(documents)]
     team = [
         Client(f"c{i}", bed.sidecars[i % 2].name, bed.sidecars[i % 2].base, world, seed * 1000 + i)
         for i in range(clients)
