@@ -83,7 +83,7 @@ def test_a_write_missing_for_a_while_is_lost_though_it_is_back_at_the_end():
     h.read(Version("2-t9", 1, ("t9",)), sidecar="B")  # the sibling from the same parent, served
     result = check(h.ops, final_of(Version("3-m", 2, ("t1", "t2"))))
     [violation] = result.violations["lost_write"]
-    assert not violation.permanent and "present in the final state 3-m" in violation.message
+    assert not violation.permanent and "(the final state has it: 3-m" in violation.message
 
 
 def test_a_write_missing_only_at_the_end_is_lost():

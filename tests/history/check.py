@@ -170,11 +170,11 @@ class History:
         parts = [f"document {doc}: {write.describe()}"]
         if missing:
             parts.append(f"is missing from {len(missing)} later version(s), first {missing[0].describe()}")
-        parts.append(
-            f"and from the final state ({end.short() if end else 'absent'})"
-            if at_end
-            else f"(present in the final state {end.short() if end else 'absent'})"
-        )
+        final = end.short() if end else "absent"
+        if at_end:
+            parts.append(f"and from the final state ({final})")
+        else:
+            parts.append(f"(the final state has it: {final})" if end else "(deleted by the end)")
         name = "not_met_lost" if write.not_met else "lost_write"
         return Violation(name, doc, "; ".join(parts[:1]) + " " + " ".join(parts[1:]), permanent=at_end)
 
