@@ -17,7 +17,8 @@ they come; a rule chosen when a request arrives decides what happens to its answ
 ``delay`` (the attribute) adds latency to every answer byte; ``down()`` stops listening
 and closes every connection (connecting is refused), ``up()`` listens again on the same
 port. ``exchanges`` records every request: method, target, rule applied, CouchDB's status,
-times (``time.monotonic()``), whether the answer was passed on whole.
+times (``time.monotonic()``), whether the answer was passed on whole; ``strays`` what the
+target sent while no request was due (that connection is closed, as a client would).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Rule:
     _gate: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
-    def matches(self, request: Request) -> bool:
+    def matches(self, request: Request | Exchange) -> bool:
         return (
             (self.method is None or request.method == self.method)
             and (self.path is None or self.path.search(request.path) is not None)
@@ -88,7 +89,8 @@ class Exchange:
     """One request that came through, and what became of its answer."""
 
     method: str
-    target: str
+    path: str
+    query: str
     action: str | None
     received: float
     forwarded: bool = False
@@ -96,14 +98,6 @@ class Exchange:
     answered: float | None = None  # when CouchDB's answer head came
     finished: float | None = None  # when the answer was passed on, or lost
     delivered: bool = False  # passed on whole
-
-    @property
-    def path(self) -> str:
-        return urlsplit(self.target).path
-
-    @property
-    def query(self) -> str:
-        return urlsplit(self.target).query
 
 
 class FaultProxy:
@@ -220,15 +214,8 @@ class FaultProxy:
 
     def seen(self, method: str | None = None, path: str | None = None, *, query: str | None = None) -> list[Exchange]:
         """The requests that reached the target, matched as a rule matches them."""
-        pattern = re.compile(path) if path else None
-        return [
-            exchange
-            for exchange in self.exchanges
-            if exchange.forwarded
-            and (method is None or exchange.method == method)
-            and (pattern is None or pattern.search(exchange.path) is not None)
-            and (query is None or query in exchange.query)
-        ]
+        probe = Rule("seen", method, re.compile(path) if path else None, query)
+        return [exchange for exchange in self.exchanges if exchange.forwarded and probe.matches(exchange)]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._server is None:  # went down while this connection was being accepted
@@ -284,15 +271,15 @@ class _Link:
                     [piece async for piece in body(self.client_reader, request.framing(), head.length)]
                 )
                 rule = self.proxy._choose(request)
-                exchange = Exchange(request.method, request.target, rule and rule.action, time.monotonic())
+                exchange = Exchange(request.method, request.path, request.query, rule and rule.action, time.monotonic())
                 self.proxy.exchanges.append(exchange)
                 if rule is not None and rule.action == "refuse":
                     exchange.finished = time.monotonic()
                     return
                 self.due.put_nowait((request, exchange, rule))  # before it is sent: see _next
+                exchange.forwarded = True
                 upstream.write(whole)
                 await upstream.drain()
-                exchange.forwarded = True
 
     async def _answers(self, upstream: asyncio.StreamReader) -> None:
         with contextlib.suppress(*LINK_ERRORS):
