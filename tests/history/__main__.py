@@ -23,7 +23,9 @@ from .schedule import SCHEDULES
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m history", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m history", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--schedule", choices=sorted(SCHEDULES), default="nofaults", help="fault schedule")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the clients run (default 60)")
     parser.add_argument("--runs", type=int, default=1, help="runs one after another (default 1)")
