@@ -164,6 +164,17 @@ def test_a_write_answered_412_whose_token_shows_later_took_effect():
     h.read(Version("3-t2", 2, ("t1", "t2")), client="c3")
     result = check(h.ops, final_of(Version("3-t2", 2, ("t1", "t2"))))
     assert counts(result) == {"refused_write_took_effect": 1}
+    assert "yet its token is in #3 GET by c3" in result.violations["refused_write_took_effect"][0].message
+
+
+def test_a_412_whose_current_is_the_write_itself():
+    """The undone 202 leaf still the winner where the sidecar read ``current``."""
+    h = History()
+    h.create()
+    h.write("", "1-a", ("t1",), status=412, current=chain("t1"))
+    result = check(h.ops, final_of(Version("3-x", 1, ("t7",))))
+    [violation] = result.violations["refused_write_took_effect"]
+    assert violation.message.endswith("yet its token is in the current it was answered with")
 
 
 def test_reads_going_back_for_one_client_break_monotonic_reads():

@@ -239,12 +239,15 @@ class History:
         for op in self.writes:
             if op.kind == WRITE and op.status == 412 and op.token in shown:
                 where = shown[op.token]
+                if where is op:
+                    seen = "the current it was answered with"
+                else:
+                    seen = where.describe() if where is not None else "the final state"
                 found.append(
                     Violation(
                         "refused_write_took_effect",
                         op.doc,
-                        f"document {op.doc}: {op.describe()}, yet its token is in "
-                        + (where.describe() if where is not None else "the final state"),
+                        f"document {op.doc}: {op.describe()}, yet its token is in {seen}",
                     )
                 )
         return found
