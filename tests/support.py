@@ -50,6 +50,16 @@ async def put_on_every_copy(db, doc: dict) -> dict:
     return response.json()
 
 
+async def bulk_on_every_copy(db, docs: list[dict]) -> list[dict]:
+    """``_bulk_docs`` with ``w`` = n, as ``put_on_every_copy`` does for one document: a view read
+    right after it reads one copy per shard range, which then holds every document."""
+    response = await db.couch.request(
+        "POST", db._path("_bulk_docs"), params={"w": await db.copies()}, json={"docs": docs}
+    )
+    assert response.status == 201 and all("rev" in result for result in response.json()), response.body
+    return response.json()
+
+
 @contextlib.asynccontextmanager
 async def single_copy_database(couch):
     """A database with one copy per shard range (``n=1``; on a cluster its shards still spread
