@@ -936,6 +936,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cache-size", type=non_negative, default=64, help="the sidecar's --cache-size in MB (default 64)"
     )
     parser.add_argument(
+        "--couchdb-transport",
+        help="the sidecar's --couchdb-transport, e.g. httptools (default: the sidecar's default)",
+    )
+    parser.add_argument(
         "--couchdb-script",
         type=Path,
         help="start a single-node CouchDB with this script (../shared/couchdb/couchdb: start/url/stop "
@@ -1022,6 +1026,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"bench: {exc}")
             return 2
         extra += [f"--workers={args.workers}", f"--cache-size={args.cache_size}"]
+        if args.couchdb_transport:
+            extra.append(f"--couchdb-transport={args.couchdb_transport}")
         sidecar = Sidecar(couch, database, args.port or devcouch.free_port(), workdir / "sidecar.log", extra)
 
         def stop_sidecar() -> None:

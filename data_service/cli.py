@@ -28,9 +28,10 @@ Commands:
                               OTEL_EXPORTER_OTLP_*ENDPOINT is set.
   install                     Make the database what the models file says: create it,
                               set _security, create/update/remove the generated design
-                              docs (never ones without the data_service marker), set
-                              uuids/algorithm = sequential, warm new views, upsert the
-                              seed documents. Idempotent: a second run changes nothing.
+                              docs (never ones without the data_service marker),
+                              report the server's uuids algorithm (set it with
+                              --configure-server), warm new views, upsert the seed
+                              documents. Idempotent: a second run changes nothing.
                               With --dry-run it prints the plan and changes nothing;
                               with --delete --yes it drops the whole database instead.
   keys create                 Write a new Tink keyset per purpose (signing, encryption,
@@ -70,12 +71,21 @@ Options:
                               for serve to run as instead of the server admin.
   --service-user-password-file=F  Its password; without it the password is read
                               from $DATA_SERVICE_SERVICE_USER_PASSWORD.
+  --service-user-adopt        install: take over an existing account that install
+                              did not create (sets its password; keeps its roles).
+                              Without it such an account is refused, unless it has
+                              no roles and the password given logs in. Never a
+                              server admin.
   --models=FILE               Models file (YAML or JSON) declaring the document types.
   --keys-dir=DIR              Directory of Tink keysets (see keys create).
   --kek-file=FILE             Key-encryption key for encrypted keysets.
   --seed=FILE                 Seed documents (YAML or JSON):
                               {"seeds": [{"type": T, "key": K, "data": {...}}, ...]}
   --dry-run                   Print what install would do; change nothing.
+  --configure-server          install: also set the server-wide node config
+                              uuids/algorithm = sequential (every database on that
+                              CouchDB gets such ids); without it install only reports
+                              the algorithm.
   --delete                    Delete the whole database (needs --yes).
   --yes                       Confirm --delete.
   --auto-install              Run the install steps before listening.
@@ -114,6 +124,15 @@ Options:
   --connect-timeout=SECONDS   Time to open a connection to CouchDB [default: 5]
   --request-timeout=SECONDS   Time for one CouchDB request [default: 30]
   --max-connections=N         Keep-alive connections to CouchDB [default: 100]
+  --couchdb-transport=NAME    The HTTP client to CouchDB: aiohttp, or httptools
+                              (asyncio protocols and the llhttp parser)
+                              [default: aiohttp]
+  --max-streams=N             Change streams (GET /v1/{type}/_changes with
+                              feed=longpoll or as server-sent events) open at once,
+                              per worker; one more is answered 503 busy. Their long
+                              polls use N+1 connections of their own (one is the
+                              read cache's feed), beside --max-connections
+                              [default: 32]
   --listen=ADDRESS            Address to listen on [default: 127.0.0.1]
   --port=PORT                 Port to listen on [default: 8080]
   --max-body=BYTES            Largest request body accepted, on every route and for
@@ -168,10 +187,10 @@ from .models import ModelError
 from .service_user import ServiceUser
 
 if TYPE_CHECKING:
-    from .conflicts.sweeper import SweepReport
     from .couchdb import Database
     from .lifecycle import Lifecycle
     from .models import Models
+    from .store.sweeper import SweepReport
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,6 +326,7 @@ async def install_command(args: dict, config: Config) -> int:
                 seeds=seeds,
                 dry_run=args["--dry-run"],
                 service_user=(member, login) if member else None,
+                configure_server=args["--configure-server"],
             )
         except InstallFailed as exc:
             print(f"data-service: install failed: {exc}", file=sys.stderr)
@@ -417,11 +437,11 @@ async def _reconcile_pass(
 ) -> SweepReport | None:
     """One sweep with progress on ``out``; prints what is left. Without the conflicts
     view (not installed): ConfigError, or None when not ``required``."""
-    from .conflicts.reconciler import Reconciler, Status
-    from .conflicts.sweeper import conflicted_count, sweep
     from .couchdb import NotFound
     from .maintenance import Progress
     from .store import Stats
+    from .store.reconciler import Reconciler, Status
+    from .store.sweeper import conflicted_count, sweep
 
     reconciler = Reconciler(db, lifecycle, Stats())
     try:
@@ -436,12 +456,12 @@ async def _reconcile_pass(
     for outcome in report.outcomes:
         for rev, why in outcome.discarded:
             print(f"DISCARDED {outcome.docid} {rev}: {why}")
-        if outcome.status in (Status.UNRESOLVABLE, Status.BUSY):
+        if outcome.status in (Status.UNRESOLVABLE, Status.BUSY, Status.TAMPERED):
             print(f"{outcome.status.upper()} {outcome.docid}: {outcome.reason}")
     print(
         f"reconcile: {report.conflicted} conflicted, {report.resolved} resolved, "
         f"{len(report.having(Status.UNRESOLVABLE))} unresolvable, {len(report.having(Status.BUSY))} busy, "
-        f"{len(report.discarded)} tampered revisions discarded"
+        f"{len(report.having(Status.TAMPERED))} rolled back, {len(report.discarded)} tampered revisions discarded"
     )
     return report
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .couchdb.client import DEFAULT_TRANSPORT, TRANSPORTS
 from .logs import LogFormat
 
 PASSWORD_ENV = "DATA_SERVICE_COUCHDB_PASSWORD"
@@ -34,6 +35,7 @@ class Config:
     connect_timeout: float = 5.0
     request_timeout: float = 30.0
     max_connections: int = 100
+    couchdb_transport: str = DEFAULT_TRANSPORT  # a name in couchdb.TRANSPORTS
     log_level: str = "info"
     log_format: LogFormat | None = None  # None: json unless the log goes to a terminal
     models_path: str | None = None
@@ -58,6 +60,7 @@ class Config:
     body_timeout: float = 30.0  # seconds to receive a request body
     cache_mb: float = 64.0  # the read cache's size per worker; 0: no cache
     workers: int = 1  # serving processes forked after binding; the command line's default 0: one per CPU
+    max_streams: int = 32  # change streams (long polls, event streams) open at once per process; more: 503 busy
 
     @property
     def deployment(self) -> str:
@@ -85,6 +88,9 @@ class Config:
         level = args["--log-level"].lower()
         if level not in LOG_LEVELS:
             raise ConfigError(f"--log-level: one of {', '.join(LOG_LEVELS)}")
+        transport = args.get("--couchdb-transport") or DEFAULT_TRANSPORT
+        if transport not in TRANSPORTS:
+            raise ConfigError(f"--couchdb-transport: one of {', '.join(TRANSPORTS)}")
         log_format = args.get("--log-format")
         if log_format is not None and log_format not in set(LogFormat):
             raise ConfigError(f"--log-format: one of {', '.join(LogFormat)}")
@@ -100,6 +106,7 @@ class Config:
             connect_timeout=_number(args, "--connect-timeout", float),
             request_timeout=_number(args, "--request-timeout", float),
             max_connections=_number(args, "--max-connections", int),
+            couchdb_transport=transport,
             log_level=level,
             log_format=LogFormat(log_format) if log_format else None,
             models_path=args["--models"],
@@ -124,6 +131,7 @@ class Config:
             body_timeout=_number(args, "--body-timeout", float) if args.get("--body-timeout") else 30.0,
             cache_mb=_megabytes(args.get("--cache-size", "64")),
             workers=_workers(args.get("--workers", "0")),
+            max_streams=_number(args, "--max-streams", int) if args.get("--max-streams") else 32,
         )
 
 

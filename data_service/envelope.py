@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,6 +35,15 @@ UNSIGNED = READ_ADDED | {"_rev", "sig"}  # what the signature does not cover
 ENVELOPE = UNSIGNED | {"_id", "type", "meta"}  # everything that is not a property
 
 
+class Removed(StrEnum):
+    """Why the service wrote a tombstone (``meta.removed`` of a signed tombstone)."""
+
+    DELETE = "delete"  # a caller deleted the document
+    WITHDRAWN = "withdrawn"  # a write stored below quorum that lost its race (``store.races``)
+    SUPERSEDED = "superseded"  # a losing leaf of a merged conflict (``store.reconciler``)
+    EXPIRED = "expired"  # an Idempotency-Key record past its expiry
+
+
 def stamp(at: dt.datetime) -> str:
     """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-26T15:00:00.123Z``."""
     return at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -41,19 +51,6 @@ def stamp(at: dt.datetime) -> str:
 
 def now() -> str:
     return stamp(dt.datetime.now(dt.UTC))
-
-
-def rev_key(rev: str) -> tuple[int, str]:
-    """CouchDB's order of revisions: generation, then the revision hash."""
-    generation, _, digest = rev.partition("-")
-    return int(generation), digest
-
-
-def generation(rev: Any) -> int | None:
-    """The ``N`` of a CouchDB revision ``N-hash`` (None if ``rev`` is not one): each
-    write over a revision creates the next generation."""
-    number, dash, _ = str(rev).partition("-")
-    return int(number) if dash and number.isascii() and number.isdigit() else None
 
 
 def valid_id(docid: str) -> bool:

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from typing import Any
 
 from .canonical import canonical
 from .envelope import stamp
 
+KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # an Idempotency-Key: 1-200 visible ASCII characters (the spec's pattern)
 TYPE = "ds:idempotency_v1"
 ID_PREFIX = "ds-idem-"
 

@@ -34,16 +34,18 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from . import envelope, idempotency
 from .canonical import canonical
 from .conflicts import bookkeeping, rules
 from .conflicts.bookkeeping import Arrays, stamp
-from .envelope import generation, rev_key, strip
+from .envelope import Removed
 from .models import (
     DEFAULT_BCRYPT_COST,
+    DeletePolicy,
     Hidden,
     MergeKind,
     MigrationFailed,
@@ -57,8 +59,28 @@ from .models import (
 from .models.migrations import same
 from .protection import IntegrityViolation, Keyring
 from .protection.kinds import Slot
+from .revisions import generation, parent
 
 MISSING: Any = object()
+
+
+class Op(StrEnum):
+    """What a caller asks of a document."""
+
+    CREATE = "create"
+    REPLACE = "replace"
+    PATCH = "patch"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class Made:
+    """A document to write, signed, and what callers are shown of it once written (its
+    representation, built from the clear values it was made from: nothing decrypted;
+    empty for a delete, which shows nothing)."""
+
+    doc: dict
+    shown: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,6 +104,41 @@ class Lifecycle:
             for name, value in envelope.properties(doc).items()
             if name in model.properties and model.properties[name].readable
         }
+
+    def open(self, model: ModelType, doc: dict, *, deleted: bool = False) -> dict | None:
+        """The one way a stored document is read: verified *first* (IntegrityViolation,
+        KeyUnavailable), then classified — ``model``'s current version (an older major
+        upgraded: ``current``), or None when it is another type's, or soft-deleted
+        (unless ``deleted``). A document whose type, version or deleted marker was changed
+        in the database is therefore a violation, never a quiet None."""
+        self.verify(doc)
+        current = self.current(model, doc)
+        if current is None or (envelope.is_deleted(current) and not deleted):
+            return None
+        return current
+
+    def removed(self, leaf: dict) -> Removed:
+        """Why the service wrote the tombstone ``leaf`` (read with ``revs=true``), or
+        IntegrityViolation: not signed by the service for its generation, or written
+        somewhere else than on the revision it names (``meta.over``) — a deletion made
+        outside the service, or a signed one moved onto another branch."""
+        self.verify(leaf)
+        meta = leaf.get("meta") if isinstance(leaf.get("meta"), dict) else {}
+        if not leaf.get("_deleted") or meta.get("removed") not in tuple(Removed):
+            raise IntegrityViolation(leaf["_id"], f"revision {leaf.get('_rev')} is no tombstone of the service")
+        if meta.get("over") != parent(leaf):
+            raise IntegrityViolation(
+                leaf["_id"], f"tombstone {leaf.get('_rev')} was signed for {meta.get('over')}, not for its parent"
+            )
+        return Removed(meta["removed"])
+
+    def open_record(self, type_name: str, key: str, doc: dict) -> dict:
+        """An Idempotency-Key record, verified first: IntegrityViolation when it was
+        edited, or is another key's (never trust its expiry or document id before)."""
+        self.verify(doc)
+        if not idempotency.is_record(doc) or doc.get("key") != idempotency.key_digest(type_name, key):
+            raise IntegrityViolation(doc["_id"], "idempotency record of another key")
+        return doc
 
     def current(self, model: ModelType, doc: dict) -> dict | None:
         """A verified stored ``doc`` as ``model``'s version: itself, or upgraded from an
@@ -152,71 +209,64 @@ class Lifecycle:
     # -- writing ------------------------------------------------------------------
 
     @staticmethod
-    def check_body(model: ModelType, body: Any) -> None:
-        """A create body, before its bcrypt values are hashed."""
-        if isinstance(body, dict):
-            check_reserved(body)
-        model.validate(body)
+    def check(op: Op, model: ModelType, values: Any) -> None:
+        """What can be checked of an operation's values before the current document is
+        read: the create or replace body, or the merge patch (a delete has none)."""
+        if op is Op.CREATE:
+            if isinstance(values, dict):
+                check_reserved(values)
+            model.validate(values)
+        elif op is Op.REPLACE:
+            Lifecycle._check_replacement(model, values)
+        elif op is Op.PATCH:
+            Lifecycle._check_patch(model, values)
 
     @staticmethod
-    def check_replacement(model: ModelType, body: Any) -> None:
-        """A replace body: as a create's, but hidden properties (never returned, so a body
-        built from a GET lacks them) may be omitted — they are kept — or null: removed."""
-        if not isinstance(body, dict):
-            model.validate(body)
-            return
-        check_reserved(body)
-        hidden = model.hidden
-        model.validate(
-            {k: v for k, v in body.items() if not (k in hidden and v is None)}, kept=frozenset(hidden - set(body))
-        )
-
-    @staticmethod
-    def check_patch(model: ModelType, patch: Any) -> None:
-        """What can be checked of a merge patch before it is applied."""
-        if not isinstance(patch, dict):
-            raise ValidationFailed([Violation("", "a merge patch for a document must be an object")])
-        check_reserved(patch)
-        wrong = [
-            v
-            for name, value in patch.items()
-            if value is not None and name in model.properties and model.properties[name].kind.slow
-            for v in model.check_value(name, value)
-        ]
-        if wrong:
-            raise ValidationFailed(wrong)
-
-    @staticmethod
-    def slow_values(model: ModelType, values: dict) -> dict[str, Any]:
+    def slow_values(model: ModelType, values: Any) -> dict[str, Any]:
         """The values the store must protect in its thread pool (bcrypt) and pass as ``hashed``."""
+        if not isinstance(values, dict):
+            return {}
         return {
             name: value
             for name, value in values.items()
             if value is not None and name in model.properties and model.properties[name].kind.slow
         }
 
+    def next(
+        self, op: Op, model: ModelType, docid: str, current: dict | None, values: Any, hashed: Mapping[str, str]
+    ) -> Made:
+        """The document ``op`` writes and what callers are shown of it, from the current
+        stored document (for a create: None, or the tombstone of an id deleted before,
+        whose branch CouchDB continues) and the values ``check`` passed. A delete is a
+        soft delete or a signed tombstone, as the type's delete policy says."""
+        at = envelope.now()
+        if op is Op.CREATE:
+            return self.create(model, docid, values, hashed, at, current["_rev"] if current else None)
+        assert current is not None
+        if op is Op.REPLACE:
+            return self.replace(model, current, values, hashed, at)
+        if op is Op.PATCH:
+            return self.patch(model, current, values, hashed, at)
+        if model.delete_policy is DeletePolicy.SOFT:
+            return Made(self.soft_delete(model, current, at))
+        return Made(self.tombstone(current, Removed.DELETE, at))
+
     def create(
-        self,
-        model: ModelType,
-        docid: str,
-        body: dict,
-        hashed: Mapping[str, str],
-        at: str,
-        tombstone: str | None = None,
-    ) -> dict:
-        """A new document (``body`` checked by ``check_body``). ``tombstone``: the
-        revision of a deleted document with this id, whose branch CouchDB continues."""
+        self, model: ModelType, docid: str, body: dict, hashed: Mapping[str, str], at: str, tombstone: str | None = None
+    ) -> Made:
+        """A new document. ``tombstone``: the revision of a deleted document with this
+        id, whose branch CouchDB continues."""
         stored, _ = self._protected(model, docid, None, body, hashed)
         doc = envelope.new(model, docid, stored, at)
-        return self._signed(
+        signed = self._signed(
             stamp(model, None, doc, set(stored), self.writer, self._arrays(model, None, body)), tombstone
         )
+        return Made(signed, self._shown(model, signed, body))
 
-    def replace(self, model: ModelType, current: dict, body: dict, hashed: Mapping[str, str], at: str) -> dict:
-        """``current`` with exactly the properties of ``body`` (checked by
-        ``check_replacement``), but that hidden properties the body omits are kept and
-        null ones removed; properties of a newer minor version, unknown here, are kept
-        as stored."""
+    def replace(self, model: ModelType, current: dict, body: dict, hashed: Mapping[str, str], at: str) -> Made:
+        """``current`` with exactly the properties of ``body``, but that hidden properties
+        the body omits are kept and null ones removed; properties of a newer minor
+        version, unknown here, are kept as stored."""
         hidden = model.hidden
         kept = {
             name: value for name, value in envelope.properties(current).items() if name in hidden and name not in body
@@ -229,9 +279,9 @@ class Lifecycle:
         stored, changed = self._protected(model, current["_id"], current, values, hashed, kept)
         return self._over(model, current, {**stored, **kept}, changed, at, values)
 
-    def patch(self, model: ModelType, current: dict, patch: dict, hashed: Mapping[str, str], at: str) -> dict:
-        """``current`` with an RFC 7396 merge patch applied to its clear values (checked by
-        ``check_patch``). Hashed values the patch does not name are kept as stored."""
+    def patch(self, model: ModelType, current: dict, patch: dict, hashed: Mapping[str, str], at: str) -> Made:
+        """``current`` with an RFC 7396 merge patch applied to its clear values. Hashed
+        values the patch does not name are kept as stored."""
         hidden = model.hidden
         merged = envelope.merge_patch(self.clear(model, current), {k: v for k, v in patch.items() if k not in hidden})
         secrets = {k: v for k, v in patch.items() if k in hidden and v is not None}
@@ -247,16 +297,58 @@ class Lifecycle:
         arrays = self._arrays(model, current, self.clear(model, current))
         return self._signed(stamp(model, current, envelope.soft_deleted(current, at), set(), self.writer, arrays))
 
+    def tombstone(self, doc: dict, removed: Removed, at: str | None = None) -> dict:
+        """A signed tombstone to write on ``doc``'s revision: why (``removed``), when, and
+        the revision it is written on (``meta.over``), so it cannot be moved elsewhere."""
+        meta = {"deleted_at": envelope.later(doc, at or envelope.now()), "removed": removed.value, "over": doc["_rev"]}
+        return self._signed(
+            {"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True, "type": doc.get("type"), "meta": meta}
+        )
+
+    @staticmethod
+    def _check_replacement(model: ModelType, body: Any) -> None:
+        """A replace body: as a create's, but hidden properties (never returned, so a body
+        built from a GET lacks them) may be omitted — they are kept — or null: removed."""
+        if not isinstance(body, dict):
+            model.validate(body)
+            return
+        check_reserved(body)
+        hidden = model.hidden
+        model.validate(
+            {k: v for k, v in body.items() if not (k in hidden and v is None)}, kept=frozenset(hidden - set(body))
+        )
+
+    @staticmethod
+    def _check_patch(model: ModelType, patch: Any) -> None:
+        """What can be checked of a merge patch before it is applied."""
+        if not isinstance(patch, dict):
+            raise ValidationFailed([Violation("", "a merge patch for a document must be an object")])
+        check_reserved(patch)
+        wrong = [
+            v
+            for name, value in patch.items()
+            if value is not None and name in model.properties and model.properties[name].kind.slow
+            for v in model.check_value(name, value)
+        ]
+        if wrong:
+            raise ValidationFailed(wrong)
+
     def reconciled(self, model: ModelType, leaves: list[dict]) -> tuple[dict, dict | None]:
         """A conflict's verified live ``leaves`` merged by the type's policy, leaves of an
-        older version upgraded first: (the leaf to write on — the highest revision — and
-        the signed merge to write on it, or None when that leaf already is the merge).
+        older version upgraded first: (the leaf to write on — ``rules.base`` — and the
+        signed merge to write on it, or None when that leaf already is the merge).
         Raises ``rules.Unresolvable`` or MigrationFailed."""
-        merged = rules.merge(model, [self.current(model, leaf) or leaf for leaf in leaves], self.keys)
-        base = max(leaves, key=lambda leaf: rev_key(leaf["_rev"]))
+        upgraded = {leaf["_rev"]: self.current(model, leaf) or leaf for leaf in leaves}
+        merged = rules.merge(model, list(upgraded.values()), self.keys)
+        base = next(leaf for leaf in leaves if leaf["_rev"] == rules.base(model, list(upgraded.values()))["_rev"])
         if merged == {k: v for k, v in base.items() if k not in envelope.UNSIGNED}:
             return base, None
         return base, self._signed({**merged, "_rev": base["_rev"]})
+
+    def rewritten(self, doc: dict) -> dict:
+        """``doc``'s content signed to be written on it: one generation up, nothing else
+        changed (the reconciler lifts a document above a tombstone with it)."""
+        return self._signed({k: v for k, v in doc.items() if k not in envelope.READ_ADDED})
 
     def reprotected(self, model: ModelType, doc: dict) -> tuple[dict | None, int]:
         """``doc`` with readable protected values re-protected under the primary keys (in
@@ -280,12 +372,6 @@ class Lifecycle:
         """A document with nothing protected (an Idempotency-Key record) signed under
         the primary key, or None if it is."""
         return None if self.keys.is_current(doc) else self._signed(doc)
-
-    def restored(self, parent: dict, rev: str, undone: dict) -> dict:
-        """``parent``'s content, unchanged (``meta`` too, but that its set contexts cover
-        what ``undone`` added), signed to be written over ``rev``: undoing the write
-        ``undone`` that lost a race (``store.writes``)."""
-        return self._signed({**bookkeeping.restored(strip(parent), undone), "_rev": rev})
 
     def claim(
         self,
@@ -347,9 +433,15 @@ class Lifecycle:
             raise ValidationFailed(wrong)
         return stored, changed
 
-    def _over(self, model: ModelType, current: dict, stored: dict, changed: set[str], at: str, values: dict) -> dict:
+    def _over(self, model: ModelType, current: dict, stored: dict, changed: set[str], at: str, values: dict) -> Made:
         doc = envelope.replaced(model, current, stored, at)
-        return self._signed(stamp(model, current, doc, changed, self.writer, self._arrays(model, current, values)))
+        signed = self._signed(stamp(model, current, doc, changed, self.writer, self._arrays(model, current, values)))
+        return Made(signed, self._shown(model, signed, values))
+
+    @staticmethod
+    def _shown(model: ModelType, doc: dict, values: Mapping[str, Any]) -> dict:
+        """What callers see of ``doc`` just written from the clear ``values`` (no decrypt)."""
+        return envelope.representation(model, doc, {name: model.stored_value(name, v) for name, v in values.items()})
 
     def _arrays(self, model: ModelType, current: dict | None, values: Mapping[str, Any]) -> Arrays:
         """The clear ``merge: set`` arrays of ``current`` and of the new ``values``."""

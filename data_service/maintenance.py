@@ -20,6 +20,8 @@ from .lifecycle import Lifecycle
 from .models import MigrationFailed, Models
 from .protection import IntegrityViolation, KeyUnavailable
 from .retry import RetryPolicy, attempts
+from .revisions import Leaves
+from .store.reads import Reads
 
 PAGE = 500
 
@@ -71,6 +73,9 @@ class VerifyReport:
 
 
 async def verify_database(db: Database, lifecycle: Lifecycle, progress: Progress) -> VerifyReport:
+    """Every document's signature, then every document with a deleted leaf above its
+    live winner: each such leaf must be a tombstone the service signed for its place
+    (``Lifecycle.removed``), or the document was rolled back."""
     report = VerifyReport()
     async for page in documents(db):
         for doc in page:
@@ -83,7 +88,30 @@ async def verify_database(db: Database, lifecycle: Lifecycle, progress: Progress
                 report.failures.append((doc["_id"], str(exc)))
         progress.advance(len(page))
     progress.finish()
+    failed = {docid for docid, _ in report.failures}
+    async for docid, leaves in suspects(db):
+        for leaf in leaves.above():
+            try:
+                lifecycle.removed(leaf)
+            except IntegrityViolation as exc:
+                if docid not in failed:
+                    failed.add(docid)
+                    report.failures.append((docid, f"rolled back: {exc.reason}"))
+            except KeyUnavailable as exc:
+                report.failures.append((docid, str(exc)))
     return report
+
+
+async def suspects(db: Database, size: int = 100) -> AsyncIterator[tuple[str, Leaves]]:
+    """Documents with a deleted leaf above their live winner, with every leaf: a page of
+    ids at a time, the change feed's leaf revisions of those ids (``_doc_ids``, at most
+    100: CouchDB looks them up by id) naming the ones with more than one leaf."""
+    reads = Reads(db)
+    async for rows in db.pages(None, None, size=size):
+        ids = list(await reads.above([row["id"] for row in rows if not row["id"].startswith("_design/")]))
+        for docid, leaves in (await reads.leaves(ids)).items() if ids else ():
+            if leaves.above():
+                yield docid, leaves
 
 
 @dataclass
@@ -145,12 +173,12 @@ async def reencrypt_database(
 
 
 async def _write(db: Database, docs: list[dict]) -> tuple[int, list[dict]]:
-    """Write ``docs`` (each over its ``_rev``): how many were written, and the ones
-    that changed meanwhile, read again."""
-    results = await db.bulk_docs(docs)
-    conflicted = [r["id"] for r in results if r.get("error") == "conflict"]
+    """Write ``docs`` (each over its ``_rev``, asking every copy): how many were
+    written, and the ones that changed meanwhile, read again."""
+    saved = await db.save(docs)
+    conflicted = [s.id for s in saved if s.error == "conflict"]
     again = (await db.all_docs(keys=conflicted, include_docs=True)).rows if conflicted else []
-    return sum(1 for r in results if r.get("ok")), [row["doc"] for row in again if row.get("doc")]
+    return sum(1 for s in saved if s.rev), [row["doc"] for row in again if row.get("doc")]
 
 
 @dataclass

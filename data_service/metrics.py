@@ -156,8 +156,8 @@ class StoreCollector:
         "conflicts_resolved": "Conflicted documents merged and their losing revisions deleted.",
         "conflicts_unresolvable": "Conflicted documents left as they are (e.g. immutable values differ).",
         "conflict_leaves_discarded": "Conflicting revisions discarded because they failed their signature check.",
-        "writes_below_quorum": "Writes CouchDB stored below its write quorum (202).",
-        "quorum_races_lost": "Writes stored below quorum that raced another sidecar's write; undone, answered stale.",
+        "writes_below_quorum": "Writes not stored on every copy (202): provisional (not-met) or withdrawn.",
+        "races_withdrawn": "Writes below quorum that lost a race to a write from the same revision: withdrawn.",
     }
 
     def __init__(self, store: Any) -> None:

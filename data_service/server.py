@@ -18,7 +18,6 @@ from .buildinfo import BuildInfo
 from .cache import Cache, Stamps
 from .callers import Door
 from .config import Config, ConfigError
-from .conflicts.sweeper import run_sweeper
 from .couchdb import TLS, CouchDB, Hooks, IdPool, Limits, Timeouts
 from .design import design_docs
 from .keys import KeysDir, kek_from
@@ -29,7 +28,9 @@ from .openapi import spec_for
 from .protection import Keyring
 from .store import DocumentStore
 from .store.hashing import Hasher
-from .web import Context, make_app
+from .store.locks import DocLocks
+from .store.sweeper import run_sweeper
+from .web import Context, Streams, make_app
 
 log = logging.getLogger("data_service")
 
@@ -39,8 +40,10 @@ def connect(config: Config, hooks: Hooks = Hooks()) -> CouchDB:
     return CouchDB(
         config.couchdb_url,
         auth=config.couchdb_auth,
+        transport_kind=config.couchdb_transport,
         timeouts=Timeouts(connect=config.connect_timeout, request=config.request_timeout),
-        limits=Limits(max_connections=config.max_connections),
+        # long polls: the callers' change streams and the read cache's feed
+        limits=Limits(max_connections=config.max_connections, max_long_polls=config.max_streams + 1),
         tls=TLS(ca_file=config.ca_file, verify=config.verify_tls),
         hooks=hooks,
     )
@@ -89,6 +92,7 @@ def build(
         idempotency_ttl=config.idempotency_ttl,
         cursor_ttl=config.cursor_ttl,
         cache=Cache(int(config.cache_mb * 1024 * 1024), stamps or Stamps.private()),
+        locks=DocLocks(str(metrics_dir / "documents.lock")) if metrics_dir is not None else None,
     )
     store.worker = worker
     metrics.watch(store)
@@ -101,6 +105,7 @@ def build(
         metrics=metrics,
         tracing=spans,
         door=door,
+        streams=Streams(config.max_streams),
     )
     return ctx, http_server(make_app(ctx), config)
 

@@ -10,12 +10,16 @@ import aiohttp
 import pytest
 from openapi_check import SpecChecker
 from support import ROOT, Api, devcouch, running_sidecar, unique_name
+from transports import KINDS, Kind
 
 from data_service.config import Config
-from data_service.couchdb import CouchDB
-from data_service.couchdb.client import split_credentials
+from data_service.couchdb import AsyncTransport, CouchDB
+from data_service.couchdb.client import DEFAULT_TRANSPORT, split_credentials
 from data_service.keys import KeysDir
 
+# The transport every test's client and sidecar use (COUCHDB_TRANSPORT=httptools make test);
+# the transport conformance tests run each one regardless.
+TRANSPORT = os.environ.get("COUCHDB_TRANSPORT", DEFAULT_TRANSPORT)
 # What each environment-bound marker needs (see pyproject.toml).
 NEEDS = {"cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"), "kill": ("COUCHDB_SCRIPT",)}
 
@@ -51,7 +55,7 @@ def couchdb_url(tmp_path_factory) -> str:
 
 @pytest.fixture
 async def couch(couchdb_url):
-    async with CouchDB(couchdb_url) as client:
+    async with CouchDB(couchdb_url, transport_kind=TRANSPORT) as client:
         yield client
 
 
@@ -83,6 +87,7 @@ def config(couchdb_url, db, keys_dir) -> Config:
         couchdb_password=password,
         connect_timeout=2,
         request_timeout=5,
+        couchdb_transport=TRANSPORT,
         models_path=str(ROOT / "models" / "sample.yaml"),
         keys_dir=keys_dir,
     )
@@ -106,3 +111,31 @@ async def api(sidecar, http):
     async with http.get(f"{sidecar}/openapi.json") as resp:
         spec = await resp.json()
     return Api(http, sidecar, SpecChecker(spec))
+
+
+@pytest.fixture(params=KINDS, ids=lambda kind: kind.name)
+def kind(request) -> Kind:
+    """Each transport under test (tests/transports.py: KINDS)."""
+    return request.param
+
+
+@pytest.fixture(params=[kind for kind in KINDS if kind.network], ids=lambda kind: kind.name)
+def network_kind(request) -> Kind:
+    """Each transport that opens connections."""
+    return request.param
+
+
+@pytest.fixture
+async def opened():
+    """``opened(kind, url, **options)``: a transport to ``url`` (credentials split off), closed afterwards."""
+    made: list[AsyncTransport] = []
+
+    def make(kind: Kind, url: str, **options) -> AsyncTransport:
+        base, auth = split_credentials(url)
+        transport = kind.make(base, auth=auth, **options)
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        await transport.aclose()

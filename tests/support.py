@@ -60,17 +60,23 @@ async def bulk_on_every_copy(db, docs: list[dict]) -> list[dict]:
     return response.json()
 
 
-@contextlib.asynccontextmanager
-async def single_copy_database(couch):
+def single_copy_database(couch):
     """A database with one copy per shard range (``n=1``; on a cluster its shards still spread
     over the nodes, so pages merge across shards), dropped afterwards. For tests of query
     semantics, not replica lag: on a replicated database a view is read from one copy per shard
     range, which may not yet hold a write acknowledged a moment ago (queries are eventually
     consistent there, see the README). Servers without clustering ignore ``n``."""
+    return database_with(couch, n=1)
+
+
+@contextlib.asynccontextmanager
+async def database_with(couch, **options: int):
+    """A database created with ``options`` (``n`` copies, ``q`` shards; servers without
+    clustering ignore them), dropped afterwards."""
     from data_service.couchdb.client import path
 
     database = couch.database(unique_name())
-    await couch.request("PUT", path(database.name), params={"n": 1})
+    await couch.request("PUT", path(database.name), params=options)
     try:
         yield database
     finally:
@@ -81,6 +87,7 @@ def run_command(config: Config, *args: str) -> subprocess.CompletedProcess:
     """``data-service <args>`` against ``config``'s CouchDB and database, as an operator runs
     it: the password only in the environment. Never a traceback, never the password."""
     flags = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
+    flags.append(f"--couchdb-transport={config.couchdb_transport}")
     if config.couchdb_user:
         flags.append(f"--couchdb-user={config.couchdb_user}")
     if config.deployment_id:
@@ -204,6 +211,7 @@ async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None 
     port = devcouch.free_port()
     args = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
     args += [f"--models={config.models_path}", f"--port={port}", "--reconcile-interval=0"]
+    args.append(f"--couchdb-transport={config.couchdb_transport}")
     if not any(flag.startswith("--workers") for flag in flags):
         args.append("--workers=1")  # one process: its metrics and log are the whole story
     if config.couchdb_user:

@@ -20,6 +20,7 @@ from data_service.models import parse_models
 from data_service.protection import Keyring
 from data_service.query import QueryError, parse, plan
 from data_service.store.queries import _binding, run_query
+from data_service.store.reader import Reader
 
 OWNER_INDEXED = {"type": "string", "indexed": True}
 A = {"version": "1.0", "properties": {"owner": OWNER_INDEXED, "title": {"type": "string"}}}
@@ -136,4 +137,5 @@ def run_query_cursor(lifecycle: Lifecycle, model, query, key) -> str:
 
 
 def _run(lifecycle: Lifecycle, model, query):
-    return asyncio.run(run_query(None, lifecycle, None, None, model, query, 3600))  # type: ignore[arg-type]
+    reader = Reader(None, None, lifecycle, None)  # type: ignore[arg-type] # no I/O before the cursor is checked
+    return asyncio.run(run_query(None, reader, model, query, 3600))  # type: ignore[arg-type]

@@ -140,7 +140,7 @@ async def test_keep_alive_traffic_passes_unchanged_and_is_recorded(origin, proxy
         assert await fetch(client, "GET", f"{base}/empty") == (204, b"")
         assert len(orjson.loads((await fetch(client, "GET", f"{base}/items/big?x=1"))[1])["padding"]) == 2000
     assert len(origin.asked) == 2 + 3 * 6
-    assert len(origin.peers) == 1  # one connection from the proxy, kept alive throughout
+    assert len(origin.peers) == 1 and proxy.accepted == 1  # one connection, kept alive throughout
     assert [(e.method, e.path, e.query, e.status, e.delivered) for e in proxy.exchanges[:3]] == [
         ("PUT", "/items/a", "", 201, True),
         ("PUT", "/items/b", "", 201, True),
@@ -273,6 +273,7 @@ async def test_probability_is_drawn_from_the_seed(origin):
 async def test_down_refuses_and_closes_everything_then_up_serves_on_the_same_port(origin, proxy, client):
     assert (await fetch(client, "GET", f"{proxy.url}/items/a"))[0] == 200
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    await until(lambda: _true(proxy.connections == 2), "both connections are open")
     port = proxy.port
     await proxy.down()
     assert await reader.read() == b""  # the open connection was closed
@@ -281,6 +282,7 @@ async def test_down_refuses_and_closes_everything_then_up_serves_on_the_same_por
         await asyncio.open_connection("127.0.0.1", port)
     with pytest.raises(aiohttp.ClientError):
         await fetch(client, "GET", f"{proxy.url}/items/a")
+    assert proxy.connections == 0
     await proxy.up()
     assert proxy.port == port and (await fetch(client, "GET", f"{proxy.url}/items/a"))[0] == 200
 

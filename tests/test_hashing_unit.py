@@ -68,19 +68,24 @@ async def test_a_job_that_waited_too_long_is_not_run():
 
 
 class Conflicting:
-    """One stored account; its first ``conflicts`` writes lose to another writer (409)."""
+    """CouchDB 3.5 (single node) holding one account; the first ``conflicts`` writes to
+    it lose to another writer (409)."""
 
     def __init__(self, doc: dict, conflicts: int) -> None:
-        self.doc, self.conflicts, self.puts = doc, conflicts, 0
+        self.doc, self.conflicts, self.writes = doc, conflicts, 0
 
     def __call__(self, request: Request) -> tuple[int, object]:
+        if request.method == "GET" and request.path == "/":
+            return 200, {"couchdb": "Welcome", "version": "3.5.2"}
+        if request.method == "GET" and request.path == "/db":
+            return 200, {"db_name": "db", "cluster": {"n": 1}}
         if request.method == "GET":
             return 200, self.doc
-        self.puts += 1
-        if self.puts <= self.conflicts:
-            return 409, {"error": "conflict", "reason": "Document update conflict."}
-        body = orjson.loads(request.body)
-        return 201, {"ok": True, "id": body["_id"], "rev": "4-" + "d" * 32}
+        self.writes += 1
+        [body] = orjson.loads(request.body)["docs"]
+        if self.writes <= self.conflicts:
+            return 201, [{"id": body["_id"], "error": "conflict", "reason": "Document update conflict."}]
+        return 201, [{"ok": True, "id": body["_id"], "rev": "4-" + "d" * 32}]
 
 
 async def test_a_patch_without_if_match_hashes_once_however_often_it_retries(tmp_path):
@@ -105,6 +110,6 @@ async def test_a_patch_without_if_match_hashes_once_however_often_it_retries(tmp
         return None
 
     store = DocumentStore(couch.database("db"), IdPool(couch), keys, hasher=hasher, sleep=no_sleep)
-    shown = await store.patch(ACCOUNT, "a1", {"pin": "1234-5678"}, None)
-    assert shown.rev.startswith("4-") and fake.puts == 4 and store.stats.patch_retries == 3
+    answer = await store.patch(ACCOUNT, "a1", {"pin": "1234-5678"}, None)
+    assert answer.rev.startswith("4-") and fake.writes == 4 and store.stats.patch_retries == 3
     assert hasher.jobs == 1  # hashed before the loop, not once per attempt

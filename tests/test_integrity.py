@@ -167,6 +167,10 @@ async def test_a_document_copied_to_another_database(couch, api, installed, conf
         await other.drop()
 
 
+def unsigned(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
+
+
 async def test_an_old_leaf_injected_into_a_merge_type_is_discarded_not_merged(db, config, http):
     await install_views(db)  # (no guard: see install_views)
     async with running_app(replace(config, models_path=str(MODELS_PATH))) as (base, ctx):
@@ -184,10 +188,13 @@ async def test_an_old_leaf_injected_into_a_merge_type_is_discarded_not_merged(db
         reply = await api.request("GET", url, headers={"Cache-Control": "no-cache"})  # reads the conflicted doc
         assert reply.status == 200 and reply.body["items"] == ["keep"]  # the removed item stays removed
         after = await db.get(cart.body["id"], conflicts=True)
-        assert "_conflicts" not in after and after["_rev"] == current["_rev"]  # nothing merged, nothing re-signed
+        # nothing merged: the current content, written again one generation up, above the discarded
+        # leaf's signed tombstone (a deleted leaf never stays above the live one: docs/consistency.md)
+        assert "_conflicts" not in after and after["_rev"].startswith("3-")
+        assert unsigned(after) == unsigned(current)
         assert ctx.store.stats.conflict_leaves_discarded == 1 and ctx.store.stats.integrity_violations == 1
         leaves = [entry["ok"] for entry in await db.open_revs(cart.body["id"])]
-        assert [leaf["_rev"] for leaf in leaves if not leaf.get("_deleted")] == [current["_rev"]]
+        assert [leaf["_rev"] for leaf in leaves if not leaf.get("_deleted")] == [after["_rev"]]
         assert (await db.get(cart.body["id"], rev=injected))["items"] == old["items"]  # kept, for forensics
 
 
@@ -254,7 +261,7 @@ async def test_version_1_documents_keep_working_until_reencrypt_upgrades_them(in
     db = installed
     ring = Keyring(KeysDir(config.keys_dir), config.database)
     body = {k: v for k, v in ALICE.items() if k != "password"}
-    doc = Lifecycle(ring, "w-old").create(USER, uuid.uuid4().hex, body, {}, "2026-01-01T00:00:00.000Z")
+    doc = Lifecycle(ring, "w-old").create(USER, uuid.uuid4().hex, body, {}, "2026-01-01T00:00:00.000Z").doc
     doc["ssn"] = v1.encrypted(ring, USER.slot("ssn", doc["_id"]), ALICE["ssn"])
     doc["country"] = v1.deterministic(ring, USER.slot("country", doc["_id"]), ALICE["country"])
     old = v1.signed(ring, {k: v for k, v in doc.items() if k != "sig"})

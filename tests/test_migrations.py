@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
+import subprocess
 import sys
 import textwrap
 import uuid
+from pathlib import Path
 
 import pytest
 from faults import FaultProxy
@@ -40,7 +43,7 @@ def core(keys_dir) -> Lifecycle:
 def stored_v1(core: Lifecycle, values: dict = ANN, docid: str = "m1", rev: str = "3-c") -> dict:
     """A version 1 document as a version 1 sidecar wrote it, with a bcrypt password."""
     hashed = {"password": V1.properties["password"].kind.protect(core.keys, V1.slot("password", docid), "pw-1")}
-    doc = core.create(V1, docid, {**values, "password": "pw-1"}, hashed, AT)
+    doc = core.create(V1, docid, {**values, "password": "pw-1"}, hashed, AT).doc
     return {**core.keys.sign(doc, int(rev.split("-")[0])), "_rev": rev}
 
 
@@ -153,21 +156,21 @@ def test_an_older_document_is_upgraded_as_the_next_write_would_store_it(core):
 
 def test_writes_over_an_upgraded_document_store_the_new_version(core):
     new = core.current(V2, stored_v1(core))
-    patched = core.patch(V2, new, {"level": 2}, {}, LATER)
+    patched = core.patch(V2, new, {"level": 2}, {}, LATER).doc
     assert patched["type"] == "member_v2.0" and patched["_rev"] == "3-c" and patched["sig"]["gen"] == 4
     assert patched["email"] == new["email"] and patched["level"] == 2 and "nick" not in patched
 
 
-def test_chained_migrations_and_registered_functions(core, tmp_path, monkeypatch):
-    package = tmp_path / "site"
-    (package / "ds_steps-1.0.dist-info").mkdir(parents=True)
-    (package / "ds_steps-1.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: ds-steps\nVersion: 1.0\n"
+def steps_package(root: Path) -> Path:
+    """A site directory with a distribution registering migration functions under the
+    entry point group ``data_service.migrations``: split_name, broken and keep."""
+    site = root / "site"
+    (site / "ds_steps-1.0.dist-info").mkdir(parents=True)
+    (site / "ds_steps-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: ds-steps\nVersion: 1.0\n")
+    (site / "ds_steps-1.0.dist-info" / "entry_points.txt").write_text(
+        "[data_service.migrations]\nsplit_name = ds_steps:split_name\nbroken = ds_steps:broken\nkeep = ds_steps:keep\n"
     )
-    (package / "ds_steps-1.0.dist-info" / "entry_points.txt").write_text(
-        "[data_service.migrations]\nsplit_name = ds_steps:split_name\nbroken = ds_steps:broken\n"
-    )
-    (package / "ds_steps.py").write_text(
+    (site / "ds_steps.py").write_text(
         textwrap.dedent(
             """
             def split_name(values):
@@ -176,10 +179,24 @@ def test_chained_migrations_and_registered_functions(core, tmp_path, monkeypatch
 
             def broken(values):
                 raise RuntimeError("the secret value " + values["name"])
+
+            def keep(values):
+                return values
             """
         )
     )
-    monkeypatch.syspath_prepend(str(package))
+    return site
+
+
+@pytest.fixture
+def registered(tmp_path, monkeypatch) -> Path:
+    """The functions of ``steps_package`` registered in this process."""
+    site = steps_package(tmp_path)
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_chained_migrations_and_registered_functions(core, registered):
     v1 = {"nick": {"type": "string"}, "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 10}}
     v2 = {"name": {"type": "string"}, "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 10}}
     v3 = {
@@ -195,7 +212,7 @@ def test_chained_migrations_and_registered_functions(core, tmp_path, monkeypatch
     model = parse_models({"types": {"p": {"version": "3.0", "properties": v3, "migrations": chain}}}).get("p")
     first = parse_models({"types": {"p": {"version": "1.0", "properties": v1}}}).get("p")
     pin = first.properties["pin"].kind.protect(core.keys, first.slot("pin", "p1"), "1234")
-    old = {**core.create(first, "p1", {"nick": "Ada Lovelace", "pin": "x"}, {"pin": pin}, AT), "_rev": "1-a"}
+    old = {**core.create(first, "p1", {"nick": "Ada Lovelace", "pin": "x"}, {"pin": pin}, AT).doc, "_rev": "1-a"}
     shown = core.representation(model, core.current(model, old))
     assert {k: v for k, v in shown.items() if k not in ("id", "meta")} == {
         "first": "Ada",
@@ -204,7 +221,7 @@ def test_chained_migrations_and_registered_functions(core, tmp_path, monkeypatch
     }
     assert core.current(model, old)["pin"] == pin  # a hash travels as it is stored
 
-    short = {**core.create(first, "p2", {"nick": "Ada"}, {}, AT), "_rev": "1-a"}  # no last name: invalid as 3.0
+    short = {**core.create(first, "p2", {"nick": "Ada"}, {}, AT).doc, "_rev": "1-a"}  # no last name: invalid as 3.0
     with pytest.raises(MigrationFailed, match=r"does not match version 3\.0 at /last") as caught:
         core.current(model, short)
     assert "Ada" not in str(caught.value)
@@ -213,6 +230,70 @@ def test_chained_migrations_and_registered_functions(core, tmp_path, monkeypatch
     with pytest.raises(MigrationFailed, match="function 'broken' raised RuntimeError") as caught:
         core.current(bad, old)
     assert "Lovelace" not in str(caught.value)
+
+
+EMAIL = {"type": "string", "format": "email"}
+
+
+def email_models(steps: list, old: str = "encrypt", new: str = "plain") -> dict:
+    """A type whose version 1 declared ``email`` with protection ``old`` and version 2 with ``new``."""
+    return spec(steps, v1={"email": {**EMAIL, "protection": old}}, v2={"email": {**EMAIL, "protection": new}})
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [{"function": "keep"}],
+        [{"function": "keep"}, {"function": "split_name"}],
+        [
+            {"rename": {"from": "email", "to": "mail"}},
+            {"function": "keep"},
+            {"rename": {"from": "mail", "to": "email"}},
+        ],
+        [{"function": "keep"}, {"drop": "first"}],  # a name the function made: no "no property" error after it
+    ],
+)
+def test_a_function_step_never_changes_a_protection(registered, steps):
+    """An ``encrypt`` property declared ``plain`` by mistake: function steps or not, the
+    models file is refused naming the property, and a ``protect`` step says it on purpose."""
+    with pytest.raises(ModelError) as caught:
+        parse_models(email_models(steps))
+    assert (
+        "migration from version 1: property 'email' is encrypt but becomes plain: "
+        "say so with a step {protect: {property: email, as: plain}}" in str(caught.value)
+    )
+    assert len(str(caught.value).splitlines()) == 1, str(caught.value)
+    parse_models(email_models([*steps, {"protect": {"property": "email", "as": "plain"}}]))  # said so: accepted
+    parse_models(email_models(steps, new="encrypt"))  # unchanged: accepted
+
+
+def test_names_a_function_makes_may_be_protected_dropped_or_renamed_after_it(registered):
+    v2 = {"first": {"type": "string", "protection": "encrypt"}, "surname": {"type": "string"}}
+    steps = [
+        {"function": "split_name"},
+        {"protect": {"property": "first", "as": "encrypt"}},
+        {"rename": {"from": "last", "to": "surname"}},
+        {"drop": "name"},
+    ]
+    parse_models(spec(steps, v1={"name": {"type": "string"}}, v2=v2))
+
+
+def test_startup_stops_on_a_protection_change_behind_a_function_step(registered, tmp_path, keys_dir):
+    """As an operator meets it: ``serve`` exits 2 with one line naming the property."""
+    models = tmp_path / "models.yaml"
+    models.write_text(json.dumps(email_models([{"function": "keep"}])))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(registered), os.environ.get("PYTHONPATH", "")])}
+    flags = ["--workers=1", f"--keys-dir={keys_dir}", f"--models={models}"]
+    command = [sys.executable, "-m", "data_service", "serve", *flags]
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("serve started with an encrypt property declared plain behind a function step")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"data-service: {models}: type 't', migration from version 1: property 'email' is encrypt but becomes plain: "
+        "say so with a step {protect: {property: email, as: plain}}"
+    ]
 
 
 def test_a_property_no_migration_declares_fails_the_migration(core):
@@ -232,18 +313,20 @@ def test_a_minor_version_reads_older_minors_and_keeps_newer_minors_properties(co
     ).get("member")
     older = parse_models({"types": {"member": {"version": "2.0", "properties": {"name": {"type": "string"}}}}})
     older = older.get("member")  # a 2.0 sidecar, which does not know "nick"
-    doc = {**core.create(newer, "n1", {"name": "Ann", "nick": "annie"}, {}, AT), "_rev": "1-a"}
+    doc = {**core.create(newer, "n1", {"name": "Ann", "nick": "annie"}, {}, AT).doc, "_rev": "1-a"}
     assert doc["type"] == "member_v2.1" and core.current(older, doc) is doc
     assert core.representation(older, doc) == {
         "id": "n1",
         "meta": core.representation(older, doc)["meta"],
         "name": "Ann",
     }
-    patched = core.patch(older, doc, {"name": "Anna"}, {}, LATER)
+    patched = core.patch(older, doc, {"name": "Anna"}, {}, LATER).doc
     assert patched["type"] == "member_v2.1" and patched["nick"] == "annie" and patched["name"] == "Anna"
-    replaced = core.replace(older, doc, {"name": "Anne"}, {}, LATER)
+    replaced = core.replace(older, doc, {"name": "Anne"}, {}, LATER).doc
     assert replaced["type"] == "member_v2.1" and replaced["nick"] == "annie"
-    back = core.patch(newer, {**patched, "_rev": "2-b"}, {"nick": None}, {}, LATER)  # and a 2.1 sidecar reads 2.0 ones
+    back = core.patch(
+        newer, {**patched, "_rev": "2-b"}, {"nick": None}, {}, LATER
+    ).doc  # and a 2.1 sidecar reads 2.0 ones
     assert "nick" not in back and back["type"] == "member_v2.1"
 
 
@@ -263,9 +346,15 @@ def test_a_conflict_between_an_old_and_a_new_leaf_merges_upgraded(core):
             }
         }
     ).get("c")
-    base = {**core.create(one, "c1", {"owner": "o", "items": ["x", "y"], "note": "n"}, {}, AT), "_rev": "1-a"}
-    v1_leaf = {**core.patch(one, base, {"items": ["x"]}, {}, "2026-01-01T00:00:01.000Z"), "_rev": "2-a"}  # old sidecar
-    v2_leaf = {**core.patch(two, core.current(two, base), {"memo": "m"}, {}, "2026-01-01T00:00:02.000Z"), "_rev": "2-b"}
+    base = {**core.create(one, "c1", {"owner": "o", "items": ["x", "y"], "note": "n"}, {}, AT).doc, "_rev": "1-a"}
+    v1_leaf = {
+        **core.patch(one, base, {"items": ["x"]}, {}, "2026-01-01T00:00:01.000Z").doc,
+        "_rev": "2-a",
+    }  # old sidecar
+    v2_leaf = {
+        **core.patch(two, core.current(two, base), {"memo": "m"}, {}, "2026-01-01T00:00:02.000Z").doc,
+        "_rev": "2-b",
+    }
     leaf, merged = core.reconciled(two, [v1_leaf, v2_leaf])
     assert leaf["_rev"] == "2-b" and merged is not None and merged["type"] == "c_v2.0"
     assert core.clear(two, merged) == {"owner": "o", "items": ["x"], "memo": "m"}  # the removal survives the upgrade

@@ -171,24 +171,13 @@ def test_a_record_that_no_longer_describes_its_array_counts_as_absent(keys):
 def test_reprotected_sets_keep_their_records(keys_dir, tmp_path):
     KeysDir(tmp_path).create()
     old = Lifecycle(Keyring(KeysDir(tmp_path), "sets"), "w1")
-    doc = {**old.create(CART, "c1", {"owner": "o", "tags": ["p", "q"]}, {}, at(0)), "_rev": "1-a"}
+    doc = {**old.create(CART, "c1", {"owner": "o", "tags": ["p", "q"]}, {}, at(0)).doc, "_rev": "1-a"}
     KeysDir(tmp_path).promote("encryption", KeysDir(tmp_path).rotate("encryption"))
     new = Lifecycle(Keyring(KeysDir(tmp_path), "sets"), "w1")
     again, _ = new.reprotected(CART, doc)
     assert again is not None and again["tags"] != doc["tags"]
     assert record(again, "tags") == {**record(doc, "tags"), "digest": sets.stored_digest(again["tags"])}
     assert sets.record_of(again["meta"], "tags", again["tags"], ["p", "q"]) is not None
-
-
-def test_an_undone_write_leaves_its_dots_covered(keys):
-    core = Lifecycle(keys, "w1")
-    parent = {**core.create(CART, "c1", {"owner": "o", "items": ["x"]}, {}, at(0)), "_rev": "1-a"}
-    lost = core.patch(CART, parent, {"items": ["x", "y"]}, {}, at(1))  # stored below quorum, then undone
-    restored = {**core.restored(parent, "2-lost", lost), "_rev": "3-undo"}
-    keys.verify(restored)
-    assert items(keys, restored) == ["x"] and record(restored)["context"] == {"w1": 2}
-    retry = core.patch(CART, restored, {"items": ["x", "z"]}, {}, at(2))
-    assert record(retry)["dots"] == [[["w1", 1]], [["w1", 3]]]  # never w1's 2nd dot again, for another item
 
 
 def test_metadata_stays_bounded_by_items_and_writers(keys):

@@ -1,3 +1,3 @@
-"""Replication conflicts: ``rules`` (the merge, pure), ``bookkeeping`` (what writes
-record for it, pure), ``reconciler`` (reading leaves, writing merges), ``sweeper``
-(a pass over every conflicted document)."""
+"""Replication conflicts, the pure part: ``rules`` (the merge), ``bookkeeping`` (what
+writes record for it) and ``sets`` (observed-remove sets). Reading leaves and writing
+merges is the store's (``store.reconciler``, ``store.sweeper``)."""

@@ -118,25 +118,6 @@ def migrated(model: ModelType, old: dict, doc: dict, origin: dict[str, str | Non
     return {**doc, "meta": meta}
 
 
-def restored(parent: dict, undone: dict) -> dict:
-    """``parent`` put back over ``undone`` (a write that lost a race, ``store.writes``):
-    its set records' contexts also cover the dots ``undone`` made, so they are never
-    made again for other items."""
-    records, lost = meta_of(parent).get("sets"), meta_of(undone).get("sets")
-    if not isinstance(records, dict) or not isinstance(lost, dict):
-        return parent
-    covered = {}
-    for name, record in records.items():
-        other = lost.get(name)
-        if isinstance(record, dict) and isinstance(other, dict) and isinstance(other.get("context"), dict):
-            context = dict(record.get("context") or {})
-            for writer, n in other["context"].items():
-                context[writer] = max(n, context.get(writer, 0))
-            record = {**record, "context": dict(sorted(context.items()))}
-        covered[name] = record
-    return {**parent, "meta": {**meta_of(parent), "sets": covered}}
-
-
 def redigested(old: dict, new: dict) -> dict:
     """``new``, the stored values of ``old`` protected anew (re-keyed), with its set
     records describing the new stored forms — those that described the old ones."""

@@ -46,9 +46,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..canonical import canonical, integral
-from ..envelope import UNSIGNED, properties, rev_key
+from ..envelope import UNSIGNED, properties
 from ..models import ConflictPolicy, MergeKind, ModelType
 from ..protection import IntegrityViolation, Keyring, KeyUnavailable
+from ..revisions import rev_key
 from . import sets
 from .bookkeeping import changed_times, meta_of, time_of
 
@@ -64,6 +65,15 @@ def _body(doc: dict) -> dict:
 
 def _latest(leaves: list[dict]) -> dict:
     return max(leaves, key=lambda d: (str(meta_of(d).get("updated_at") or ""), rev_key(d["_rev"])))
+
+
+def base(model: ModelType, leaves: list[dict]) -> dict:
+    """The leaf a merge of ``leaves`` is written on: for ``latest`` the one whose content
+    it takes (so a merge and a withdrawal of that leaf race each other, never pass:
+    ``docs/consistency.md`` §2); for ``merge`` the highest revision."""
+    if model.conflict_policy is ConflictPolicy.MERGE:
+        return max(leaves, key=lambda d: rev_key(d["_rev"]))
+    return _latest(leaves)
 
 
 def merge(model: ModelType, leaves: list[dict], keys: Keyring) -> dict:

@@ -1,7 +1,8 @@
-"""Async CouchDB client on aiohttp, behind one transport seam."""
+"""Async CouchDB client behind one transport seam (aiohttp or httptools)."""
 
-from .client import Attempt, CouchDB, Hooks, ServerInfo
-from .database import Database, ViewResult, WriteResult
+from .aiohttp_transport import AiohttpTransport
+from .client import TRANSPORTS, Attempt, CouchDB, Hooks, ServerInfo
+from .database import Database, Saved, ViewResult, WriteResult
 from .errors import (
     BadRequest,
     Conflict,
@@ -16,11 +17,13 @@ from .errors import (
     Unreadable,
     Unsupported,
 )
+from .httptools_transport import HttptoolsTransport
 from .idpool import IdPool
-from .transport import TLS, AiohttpTransport, AsyncTransport, Limits, Request, Response, Timeouts
+from .transport import TLS, AsyncTransport, Limits, Request, Response, Streamed, Timeouts
 
 __all__ = [
     "TLS",
+    "TRANSPORTS",
     "AiohttpTransport",
     "AsyncTransport",
     "Attempt",
@@ -32,13 +35,16 @@ __all__ = [
     "Database",
     "Forbidden",
     "Hooks",
+    "HttptoolsTransport",
     "IdPool",
     "Limits",
     "NotFound",
     "PreconditionFailed",
     "Request",
     "Response",
+    "Saved",
     "ServerInfo",
+    "Streamed",
     "Timeout",
     "Timeouts",
     "Unauthorized",

@@ -9,19 +9,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import orjson
 
 from ..retry import RetryPolicy
+from .aiohttp_transport import AiohttpTransport
 from .errors import CouchDBError, Unavailable, Unreadable, Unsupported, error_for_status
-from .transport import TLS, AiohttpTransport, AsyncTransport, Limits, Request, Response, Timeouts
+from .httptools_transport import HttptoolsTransport
+from .transport import TLS, AsyncTransport, Limits, Request, Response, Timeouts
 
 if TYPE_CHECKING:
     from .database import Database
 
+# The transports ``--couchdb-transport`` names; each takes (base_url, auth=, timeouts=, limits=, tls=).
+TRANSPORTS: dict[str, type[AiohttpTransport | HttptoolsTransport]] = {
+    "aiohttp": AiohttpTransport,
+    "httptools": HttptoolsTransport,
+}
+DEFAULT_TRANSPORT = "aiohttp"  # until the lead's measurement settles it
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 _MISSING: Any = object()
@@ -105,6 +113,13 @@ class ServerInfo:
         return self.kind == "couchdb"
 
     @property
+    def supports_deleted_conflicts(self) -> bool:
+        """Reads by id list deleted leaves (``deleted_conflicts``), ``_bulk_get`` without
+        a revision gives every leaf and map functions see ``_deleted_conflicts``:
+        CouchDB does, pouchdb-server does not."""
+        return self.kind == "couchdb"
+
+    @property
     def supports_startkey_docid(self) -> bool:
         """pouchdb-server ignores ``startkey_docid`` in view queries."""
         return self.kind != "pouchdb-server"
@@ -119,6 +134,7 @@ class CouchDB:
         *,
         auth: tuple[str, str] | None = None,
         transport: AsyncTransport | None = None,
+        transport_kind: str = DEFAULT_TRANSPORT,
         timeouts: Timeouts = Timeouts(),
         limits: Limits = Limits(),
         tls: TLS = TLS(),
@@ -126,9 +142,10 @@ class CouchDB:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         hooks: Hooks = Hooks(),
     ) -> None:
-        """``hooks`` wrap every request attempt (headers out; metrics, logs, spans)."""
+        """``hooks`` wrap every request attempt (headers out; metrics, logs, spans).
+        Without ``transport``, one of ``TRANSPORTS`` (``transport_kind``) is made."""
         self.url, url_auth = split_credentials(url)
-        self.transport = transport or AiohttpTransport(
+        self.transport = transport or TRANSPORTS[transport_kind](
             self.url, auth=auth or url_auth, timeouts=timeouts, limits=limits, tls=tls
         )
         self.retry = retry
@@ -154,16 +171,19 @@ class CouchDB:
         json: Any = _MISSING,
         idempotent: bool | None = None,
         timeout: float | None = None,
+        long_poll: bool = False,
     ) -> Response:
         """Send with retries; return a 2xx/304 ``Response`` or raise a typed error.
 
         Idempotent requests (GET/HEAD/PUT/DELETE, or ``idempotent=True``) are retried
         on connection failures, timeouts and 502/503/504, per ``self.retry``.
-        A retried PUT whose first attempt did land answers 409: callers creating
-        documents must treat that conflict as "maybe mine".
+        A retried write whose first attempt did land answers 409: the response (or the
+        error) says ``retried``, so callers know to ask whether the conflict is theirs.
+        ``long_poll``: CouchDB holds the request until something changes (the transport
+        keeps a pool for those).
         """
         body = None if json is _MISSING else orjson.dumps(json)
-        request = Request(method, target, encode_params(params or {}), body, timeout=timeout)
+        request = Request(method, target, encode_params(params or {}), body, timeout=timeout, long_poll=long_poll)
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         attempts = self.retry.attempts if idempotent else 1
@@ -177,9 +197,9 @@ class CouchDB:
                     raise
             else:
                 if response.status < 400:
-                    return response
+                    return replace(response, retried=True) if attempt else response
                 if last or response.status not in RETRY_STATUSES:
-                    raise _error(request, response)
+                    raise _error(request, response, retried=attempt > 0)
             await self._sleep(self.retry.delay(attempt))
         raise AssertionError("unreachable")
 
@@ -226,7 +246,7 @@ class CouchDB:
         return Database(self, name)
 
 
-def _error(request: Request, response: Response) -> CouchDBError:
+def _error(request: Request, response: Response, retried: bool = False) -> CouchDBError:
     error = reason = None
     try:
         body = response.json()
@@ -235,4 +255,6 @@ def _error(request: Request, response: Response) -> CouchDBError:
     except orjson.JSONDecodeError:
         pass
     cls = error_for_status(response.status)
-    return cls(request.method, request.path, response.status, error, reason)
+    exc = cls(request.method, request.path, response.status, error, reason)
+    exc.retried = retried
+    return exc

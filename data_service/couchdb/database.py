@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,20 @@ class WriteResult:
     id: str
     rev: str
     accepted: bool = False  # 202: stored, but the write quorum was not met
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What CouchDB did with one document of a ``save``: its new revision (None: not
+    stored, ``error`` says why), whether fewer copies than asked stored it (202), and
+    whether the request was sent again after an attempt got no answer."""
+
+    id: str
+    rev: str | None
+    accepted: bool = False
+    error: str | None = None
+    reason: str | None = None
+    retried: bool = False
 
 
 @dataclass(frozen=True)
@@ -37,9 +51,6 @@ class Database:
         self.couch = couch
         self.name = name
         self._copies: Any = _UNKNOWN
-        # Told (id, new revision) after every document write this client made, before the
-        # caller sees the answer: the read cache forgets what it held (read-your-writes).
-        self.written: Callable[[str, str | None], None] = _nobody
 
     def _path(self, *segments: str) -> str:
         return path(self.name, *segments)
@@ -94,9 +105,15 @@ class Database:
         *,
         rev: str | None = None,
         conflicts: bool = False,
+        deleted_conflicts: bool = False,
         revs: bool = False,
     ) -> dict:
-        params = {"rev": rev, "conflicts": conflicts or None, "revs": revs or None}
+        params = {
+            "rev": rev,
+            "conflicts": conflicts or None,
+            "deleted_conflicts": deleted_conflicts or None,
+            "revs": revs or None,
+        }
         return await self.couch.json("GET", self._doc_path(docid), params=params)
 
     async def revision(self, docid: str) -> tuple[str, bool] | None:
@@ -108,11 +125,15 @@ class Database:
             return None
         return value["rev"], bool(value.get("deleted"))
 
-    async def open_revs(self, docid: str, revs: Iterable[str] | None = None, *, r: int | None = None) -> list[dict]:
-        """Leaf revisions (all, or the given ones): ``[{"ok": doc} | {"missing": rev}]``.
-        ``r``: how many copies must answer (on a cluster; ``copies()`` for all of them)."""
+    async def open_revs(
+        self, docid: str, revs: Iterable[str] | None = None, *, r: int | None = None, history: bool = False
+    ) -> list[dict]:
+        """Leaf revisions (all, or the given ones) with their bodies, deleted ones too:
+        ``[{"ok": doc} | {"missing": rev}]``. ``r``: how many copies must answer (on a
+        cluster; ``copies()`` for all of them); ``history``: each with ``_revisions``."""
         which = "all" if revs is None else orjson.dumps(list(revs)).decode()
-        return await self.couch.json("GET", self._doc_path(docid), params={"open_revs": which, "r": r})
+        params = {"open_revs": which, "r": r, "revs": history or None}
+        return await self.couch.json("GET", self._doc_path(docid), params=params)
 
     async def copies(self) -> int | None:
         """How many copies of each document the database keeps (``cluster.n``; None on a
@@ -122,25 +143,39 @@ class Database:
         return self._copies
 
     async def put(self, doc: dict) -> WriteResult:
-        """Create or update ``doc`` (``_id`` required; ``_rev`` to update)."""
-        try:
-            response = await self.couch.request("PUT", self._doc_path(doc["_id"]), json=doc)
-        except BaseException:
-            self.written(doc["_id"], None)  # it may have landed (an answer lost, a 202 undone)
-            raise
-        return self._written(_write_result(response))
+        """Create or update ``doc`` (``_id`` required; ``_rev`` to update). For design
+        documents and tests: the service writes documents with ``save``."""
+        return _write_result(await self.couch.request("PUT", self._doc_path(doc["_id"]), json=doc))
 
     async def delete(self, docid: str, rev: str) -> WriteResult:
-        try:
-            response = await self.couch.request("DELETE", self._doc_path(docid), params={"rev": rev})
-        except BaseException:
-            self.written(docid, None)
-            raise
-        return self._written(_write_result(response))
+        return _write_result(await self.couch.request("DELETE", self._doc_path(docid), params={"rev": rev}))
 
-    def _written(self, result: WriteResult) -> WriteResult:
-        self.written(result.id, result.rev)
-        return result
+    async def save(self, docs: list[dict]) -> list[Saved]:
+        """Write ``docs`` (``new_edits``) asking every copy to store them (``w`` = the
+        database's ``n`` on a cluster): a document stored on fewer copies comes back
+        ``accepted``. Sent again when an attempt got no answer (``retried``: a conflict may
+        then be this very write, stored by the lost attempt)."""
+        copies = await self.copies()
+        params = {"w": copies} if copies and copies > 1 else None
+        response = await self.couch.request(
+            "POST", self._path("_bulk_docs"), params=params, json={"docs": docs}, idempotent=True
+        )
+        try:
+            results = response.json()
+        except orjson.JSONDecodeError:
+            raise Unreadable("POST", self._path("_bulk_docs"), response.status, "unreadable", "not JSON") from None
+        flagged = any(result.get("accepted") for result in results)  # CouchDB flags each; else all of a 202
+        return [
+            Saved(
+                str(result.get("id") or doc.get("_id")),
+                result.get("rev") if not result.get("error") else None,
+                bool(result.get("accepted")) or (response.status == 202 and not flagged and not result.get("error")),
+                result.get("error"),
+                result.get("reason"),
+                response.retried,
+            )
+            for doc, result in zip(docs, results, strict=True)
+        ]
 
     async def bulk_docs(self, docs: list[dict], *, new_edits: bool = True) -> list[dict]:
         """Per-document results; with ``new_edits=False`` the revs are stored as given
@@ -148,20 +183,16 @@ class Database:
         body: dict[str, Any] = {"docs": docs}
         if not new_edits:
             body["new_edits"] = False
-        try:
-            results = await self.couch.json("POST", self._path("_bulk_docs"), json=body, idempotent=not new_edits)
-        finally:
-            for doc in docs:
-                if "_id" in doc:
-                    self.written(doc["_id"], None)
-        return results
+        return await self.couch.json("POST", self._path("_bulk_docs"), json=body, idempotent=not new_edits)
 
-    async def bulk_get(self, items: list[dict], *, revs: bool = False) -> list[dict]:
-        """``items`` are ``{"id": .., "rev": ..?}``; returns CouchDB's ``results``."""
+    async def bulk_get(self, items: list[dict], *, revs: bool = False, r: int | None = None) -> list[dict]:
+        """``items`` are ``{"id": .., "rev": ..?}``; returns CouchDB's ``results``. On
+        CouchDB an item without ``rev`` comes with every leaf, deleted ones too (the dev
+        server gives the winner only)."""
         body = await self.couch.json(
             "POST",
             self._path("_bulk_get"),
-            params={"revs": revs or None},
+            params={"revs": revs or None, "r": r},
             json={"docs": items},
             idempotent=True,
         )
@@ -306,22 +337,30 @@ class Database:
         limit: int | None = None,
         include_docs: bool = False,
         style: str | None = None,
+        doc_ids: list[str] | None = None,
     ) -> dict:
         """One ``_changes`` response. For ``longpoll`` we also enforce ``timeout``
         ourselves (some servers ignore it): on expiry the answer is no results,
         ``last_seq`` unchanged. Seqs are opaque: pass back what you got. With
         ``include_docs``, documents this client cannot parse come as ``_rows`` gives them."""
         try:
-            return await self._changes(since, feed, timeout, limit, include_docs, style)
+            return await self._changes(since, feed, timeout, limit, include_docs, style, doc_ids)
         except Unreadable:
             if not include_docs:
                 raise
-            answer = await self._changes(since, feed, timeout, limit, False, style)
+            answer = await self._changes(since, feed, timeout, limit, False, style, doc_ids)
             await self._docs_one_by_one(answer.get("results", []))
             return answer
 
     async def _changes(
-        self, since: Any, feed: str, timeout: float, limit: int | None, include_docs: bool, style: str | None
+        self,
+        since: Any,
+        feed: str,
+        timeout: float,
+        limit: int | None,
+        include_docs: bool,
+        style: str | None,
+        doc_ids: list[str] | None = None,
     ) -> dict:
         params = {
             "since": since,
@@ -329,7 +368,12 @@ class Database:
             "limit": limit,
             "include_docs": include_docs or None,
             "style": style,
+            "filter": "_doc_ids" if doc_ids is not None else None,
         }
+        if doc_ids is not None:  # only these documents' latest changes (a read: safe to retry)
+            return await self.couch.json(
+                "POST", self._path("_changes"), params=params, json={"doc_ids": doc_ids}, idempotent=True
+            )
         if feed == "longpoll":
             params["timeout"] = int(timeout * 1000)
         try:
@@ -339,15 +383,12 @@ class Database:
                 params=params,
                 timeout=timeout + 2.0,
                 idempotent=feed != "longpoll",
+                long_poll=feed == "longpoll",
             )
         except Timeout:
             if feed != "longpoll":
                 raise
             return {"results": [], "last_seq": since, "pending": None}
-
-
-def _nobody(docid: str, rev: str | None) -> None:
-    pass
 
 
 def _write_result(response: Response) -> WriteResult:

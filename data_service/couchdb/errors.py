@@ -24,6 +24,8 @@ from __future__ import annotations
 
 
 class CouchDBError(Exception):
+    retried = False  # an earlier attempt of the request got no answer (it may have been applied)
+
     def __init__(
         self,
         method: str,

@@ -2,24 +2,23 @@
 
 ``AsyncTransport.handle`` takes a fully built ``Request`` (path already
 percent-encoded) and returns a ``Response`` or raises ``ConnectFailed``,
-``Timeout`` or ``Unavailable``. It never interprets statuses: that is the
-client's job. Tests inject their own transport; production uses aiohttp.
+``Timeout`` or ``Unavailable``. It never interprets statuses and never retries:
+both are the client's job. ``AsyncTransport.stream`` reads a long answer as it
+arrives (a feed). Tests inject their own transport; production picks one of
+``aiohttp_transport`` and ``httptools_transport`` (``client.TRANSPORTS``).
 """
 
 from __future__ import annotations
 
 import abc
 import base64
+import contextlib
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-import aiohttp
 import orjson
-from yarl import URL
-
-from .errors import ConnectFailed, Timeout, Unavailable
 
 
 @dataclass(frozen=True)
@@ -32,9 +31,12 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Limits:
-    """Keep-alive pool size and how long an idle connection is kept."""
+    """Keep-alive pool sizes and how long an idle connection is kept. Long polls
+    (``Request.long_poll``: a request CouchDB holds until something changes) have a pool
+    of their own, so however many wait, no other request queues behind them."""
 
     max_connections: int = 100
+    max_long_polls: int = 33
     keepalive_expiry: float = 30.0
 
 
@@ -45,10 +47,19 @@ class TLS:
     ca_file: str | None = None
     verify: bool = True
 
-    def ssl_context(self) -> ssl.SSLContext | bool:
+    def ssl_context(self) -> ssl.SSLContext:
+        """The client context: the system CAs or ``ca_file``; with ``verify`` off, no
+        certificate or host name check (never in production)."""
+        context = ssl.create_default_context(cafile=self.ca_file)
         if not self.verify:
-            return False
-        return ssl.create_default_context(cafile=self.ca_file)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def basic_auth(auth: tuple[str, str]) -> str:
+    """The ``Authorization`` header value for (user, password)."""
+    return "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ class Request:
     body: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None  # overrides Timeouts.request
+    long_poll: bool = False  # held until something changes: sent over the long-poll pool (Limits)
 
     @property
     def target(self) -> str:
@@ -74,9 +86,32 @@ class Response:
     status: int
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
+    retried: bool = False  # set by the client: an earlier attempt of this request got no answer
 
     def json(self):
         return orjson.loads(self.body) if self.body else None
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A response whose body is read as it arrives (``AsyncTransport.stream``).
+    ``chunks`` yields the body in the pieces the transport got; reading past the
+    request's time limit raises ``Timeout``, a connection lost before the end
+    ``Unavailable``. Bound each read yourself to notice silence (a feed's heartbeat)."""
+
+    status: int
+    headers: Mapping[str, str]
+    chunks: AsyncIterator[bytes]
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        """The body split at ``\\n`` (without it); empty lines too: a feed's heartbeats."""
+        rest = b""
+        async for chunk in self.chunks:
+            *complete, rest = (rest + chunk).split(b"\n")
+            for line in complete:
+                yield line
+        if rest:
+            yield rest
 
 
 class AsyncTransport(abc.ABC):
@@ -84,66 +119,25 @@ class AsyncTransport(abc.ABC):
     async def handle(self, request: Request) -> Response:
         """Send one request; raise an ``Unavailable`` subclass if no response came."""
 
+    def stream(self, request: Request) -> contextlib.AbstractAsyncContextManager[Streamed]:
+        """Send one request; the status and headers when they came, the body as it comes.
+        Leaving the block before the end closes the connection. The same errors as ``handle``.
+
+        This default, for transports that cannot read incrementally (an in-memory one),
+        waits for the whole answer (``handle``) and yields its body as one chunk: a
+        heartbeat cannot be watched through it."""
+        return _whole_body(self, request)
+
     async def aclose(self) -> None:  # noqa: B027 - optional: transports without connections need none
         """Release connections."""
 
 
-class AiohttpTransport(AsyncTransport):
-    """Keep-alive pool over aiohttp; one ``ClientSession`` per process (per loop)."""
+@contextlib.asynccontextmanager
+async def _whole_body(transport: AsyncTransport, request: Request) -> AsyncIterator[Streamed]:
+    response = await transport.handle(request)
+    yield Streamed(response.status, response.headers, _one_chunk(response.body))
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        auth: tuple[str, str] | None = None,
-        timeouts: Timeouts = Timeouts(),
-        limits: Limits = Limits(),
-        tls: TLS = TLS(),
-    ) -> None:
-        self._base = base_url.rstrip("/")
-        self._headers = {"Accept": "application/json"}
-        if auth:
-            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            self._headers["Authorization"] = f"Basic {token}"
-        self._timeouts = timeouts
-        self._limits = limits
-        self._tls = tls
-        self._session: aiohttp.ClientSession | None = None
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._limits.max_connections,
-                keepalive_timeout=self._limits.keepalive_expiry,
-                ssl=self._tls.ssl_context() if self._base.startswith("https") else False,
-            )
-            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
-        return self._session
-
-    async def handle(self, request: Request) -> Response:
-        session = self._get_session()
-        timeout = aiohttp.ClientTimeout(
-            total=request.timeout or self._timeouts.request,
-            sock_connect=self._timeouts.connect,
-        )
-        url = URL(self._base + request.target, encoded=True)
-        headers = dict(request.headers)
-        if request.body is not None:
-            headers.setdefault("Content-Type", "application/json")
-        try:
-            async with session.request(
-                request.method, url, data=request.body, headers=headers, timeout=timeout
-            ) as resp:
-                body = await resp.read()
-                return Response(resp.status, body, dict(resp.headers))
-        except aiohttp.ClientConnectorError as exc:
-            raise ConnectFailed(request.method, request.path, reason=type(exc).__name__) from None
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise Timeout(request.method, request.path, reason="no response in time") from None
-        except aiohttp.ClientError as exc:
-            raise Unavailable(request.method, request.path, reason=type(exc).__name__) from None
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:
+    if body:
+        yield body

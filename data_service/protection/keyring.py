@@ -40,9 +40,10 @@ import tink
 from tink import aead, daead, mac, prf, secret_key_access
 
 from ..canonical import NotCanonical, canonical
-from ..envelope import UNSIGNED, generation
+from ..envelope import UNSIGNED
 from ..errors import ServiceError
 from ..keys import KeysDir
+from ..revisions import generation
 
 SIGNATURE_DOMAINS = {1: b"data-service/document/v1\n", 2: b"data-service/document/v2\n"}
 SIGNATURE_VERSION = 2

@@ -14,7 +14,6 @@ CouchDB may deliver a change again after a resume: consumers dedupe by id and re
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,10 @@ from ..lifecycle import Lifecycle
 from ..models import MigrationFailed, ModelType
 from ..protection import IntegrityViolation, KeyUnavailable
 from ..query import QueryError
+from ..revisions import generation
+from .errors import DocumentNotFound
+from .reader import Reader
+from .reads import Held
 
 NOW = "now"
 
@@ -62,16 +65,11 @@ def token(lifecycle: Lifecycle, db: Database, model: ModelType, seq: Any) -> str
 
 
 async def read_changes(
-    db: Database,
-    lifecycle: Lifecycle,
-    verify: Callable[[dict], None],
-    model: ModelType,
-    since: str | None,
-    limit: int,
-    wait: float | None,
+    db: Database, reader: Reader, model: ModelType, since: str | None, limit: int, wait: float | None
 ) -> Changes:
     """The changes after ``since``, at most ``limit`` CouchDB changes looked at; with
     ``wait`` (seconds) a long poll that answers as soon as something changed."""
+    lifecycle = reader.lifecycle
     seq = position(lifecycle, db, model, since)
     answer = await db.changes(
         since=seq,
@@ -79,6 +77,7 @@ async def read_changes(
         timeout=wait or 30.0,
         limit=limit,
         include_docs=True,
+        style="all_docs",
     )
     events: list[tuple[str, dict]] = []
     for change in answer.get("results", ()):
@@ -89,13 +88,31 @@ async def read_changes(
             events.append(("change", {"id": change["id"], "rev": rev, "deleted": True, "position": after}))
         elif doc and not doc["_id"].startswith("_design/"):
             try:
-                verify(doc)
-                if model_of([model], doc):  # an older version: upgraded
-                    shown = lifecycle.representation(model, lifecycle.current(model, doc) or doc)
-                    events.append(("change", {"id": doc["_id"], "rev": doc["_rev"], "doc": shown, "position": after}))
+                current = await _opened(reader, model, change, doc)
+                if current is not None:
+                    shown = lifecycle.representation(model, current)
+                    events.append(
+                        ("change", {"id": doc["_id"], "rev": current["_rev"], "doc": shown, "position": after})
+                    )
             except IntegrityViolation as exc:
                 events.append(("omitted", {"id": doc["_id"], "code": exc.code, "position": after}))
             except (KeyUnavailable, MigrationFailed) as exc:  # of this type only: another's is none of its business
                 if model_of([model], doc):
                     events.append(("omitted", {"id": doc["_id"], "code": exc.code, "position": after}))
     return Changes(events, token(lifecycle, db, model, answer.get("last_seq", seq)))
+
+
+async def _opened(reader: Reader, model: ModelType, change: dict, doc: dict) -> dict | None:
+    """The changed document as ``model`` (verified first, an older version upgraded), or
+    None for another type's. A leaf of a higher generation than the winner is a deleted
+    one (CouchDB's winner is the highest live leaf): the trace of a rollback, so the
+    document is read whole first."""
+    level = generation(doc.get("_rev")) or 0  # (none for a document the client could not parse)
+    if doc.get("_rev") and any((generation(c.get("rev")) or 0) > level for c in change.get("changes", ())):
+        held = await reader.reads.one(doc["_id"])
+    else:
+        held = Held(doc["_id"], doc)
+    try:
+        return await reader.open(model, held)
+    except DocumentNotFound:
+        return None

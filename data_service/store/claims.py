@@ -1,65 +1,97 @@
-"""Idempotency-Key records in CouchDB (what they are: ``idempotency``)."""
+"""Idempotency-Key records in CouchDB (what they are: ``idempotency``), for one create
+or a batch of them: one read of the records, one write of the new claims.
+
+A record is verified before anything in it is believed (an edited one is an
+integrity violation, never a reason to create twice). A live, unexpired record turns
+its create into a replay of the document it names: answered as it is, created now if
+its claimer died before storing it, ``idempotency_key_consumed`` if it was deleted
+since. A key claimed by another request at the same moment is followed the same way.
+On a cluster two claims stored below quorum both name the highest revision the winner
+(the reconciler keeps that one too), so exactly one request creates the document.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from .. import idempotency
-from ..couchdb import Conflict, Database, NotFound
+from ..couchdb import Database, IdPool
 from ..design import IDEMPOTENCY_NAME, VIEW
-from ..envelope import now
+from ..envelope import Removed, now
+from ..errors import ServiceError
 from ..lifecycle import Lifecycle
 from ..models import ModelType
-from ..protection import IntegrityViolation
-from .writes import Writes
+from ..revisions import rev_key
+from .change import Change
+from .errors import IdempotencyMismatch, RetriesExhausted
+from .reads import Reads
+
+ROUNDS = 5  # claims lost to concurrent claimers before giving up
 
 
 class Claims:
-    def __init__(self, db: Database, lifecycle: Lifecycle, writes: Writes, ttl: float) -> None:
-        self.db, self.lifecycle, self.writes, self.ttl = db, lifecycle, writes, ttl
+    def __init__(self, db: Database, ids: IdPool, lifecycle: Lifecycle, ttl: float) -> None:
+        self.db, self.ids, self.lifecycle, self.ttl = db, ids, lifecycle, ttl
+        self.reads = Reads(db)
 
-    async def record(self, model: ModelType, key: str) -> dict | None:
-        """The verified record of ``key`` (perhaps expired: see ``expired``), or None."""
-        try:
-            record = await self.db.get(idempotency.record_id(model.name, key))
-        except NotFound:
-            return None
-        self.lifecycle.verify(record)
-        if record.get("key") != idempotency.key_digest(model.name, key):
-            raise IntegrityViolation(record["_id"], "idempotency record of another key")
-        return record
+    async def claim(self, model: ModelType, changes: list[Change]) -> None:
+        """Give each keyed create its document id: a new one it claimed, or the one its
+        key's record names (``replay``: the pipeline answers with that document)."""
+        for _ in range(ROUNDS):
+            if not changes:
+                return
+            records = await self.reads.many(idempotency.record_id(model.name, c.key or "") for c in changes)
+            claims, lost = [], []
+            for change in changes:
+                held = records[idempotency.record_id(model.name, change.key or "")]
+                try:
+                    record = self.lifecycle.open_record(model.name, change.key or "", held.doc) if held.doc else None
+                except ServiceError as exc:
+                    change.answer = exc
+                    continue
+                if record is not None and not idempotency.expired(record, dt.datetime.now(dt.UTC)):
+                    self._replay(change, record)
+                    continue
+                change.docid = await self.ids.take()
+                at = dt.datetime.now(dt.UTC)
+                key, values = change.key or "", change.values
+                claim = self.lifecycle.claim(model, key, change.docid, values, at, self.ttl, record, held.tombstone)
+                claims.append((change, claim))
+            saved = await self.db.save([claim for _, claim in claims]) if claims else []
+            for (change, claim), result in zip(claims, saved, strict=True):
+                if result.rev is None or (result.accepted and not await self._won(claim["_id"], result.rev)):
+                    change.docid = None
+                    lost.append(change)  # claimed by another request meanwhile: follow its record
+            changes = lost
+        for change in changes:
+            change.answer = RetriesExhausted(change.key)
 
-    async def claim(self, model: ModelType, key: str, docid: str, body: Any, current: dict | None) -> bool:
-        """Claim ``key`` for ``docid`` (over an expired ``current`` record, or the tombstone
-        of one the sweep deleted: CouchDB continues its branch, and the signature names
-        the generation); False if another request claimed it first."""
-        tombstone = None
-        if current is None:
-            state = await self.db.revision(idempotency.record_id(model.name, key))
-            tombstone = state[0] if state is not None and state[1] else None
-        now = dt.datetime.now(dt.UTC)
-        record = self.lifecycle.claim(model, key, docid, body, now, self.ttl, current, tombstone)
-        try:
-            await self.writes.put(record, current)
-        except Conflict:
-            return False
-        return True
+    async def _won(self, record_id: str, rev: str) -> bool:
+        """A claim stored below quorum: whether it is the highest live claim on any copy."""
+        leaves = await self.db.open_revs(record_id, r=await self.db.copies())
+        live = [
+            entry["ok"]["_rev"]
+            for entry in leaves
+            if isinstance(entry.get("ok"), dict) and not entry["ok"].get("_deleted")
+        ]
+        return max(live, key=rev_key, default=rev) == rev
 
     @staticmethod
-    def expired(record: dict) -> bool:
-        return idempotency.expired(record, dt.datetime.now(dt.UTC))
+    def _replay(change: Change, record: dict) -> None:
+        if record["body"] != idempotency.body_digest(change.values):
+            change.answer = IdempotencyMismatch(change.key)
+        else:
+            change.docid, change.replay = record["doc_id"], True
 
     async def expire(self, page: int = 500) -> int:
-        """Delete expired records (the background sweep); how many."""
-        deleted = 0
+        """Remove expired records with signed tombstones (the background sweep); how many."""
+        removed = 0
         while True:
             rows = (await self.db.view(IDEMPOTENCY_NAME, VIEW, endkey=now(), limit=page)).rows
             if not rows:
-                return deleted
-            results = await self.db.bulk_docs(
-                [{"_id": row["id"], "_rev": row["value"], "_deleted": True} for row in rows]
-            )
-            deleted += sum(1 for result in results if result.get("ok"))
+                return removed
+            stubs = [{"_id": row["id"], "_rev": row["value"], "type": idempotency.TYPE} for row in rows]
+            saved = await self.db.save([self.lifecycle.tombstone(stub, Removed.EXPIRED) for stub in stubs])
+            removed += sum(1 for result in saved if result.rev)
             if len(rows) < page:
-                return deleted
+                return removed

@@ -51,3 +51,9 @@ class IdempotencyKeyConsumed(ServiceError):
     not bring it back."""
 
     code = "idempotency_key_consumed"
+
+
+class PreconditionRequired(ServiceError):
+    """A replace or delete that names no revision (If-Match)."""
+
+    code = "precondition_required"

@@ -29,14 +29,15 @@ import orjson
 
 from ..cache import Cache, Ticket
 from ..canonical import digest
-from ..conflicts.reconciler import Reconciler
 from ..couchdb import BadRequest, Database
 from ..design import VIEW
 from ..envelope import is_deleted, is_of, row_doc
-from ..lifecycle import Lifecycle
 from ..models import ModelType
 from ..protection import IntegrityViolation, Keyring, KeyUnavailable
 from ..query import Plan, Query, QueryError, plan
+from .errors import DocumentNotFound
+from .reader import Reader
+from .reads import Held, Reads
 from .results import Page
 
 SAMPLE_EVERY = 8  # while pages mostly miss the cache, one in this many still goes through it (and warms it)
@@ -58,9 +59,10 @@ class CachedDocs:
         self.pages += 1
         return self.cache.live and (self.hit_rate >= 0.5 or self.pages % SAMPLE_EVERY == 0)
 
-    async def fill(self, db: Database, model: ModelType, rows: list[dict]) -> None:
-        """Give each row its cache ``entry``, or its fetched ``doc`` and the ``ticket``
-        taken before fetching it."""
+    async def fill(self, reads: Reads, model: ModelType, rows: list[dict]) -> None:
+        """Give each row its cache ``entry``, or what CouchDB holds for it (``held``, every
+        leaf read: conflicts and tombstones above included) and the ``ticket`` taken
+        before reading it."""
         missing: dict[str, list[dict]] = {}  # id → its rows (a view may name a document twice)
         for row in rows:
             if (entry := self.cache.get(row["id"], model.name)) is not None:
@@ -72,31 +74,28 @@ class CachedDocs:
         if not missing:
             return
         tickets = {docid: self.cache.ticket(docid) for docid in missing}
-        for got in (await db.all_docs(keys=list(missing), include_docs=True, conflicts=True)).rows:
-            docid: str = got.get("id") or got.get("key") or ""
-            for row in missing.get(docid, ()):  # its document as it is now, or none (deleted since)
-                row.update(doc=got.get("doc"), unreadable=got.get("unreadable"), ticket=tickets[docid])
+        for docid, held in (await reads.many(missing)).items():
+            for row in missing[docid]:  # its document as it is now, or none (deleted since)
+                row.update(held=held, ticket=tickets[docid])
 
     def keep(self, model: ModelType, row: dict, doc: dict, shown: dict) -> None:
-        """Remember a document ``fill`` fetched (verified by now) if a GET would answer
-        the same: live, of ``model``'s own version, not conflicted."""
-        if "ticket" in row and is_of(model, doc) and not is_deleted(doc) and not doc.get("_conflicts"):
+        """Remember a document ``fill`` fetched (opened by now) if a GET would answer the
+        same: live, of ``model``'s own version."""
+        if "ticket" in row and is_of(model, doc) and not is_deleted(doc):
             self.remember(model, doc, shown, row["ticket"])
 
 
 async def run_query(
     db: Database,
-    lifecycle: Lifecycle,
-    reconciler: Reconciler,
-    verify: Callable[[dict], None],
+    reader: Reader,
     model: ModelType,
     query: Query,
     cursor_ttl: float,
     clock: Callable[[], float] = time.time,
     cached: CachedDocs | None = None,
 ) -> Page:
-    """The page of ``query``. ``verify`` checks (and counts) each document's
-    signature; cursors expire ``cursor_ttl`` seconds after they were issued."""
+    """The page of ``query``; cursors expire ``cursor_ttl`` seconds after they were issued."""
+    lifecycle = reader.lifecycle
     source = cached if cached is not None and cached.wanted() else None
     chosen = plan(model, query, lifecycle.lookup_values)
     binding = _binding(lifecycle.keys, model, query, chosen)
@@ -108,33 +107,27 @@ async def run_query(
     while segment < len(chosen.segments) and len(found) <= query.limit:
         rows, ended = await _rows(db, chosen, segment, after, query.limit + 1 - len(found), source is None)
         if source is not None:
-            await source.fill(db, model, rows)
+            await source.fill(reader.reads, model, rows)
+        elif rows and not (await db.couch.server_info()).supports_deleted_conflicts:
+            await _mark_above(reader.reads, rows)
         for row in rows:
             after = (row["key"], row["id"])
             if not chosen.accepts(row["key"]):
                 continue
             if (entry := row.get("entry")) is not None:  # verified when it was cached
                 found.append((orjson.Fragment(entry.body), segment, after))
-                if len(found) > query.limit:
-                    break
-                continue
-            doc = row_doc(row)
-            if doc is None:
-                continue
-            if doc.get("_conflicts"):  # reconciled here; skipped if that moved it in the index
-                doc = await reconciler.resolve(model, doc)
-                if doc is None or chosen.index.key(doc) != row["key"]:
+            else:
+                try:
+                    doc = await _open(reader, model, chosen, row, query.include_deleted)
+                except (IntegrityViolation, KeyUnavailable) as exc:
+                    omitted.append({"id": row["id"], "code": exc.code})
                     continue
-            try:
-                verify(doc)  # first: tampering that hides a document is still named
-                if is_deleted(doc) and not query.include_deleted:
+                if doc is None:
                     continue
                 shown = lifecycle.representation(model, doc)
                 found.append((shown, segment, after))
                 if source is not None:
                     source.keep(model, row, doc, shown)
-            except (IntegrityViolation, KeyUnavailable) as exc:
-                omitted.append({"id": doc["_id"], "code": exc.code})
             if len(found) > query.limit:
                 break
         if ended and len(found) <= query.limit:
@@ -146,6 +139,35 @@ async def run_query(
         expires = int(clock() + cursor_ttl)
         next_cursor = lifecycle.keys.seal({"b": binding, "s": last_segment, "k": key, "d": docid, "x": expires})
     return Page([item for item, _, _ in found], next_cursor, omitted)
+
+
+async def _open(reader: Reader, model: ModelType, chosen: Plan, row: dict, deleted: bool) -> dict | None:
+    """A row's document opened (verified first; reconciled when it has conflicts or a
+    deleted leaf above it — then skipped if that moved it out of the row), or None."""
+    held = row.get("held")
+    if held is None:
+        doc = row_doc(row)
+        if doc is None:
+            return None
+        if row.get("value") or row.get("above"):  # a deleted leaf above the winner: read it whole
+            held = await reader.reads.one(row["id"])
+        else:
+            held = Held(row["id"], doc, tuple(doc.get("_conflicts", ())))
+    try:
+        doc = await reader.open(model, held, deleted=deleted)
+    except DocumentNotFound:
+        return None
+    if not held.settled and chosen.index.key(doc) != row["key"]:
+        return None
+    return doc
+
+
+async def _mark_above(reads: Reads, rows: list[dict]) -> None:
+    """The dev server's map functions cannot see deleted leaves: ask its change feed
+    which of the rows' documents have one above the winner."""
+    suspects = await reads.above([row["id"] for row in rows if row.get("doc")])
+    for row in rows:
+        row["above"] = row["id"] in suspects
 
 
 def _binding(keys: Keyring, model: ModelType, query: Query, chosen: Plan) -> str:

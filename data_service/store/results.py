@@ -17,9 +17,9 @@ class Stats:
     conflicts_resolved: int = 0  # ... merged and their losing revisions deleted
     conflicts_unresolvable: int = 0  # ... left as they are (immutable values differ, ...)
     conflict_leaves_discarded: int = 0  # losing revisions that failed their signature check
-    writes_below_quorum: int = 0  # writes CouchDB answered 202 (stored, not on a write quorum)
-    quorum_races_lost: int = 0  # ... of which a concurrent write had won: undone, answered as stale
-    last_below_quorum: float = 0.0  # time.monotonic() of the latest 202
+    writes_below_quorum: int = 0  # writes stored on fewer copies than asked (202): provisional
+    races_withdrawn: int = 0  # ... of which another write from the same revision won: withdrawn, answered 412
+    last_copy_missing: float = 0.0  # time.monotonic() of the latest 202 no race explains (a copy unreachable)
     verify_attempts: dict[str, int] = field(default_factory=dict)  # /verify calls answered, by type
     verify_failures: dict[str, int] = field(default_factory=dict)  # ... where a candidate did not match
 
@@ -29,15 +29,18 @@ class Stats:
             self.verify_failures[type_name] = self.verify_failures.get(type_name, 0) + 1
 
 
-@dataclass(frozen=True)
-class Shown:
-    """A document as callers see it: its representation and revision."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A document as a caller is answered it, ready to send: its revision, ETag and
+    representation as JSON bytes (serialized once); for a delete, no body."""
 
     id: str
     rev: str
-    body: dict
+    etag: str
+    body: bytes = b""
     created: bool = False  # False on an Idempotency-Key replay
-    below_quorum: bool = False  # CouchDB answered 202: stored, but not yet on a write quorum
+    below_quorum: bool = False  # stored on fewer copies than asked: provisional (docs/consistency.md)
+    deleted: bool = False
 
 
 @dataclass

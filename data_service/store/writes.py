@@ -1,103 +1,260 @@
-"""Writing documents to CouchDB: one writer per document per process, and writes
-CouchDB stores below its write quorum (202).
+"""The one write pipeline, for one document and for many (a bulk request is a batch).
 
-On a cluster CouchDB answers 202 when a write reached fewer copies than its write
-quorum. Either nodes are down — the write stands, and the caller is told — or another
-sidecar's write from the same revision reached the other copies, leaving two live
-leaves: both callers would think they won and a merge would drop one acknowledged
-write. Then ours counts as lost: what it overwrote is put back on top of it (that
-content is older than any concurrent write, so every merge prefers the others, and if
-every racer undoes its own the document is simply what it was) and the write fails as
-a ``Conflict``, answered like any stale write. The content put back is re-signed by the
-lifecycle for the generation it lands on, content and ``meta`` unchanged.
+Every write takes the same steps, in this order, each in one place:
+
+1. check the values (``Lifecycle.check``), the precondition rule (replace and delete
+   name a revision: 428) and the batch (one write per document, one per key);
+2. hash bcrypt values in the thread pool, once per request, outside any retry
+   (``Hasher``; a stale write therefore pays its hash before its 412: bcrypt runs
+   outside the document's lock, so a slow hash never holds other writers up);
+3. claim Idempotency-Keys (``claims``): a replayed key answers with its document;
+4. new ids from the ``_uuids`` pool;
+5. hold the documents (``locks``: one writer per document in the sidecar), then, a
+   bounded number of rounds:
+   a. the current document: the cached one when the caller named its revision (no
+      read), else read (``reads``), reconciled if it has to be (``reconciler``) and
+      opened by the lifecycle (verified first);
+   b. the revision check: 412 with the current representation;
+   c. the next document (``Lifecycle.next``);
+   d. one ``_bulk_docs`` asking every copy (``Database.save``); a document stored on
+      fewer copies is decided by ``races``; a conflict (409) sends the write round again
+      from CouchDB's current document — where the revision check answers 412, or an
+      unconditioned PATCH is re-applied;
+6. the answer (``Answer``: representation serialized once, from the clear values the
+   lifecycle had) and the read cache told (forgotten before the write, remembered after).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from ..couchdb import Conflict, CouchDBError, Database, WriteResult
-from ..envelope import rev_key
-from ..lifecycle import Lifecycle
-from .results import Stats
+import orjson
 
-log = logging.getLogger("data_service.store")
+from .. import envelope, etags
+from ..cache import Cache, Entry, Ticket
+from ..couchdb import CouchDBError, Database, IdPool, Saved
+from ..errors import ServiceError
+from ..lifecycle import Lifecycle, Made, Op
+from ..models import ModelType, ValidationFailed, Violation
+from ..retry import RetryPolicy, attempts
+from .change import ANY_REVISION, Change
+from .claims import Claims
+from .errors import DocumentNotFound, IdempotencyKeyConsumed, PreconditionRequired, RetriesExhausted, StaleRevision
+from .hashing import Hasher
+from .locks import DocLocks
+from .races import Races
+from .reader import Reader
+from .reads import Reads
+from .reconciler import Reconciler
+from .results import Answer, Stats
 
 
 class Writes:
-    def __init__(self, db: Database, stats: Stats, lifecycle: Lifecycle) -> None:
-        self.db, self.stats, self.lifecycle = db, stats, lifecycle
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+    def __init__(
+        self,
+        db: Database,
+        ids: IdPool,
+        lifecycle: Lifecycle,
+        reconciler: Reconciler,
+        cache: Cache,
+        stats: Stats,
+        hasher: Hasher,
+        claims: Claims,
+        locks: DocLocks,
+        retry: RetryPolicy,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.db, self.ids, self.lifecycle, self.reconciler = db, ids, lifecycle, reconciler
+        self.cache, self.stats, self.hasher, self.claims, self.locks = cache, stats, hasher, claims, locks
+        self.retry, self.sleep = retry, sleep
+        self.reads = Reads(db)
+        self.reader = Reader(self.reads, reconciler, lifecycle, stats)
+        self.races = Races(db, lifecycle, stats)
 
-    @contextlib.asynccontextmanager
-    async def serialized(self, docid: str) -> AsyncIterator[None]:
-        """Writes to one document from this process, one at a time: they would conflict
-        in CouchDB anyway, and on a cluster two concurrent writes from one revision can
-        both be stored — never racing them avoids it."""
-        lock, users = self._locks.setdefault(docid, (asyncio.Lock(), [0]))
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[docid]
+    async def apply(self, model: ModelType, changes: list[Change]) -> None:
+        """Make every change, each answered in ``change.answer`` (an ``Answer`` or the
+        exception a single request would raise)."""
+        keys: set[str] = set()
+        ids: set[str] = set()
+        for change in changes:
+            if change.answer is not None:  # refused before it got here (a malformed bulk item)
+                continue
+            try:
+                self._check(model, change, keys, ids)
+                change.hashed = await self.hash_values(model, change.docid or "", change.values)
+            except ServiceError as exc:
+                change.answer = exc
+        await self.claims.claim(model, [c for c in changes if c.answer is None and c.key])
+        await self._replays(model, [c for c in changes if c.answer is None and c.replay])
+        for change in changes:
+            if change.answer is None and change.docid is None:
+                change.docid = await self.ids.take()
+        pending = [c for c in changes if c.answer is None]
+        async with self.locks.held(c.docid or "" for c in pending):
+            await self._rounds(model, pending)
 
-    async def put(self, doc: dict, parent: dict | None) -> WriteResult:
-        """PUT ``doc`` over ``parent`` (None: a new document); Conflict when it lost.
-        The client retries a PUT whose answer was lost (timeout, dropped connection); when
-        the first attempt had landed, the retry answers 409 — then the document holds our
-        signature, and the write succeeded."""
-        try:
-            result = await self.db.put(doc)
-        except Conflict:
-            current = await self.db.get(doc["_id"])
-            if current.get("sig") != doc.get("sig"):
-                raise
-            return WriteResult(doc["_id"], current["_rev"])
-        if result.accepted and await self._lost_race(doc["_id"], result.rev):
-            await self._undo(doc, result.rev, parent)
-            raise Conflict("PUT", doc["_id"], 409, "conflict", "a concurrent write reached the write quorum first")
-        return result
+    async def _replays(self, model: ModelType, changes: list[Change]) -> None:
+        """Creates whose key names a document already: answered with it (``created``
+        False), ``idempotency_key_consumed`` when it was deleted since; one its claimer
+        never stored is created now."""
+        held = await self.reads.many(c.docid or "" for c in changes) if changes else {}
+        for change in changes:
+            found = held[change.docid or ""]
+            if found.doc is not None:
+                try:
+                    change.answer = self.answer(model, await self.reader.open(model, found))
+                except DocumentNotFound:  # soft-deleted since
+                    change.answer = IdempotencyKeyConsumed(change.key)
+                except ServiceError as exc:
+                    change.answer = exc
+            elif found.tombstone is not None:
+                change.answer = IdempotencyKeyConsumed(change.key)
 
-    async def delete(self, docid: str, rev: str) -> WriteResult:
-        """Delete ``docid`` at ``rev``; Conflict when a concurrent write won (a tombstone
-        is no live leaf: nothing to undo)."""
-        result = await self.db.delete(docid, rev)
-        if result.accepted and await self._lost_race(docid, result.rev):
-            raise Conflict("DELETE", docid, 409, "conflict", "a concurrent write reached the write quorum first")
-        return result
+    def _check(self, model: ModelType, change: Change, keys: set[str], ids: set[str]) -> None:
+        """The batch (one write per document, one create per key), the values, then the
+        precondition rule (a replace or delete names a revision: 428)."""
+        if change.docid is not None:
+            if change.docid in ids:
+                raise ValidationFailed([Violation("/id", "written twice in one request")])
+            ids.add(change.docid)
+        if change.key is not None:
+            if change.key in keys:
+                raise ValidationFailed([Violation("/idempotency_key", "used twice in one request")])
+            keys.add(change.key)
+        self.lifecycle.check(change.op, model, change.values)
+        if change.op in (Op.REPLACE, Op.DELETE) and change.if_match is None:
+            raise PreconditionRequired()
 
-    async def _lost_race(self, docid: str, rev: str) -> bool:
-        """After a 202 for the write that made ``rev``: does another live leaf as new exist?"""
-        self.stats.writes_below_quorum += 1
-        self.stats.last_below_quorum = time.monotonic()
-        generation = rev_key(rev)[0]
-        rivals = [  # every copy's leaves: with fewer, the copies holding the rival may not answer
-            leaf["ok"]["_rev"]
-            for leaf in await self.db.open_revs(docid, r=await self.db.copies())
-            if isinstance(leaf.get("ok"), dict)
-            and not leaf["ok"].get("_deleted")
-            and leaf["ok"]["_rev"] != rev
-            and rev_key(leaf["ok"]["_rev"])[0] >= generation
-        ]
-        if rivals:
-            self.stats.quorum_races_lost += 1
-            log.warning("document %s: a write stored below quorum raced revision %s; undone", docid, rivals[0])
-        return bool(rivals)
+    async def hash_values(self, model: ModelType, docid: str, values: Any) -> Mapping[str, str]:
+        """The bcrypt values of ``values``, hashed in the thread pool (Busy when it is full)."""
+        keys = self.lifecycle.keys
+        return {
+            name: await self.hasher.run(model.properties[name].kind.protect, keys, model.slot(name, docid), value)
+            for name, value in self.lifecycle.slow_values(model, values).items()
+        }
 
-    async def _undo(self, doc: dict, rev: str, parent: dict | None) -> None:
-        """Best effort: a leaf left as it is gets merged like any conflict."""
-        docid = doc["_id"]
-        try:
-            if parent is None:
-                await self.db.delete(docid, rev)
+    async def _rounds(self, model: ModelType, pending: list[Change]) -> None:
+        async for _ in attempts(self.retry, self.sleep):
+            await self._currents(model, [c for c in pending if c.op is not Op.CREATE and c.current is None])
+            made = self._made(model, pending)
+            if not made:
+                return
+            pending = await self._save(model, made)
+            if not pending:
+                return
+        for change in pending:
+            change.answer = RetriesExhausted(change.docid)
+
+    async def _currents(self, model: ModelType, changes: list[Change]) -> None:
+        """Each change's current document: the cached one if the caller named its
+        revision, else CouchDB's (one read for them all), verified and opened."""
+        wanted = []
+        for change in changes:
+            entry = self.cache.peek(change.docid or "", model.name)
+            if entry is not None and entry.stored and change.if_match and entry.rev in change.if_match:
+                self.cache.stats.parents += 1
+                change.current, change.cached = orjson.loads(entry.stored), True
             else:
-                await self.db.put(self.lifecycle.restored(parent, rev, doc))
-        except CouchDBError as exc:
-            log.warning("document %s: could not undo revision %s: %s", docid, rev, exc)
+                wanted.append(change)
+        if len(wanted) == 1:
+            held = {wanted[0].docid: await self.reads.one(wanted[0].docid or "")}
+        else:
+            held = await self.reads.many(c.docid or "" for c in wanted) if wanted else {}
+        for change in wanted:
+            try:
+                change.current, change.cached = await self.reader.open(model, held[change.docid]), False
+            except (ServiceError, CouchDBError) as exc:
+                change.answer = exc
+
+    def _made(self, model: ModelType, changes: list[Change]) -> list[tuple[Change, Made]]:
+        made = []
+        for change in changes:
+            if change.answer is not None:
+                continue
+            try:
+                self._check_revision(model, change)
+                made.append(
+                    (
+                        change,
+                        self.lifecycle.next(
+                            change.op, model, change.docid or "", change.current, change.values, change.hashed
+                        ),
+                    )
+                )
+            except ServiceError as exc:
+                change.answer = exc
+        return made
+
+    def _check_revision(self, model: ModelType, change: Change) -> None:
+        if change.if_match is not None and change.current is not None:
+            self.check_revision(model, change.current, change.if_match)
+
+    def check_revision(self, model: ModelType, current: dict, if_match: frozenset[str]) -> None:
+        """StaleRevision (412, with the current representation) unless ``if_match``
+        accepts ``current``'s revision."""
+        if ANY_REVISION not in if_match and current["_rev"] not in if_match:
+            self.stats.stale_revisions += 1
+            raise StaleRevision(current["_rev"], self.lifecycle.representation(model, current))
+
+    async def _save(self, model: ModelType, made: list[tuple[Change, Made]]) -> list[Change]:
+        """Write the documents; answer what stood; return the changes to make again."""
+        tickets = [self.cache.ticket(change.docid or "") for change, _ in made]
+        try:
+            results = await self.db.save([m.doc for _, m in made])
+        except BaseException:
+            for change, _ in made:
+                self.cache.written(change.docid or "")  # it may have landed
+            raise
+        again = []
+        for (change, m), ticket, saved in zip(made, tickets, results, strict=True):
+            self.cache.written(change.docid or "", saved.rev)
+            stood = await self._stood(model, m, saved)
+            if stood is not None:
+                change.answer = self._answer(model, change, m, stood, ticket)
+            elif saved.error not in (None, "conflict"):
+                change.answer = CouchDBError("POST", "_bulk_docs", None, saved.error, saved.reason)
+            elif change.op is Op.CREATE:  # the id exists: the work of a request with the same key, or a seed
+                change.answer = await self._existing(model, change.docid or "")
+            else:
+                self.stats.write_conflicts += 1
+                self.stats.patch_retries += change.blind
+                change.current, change.cached = None, False
+                again.append(change)
+        return again
+
+    async def _stood(self, model: ModelType, m: Made, saved: Saved) -> tuple[str, bool] | None:
+        """(revision, provisional) of a write that stands; None: it did not."""
+        if saved.rev is not None and not saved.accepted:
+            return saved.rev, False
+        if saved.rev is None and not (saved.error == "conflict" and saved.retried):
+            return None
+        stands, rev = await self.races.stands(model, m.doc, saved.rev)
+        return (rev, True) if stands and rev is not None else None
+
+    async def _existing(self, model: ModelType, docid: str) -> Answer:
+        """The document already stored under ``docid`` (``created`` False)."""
+        return self.answer(model, await self.reader.open(model, await self.reads.one(docid)))
+
+    def answer(self, model: ModelType, current: dict, shown: dict | None = None) -> Answer:
+        """The answer for a stored document read from CouchDB (decrypted here unless its
+        representation is ``shown`` already)."""
+        body = orjson.dumps(shown if shown is not None else self.lifecycle.representation(model, current))
+        return Answer(current["_id"], current["_rev"], etags.etag(current["_rev"]), body)
+
+    def remember(self, model: ModelType, stored: dict, answer: Answer, ticket: Ticket, own_writes: int = 0) -> Entry:
+        """The read cache's entry for ``answer``, kept (with ``stored``, the document it
+        was made from) unless the document changed since ``ticket``."""
+        entry = Entry(model.name, answer.rev, answer.etag, answer.body, orjson.dumps(stored))
+        self.cache.put(answer.id, ticket, entry, own_writes)
+        return entry
+
+    def _answer(self, model: ModelType, change: Change, m: Made, stood: tuple[str, bool], ticket: Ticket) -> Answer:
+        rev, provisional = stood
+        if m.doc.get("_deleted") or envelope.is_deleted(m.doc):
+            return Answer(m.doc["_id"], rev, etags.etag(rev), below_quorum=provisional, deleted=True)
+        body = orjson.dumps(m.shown)
+        answer = Answer(m.doc["_id"], rev, etags.etag(rev), body, change.op is Op.CREATE, provisional)
+        self.remember(model, {**m.doc, "_rev": rev}, answer, ticket, own_writes=1)
+        return answer

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 
-from .. import etags, query
+from .. import etags, idempotency, query
 from ..cache import wants_fresh
 from ..design import indexes
 from ..envelope import valid_id
+from ..lifecycle import Op
 from ..models import ModelType, ValidationFailed, Violation, check_limits
-from ..store import Shown
-from ..store.bulk import Deleted
+from ..store import Answer, Change
 from .base import JSON, BaseHandler
 from .problem import Problem, from_exception
 
 MERGE_PATCH = "application/merge-patch+json"
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 WRITE_QUORUM = "Write-Quorum"
 
 
@@ -60,15 +58,25 @@ class ApiHandler(BaseHandler):
             raise Problem("precondition_required", "send If-Match with the ETag you last read")
         return revisions
 
-    def write_document(self, shown: Shown, status: int = 200) -> None:
-        self.set_header("ETag", etags.etag(shown.rev))
-        self.mark_quorum(shown.below_quorum)
-        self.write_json(shown.body, status)
+    def idempotency_key(self) -> str | None:
+        key = self.request.headers.get("Idempotency-Key")
+        if key is not None and not idempotency.KEY.match(key):
+            raise Problem("bad_request", "Idempotency-Key must be 1-200 visible ASCII characters")
+        return key
 
-    def mark_quorum(self, below_quorum: bool) -> None:
-        """CouchDB stored the write on fewer copies than its write quorum (202)."""
-        if below_quorum:
+    def write_answer(self, answer: Answer, status: int = 200) -> None:
+        """A document answer: its ETag, ``Write-Quorum: not-met`` when it is provisional,
+        and its representation as serialized once by the store (204 for a delete)."""
+        self.set_header("ETag", answer.etag)
+        if answer.below_quorum:
             self.set_header(WRITE_QUORUM, "not-met")
+        if answer.deleted:
+            self.set_status(204)
+            self.finish()
+            return
+        self.set_status(status)
+        self.set_header("Content-Type", JSON)
+        self.finish(answer.body)
 
 
 class CollectionHandler(ApiHandler):
@@ -89,13 +97,10 @@ class CollectionHandler(ApiHandler):
     async def post(self, type_name: str) -> None:
         model = self.model(type_name)
         body = self.json_body(JSON)
-        key = self.request.headers.get("Idempotency-Key")
-        if key is not None and not IDEMPOTENCY_KEY.match(key):
-            raise Problem("bad_request", "Idempotency-Key must be 1-200 visible ASCII characters")
-        shown = await self.ctx.store.create(model, body, key)
-        self.context.doc_id = shown.id
-        self.set_header("Location", f"/v1/{model.name}/{shown.id}")
-        self.write_document(shown, 201 if shown.created else 200)
+        answer = await self.ctx.store.create(model, body, self.idempotency_key())
+        self.context.doc_id = answer.id
+        self.set_header("Location", f"/v1/{model.name}/{answer.id}")
+        self.write_answer(answer, 201 if answer.created else 200)
 
 
 class DocumentHandler(ApiHandler):
@@ -104,7 +109,7 @@ class DocumentHandler(ApiHandler):
         no-cache`` reads CouchDB)."""
         model, docid = self.model(type_name), self.document_id(docid)
         headers = self.request.headers
-        entry = await self.ctx.store.get_entry(model, docid, fresh=wants_fresh(headers.get("Cache-Control")))
+        entry = await self.ctx.store.get(model, docid, fresh=wants_fresh(headers.get("Cache-Control")))
         self.set_header("ETag", entry.etag)
         if etags.none_match(headers.get("If-None-Match"), entry.rev):
             self.set_status(304)
@@ -116,18 +121,16 @@ class DocumentHandler(ApiHandler):
     async def put(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
         body = self.json_body(JSON)
-        self.write_document(await self.ctx.store.replace(model, docid, body, self.required_if_match()))
+        self.write_answer(await self.ctx.store.replace(model, docid, body, self.required_if_match()))
 
     async def patch(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
         patch = self.json_body(MERGE_PATCH)
-        self.write_document(await self.ctx.store.patch(model, docid, patch, self.if_match()))
+        self.write_answer(await self.ctx.store.patch(model, docid, patch, self.if_match()))
 
     async def delete(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
-        self.mark_quorum(await self.ctx.store.delete(model, docid, self.required_if_match()))
-        self.set_status(204)
-        self.finish()
+        self.write_answer(await self.ctx.store.delete(model, docid, self.required_if_match()))
 
 
 class BulkHandler(ApiHandler):
@@ -140,18 +143,49 @@ class BulkHandler(ApiHandler):
             raise ValidationFailed([Violation("", 'send {"items": [...]}')])
         if len(body["items"]) > self.ctx.config.max_bulk:
             raise Problem("payload_too_large", f"at most {self.ctx.config.max_bulk} items per request")
-        results = await self.ctx.store.bulk(model, body["items"])
+        results = await self.ctx.store.write(model, [bulk_item(raw) for raw in body["items"]])
         self.write_json({"results": [self.result(r) for r in results]})
 
     @staticmethod
-    def result(result: Shown | Deleted | Exception) -> dict:
-        if isinstance(result, Shown):
-            status = 201 if result.created else 200
-            return {"status": status, "id": result.id, "etag": etags.etag(result.rev), "body": result.body}
-        if isinstance(result, Deleted):
+    def result(result: Answer | Exception) -> dict:
+        if isinstance(result, Exception):
+            problem = from_exception(result, 500)
+            return {"status": problem.kind.status, "problem": problem.body()}
+        if result.deleted:
             return {"status": 204, "id": result.id}
-        problem = from_exception(result, 500)
-        return {"status": problem.kind.status, "problem": problem.body()}
+        status = 201 if result.created else 200
+        return {"status": status, "id": result.id, "etag": result.etag, "body": orjson.Fragment(result.body)}
+
+
+BULK_FIELDS = {
+    Op.CREATE: {"op", "body", "idempotency_key"},
+    Op.REPLACE: {"op", "id", "if_match", "body"},
+    Op.PATCH: {"op", "id", "if_match", "patch"},
+    Op.DELETE: {"op", "id", "if_match"},
+}
+
+
+def bulk_item(raw: Any) -> Change:
+    """One item of ``{"items": [...]}`` as the write it asks for; a malformed item is a
+    change already answered with its ValidationFailed (the others go on)."""
+    if not isinstance(raw, dict) or raw.get("op") not in tuple(Op):
+        return Change(Op.CREATE, None, answer=ValidationFailed([Violation("/op", f"one of {', '.join(Op)}")]))
+    op, docid, key = Op(raw["op"]), raw.get("id"), raw.get("idempotency_key")
+    wrong = [Violation(f"/{name}", "not allowed here") for name in raw if name not in BULK_FIELDS[op]]
+    if op is not Op.CREATE and not (isinstance(docid, str) and valid_id(docid)):
+        wrong.append(Violation("/id", "a document id"))
+    if key is not None and not (isinstance(key, str) and idempotency.KEY.match(key)):
+        wrong.append(Violation("/idempotency_key", "1-200 visible ASCII characters"))
+    try:
+        if_match = etags.if_match(raw["if_match"]) if isinstance(raw.get("if_match"), str) else None
+    except etags.MalformedCondition:
+        if_match = None
+        wrong.append(Violation("/if_match", '"*" or a list of entity tags ("<rev>")'))
+    values = raw.get("patch") if op is Op.PATCH else raw.get("body")
+    change = Change(op, docid if op is not Op.CREATE else None, values, if_match, key)
+    if wrong:
+        change.answer = ValidationFailed(wrong)
+    return change
 
 
 class VerifyHandler(ApiHandler):

@@ -110,6 +110,7 @@ class FaultProxy:
         self.delay = 0.0
         self.exchanges: list[Exchange] = []
         self.strays: list[tuple[float, bytes]] = []  # bytes the target sent unasked, and when
+        self.accepted = 0  # client connections accepted
         self._rules: list[Rule] = []
         self._random = random.Random(seed)
         self._server: asyncio.Server | None = None
@@ -142,6 +143,11 @@ class FaultProxy:
     # -- the link as a whole --------------------------------------------------------
 
     @property
+    def connections(self) -> int:
+        """Client connections open now."""
+        return len(self._links)
+
+    @property
     def is_up(self) -> bool:
         return self._server is not None
 
@@ -156,8 +162,10 @@ class FaultProxy:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        for link in list(self._links):
+        links = list(self._links)
+        for link in links:
             link.abort()
+        await asyncio.gather(*(link.done.wait() for link in links))
         if server is not None:
             await server.wait_closed()
 
@@ -221,12 +229,14 @@ class FaultProxy:
         if self._server is None:  # went down while this connection was being accepted
             writer.close()
             return
+        self.accepted += 1
         link = _Link(self, reader, writer)
         self._links.add(link)
         try:
             await link.run()
         finally:
             self._links.discard(link)
+            link.done.set()
 
 
 class _Link:
@@ -239,6 +249,7 @@ class _Link:
         self.due: asyncio.Queue[tuple[Request, Exchange, Rule | None]] = asyncio.Queue()
         self.tasks: list[asyncio.Task] = []
         self.upstream: asyncio.StreamWriter | None = None
+        self.done = asyncio.Event()  # set once both its connections are closed
 
     async def run(self) -> None:
         try:

@@ -33,7 +33,7 @@ class SweepReport:
 
     @property
     def complete(self) -> bool:
-        return not self.having(Status.UNRESOLVABLE) and not self.having(Status.BUSY)
+        return not any(self.having(status) for status in (Status.UNRESOLVABLE, Status.TAMPERED, Status.BUSY))
 
 
 async def sweep(reconciler: Reconciler, models: Models, progress: Any = None, page: int = PAGE) -> SweepReport:
@@ -42,21 +42,12 @@ async def sweep(reconciler: Reconciler, models: Models, progress: Any = None, pa
     report = SweepReport()
     async for rows in reconciler.db.pages(CONFLICTS_NAME, VIEW, size=page):
         # The view only names candidates: on a cluster it is read from one copy per shard range,
-        # which may lag behind acknowledged writes. Each document is read again by id (a quorum
-        # read) before anything is counted or written.
-        current = await reconciler.current([row["id"] for row in rows])
-        items = []
-        for row in rows:
-            doc = current.get(row["id"])
-            if doc is None:
-                report.outcomes.append(Outcome(row["id"], Status.GONE))
-            elif not doc.get("_conflicts"):
-                report.outcomes.append(Outcome(row["id"], Status.CLEAN, doc=doc))
-            else:
-                items.append((model_of(models, doc), doc))
-        outcomes = await reconciler.reconcile(items) if items else []
+        # which may lag behind acknowledged writes. The reconciler reads every leaf again from
+        # every copy before anything is counted or written.
+        items = [(model_of(models, {"type": row["key"][0]}), row["id"]) for row in rows]
+        outcomes = await reconciler.reconcile(items)
         report.outcomes += outcomes
-        report.conflicted += len(items)
+        report.conflicted += sum(1 for o in outcomes if o.status not in (Status.CLEAN, Status.GONE))
         report.resolved += sum(1 for o in outcomes if o.status is Status.RESOLVED)
         if progress is not None:
             progress.advance(len(rows))

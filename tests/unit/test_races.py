@@ -1,0 +1,150 @@
+"""Writes stored on fewer copies than asked (202), decided as docs/consistency.md §2 says,
+on the in-memory CouchDB: a racing write from the same revision is placed by a fault just
+before ours is stored, and ours is answered 202 — what a cluster does when both writes
+reached some copies each. Also writes whose answer was lost and whose retry met them.
+
+A 412 comes back only when the write was withdrawn from every copy; otherwise the write
+stands, provisional (``Write-Quorum: not-met``, ``Answer.below_quorum``)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import orjson
+import pytest
+from support import SAMPLE_MODELS
+
+from data_service.couchdb import IdPool
+from data_service.couchdb.memory import Fault, MemoryServer, matching, memory_couch
+from data_service.envelope import Removed
+from data_service.keys import KeysDir
+from data_service.lifecycle import Lifecycle
+from data_service.models import load_models
+from data_service.protection import Keyring
+from data_service.store import DocumentStore, StaleRevision
+
+MODELS = load_models(SAMPLE_MODELS)
+NOTE = MODELS.get("note")
+WRITES = matching("POST", r"/db/_bulk_docs")
+FUTURE, PAST = "2100-01-01T00:00:00.000Z", "2000-01-01T00:00:00.000Z"
+
+
+@pytest.fixture
+def keys(tmp_path) -> Keyring:
+    KeysDir(tmp_path).create()
+    return Keyring(KeysDir(tmp_path), "db")
+
+
+@pytest.fixture
+async def server() -> MemoryServer:
+    return MemoryServer()
+
+
+@pytest.fixture
+async def store(server, keys):
+    async with memory_couch(server) as couch:
+        await couch.database("db").create()
+
+        async def no_sleep(_: float) -> None:
+            return None
+
+        yield DocumentStore(couch.database("db"), IdPool(couch), keys, sleep=no_sleep)
+
+
+async def leaves(store: DocumentStore, docid: str) -> list[dict]:
+    return [entry["ok"] for entry in await store.db.open_revs(docid)]
+
+
+def race(store: DocumentStore, parent: dict, title: str, at: str) -> None:
+    """Our next write is stored on some copies (202) and another sidecar's write from
+    ``parent`` on the others: the rival appears as a sibling (replication style) by the
+    time the writer looks at every copy's leaves."""
+    rival = Lifecycle(store.lifecycle.keys, "other-sidecar").patch(NOTE, parent, {"title": title}, {}, at).doc
+    digest = uuid.uuid4().hex
+    generation, parent_hash = parent["_rev"].split("-")
+    branch = {
+        **rival,
+        "_rev": f"{int(generation) + 1}-{digest}",
+        "_revisions": {"start": int(generation) + 1, "ids": [digest, parent_hash]},
+    }
+
+    async def replicated(_request) -> None:
+        assert await store.db.bulk_docs([branch], new_edits=False) == []
+
+    transport = store.db.couch.transport
+    transport.inject(Fault(WRITES, status=202))
+    transport.inject(Fault(every_leaf(parent["_id"]), before=replicated))
+
+
+def every_leaf(docid: str):
+    """The writer's look at every copy's leaves (``open_revs``) after a 202."""
+    return lambda request: request.path == f"/db/{docid}" and "open_revs" in dict(request.params)
+
+
+async def created(store: DocumentStore, title: str = "first") -> dict:
+    answer = await store.create(NOTE, {"title": title})
+    return await store.read(NOTE, answer.id)
+
+
+async def test_a_racing_write_that_the_policy_prefers_wins_and_ours_is_withdrawn_and_stale(store):
+    parent = await created(store)
+    race(store, parent, "theirs", FUTURE)
+    with pytest.raises(StaleRevision) as stale:
+        await store.replace(NOTE, parent["_id"], {"title": "mine"}, frozenset({parent["_rev"]}))
+    assert stale.value.representation["title"] == "theirs"  # the later write: latest's choice
+    live = [leaf for leaf in await leaves(store, parent["_id"]) if not leaf.get("_deleted")]
+    assert [leaf["title"] for leaf in live] == ["theirs"]  # ours is nowhere live
+    withdrawn = [leaf for leaf in await leaves(store, parent["_id"]) if leaf.get("_deleted")]
+    assert [leaf["meta"]["removed"] for leaf in withdrawn] == [Removed.WITHDRAWN]
+    assert store.stats.writes_below_quorum == 1 and store.stats.races_withdrawn == 1
+    assert store.stats.last_copy_missing == 0  # a race is contention, not a lost copy
+
+
+async def test_a_racing_write_the_policy_does_not_prefer_leaves_ours_standing_provisionally(store):
+    parent = await created(store)
+    race(store, parent, "theirs", PAST)  # stamped 1 ms after the parent (a write is always later)
+    await asyncio.sleep(0.005)  # so ours is stamped later than that: no tie for the revision hash to break
+    answer = await store.replace(NOTE, parent["_id"], {"title": "mine"}, frozenset({parent["_rev"]}))
+    assert answer.below_quorum and orjson.loads(answer.body)["title"] == "mine"
+    assert store.stats.races_withdrawn == 0  # the rival's writer withdraws its own: same rule, same leaves
+    assert (await store.read(NOTE, parent["_id"]))["title"] == "mine"  # a read merges the conflict: ours
+
+
+async def test_a_write_no_copy_raced_stands_and_says_a_copy_is_missing(store):
+    parent = await created(store)
+    store.db.couch.transport.below_quorum(WRITES)
+    answer = await store.patch(NOTE, parent["_id"], {"title": "alone"}, None)
+    assert answer.below_quorum and store.stats.last_copy_missing > 0 and store.stats.races_withdrawn == 0
+
+
+async def test_a_delete_beside_a_live_racer_is_stale(store):
+    parent = await created(store)
+    race(store, parent, "theirs", PAST)
+    with pytest.raises(StaleRevision) as stale:
+        await store.delete(NOTE, parent["_id"], frozenset({parent["_rev"]}))
+    assert stale.value.representation["title"] == "theirs"  # live beats a tombstone of the same generation
+
+
+async def test_a_write_whose_answer_was_lost_is_found_by_its_signature_when_its_retry_conflicts(store):
+    parent = await created(store)
+    store.db.couch.transport.lose_answer(WRITES)  # stored; the client retries; the retry meets it (409)
+    answer = await store.replace(NOTE, parent["_id"], {"title": "mine"}, frozenset({parent["_rev"]}))
+    assert orjson.loads(answer.body)["title"] == "mine" and answer.below_quorum  # which copies has it: unknown
+    assert answer.rev == (await store.read(NOTE, parent["_id"]))["_rev"]
+
+
+async def test_a_delete_whose_answer_was_lost_is_the_delete_it_was(store):
+    """Issue 21, diagnosis 4: a retried DELETE found its own tombstone and answered 502."""
+    parent = await created(store)
+    store.db.couch.transport.lose_answer(WRITES)
+    answer = await store.delete(NOTE, parent["_id"], frozenset({parent["_rev"]}))
+    assert answer.deleted and answer.below_quorum
+
+
+async def test_a_withdrawal_that_does_not_reach_every_copy_leaves_the_write_standing(store):
+    parent = await created(store)
+    race(store, parent, "theirs", FUTURE)
+    store.db.couch.transport.inject(Fault(WRITES, status=202, times=2))  # the withdrawal: below quorum too
+    answer = await store.replace(NOTE, parent["_id"], {"title": "mine"}, frozenset({parent["_rev"]}))
+    assert answer.below_quorum and store.stats.races_withdrawn == 0  # not ours to decide: provisional
