@@ -537,7 +537,7 @@ def test_one_scrape_shows_every_workers_series(tmp_path):
         Counter("demo_requests", "Requests.", ["route"], registry=registry).labels("/a").inc(count)
         snapshots.append(generate_latest(registry))
     WorkerMetrics(tmp_path, 1).publish(snapshots[1])
-    text = WorkerMetrics(tmp_path, 0).merged(snapshots[0]).decode()
+    text = generate_latest(WorkerMetrics(tmp_path, 0).merged(snapshots[0])).decode()
     assert text.count("# TYPE demo_requests_total counter") == 1  # one family, both workers in it
     assert _sample(text, "demo_requests_total", route="/a", worker="0") == 3
     assert _sample(text, "demo_requests_total", route="/a", worker="1") == 5

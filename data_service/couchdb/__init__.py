@@ -17,6 +17,7 @@ from .errors import (
     Unreadable,
     Unsupported,
 )
+from .gate import CredentialGate, CredentialsRefused, GateState
 from .httptools_transport import HttptoolsTransport
 from .idpool import IdPool
 from .transport import TLS, AsyncTransport, Limits, Request, Response, Streamed, Timeouts
@@ -32,8 +33,11 @@ __all__ = [
     "ConnectFailed",
     "CouchDB",
     "CouchDBError",
+    "CredentialGate",
+    "CredentialsRefused",
     "Database",
     "Forbidden",
+    "GateState",
     "Hooks",
     "HttptoolsTransport",
     "IdPool",

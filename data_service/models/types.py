@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from ..canonical import MAX_DEPTH, NotCanonical, check
-from ..envelope import ID_PATTERN
+from ..envelope import ID_PATTERN, tag_of
 from ..errors import ServiceError
 from ..protection.kinds import Kind, Slot
 from .formats import FORMAT_CHECKER, utc_date_time
@@ -166,7 +166,7 @@ class ModelType:
             "properties": {
                 name: _patch_value(_described(p), name not in self.required) for name, p in self.properties.items()
             },
-            "additionalProperties": {"type": "null"},
+            **_undeclared_null(),
             "propertyNames": {"not": {"anyOf": [{"enum": sorted(RESERVED)}, {"pattern": "^_"}]}},
         }
 
@@ -286,6 +286,13 @@ _UNDERIVED = (
 )
 
 
+# Names an object does not declare may only be null in a merge patch (removing nothing).
+# ``unevaluatedProperties``, not ``additionalProperties``: code generators turn the latter
+# into an index signature (``[key: string]: null``) that no declared property satisfies.
+def _undeclared_null() -> dict:
+    return {"unevaluatedProperties": {"const": None}}
+
+
 def _patch_value(schema: dict, removable: bool) -> dict:
     """What a merge patch may hold for a value of ``schema``: objects merge key by key
     (RFC 7396), anything else is replaced whole; ``null`` removes a ``removable`` one."""
@@ -300,14 +307,27 @@ def _patch_value(schema: dict, removable: bool) -> dict:
                     name: _patch_value(sub, name not in required) for name, sub in schema["properties"].items()
                 }
             extra = schema.get("additionalProperties", True)
-            value["additionalProperties"] = (
-                _patch_value(extra, True) if isinstance(extra, dict) else True if extra else {"type": "null"}
-            )
+            if isinstance(extra, dict):
+                value["additionalProperties"] = _patch_value(extra, True)
+            elif not extra:
+                value.update(_undeclared_null())
             if "patternProperties" in schema:
                 value["patternProperties"] = {p: _patch_value(s, True) for p, s in schema["patternProperties"].items()}
     else:
         value = schema
-    return {"anyOf": [value, {"type": "null"}]} if removable else value
+    return _or_null(value) if removable else value
+
+
+def _or_null(schema: dict) -> dict:
+    """``schema`` or ``null``. A single declared type becomes a type list (with ``null``
+    added to an ``enum``): the form code generators read as a nullable value."""
+    declared = schema.get("type")
+    if isinstance(declared, str) and "const" not in schema:
+        nullable = {**schema, "type": [declared, "null"]}
+        if "enum" in schema:
+            nullable["enum"] = [*schema["enum"], None]
+        return nullable
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _violations(error: ValidationError, name: str, echo: bool) -> list[Violation]:
@@ -353,3 +373,20 @@ def _redacted(error: ValidationError) -> str:
     if keyword in _BOUNDS:
         return _BOUNDS[keyword].format(expected)
     return f"does not match the declared schema ({keyword})"
+
+
+def is_of(model: ModelType, doc: dict) -> bool:
+    """A stored doc belongs to ``model`` when its tag has the same name and major version."""
+    tag = tag_of(doc)
+    return tag is not None and tag[:2] == (model.name, model.major)
+
+
+def is_older(model: ModelType, doc: dict) -> bool:
+    """A stored doc of an older major of ``model`` that its migrations upgrade."""
+    tag = tag_of(doc)
+    return tag is not None and tag[0] == model.name and tag[1] < model.major and model.migrates_from(tag[1])
+
+
+def model_of(models: Iterable[ModelType], doc: dict) -> ModelType | None:
+    """The declared type that reads a stored doc (its own major, or upgraded), if any."""
+    return next((model for model in models if is_of(model, doc) or is_older(model, doc)), None)

@@ -118,6 +118,10 @@ class DocumentHandler(ApiHandler):
         self.set_header("Content-Type", JSON)
         self.finish(entry.body)
 
+    async def head(self, type_name: str, docid: str) -> None:
+        """``GET``'s answer without its body: Tornado sends none for HEAD, errors included."""
+        await self.get(type_name, docid)
+
     async def put(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)
         body = self.json_body(JSON)
