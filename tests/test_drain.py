@@ -206,14 +206,14 @@ async def test_sigterm_ends_long_polls_and_event_streams_at_drain_start(slow_cou
         session, api, ids, _ = await start_slow_gets(served, proxy, count=1, delay=0.0)
         try:
             now = (await api.request("GET", "/v1/note/_changes?since=now")).body["last"]
-            before = proxy.sent
+            before = len(proxy.seen())
             poll = asyncio.create_task(api.request("GET", f"/v1/note/_changes?feed=longpoll&timeout=60&since={now}"))
             stream = await EventStream.open(served.port, "/v1/note/_changes?since=now")
             following = asyncio.create_task(stream.follow())
-            await until(lambda: proxy.sent >= before + 3)  # the long poll, the stream's first read and its poll
+            await until(lambda: len(proxy.seen()) >= before + 3)  # the long poll, the stream's first read and its poll
             proxy.delay = 1.0
             read = asyncio.create_task(api.request("GET", f"/v1/note/{ids[0]}", headers={"Cache-Control": "no-cache"}))
-            await until(lambda: proxy.sent >= before + 4)
+            await until(lambda: len(proxy.seen()) >= before + 4)
             started = asyncio.get_running_loop().time()
             served.process.send_signal(signal.SIGTERM)
             polled = await asyncio.wait_for(poll, 15)
