@@ -70,11 +70,12 @@ k8s-check: install
 image-test: install
 	scripts/image-test.sh
 
-## ruff (lint + format) and mypy: zero findings.
+## ruff (lint + format), mypy and the import contracts (pyproject.toml): zero findings.
 lint: install
 	$(BIN)/ruff check data_service tests scripts bench
 	$(BIN)/ruff format --check data_service tests scripts bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## The server-free tests only (pure modules, fake transport): seconds.
 test-fast: install

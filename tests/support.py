@@ -73,7 +73,7 @@ def single_copy_database(couch):
 async def database_with(couch, **options: int):
     """A database created with ``options`` (``n`` copies, ``q`` shards; servers without
     clustering ignore them), dropped afterwards."""
-    from data_service.couchdb.client import path
+    from data_service.couchdb.transport import path
 
     database = couch.database(unique_name())
     await couch.request("PUT", path(database.name), params=options)

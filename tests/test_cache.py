@@ -17,7 +17,8 @@ from faults import FaultProxy
 from openapi_check import SpecChecker
 from support import Api, cache_gauge, install_design_docs, running_app, running_sidecar, serving, until
 
-from data_service.cache import Cache, Entry, Stamps, wants_fresh
+from data_service.cache import Cache, Entry, Stamps
+from data_service.web.accept import wants_fresh
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
 

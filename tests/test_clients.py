@@ -106,6 +106,7 @@ async def guarded(config, db, tmp_path):
     await install_design_docs(db)
     tokens = tmp_path / "api_tokens"
     tokens.write_text(f"# callers\n{TOKEN}\n")
+    tokens.chmod(0o600)  # a secret file: owner only
     async with running_app(replace(config, api_token_file=str(tokens))) as (base, _):
         yield base, tokens, {**os.environ, "DATA_SERVICE_TOKEN_FILE": str(tokens)}
 

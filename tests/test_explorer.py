@@ -80,6 +80,7 @@ async def test_the_explorer_is_served_from_the_sidecar(http, sidecar):
 async def test_the_explorer_is_behind_the_token(config, http, tmp_path):
     tokens = tmp_path / "tokens"
     tokens.write_text(TOKEN + "\n")
+    tokens.chmod(0o600)  # a secret file: owner only
     async with running_app(replace(config, api_token_file=str(tokens))) as (base, _):
         for path in ("/_docs", "/_docs/swagger-ui-bundle.js", "/_docs/explorer.js"):
             status, headers, _ = await fetch(http, base + path)

@@ -16,7 +16,8 @@ from faults import FaultProxy
 from support import unique_name, until
 
 from data_service.couchdb import Conflict, CouchDB, NotFound
-from data_service.couchdb.client import path, split_credentials
+from data_service.couchdb.client import split_credentials
+from data_service.couchdb.transport import path
 
 
 class Origin:

@@ -12,7 +12,7 @@ from support import ROOT, run_command, running_sidecar, unique_name, until
 
 from data_service.config import ConfigError
 from data_service.couchdb import CouchDB, CouchDBError, Unauthorized
-from data_service.couchdb.client import path
+from data_service.couchdb.transport import path
 from data_service.service_user import PASSWORD_ENV, Refused, ServiceUser, claim
 
 SAMPLE = ROOT / "models" / "sample.yaml"

@@ -2,7 +2,7 @@
 
 from .aiohttp_transport import AiohttpTransport
 from .client import TRANSPORTS, Attempt, CouchDB, Hooks, ServerInfo
-from .database import Database, Saved, ViewResult, WriteResult
+from .database import Database, Saved, Server, ViewResult, WriteResult
 from .errors import (
     BadRequest,
     Conflict,
@@ -47,6 +47,7 @@ __all__ = [
     "Request",
     "Response",
     "Saved",
+    "Server",
     "ServerInfo",
     "Streamed",
     "Timeout",

@@ -18,10 +18,11 @@ from jsonschema.exceptions import ValidationError
 from ..canonical import MAX_DEPTH, NotCanonical, check
 from ..envelope import ID_PATTERN, tag_of
 from ..errors import ServiceError
-from ..protection.kinds import Kind, Slot
+from ..protection.kinds import Slot
 from .formats import FORMAT_CHECKER, utc_date_time
 from .migrations import Migration
-from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
+from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy
+from .property import Property
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
@@ -65,26 +66,6 @@ def check_reserved(body: dict) -> None:
     reserved = [Violation(pointer([name]), "reserved name") for name in body if is_reserved(name)]
     if reserved:
         raise ReservedNames(reserved)
-
-
-@dataclass(frozen=True)
-class Property:
-    name: str
-    schema: dict
-    kind: Kind  # its protection (``protection.kinds``)
-    indexed: bool = False
-    bcrypt_cost: int | None = None
-    merge: MergeKind | None = None  # how replication conflicts merge it (conflict: merge)
-    immutable: bool = False  # once set, never changed or removed
-
-    @property
-    def protection(self) -> str:
-        return self.kind.name
-
-    @property
-    def readable(self) -> bool:
-        """False for hashed properties: their values are never returned to callers."""
-        return self.kind.readable
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from tornado.web import RequestHandler, stream_request_body
 from ..buildinfo import BuildInfo
 from ..callers import Access, Door, Refusal
 from ..config import Config
-from ..couchdb import CouchDBError
+from ..errors import ServiceError
 from ..logs import redact
 from ..metrics import Metrics
 from ..models import Models
@@ -354,7 +354,7 @@ class BaseHandler(RequestHandler):
                 "%s: %s (%s)",
                 self._request_summary(),
                 problem.code,
-                value if isinstance(value, CouchDBError) else type(value).__name__,
+                value.logged() if isinstance(value, ServiceError) else type(value).__name__,
             )
 
     def _request_summary(self) -> str:

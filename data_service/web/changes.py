@@ -13,7 +13,7 @@ import re
 import orjson
 from tornado.iostream import StreamClosedError
 
-from ..couchdb import CouchDBError
+from ..errors import ServiceError
 from ..models import ModelType
 from ..store.changes import Changes
 from .base import Closing
@@ -97,5 +97,5 @@ class ChangesHandler(ApiHandler):
                     return
         except StreamClosedError:
             return
-        except CouchDBError:  # the stream has begun: end it; the client reconnects with Last-Event-ID
+        except ServiceError:  # CouchDB failed, the stream has begun: end it; the client reconnects with Last-Event-ID
             self.finish()

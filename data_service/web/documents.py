@@ -8,12 +8,12 @@ from urllib.parse import urlencode
 import orjson
 
 from .. import etags, idempotency, query
-from ..cache import wants_fresh
 from ..design import indexes
 from ..envelope import valid_id
 from ..lifecycle import Op
 from ..models import ModelType, ValidationFailed, Violation, check_limits
 from ..store import Answer, Change
+from .accept import wants_fresh
 from .base import JSON, BaseHandler
 from .problem import Problem, from_exception
 

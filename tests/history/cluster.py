@@ -20,7 +20,8 @@ from faults import FaultProxy
 from support import CouchScript, devcouch
 
 from data_service.couchdb import CouchDB, CouchDBError
-from data_service.couchdb.client import path, split_credentials
+from data_service.couchdb.client import split_credentials
+from data_service.couchdb.transport import path
 
 from .record import Final, Version
 
