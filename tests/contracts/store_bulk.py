@@ -105,7 +105,9 @@ class StoreBulkContract(StoreSetup):
         assert kinds(answers) == ["Answer", "ValidationFailed", "Answer"]
         assert answers[1].violations[0].path == "/idempotency_key"
         assert answers[1].violations[0].message == "used twice in one request"
-        titles = sorted(row["doc"]["title"] for row in (await db.all_docs(include_docs=True)).rows if "title" in row["doc"])
+        titles = sorted(
+            row["doc"]["title"] for row in (await db.all_docs(include_docs=True)).rows if "title" in row["doc"]
+        )
         assert titles == ["bulk 0", "bulk 1"]
 
     async def test_an_edited_record_is_verified_before_its_expiry_is_believed(self, store, db):

@@ -85,7 +85,9 @@ class StoreClaimsContract(StoreSetup):
     async def test_a_record_of_another_key_under_this_id_is_an_integrity_violation(self, store, db, other):
         mine = idempotency.record_id("note", "k-mine")
         theirs = other.claim(NOTE, "k-theirs", "d1", {"title": "t"}, dt.datetime.now(dt.UTC), 60.0, None)
-        await db.bulk_docs([{**theirs, "_id": mine, "_rev": "1-aa", "_revisions": {"start": 1, "ids": ["aa"]}}], new_edits=False)
+        await db.bulk_docs(
+            [{**theirs, "_id": mine, "_rev": "1-aa", "_revisions": {"start": 1, "ids": ["aa"]}}], new_edits=False
+        )
         with pytest.raises(IntegrityViolation):
             await store.create(NOTE, {"title": "t"}, idempotency_key="k-mine")
 

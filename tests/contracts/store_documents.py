@@ -21,7 +21,6 @@ from contracts.store_setup import (
     USER,
     StoreSetup,
     created,
-    edited,
     leaves,
     live_leaves,
     new_store,
@@ -302,7 +301,7 @@ class StoreDocumentsContract(StoreSetup):
             store.verify_secrets(USER, user.id, {"email": ANN["email"]}),  # the old secret must not verify
             store.patch(USER, user.id, {"name": "Ann B"}, None),
         ):
-            with pytest.raises(IntegrityViolation, match="rolled back|not the service's"):
+            with pytest.raises(IntegrityViolation, match=r"rolled back|not the service's"):
                 await path
         assert len(await live_leaves(db, user.id)) == 1  # nothing rewritten: an operator decides
 
@@ -360,5 +359,3 @@ class StoreDocumentsContract(StoreSetup):
         with pytest.raises(MigrationFailed, match="/name"):
             await store.read(MEMBER_V2, "n1")
         assert (await db.get("n1"))["type"] == "member_v1.0"
-
-

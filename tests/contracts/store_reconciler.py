@@ -143,7 +143,9 @@ class StoreReconcilerContract(StoreSetup):
             )
             docs.append(doc["_id"])
         racers = [Reconciler(db, Lifecycle(ring, f"w-r{n}"), Stats()) for n in range(3)]
-        outcomes = await asyncio.gather(*(r.reconcile([(CART, d) for d in docs[n:] + docs[:n]]) for n, r in enumerate(racers)))
+        outcomes = await asyncio.gather(
+            *(r.reconcile([(CART, d) for d in docs[n:] + docs[:n]]) for n, r in enumerate(racers))
+        )
         assert not [o for found in outcomes for o in found if o.status is Status.UNRESOLVABLE]
         for docid in docs:
             final = await db.get(docid, conflicts=True)
@@ -173,7 +175,12 @@ class StoreReconcilerContract(StoreSetup):
         [wrong] = await store.reconciler.reconcile([(PROFILE, note["_id"])])
         assert wrong.status is Status.UNRESOLVABLE and "not a profile" in wrong.reason
         cart = await created(store, CART, {"owner": "o"})
-        await fork(db, cart, {**edited(wa, CART, cart, {"title": "a"}), "title": "x"}, {**edited(wb, CART, cart, {"title": "b"}), "title": "y"})
+        await fork(
+            db,
+            cart,
+            {**edited(wa, CART, cart, {"title": "a"}), "title": "x"},
+            {**edited(wb, CART, cart, {"title": "b"}), "title": "y"},
+        )
         [none] = await store.reconciler.reconcile([(CART, cart["_id"])])
         assert none.status is Status.UNRESOLVABLE and none.reason == "no revision passes its signature check"
         [gone] = await store.reconciler.reconcile([(NOTE, "never-there")])
@@ -186,7 +193,12 @@ class StoreReconcilerContract(StoreSetup):
         await db.bulk_docs([{**old, "_rev": "1-aa", "_revisions": {"start": 1, "ids": ["aa"]}}], new_edits=False)
         base = {**old, "_rev": "1-aa"}
         upgraded = {**wb.current(MEMBER_V2, base), "_rev": "1-aa"}
-        await fork(db, base, edited(wa, MEMBER_V1, base, {"nick": "ann-1"}), edited(wb, MEMBER_V2, upgraded, {"level": 3}, FUTURE))
+        await fork(
+            db,
+            base,
+            edited(wa, MEMBER_V1, base, {"nick": "ann-1"}),
+            edited(wb, MEMBER_V2, upgraded, {"level": 3}, FUTURE),
+        )
         read = await store.read(MEMBER_V2, "m1")
         assert read["type"] == "member_v2.0" and read["level"] == 3 and len(await live_leaves(db, "m1")) == 1
 

@@ -4,6 +4,7 @@ server, or the CouchDB in $COUCHDB_URL. The same tests as tests/unit runs in mem
 from __future__ import annotations
 
 from contracts.store_bulk import StoreBulkContract
+from contracts.store_changes import StoreChangesContract
 from contracts.store_claims import StoreClaimsContract
 from contracts.store_documents import StoreDocumentsContract
 from contracts.store_reconciler import StoreReconcilerContract
@@ -22,4 +23,8 @@ class TestStoreClaimsOnServer(StoreClaimsContract):
 
 
 class TestStoreReconcilerOnServer(StoreReconcilerContract):
+    pass
+
+
+class TestStoreChangesOnServer(StoreChangesContract):
     pass

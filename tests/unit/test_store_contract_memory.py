@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contracts.backends import OnMemory
 from contracts.store_bulk import StoreBulkContract
+from contracts.store_changes import StoreChangesContract
 from contracts.store_claims import StoreClaimsContract
 from contracts.store_documents import StoreDocumentsContract
 from contracts.store_reconciler import StoreReconcilerContract
@@ -22,4 +23,8 @@ class TestStoreClaimsOnMemory(OnMemory, StoreClaimsContract):
 
 
 class TestStoreReconcilerOnMemory(OnMemory, StoreReconcilerContract):
+    pass
+
+
+class TestStoreChangesOnMemory(OnMemory, StoreChangesContract):
     pass
