@@ -27,12 +27,14 @@ from contracts.store_setup import (
     roll_back,
 )
 
+from data_service.couchdb import Request
+from data_service.couchdb.client import path
 from data_service.envelope import Removed
 from data_service.keys import KeysDir
 from data_service.lifecycle import Lifecycle, Op
 from data_service.models import MigrationFailed, ValidationFailed
 from data_service.protection import IntegrityViolation, Keyring
-from data_service.store import ANY_REVISION, Change, DocumentNotFound, StaleRevision
+from data_service.store import ANY_REVISION, Answer, Change, DocumentNotFound, StaleRevision
 from data_service.store.errors import PreconditionRequired
 
 ANN = {"email": "ann@example.com", "name": "Ann", "ssn": "123-45-6789", "country": "NO"}
@@ -237,7 +239,7 @@ class StoreDocumentsContract(StoreSetup):
         user = await store.create(USER, ANN)
         raw = await db.get(user.id)
         await db.put({**raw, "name": "Mallory"})  # not signed again
-        for path in (
+        for way in (
             store.read(USER, user.id),
             store.get(USER, user.id),
             store.patch(USER, user.id, {"age": 1}, None),
@@ -247,7 +249,7 @@ class StoreDocumentsContract(StoreSetup):
             store.verify_secrets(USER, user.id, {"email": ANN["email"]}),
         ):
             with pytest.raises(IntegrityViolation) as violation:
-                await path
+                await way
             assert violation.value.docid == user.id and "Mallory" not in str(violation.value)
         assert store.stats.integrity_violations == 7
         assert (await db.get(user.id))["name"] == "Mallory"  # nothing written over the evidence
@@ -296,13 +298,13 @@ class StoreDocumentsContract(StoreSetup):
         first = await db.get(user.id)
         await store.patch(USER, user.id, {"email": "new@example.com"}, None)
         await roll_back(db, user.id, first)
-        for path in (
+        for way in (
             store.read(USER, user.id),
             store.verify_secrets(USER, user.id, {"email": ANN["email"]}),  # the old secret must not verify
             store.patch(USER, user.id, {"name": "Ann B"}, None),
         ):
             with pytest.raises(IntegrityViolation, match=r"rolled back|not the service's"):
-                await path
+                await way
         assert len(await live_leaves(db, user.id)) == 1  # nothing rewritten: an operator decides
 
     async def test_an_undone_soft_delete_is_an_integrity_violation(self, store, db):
@@ -327,12 +329,26 @@ class StoreDocumentsContract(StoreSetup):
         first = await db.get(note.id)
         await store.replace(NOTE, note.id, {"title": "two"}, revs(note))
         await roll_back(db, note.id, first)
-        for path in (
+        for way in (
             store.read(NOTE, note.id),
             store.replace(NOTE, note.id, {"title": "three"}, frozenset({ANY_REVISION})),
         ):
             with pytest.raises(IntegrityViolation):
-                await path
+                await way
+
+    @pytest.mark.parametrize("depth", [300, 1100], ids=["deeper than the canonical form", "deeper than the parser"])
+    async def test_a_poisoned_document_is_an_integrity_violation_never_an_internal_error(self, store, db, depth):
+        users = [await store.create(USER, {**ANN, "name": f"p{i}"}) for i in range(2)]
+        victim = users[1].id
+        text = orjson.dumps({**(await db.get(victim)), "address": "DEEP"}).decode()
+        body = text.replace('"DEEP"', '{"a":' * depth + "1" + "}" * depth).encode()
+        answer = await db.couch.transport.handle(Request("PUT", path(db.name, victim), (), body))
+        assert answer.status in (201, 202), answer.body
+        for way in (store.read(USER, victim), store.replace(USER, victim, ANN, frozenset({ANY_REVISION}))):
+            with pytest.raises(IntegrityViolation):
+                await way
+        answers = await store.write(USER, [Change(Op.PATCH, victim, {"age": 3}), Change(Op.PATCH, users[0].id, {})])
+        assert isinstance(answers[0], IntegrityViolation) and isinstance(answers[1], Answer)
 
     # -- older versions -----------------------------------------------------------------
 

@@ -269,3 +269,17 @@ class StoreReconcilerContract(StoreSetup):
         assert read["title"] == "A" and rev_key(read["_rev"])[0] == 3  # written above the tombstone
         [outcome] = await store.reconciler.reconcile([(NOTE, a["_id"])])
         assert outcome.status is Status.CLEAN
+
+    async def test_scans_find_the_documents_with_a_deleted_leaf_above_the_winner(self, store, db, wa, wb):
+        """What ``verify`` scans with (``Reads.above``, then ``Reads.leaves``): every
+        document with more than one leaf is a suspect; its leaves tell."""
+        a, b = await self.two_branches(store, db, wa, wb)
+        plain = await created(store, NOTE, {"title": "plain"})
+        await tombstone_on(db, None, b, Removed.DELETE)
+        reads = store.writes.reads
+        suspects = await reads.above([a["_id"], plain["_id"]])
+        assert suspects == {a["_id"]} and await reads.above([]) == set()
+        found = await reads.leaves(suspects)
+        [above] = found[a["_id"]].above()
+        assert above["_deleted"] and above["_revisions"]["start"] == 3  # with its history
+        assert await reads.leaves([]) == {}
