@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..errors import ConnectFailed, Timeout, Unavailable
 from ..transport import AsyncTransport, Request, Response
@@ -34,8 +35,9 @@ class Fault:
     its answer); otherwise it never sees it. ``delay``: seconds before the answer or the
     failure (a request ``timeout`` shorter than that is a ``Timeout``, applied or not).
     ``error``: raised instead of the answer. ``status``: the server's answer with this status
-    (202: stored below its quorum), or, not applied, ``{"error": "unavailable"}``. None of
-    these: the answer is delivered. ``hits`` counts what it did."""
+    (202: stored below its quorum), or, not applied, ``body`` (default ``{"error":
+    "unavailable"}``): a canned answer, e.g. a view's rows. None of these: the answer is
+    delivered. ``hits`` counts what it did."""
 
     matches: Matcher
     applied: bool = True
@@ -44,6 +46,7 @@ class Fault:
     status: int | None = None
     times: int | None = 1
     before: Callable[[Request], Awaitable[object]] | None = None
+    body: Any = None
     hits: int = 0
 
     def __post_init__(self) -> None:
@@ -118,5 +121,6 @@ class MemoryTransport(AsyncTransport):
         if fault.error is not None:
             raise fault.error(request.method, request.path, reason="injected fault")
         if response is None:
-            return answer(fault.status or 503, {"error": "unavailable", "reason": "injected fault"})
+            canned = fault.body if fault.body is not None else {"error": "unavailable", "reason": "injected fault"}
+            return answer(fault.status or 503, canned)
         return replace(response, status=fault.status or response.status)
