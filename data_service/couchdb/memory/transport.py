@@ -32,7 +32,8 @@ class Fault:
 
     ``before``: awaited first, with the request (e.g. a racing write through another client
     of the same server). ``applied``: the server handles the request (a failure then loses
-    its answer); otherwise it never sees it. ``delay``: seconds before the answer or the
+    its answer); otherwise it never sees it. ``after``: awaited once it was applied, before
+    its answer goes (an answer held until a test releases it). ``delay``: seconds before the answer or the
     failure (a request ``timeout`` shorter than that is a ``Timeout``, applied or not).
     ``error``: raised instead of the answer. ``status``: the server's answer with this status
     (202: stored below its quorum), or, not applied, ``body`` (default ``{"error":
@@ -46,6 +47,7 @@ class Fault:
     status: int | None = None
     times: int | None = 1
     before: Callable[[Request], Awaitable[object]] | None = None
+    after: Callable[[Request], Awaitable[object]] | None = None
     body: Any = None
     hits: int = 0
 
@@ -116,6 +118,8 @@ class MemoryTransport(AsyncTransport):
         if fault.before is not None:
             await fault.before(request)
         response = await self.server.handle(request) if fault.applied else None
+        if fault.after is not None:
+            await fault.after(request)
         if fault.delay:
             await asyncio.sleep(fault.delay)
         if fault.error is not None:
