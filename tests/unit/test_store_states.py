@@ -280,30 +280,36 @@ class StoreStates(RuleBasedStateMachine):
 
     # -- the feeds ---------------------------------------------------------------------------
 
-    @rule(w=WORKERS)
-    def feed_fetches(self, w: int) -> None:
-        """The feed's poll is answered now; the answer reaches the worker later."""
-        self.steps += 1
-        worker = self.workers[w]
+    def fetch(self, worker: Worker) -> None:
         if worker.held is None:
             worker.held = self.run(worker.store.db.changes(since=worker.store.feed.seq, feed="normal"))
             worker.held_known = self.snapshot()
 
-    @rule(w=WORKERS)
-    def feed_delivers(self, w: int) -> None:
-        self.steps += 1
-        worker = self.workers[w]
+    def deliver(self, worker: Worker) -> None:
         if worker.held is not None:
             worker.store.feed.apply(worker.held)
             worker.known.update(worker.held_known)
             worker.held = None
 
     @rule(w=WORKERS)
+    def feed_fetches(self, w: int) -> None:
+        """The feed's poll is answered now; the answer reaches the worker later."""
+        self.steps += 1
+        self.fetch(self.workers[w])
+
+    @rule(w=WORKERS)
+    def feed_delivers(self, w: int) -> None:
+        self.steps += 1
+        self.deliver(self.workers[w])
+
+    @rule(w=WORKERS)
     def feed_catches_up(self, w: int) -> None:
         """The feed's poll is answered and delivered (after the answer it held, if any)."""
-        self.feed_delivers(w)
-        self.feed_fetches(w)
-        self.feed_delivers(w)
+        self.steps += 1
+        worker = self.workers[w]
+        self.deliver(worker)
+        self.fetch(worker)
+        self.deliver(worker)
 
     @rule(w=WORKERS)
     def feed_fails(self, w: int) -> None:
