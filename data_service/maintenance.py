@@ -15,9 +15,9 @@ from typing import Any, TextIO
 
 from . import idempotency
 from .couchdb import Database
-from .envelope import is_older, model_of, row_doc, tag_of
+from .envelope import row_doc, tag_of
 from .lifecycle import Lifecycle
-from .models import MigrationFailed, Models
+from .models import MigrationFailed, Models, is_older, model_of
 from .protection import IntegrityViolation, KeyUnavailable
 from .retry import RetryPolicy, attempts
 from .revisions import Leaves

@@ -20,7 +20,7 @@ from support import ROOT, install_design_docs, run_command, running_sidecar, uni
 from test_protection import ALICE, create_user, spec_api
 
 from data_service.couchdb import Request
-from data_service.couchdb.client import path
+from data_service.couchdb.transport import path
 from data_service.keys import KeysDir
 from data_service.lifecycle import Lifecycle
 from data_service.models import load_models
