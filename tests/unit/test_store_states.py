@@ -483,3 +483,37 @@ def test_a_forgery_at_the_same_revision_reported_by_the_feed_is_never_written_ov
         state.write_through(w=0, docid=doc, how="replace")
 
     replay(steps)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_HOLE.format(2))
+def test_a_read_begun_before_another_workers_write_never_stores_the_older_version_after_it():
+    """Issue 22 row 2, across workers (found by the ``long`` budget). Fails: worker 1
+    served generation 1 after worker 0's acknowledged write of generation 2."""
+
+    def steps(state: StoreStates) -> None:
+        doc = state.create(w=0)
+        state.feed_catches_up(w=1)  # worker 1's feed reports generation 1
+        state.read_begins(w=1, docid=doc)  # reads generation 1; its answer is held
+        state.write_through(w=0, docid=doc, how="blind")  # generation 2, acknowledged by worker 0
+        state.read_answered()  # worker 1 stores generation 1
+        state.read(w=1, docid=doc, fresh=False)
+
+    replay(steps)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_HOLE.format(2))
+def test_a_read_begun_before_a_deletion_the_feed_reported_never_stores_the_older_version():
+    """Issue 22 row 2, with a deletion (found by the ``long`` budget). Fails: served through
+    worker 1 after its feed reported the document deleted (``Cache.changed(id, None)`` left
+    the revision reported before it as the last one, so the read's one extra stamp passed)."""
+
+    def steps(state: StoreStates) -> None:
+        doc = state.create(w=0)
+        state.feed_catches_up(w=1)
+        state.read_begins(w=1, docid=doc)
+        state.a_member_writes(docid=doc, how="delete")
+        state.feed_catches_up(w=1)  # reports the deletion
+        state.read_answered()
+        state.read(w=1, docid=doc, fresh=False)
+
+    replay(steps)
