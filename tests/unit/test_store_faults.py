@@ -1,17 +1,19 @@
 """Faults on the in-memory CouchDB that the store must meet without serving anything it
 did not check: a read whose check of the deleted leaves above the winner (a member's
 rollback, docs/consistency.md §3) cannot be made answers the CouchDB error, never the
-document as read."""
+document as read; a key other requests claim every round is given up, never created."""
 
 from __future__ import annotations
 
 import pytest
 from contracts.store_setup import NOTE, new_store, roll_back
 
+from data_service import idempotency
 from data_service.couchdb import Unavailable
-from data_service.couchdb.memory import matching, memory_couch
+from data_service.couchdb.memory import Fault, matching, memory_couch
 from data_service.keys import KeysDir
 from data_service.protection import Keyring
+from data_service.store import RetriesExhausted
 
 
 @pytest.fixture
@@ -41,3 +43,13 @@ async def test_a_conflict_whose_merge_fails_now_is_served_as_couchdb_picked_it(s
     await store.db.bulk_docs([branch], new_edits=False)
     store.db.couch.transport.fail(matching("POST", r"/db/_bulk_get"), status=503, times=None)
     assert (await store.read(NOTE, note.id))["_rev"] == branch["_rev"]
+
+
+async def test_a_key_claimed_by_others_every_round_gives_up(store):
+    record = idempotency.record_id("note", "contested")
+    lost = [{"id": record, "error": "conflict", "reason": "Document update conflict."}]
+    store.db.couch.transport.inject(
+        Fault(matching("POST", "/db/_bulk_docs"), applied=False, status=201, body=lost, times=None)
+    )
+    with pytest.raises(RetriesExhausted):
+        await store.create(NOTE, {"title": "t"}, idempotency_key="contested")

@@ -1,7 +1,9 @@
-"""The conflict sweep (``store/sweeper.py``) on the in-memory CouchDB. The ``ds_conflicts``
-view only names candidates (the reconciler reads every leaf again before it counts or
-writes anything), so its answer is canned here — the rows CouchDB's view would give,
-and a stale one too; the view itself is tests/test_conflicts.py's, on a server."""
+"""The background sweeps on the in-memory CouchDB: conflicts (``store/sweeper.py``) and
+expired Idempotency-Key records (``Claims.expire``). Their views only name candidates —
+the reconciler reads every leaf again before it counts or writes anything; a record's
+tombstone is written on the revision the view named — so the views' answers are canned
+here, as CouchDB's views would give them; the views themselves are tested on a server
+(tests/test_conflicts.py, tests/test_idempotency.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import asyncio
 import logging
 
 import pytest
-from contracts.store_setup import CART, CONFLICTING, PROFILE, created, edited, fork, new_store
+from contracts.store_setup import CART, CONFLICTING, NOTE, PROFILE, created, edited, fork, new_store
 
+from data_service import idempotency
 from data_service.couchdb.memory import Fault, matching, memory_couch
-from data_service.design import CONFLICTS_NAME
+from data_service.design import CONFLICTS_NAME, IDEMPOTENCY_NAME
 from data_service.keys import KeysDir
 from data_service.lifecycle import Lifecycle
 from data_service.protection import Keyring
@@ -71,3 +74,20 @@ async def test_the_count_and_the_background_sweep(store, caplog):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert "reconcile: 1 conflicted, 1 resolved, 0 unresolvable, 0 busy" in caplog.text
+
+
+async def test_expired_records_are_removed_with_signed_tombstones(store):
+    for key in ("k1", "k2"):
+        await store.create(NOTE, {"title": key}, idempotency_key=key)
+    records = [await store.db.get(idempotency.record_id("note", key)) for key in ("k1", "k2")]
+    rows = [{"id": r["_id"], "key": r["expires_at"], "value": r["_rev"]} for r in records]
+    view, transport = matching("GET", rf"/db/_design/{IDEMPOTENCY_NAME}/_view/.*"), store.db.couch.transport
+    transport.inject(Fault(view, applied=False, status=200, body={"total_rows": 2, "offset": 0, "rows": rows}))
+    transport.inject(
+        Fault(view, applied=False, status=200, body={"total_rows": 0, "offset": 0, "rows": []}, times=None)
+    )
+    assert await store.claims.expire(page=2) == 2  # a full page: the view is asked again
+    assert await store.expire_idempotency_records() == 0
+    for record in records:
+        [tombstone] = [e["ok"] for e in await store.db.open_revs(record["_id"]) if "ok" in e]
+        assert tombstone["_deleted"] and tombstone["meta"]["removed"] == "expired"
