@@ -49,7 +49,7 @@ def revs(*answers) -> frozenset[str]:
 
 
 class StoreDocumentsContract(StoreSetup):
-    async def test_create_replace_patch_and_a_hard_delete(self, store, db, ring):
+    async def test_create_replace_patch_and_a_hard_delete(self, store, db):
         first = await store.create(NOTE, {"title": "hello", "body": "first"})
         assert first.created and first.rev.startswith("1-") and first.etag == f'"{first.rev}"'
         note = shown(first)

@@ -33,8 +33,9 @@ class Fault:
     ``before``: awaited first, with the request (e.g. a racing write through another client
     of the same server). ``applied``: the server handles the request (a failure then loses
     its answer); otherwise it never sees it. ``after``: awaited once it was applied, before
-    its answer goes (an answer held until a test releases it). ``delay``: seconds before the answer or the
-    failure (a request ``timeout`` shorter than that is a ``Timeout``, applied or not).
+    its answer goes (an answer held until a test releases it). ``delay``: seconds before
+    the answer or the failure (a request ``timeout`` shorter than that is a ``Timeout``,
+    applied or not).
     ``error``: raised instead of the answer. ``status``: the server's answer with this status
     (202: stored below its quorum), or, not applied, ``body`` (default ``{"error":
     "unavailable"}``): a canned answer, e.g. a view's rows. None of these: the answer is
