@@ -164,6 +164,17 @@ class FeedsContract:
             kind, ("not_found", "missing"), pouchdb=(None, None)
         )
 
+    async def test_long_runs_of_digits_inside_strings_are_plain_strings(self, db):
+        """An id from ``_uuids`` is 32 hex digits: now and then 16 or more of them in a row
+        (about one id in a hundred), as in a revision hash. Every request naming one works."""
+        docid, digits = "0123456789012345678901234567890a", "12345678901234567890"
+        rev = (await db.put({"_id": docid, "n": digits})).rev
+        [item] = await db.bulk_get([{"id": docid, "rev": rev}])
+        assert item["docs"][0]["ok"]["n"] == digits
+        assert [row["key"] for row in (await db.all_docs(keys=[docid, digits])).rows] == [docid, digits]
+        [saved] = await db.bulk_docs([{"_id": docid, "_rev": rev, "n": digits * 2}])
+        assert saved["ok"] and (await db.open_revs(docid, [saved["rev"]]))[0]["ok"]["n"] == digits * 2
+
     # -- _changes -----------------------------------------------------------------------------
 
     async def test_changes_since_limit_and_positions(self, couch, kind):
