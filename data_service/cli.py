@@ -19,7 +19,8 @@ Commands:
   serve                       Run the HTTP service. With --auto-install it first runs
                               the steps of `install` (no seeds), then listens. It
                               reconciles the documents the ds_conflicts view lists
-                              (replication conflicts) every reconcile interval.
+                              (replication conflicts) every reconcile interval,
+                              and keeps the view indexes warm (--warm-interval).
                               On SIGTERM it drains: readiness fails at once, new
                               connections are refused, requests in flight finish
                               (up to --drain-timeout), then it exits. It logs to
@@ -81,6 +82,11 @@ Options:
   --auto-install              Run the install steps before listening.
   --reconcile-interval=SECONDS  Seconds between conflict sweeps; 0 disables them
                               [default: 60]
+  --warm-interval=SECONDS     Seconds between passes of the index warmer: while the
+                              database changes, it brings each view index up to
+                              date, one at a time, so a query after many writes
+                              does not wait for CouchDB to index them; 0 disables
+                              it [default: 5]
   --max-bulk=N                Most items in one POST /v1/{type}/_bulk [default: 500]
   --batch=N                   Documents per round trip of migrate [default: 500]
   --idempotency-ttl=SECONDS   How long an Idempotency-Key is remembered; expired
@@ -341,7 +347,8 @@ def _lifecycle(config: Config) -> Lifecycle:
 
 
 async def verify_command(config: Config) -> int:
-    from .maintenance import Progress, document_count, verify_database
+    from .maintenance import document_count, verify_database
+    from .progress import Progress
     from .server import connect
 
     lifecycle = _lifecycle(config)
@@ -355,7 +362,8 @@ async def verify_command(config: Config) -> int:
 
 
 async def reencrypt_command(config: Config) -> int:
-    from .maintenance import Progress, document_count, reencrypt_database
+    from .maintenance import document_count, reencrypt_database
+    from .progress import Progress
     from .server import connect
 
     lifecycle, models = _lifecycle(config), _models(config)
@@ -393,7 +401,8 @@ def _batch(args: dict) -> int:
 
 
 async def migrate_command(config: Config, batch: int) -> int:
-    from .maintenance import Progress, document_count, migrate_database
+    from .maintenance import document_count, migrate_database
+    from .progress import Progress
     from .server import connect
 
     lifecycle, models = _lifecycle(config), _models(config)
@@ -421,7 +430,7 @@ async def _reconcile_pass(
     """One sweep with progress on ``out``; prints what is left. Without the conflicts
     view (not installed): ConfigError, or None when not ``required``."""
     from .couchdb import NotFound
-    from .maintenance import Progress
+    from .progress import Progress
     from .store import Stats
     from .store.reconciler import Reconciler, Status
     from .store.sweeper import conflicted_count, sweep

@@ -30,6 +30,7 @@ from .store import DocumentStore
 from .store.hashing import Hasher
 from .store.locks import DocLocks
 from .store.sweeper import run_sweeper
+from .store.warmer import Warmer, run_warmer
 from .web import Context, make_app
 
 log = logging.getLogger("data_service")
@@ -161,7 +162,8 @@ async def serve(
 ) -> None:
     """Serve until SIGINT/SIGTERM; with ``auto_install`` run the installer first. A
     worker (``workers``) gets the bound ``sockets``, the shared ``stamps``, its index
-    and the metrics directory; worker 0 alone runs the periodic jobs (sweeper, expired keys)."""
+    and the metrics directory; worker 0 alone runs the periodic jobs (sweeper, index warmer,
+    expired keys)."""
     ctx, server = build(config, stamps=stamps, worker=worker, metrics_dir=metrics_dir)
     store = ctx.store
     if auto_install:
@@ -183,6 +185,9 @@ async def serve(
         tasks.append(asyncio.create_task(every(min(600.0, config.idempotency_ttl), expire_idempotency_keys)))
         if config.reconcile_interval > 0:
             tasks.append(asyncio.create_task(run_sweeper(store.reconciler, ctx.models, config.reconcile_interval)))
+        if config.warm_interval > 0:
+            views = [name for name, doc in design_docs(ctx.models).items() if doc.get("views")]
+            tasks.append(asyncio.create_task(run_warmer(Warmer(store.db, views), config.warm_interval)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

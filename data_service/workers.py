@@ -6,8 +6,8 @@ and forks. The kernel spreads new connections evenly over the workers' sockets (
 restarted worker takes over its socket and the connections waiting on it). Each
 worker is a whole ``serve``: its own CouchDB connections, change feed, read cache and
 readiness; ``/_metrics`` answers every worker's series, labelled ``worker``
-(``worker_metrics``). Worker 0 alone runs the conflict sweeper and the expired-key
-cleanup.
+(``worker_metrics``). Worker 0 alone runs the conflict sweeper, the index warmer and
+the expired-key cleanup.
 
 The parent only supervises: SIGTERM / SIGINT close its sockets and are passed to every
 worker (each drains), SIGHUP too (each reloads its token file), and a worker that dies
