@@ -44,7 +44,9 @@ ERROR_LIMIT = 0.01  # more failed requests than this fraction fails the run
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_couchdb(parser, os.environ.get("COUCHDB_URL"))
     parser.add_argument(
         "--requests",

@@ -179,10 +179,11 @@ def prepare_sidecar(couch: Couch, database: str, directory: Path, steps: list[st
     return extra
 
 
-def couchdb_flags(couch: Couch, database: str, models: Path = MODELS) -> list[str]:
-    """The flags every ``data-service`` command against the run's database takes."""
+def couchdb_flags(couch: Couch, database: str, models: Path | None = MODELS) -> list[str]:
+    """The flags every ``data-service`` command against the run's database takes
+    (``verify`` takes no models file: ``models=None``)."""
     return [
-        f"--models={models}",
+        *([f"--models={models}"] if models else []),
         f"--couchdb={couch.url}",
         f"--couchdb-user={couch.user}",
         f"--database={database}",

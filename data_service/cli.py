@@ -83,10 +83,10 @@ Options:
   --reconcile-interval=SECONDS  Seconds between conflict sweeps; 0 disables them
                               [default: 60]
   --warm-interval=SECONDS     Seconds between passes of the index warmer: while the
-                              database changes, it brings each view index up to
-                              date, one at a time, so a query after many writes
-                              does not wait for CouchDB to index them; 0 disables
-                              it [default: 5]
+                              database changes, it brings each index of the types
+                              up to date, one at a time, so a query after many
+                              writes does not wait for CouchDB to index them; 0
+                              disables it [default: 5]
   --max-bulk=N                Most items in one POST /v1/{type}/_bulk [default: 500]
   --batch=N                   Documents per round trip of migrate [default: 500]
   --idempotency-ttl=SECONDS   How long an Idempotency-Key is remembered; expired

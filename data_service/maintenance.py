@@ -24,7 +24,7 @@ from .revisions import Leaves
 from .store.reads import Reads
 
 PAGE = 500
-DEPTH = 3  # pages a job works on at once (reencrypt, migrate: each written in one _bulk_docs)
+DEPTH = 4  # pages a job works on at once (reencrypt, migrate: each written in one _bulk_docs)
 ABOVE = 100  # ids per change-feed lookup of deleted leaves (CouchDB then looks them up by id)
 
 
@@ -68,6 +68,7 @@ async def verify_database(db: Database, lifecycle: Lifecycle, progress: Progress
                 failed.add(doc["_id"])
             except KeyUnavailable as exc:
                 report.failures.append((doc["_id"], str(exc)))
+                failed.add(doc["_id"])
         suspects = set().union(*await lookups)
         for docid, leaves in (await reads.leaves(sorted(suspects))).items() if suspects else ():
             _check_removed(lifecycle, docid, leaves, report, rolled_back=docid in failed)
@@ -83,7 +84,7 @@ async def verify_database(db: Database, lifecycle: Lifecycle, progress: Progress
 def _check_removed(lifecycle: Lifecycle, docid: str, leaves: Leaves, report: VerifyReport, rolled_back: bool) -> None:
     """Each deleted leaf above the winner must be a tombstone the service signed for its
     place; the first that is not names the document as rolled back (unless its signature
-    failed already: ``rolled_back``)."""
+    check failed already: ``rolled_back``)."""
     for leaf in leaves.above():
         try:
             lifecycle.removed(leaf)

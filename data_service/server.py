@@ -19,7 +19,7 @@ from .cache import Cache, Stamps
 from .callers import Door
 from .config import Config, ConfigError
 from .couchdb import TLS, CouchDB, Hooks, IdPool, Limits, Timeouts
-from .design import design_docs
+from .design import design_docs, query_designs
 from .keys import KeysDir, kek_from
 from .metrics import Metrics
 from .models import Models, load_models
@@ -186,8 +186,8 @@ async def serve(
         if config.reconcile_interval > 0:
             tasks.append(asyncio.create_task(run_sweeper(store.reconciler, ctx.models, config.reconcile_interval)))
         if config.warm_interval > 0:
-            views = [name for name, doc in design_docs(ctx.models).items() if doc.get("views")]
-            tasks.append(asyncio.create_task(run_warmer(Warmer(store.db, views), config.warm_interval)))
+            warmer = Warmer(store.db, query_designs(ctx.models))
+            tasks.append(asyncio.create_task(run_warmer(warmer, config.warm_interval)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

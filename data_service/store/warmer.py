@@ -3,7 +3,9 @@ is queried, so the first query after a bulk load waits for every document writte
 the index was last current (22.6 s after 100,000 documents, issue 25). The warmer, a
 background task of the worker that runs the sweeper, brings each design document's index
 up to date every few seconds while the database changes, so a query waits only for the
-writes of the last seconds.
+writes of the last seconds. It warms what callers' queries read: the types' indexes
+(``design.query_designs``); the conflicts and Idempotency-Key views are read by the
+sweeper and the expiry job, in the background, on their own schedules.
 
 Its cost to CouchDB is bounded: a pass runs only when the database's ``update_seq`` moved
 since the last complete pass; it asks for one design document's index at a time (a query
