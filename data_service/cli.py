@@ -29,9 +29,10 @@ Commands:
                               OTEL_EXPORTER_OTLP_*ENDPOINT is set.
   install                     Make the database what the models file says: create it,
                               set _security, create/update/remove the generated design
-                              docs (never ones without the data_service marker), set
-                              uuids/algorithm = sequential, warm new views, upsert the
-                              seed documents. Idempotent: a second run changes nothing.
+                              docs (never ones without the data_service marker),
+                              report the server's uuids algorithm (set it with
+                              --configure-server), warm new views, upsert the seed
+                              documents. Idempotent: a second run changes nothing.
                               With --dry-run it prints the plan and changes nothing;
                               with --delete --yes it drops the whole database instead.
   keys create                 Write a new Tink keyset per purpose (signing, encryption,
@@ -71,12 +72,21 @@ Options:
                               for serve to run as instead of the server admin.
   --service-user-password-file=F  Its password; without it the password is read
                               from $DATA_SERVICE_SERVICE_USER_PASSWORD.
+  --service-user-adopt        install: take over an existing account that install
+                              did not create (sets its password; keeps its roles).
+                              Without it such an account is refused, unless it has
+                              no roles and the password given logs in. Never a
+                              server admin.
   --models=FILE               Models file (YAML or JSON) declaring the document types.
   --keys-dir=DIR              Directory of Tink keysets (see keys create).
   --kek-file=FILE             Key-encryption key for encrypted keysets.
   --seed=FILE                 Seed documents (YAML or JSON):
                               {"seeds": [{"type": T, "key": K, "data": {...}}, ...]}
   --dry-run                   Print what install would do; change nothing.
+  --configure-server          install: also set the server-wide node config
+                              uuids/algorithm = sequential (every database on that
+                              CouchDB gets such ids); without it install only reports
+                              the algorithm.
   --delete                    Delete the whole database (needs --yes).
   --yes                       Confirm --delete.
   --auto-install              Run the install steps before listening.
@@ -123,6 +133,12 @@ Options:
   --couchdb-transport=NAME    The HTTP client to CouchDB: aiohttp, or httptools
                               (asyncio protocols and the llhttp parser)
                               [default: aiohttp]
+  --max-streams=N             Change streams (GET /v1/{type}/_changes with
+                              feed=longpoll or as server-sent events) open at once,
+                              per worker; one more is answered 503 busy. Their long
+                              polls use N+1 connections of their own (one is the
+                              read cache's feed), beside --max-connections
+                              [default: 32]
   --listen=ADDRESS            Address to listen on [default: 127.0.0.1]
   --port=PORT                 Port to listen on [default: 8080]
   --max-body=BYTES            Largest request body accepted, on every route and for
@@ -316,6 +332,7 @@ async def install_command(args: dict, config: Config) -> int:
                 seeds=seeds,
                 dry_run=args["--dry-run"],
                 service_user=(member, login) if member else None,
+                configure_server=args["--configure-server"],
             )
         except InstallFailed as exc:
             print(f"data-service: install failed: {exc}", file=sys.stderr)

@@ -61,6 +61,7 @@ class Config:
     body_timeout: float = 30.0  # seconds to receive a request body
     cache_mb: float = 64.0  # the read cache's size per worker; 0: no cache
     workers: int = 1  # serving processes forked after binding; the command line's default 0: one per CPU
+    max_streams: int = 32  # change streams (long polls, event streams) open at once per process; more: 503 busy
 
     @property
     def deployment(self) -> str:
@@ -132,6 +133,7 @@ class Config:
             body_timeout=_number(args, "--body-timeout", float) if args.get("--body-timeout") else 30.0,
             cache_mb=_megabytes(args.get("--cache-size", "64")),
             workers=_workers(args.get("--workers", "0")),
+            max_streams=_number(args, "--max-streams", int) if args.get("--max-streams") else 32,
         )
 
 

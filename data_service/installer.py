@@ -5,15 +5,18 @@ applies the steps that change something (unless ``dry_run``), so a dry run and a
 real run share one code path. In order:
 
 1. the database (created if missing);
-2. with ``--service-user``: its ``_users`` document (``_user_step``), created or
-   its password set; then ``_security``: that user, the installing user and role
-   ``data-service`` added to the members, role ``_admin`` to the admins (members and
-   admins already there are kept), so anonymous users are locked out;
+2. with ``--service-user``: its ``_users`` document (``_user_step``), created, its
+   password set, or an existing account adopted (``service_user.claim``); then
+   ``_security``: that user, the installing user and role ``data-service`` added to the
+   members, role ``_admin`` to the admins (members and admins already there are kept),
+   so anonymous users are locked out;
 3. the design docs of ``design.design_docs``: created, updated when their content
    hash differs, removed when generated earlier but no longer declared — those of an
    older major version of a type only once no document of that version is left;
    design docs without the ``data_service`` marker are never touched;
-4. ``uuids/algorithm = sequential`` where the server has node config;
+4. the server's ``uuids/algorithm`` reported (CouchDB's default is ``sequential``); set to
+   ``sequential`` only with ``configure_server`` (``--configure-server``): it is a
+   setting of the whole server, which other applications may share;
 5. seed documents, upserted under ids derived from type + key, stored exactly as
    the service stores documents (validated, protected, signed).
 
@@ -36,7 +39,7 @@ from .couchdb.client import path
 from .models import Models, ModelType
 from .protection import IntegrityViolation, Keyring, KeyUnavailable
 from .seeds import Seed, check_seeds
-from .service_user import USERS_DB, ServiceUser, logs_in
+from .service_user import USERS_DB, Refused, ServiceUser, claim, session_roles
 from .store import ANY_REVISION, DocumentNotFound, DocumentStore
 from .store.hashing import Hasher
 from .store.warmer import warm_up
@@ -126,22 +129,36 @@ def _who(group: dict) -> str:
 
 
 async def _user_step(couch: CouchDB, user: ServiceUser, login: CouchDB) -> Step:
-    """Create the service user, or set its password when it does not log in with the one
-    given. ``couch`` is the installer's admin client, ``login`` one with the user's credentials."""
+    """Create the service user, set its password, or adopt an existing account, as
+    ``service_user.claim`` decides. ``couch`` is the installer's admin client, ``login``
+    one with the user's credentials, tried only on an account that exists (a failed login
+    counts toward CouchDB's lockout of the name)."""
     target = path(USERS_DB, user.doc_id)
     try:
         existing = await couch.json("GET", target)
     except NotFound:
-        doc = {"_id": user.doc_id, "name": user.name, "type": "user", "roles": [], "password": user.password}
-        return Step(
-            "create", f"create CouchDB user {user.name} (no roles)", lambda: couch.request("PUT", target, json=doc)
-        )
-    if await logs_in(login):
-        return Step("unchanged", f"unchanged CouchDB user {user.name}")
-    updated = {**existing, "password": user.password}
-    return Step(
-        "update", f"set the password of CouchDB user {user.name}", lambda: couch.request("PUT", target, json=updated)
-    )
+        existing = None
+    logs_in = existing is not None and await session_roles(login) is not None
+    try:
+        decided = claim(user, existing, logs_in=logs_in, admin=await _server_admin(couch, login, user.name))
+    except Refused as exc:
+        raise InstallFailed(str(exc)) from None
+    doc = decided.doc
+    if doc is None:
+        return Step(decided.kind, decided.text)
+    return Step(decided.kind, decided.text, lambda: couch.request("PUT", target, json=doc))
+
+
+async def _server_admin(couch: CouchDB, login: CouchDB, name: str) -> bool:
+    """Whether ``name`` is a server admin: in the node config, or on a server without one
+    (the dev server, which has no login lockout) by the session of the password given."""
+    try:
+        await couch.config_get("admins", name)
+    except Unsupported:  # before NotFound, which it is a kind of
+        return "_admin" in (await session_roles(login) or ())
+    except NotFound:
+        return False
+    return True
 
 
 async def _security_step(db: Database, exists: bool, *users: str | None) -> Step:
@@ -243,9 +260,23 @@ def _delete_design(db: Database, name: str, rev: str) -> Callable[[], Awaitable[
     return apply
 
 
-async def _uuids_step(couch: CouchDB) -> Step:
+ID_SHAPES = {  # what ids of each CouchDB uuids algorithm look like (CouchDB's default: sequential)
+    "sequential": "a random prefix and an increasing suffix, so new documents land together in the b-tree",
+    "random": "new documents land all over the b-tree (larger files, slower writes and view builds)",
+    "utc_random": "time-ordered: microseconds since 1970, then random",
+    "utc_id": "time-ordered: microseconds since 1970, then the configured utc_id_suffix",
+    "uuid_v7": "time-ordered UUIDs (version 7)",
+}
+
+
+async def _uuids_step(couch: CouchDB, configure: bool) -> Step:
+    """Report the server's uuids algorithm and what the ids look like; write it (a setting of
+    the whole server, which other applications may share) only when ``configure``."""
     info = await couch.server_info()
-    unsupported = Step("note", f"uuids/algorithm: not supported by {info.kind}; ids stay as the server makes them")
+    sample = (await couch.uuids(1))[0]
+    unsupported = Step(
+        "note", f"uuids/algorithm: not supported by {info.kind}; ids stay as the server makes them, like {sample}"
+    )
     if not info.supports_node_config:
         return unsupported
     try:
@@ -254,11 +285,19 @@ async def _uuids_step(couch: CouchDB) -> Step:
         return unsupported
     except NotFound:
         current = None
-    if current == UUIDS_ALGORITHM:
-        return Step("unchanged", f"unchanged uuids/algorithm = {UUIDS_ALGORITHM}")
+    if (current or UUIDS_ALGORITHM) == UUIDS_ALGORITHM:
+        default = "" if current else " (CouchDB's default)"
+        return Step("unchanged", f"unchanged uuids/algorithm = {UUIDS_ALGORITHM}{default}: ids like {sample}")
+    if not configure:
+        return Step(
+            "note",
+            f"uuids/algorithm = {current}: ids like {sample}; {ID_SHAPES.get(current, 'see CouchDB documentation')}. "
+            f"{UUIDS_ALGORITHM.capitalize()} is better for CouchDB's b-trees; it is a server-wide setting: "
+            f"install --configure-server sets it, or [uuids] algorithm = {UUIDS_ALGORITHM} in CouchDB's local.ini",
+        )
     return Step(
         "update",
-        f"set uuids/algorithm = {UUIDS_ALGORITHM} (was {current or 'unset'})",
+        f"set uuids/algorithm = {UUIDS_ALGORITHM} (was {current}; server-wide: every database's new ids)",
         lambda: couch.config_put("uuids", "algorithm", UUIDS_ALGORITHM),
     )
 
@@ -307,9 +346,10 @@ async def plan(
     user: str | None,
     seeds: list[Seed],
     service_user: tuple[ServiceUser, CouchDB] | None = None,
+    configure_server: bool = False,
 ) -> list[Step]:
     """Every step of an install, reading but never writing. ``service_user``: the user
-    and a client that logs in as it."""
+    and a client that logs in as it; ``configure_server``: set the server-wide uuids algorithm."""
     db = store.db
     exists = await db.exists()
     steps = [] if exists else [Step("create", f"create database {db.name}", lambda: db.create(exist_ok=True))]
@@ -317,7 +357,7 @@ async def plan(
         steps.append(await _user_step(couch, *service_user))
     steps.append(await _security_step(db, exists, user, service_user[0].name if service_user else None))
     steps += await _design_steps(db, exists, models)
-    steps.append(await _uuids_step(couch))
+    steps.append(await _uuids_step(couch, configure_server))
     for seed in seeds:
         steps.append(await _seed_step(store, exists, models.types[seed.type], seed))  # checked by check_seeds
     return steps
@@ -338,6 +378,7 @@ async def install(
     out: TextIO = sys.stdout,
     progress_out: TextIO = sys.stderr,
     service_user: tuple[ServiceUser, CouchDB] | None = None,
+    configure_server: bool = False,
 ) -> InstallReport:
     """Plan, print each step, apply the ones that change something (unless ``dry_run``),
     then warm the new views. Raises SeedError before anything is read or written when
@@ -347,7 +388,9 @@ async def install(
     db = couch.database(db_name)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt") as hasher:
         store = DocumentStore(db, IdPool(couch), keys, hasher=Hasher(hasher))
-        steps = await plan(couch, store, models, user=user, seeds=seeds, service_user=service_user)
+        steps = await plan(
+            couch, store, models, user=user, seeds=seeds, service_user=service_user, configure_server=configure_server
+        )
         report = InstallReport(db_name, steps, dry_run)
         if dry_run:
             print(f"install {db_name}: dry run, nothing will be changed", file=out)

@@ -13,9 +13,9 @@ from typing import Any
 
 from . import idempotency
 from .couchdb import Database
-from .envelope import is_older, model_of, row_doc, tag_of
+from .envelope import row_doc, tag_of
 from .lifecycle import Lifecycle
-from .models import MigrationFailed, Models
+from .models import MigrationFailed, Models, is_older, model_of
 from .pipeline import pipelined
 from .progress import Progress
 from .protection import IntegrityViolation, KeyUnavailable

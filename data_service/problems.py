@@ -56,7 +56,7 @@ TABLE: dict[str, Kind] = {
         503, "The database's design documents are missing or outdated (run data-service install)", retryable=True
     ),
     "conflict_retries_exhausted": Kind(503, "The document kept changing; try again", retryable=True),
-    "busy": Kind(503, "Too many bcrypt hashes are queued; retry after a moment", retryable=True),
+    "busy": Kind(503, "Too many bcrypt hashes or change streams at once; retry after a moment", retryable=True),
     "draining": Kind(503, "The service is shutting down; send requests to another instance", retryable=True),
     # A key this sidecar does not have enabled: a newer one after `keys rotate` that it has
     # not loaded yet (another sidecar, restarted, reads it), or one an operator disabled.

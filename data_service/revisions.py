@@ -73,7 +73,8 @@ class Leaves:
 
 def sorted_leaves(leaves: Iterable[dict]) -> Leaves:
     """``open_revs`` bodies (the ``ok`` ones) sorted out CouchDB's way."""
-    live, deleted = [], []
+    live: list[dict] = []
+    deleted: list[dict] = []
     for leaf in leaves:
         (deleted if leaf.get("_deleted") else live).append(leaf)
     live.sort(key=lambda leaf: rev_key(leaf["_rev"]), reverse=True)

@@ -31,7 +31,7 @@ from .store.hashing import Hasher
 from .store.locks import DocLocks
 from .store.sweeper import run_sweeper
 from .store.warmer import Warmer, run_warmer
-from .web import Context, make_app
+from .web import Context, Streams, make_app
 
 log = logging.getLogger("data_service")
 
@@ -43,7 +43,8 @@ def connect(config: Config, hooks: Hooks = Hooks()) -> CouchDB:
         auth=config.couchdb_auth,
         transport_kind=config.couchdb_transport,
         timeouts=Timeouts(connect=config.connect_timeout, request=config.request_timeout),
-        limits=Limits(max_connections=config.max_connections),
+        # long polls: the callers' change streams and the read cache's feed
+        limits=Limits(max_connections=config.max_connections, max_long_polls=config.max_streams + 1),
         tls=TLS(ca_file=config.ca_file, verify=config.verify_tls),
         hooks=hooks,
     )
@@ -105,6 +106,7 @@ def build(
         metrics=metrics,
         tracing=spans,
         door=door,
+        streams=Streams(config.max_streams),
     )
     return ctx, http_server(make_app(ctx), config)
 

@@ -193,6 +193,11 @@ class TcpProxy:
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
+    @property
+    def connections(self) -> int:
+        """Connections relayed now (each holds a writer on either side)."""
+        return len(self._writers) // 2
+
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
 

@@ -4,11 +4,19 @@ on, opaque positions that resume exactly, long poll and server-sent events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+import sys
+from dataclasses import replace
+from urllib.parse import urlsplit
 
+import aiohttp
 import orjson
+from support import TcpProxy, running_sidecar, serving, until
 from test_api import NOTE
 
 from data_service.canonical import canonical
+from data_service.couchdb import Limits
 
 
 async def create_notes(api, n: int, prefix: str = "n") -> list[dict]:
@@ -124,3 +132,95 @@ async def test_an_event_stream_consumer_sees_every_change_once_across_a_reconnec
     assert sorted(seen) == sorted(n["id"] for n in notes + more) and len(seen) == 7  # each once
     shown = {item["id"]: item["doc"] for _, item in first + rest}
     assert all(canonical(shown[n["id"]]) == canonical(n) for n in notes + more)
+
+
+STREAMS = 110  # asked for at once: more than the sidecar's CouchDB connection pool holds
+MAX_STREAMS = 32  # --max-streams' default
+
+
+async def hold_stream(session, url: str, event_stream: bool, answers: list) -> None:
+    """One change stream: a long poll of 60 s, or an event stream; appends its answer's
+    (status, Retry-After, problem body) as soon as its headers come, then holds it."""
+    headers = {"Accept": "text/event-stream"} if event_stream else {}
+    query = "since=now" if event_stream else "since=now&feed=longpoll&timeout=60"
+    async with session.get(f"{url}/v1/note/_changes?{query}", headers=headers) as resp:
+        body = await resp.json(content_type=None) if resp.status != 200 else None
+        answers.append((resp.status, resp.headers.get("Retry-After"), body))
+        await asyncio.Event().wait()  # until cancelled
+
+
+async def test_change_streams_are_bounded_so_a_plain_get_still_answers(config, tmp_path, http):
+    """Issue 22 row 9: each long poll and event stream holds a CouchDB connection while it
+    waits; with 110 open a plain GET waited 16.8 s for one and the cache feed starved. Past
+    --max-streams one more is answered 503 busy + Retry-After, and a GET of a document the
+    sidecar never read answers. Its latency is printed; the assertion is only < 5 s, a bound
+    a loaded machine keeps and a GET queued behind long polls (up to 60 s each) does not."""
+    async with running_sidecar(config) as other:  # another sidecar writes: the one under test never read it
+        async with http.post(f"{other}/v1/note", json=NOTE) as resp:
+            assert resp.status == 201
+            note = await resp.json()
+    url = urlsplit(config.couchdb_url)
+    proxy = TcpProxy(url.hostname, url.port)  # counts the sidecar's connections to CouchDB
+    await proxy.start()
+    answers: list = []
+    streams: list[asyncio.Task] = []
+    try:
+        async with (
+            serving(replace(config, couchdb_url=f"http://127.0.0.1:{proxy.port}"), tmp_path) as served,
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
+        ):
+            streams = [
+                asyncio.create_task(hold_stream(session, served.base, i % 2 == 1, answers)) for i in range(STREAMS)
+            ]
+            pool = Limits().max_connections
+
+            async def saturated() -> bool:  # every stream holds a connection it could get, or was refused
+                refused = sum(1 for status, _, _ in answers if status == 503)
+                return proxy.connections + refused >= pool
+
+            await until(saturated, f"{STREAMS} streams placed", timeout=60)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            async with http.get(f"{served.base}/v1/note/{note['id']}") as resp:
+                status, body = resp.status, await resp.json(content_type=None)
+            latency = loop.time() - started
+            print(f"GET of an uncached document with {STREAMS} streams asked for: {latency:.3f} s")
+            assert status == 200 and body == note, body
+            assert latency < 5.0, f"the GET waited {latency:.1f} s"
+
+            async def placed() -> bool:  # refused, or an event stream that began (a long poll answers later)
+                return len(answers) >= STREAMS - MAX_STREAMS + MAX_STREAMS // 2
+
+            await until(placed, "every stream refused or begun")
+            refused = [(retry, body) for status, retry, body in answers if status == 503]
+            assert len(refused) == STREAMS - MAX_STREAMS, sorted(status for status, _, _ in answers)
+            assert all(retry and body["code"] == "busy" and body["retryable"] for retry, body in refused)
+            assert "--max-streams" in refused[0][1]["detail"]
+
+            # and the cache feed still follows: a change made elsewhere is served once it is reported
+            async with http.get(f"{served.base}/v1/note/{note['id']}") as resp:  # now cached
+                etag = resp.headers["ETag"]
+            async with running_sidecar(config) as other:
+                patch = {"Content-Type": "application/merge-patch+json", "If-Match": etag}
+                async with http.patch(f"{other}/v1/note/{note['id']}", data=b'{"counter": 1}', headers=patch) as resp:
+                    assert resp.status == 200
+
+            async def followed() -> bool:
+                async with http.get(f"{served.base}/v1/note/{note['id']}") as resp:
+                    return (await resp.json())["counter"] == 1
+
+            await until(followed, "the sidecar under test serves the change", timeout=10)
+    finally:
+        for task in streams:
+            task.cancel()
+        for task in streams:
+            with contextlib.suppress(BaseException):
+                await task
+        await proxy.stop()
+
+
+def test_max_streams_is_a_positive_number(keys_dir):
+    for bad in ("--max-streams=0", "--max-streams=many"):
+        command = [sys.executable, "-m", "data_service", "serve", f"--keys-dir={keys_dir}", bad]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and result.stderr.startswith("data-service: --max-streams: "), result.stderr

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
 from support import dead_port, put_on_every_copy, unique_name
 
 from data_service.couchdb import (
+    Attempt,
     Conflict,
     ConnectFailed,
     CouchDB,
+    Hooks,
     IdPool,
+    Limits,
     NotFound,
     PreconditionFailed,
+    Request,
     Timeout,
     Timeouts,
     Unauthorized,
@@ -180,6 +186,35 @@ async def test_changes_normal_and_longpoll(db):
     await db.put({"_id": "y"})
     woke = await asyncio.wait_for(waiter, 15)
     assert [r["id"] for r in woke["results"]] == ["y"]
+
+
+class LongPollSeen(Hooks):
+    """Sets ``begun`` when a long poll's attempt starts (its connection is taken right after)."""
+
+    def __init__(self) -> None:
+        self.begun = asyncio.Event()
+
+    @contextlib.contextmanager
+    def attempt(self, request: Request) -> Iterator[Attempt]:
+        if request.long_poll:
+            self.begun.set()
+        yield Attempt(request)
+
+
+async def test_long_polls_have_a_pool_of_their_own(couchdb_url, db):
+    """With one connection per pool, a long poll waiting 30 s for a change does not hold up a
+    plain request: it never queues behind long polls (issue 22 row 9)."""
+    hooks = LongPollSeen()
+    async with CouchDB(couchdb_url, limits=Limits(max_connections=1, max_long_polls=1), hooks=hooks) as couch:
+        database = couch.database(db.name)
+        since = (await database.changes())["last_seq"]
+        waiting = asyncio.ensure_future(database.changes(feed="longpoll", since=since, timeout=30))
+        await asyncio.wait_for(hooks.begun.wait(), 10)
+        assert (await asyncio.wait_for(database.info(), 10))["db_name"] == db.name
+        assert not waiting.done()
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
 
 
 async def test_wrong_password_raises_unauthorized(couchdb_url, db):

@@ -4,6 +4,7 @@ against the real server under test, on fresh database names of its own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import signal
@@ -21,7 +22,7 @@ from support import ROOT, dead_port, run_command, running_sidecar, unique_name
 
 from data_service import design
 from data_service.config import PASSWORD_ENV
-from data_service.couchdb import Forbidden
+from data_service.couchdb import Forbidden, NotFound
 from data_service.installer import InstallFailed, install
 from data_service.models import load_models
 from data_service.seeds import Seed, SeedError, seed_id
@@ -61,8 +62,8 @@ async def design_revs(db, models=MODELS) -> dict[str, str]:
 
 async def check_uuids(couch, output: str) -> None:
     info = await couch.server_info()
-    if info.kind == "couchdb":
-        assert await couch.config_get("uuids", "algorithm") == "sequential"
+    if info.kind == "couchdb":  # reported; written only with --configure-server
+        assert "uuids/algorithm = " in output and "set uuids/algorithm" not in output
     else:
         assert f"uuids/algorithm: not supported by {info.kind}; ids stay as the server makes them" in output
 
@@ -105,6 +106,64 @@ async def test_fresh_install_then_a_second_run_changes_nothing(couch, fresh):
     assert "warm" not in second.stderr
     assert await design_revs(db) == revs
     assert await db.security() == security
+
+
+UUIDS = "/_node/_local/_config/uuids/algorithm"
+
+
+async def set_algorithm(couch, value: str | None) -> None:
+    """Set (or, with None, unset) the node's ``uuids/algorithm``: server-wide, so tests put it back."""
+    if value is not None:
+        await couch.config_put("uuids", "algorithm", value)
+        return
+    with contextlib.suppress(NotFound):
+        await couch.request("DELETE", UUIDS)
+
+
+async def algorithm(couch) -> str | None:
+    try:
+        return await couch.config_get("uuids", "algorithm")
+    except NotFound:
+        return None
+
+
+async def test_the_server_wide_uuids_algorithm_is_only_reported_unless_configure_server(couch, fresh):
+    """Issue 24: install wrote ``uuids/algorithm`` (a setting of the whole, possibly shared,
+    server). Now it reports the algorithm and what ids look like, and says how to set it;
+    only ``--configure-server`` writes it."""
+    info = await couch.server_info()
+    if info.kind != "couchdb":  # no node config: reported either way, nothing to set
+        for flags in ((), ("--configure-server",)):
+            result = run(fresh, *flags)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert f"uuids/algorithm: not supported by {info.kind}; ids stay as the server makes them, like " in (
+                result.stdout
+            )
+        return
+    before = await algorithm(couch)
+    try:
+        await set_algorithm(couch, None)
+        result = run(fresh)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "unchanged uuids/algorithm = sequential (CouchDB's default): ids like " in result.stdout
+        assert await algorithm(couch) is None
+
+        await set_algorithm(couch, "random")
+        result = run(fresh)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert await algorithm(couch) == "random"  # a server-wide setting: not written without the flag
+        [line] = [line for line in result.stdout.splitlines() if "uuids/algorithm" in line]
+        assert line.startswith("uuids/algorithm = random: ids like ") and len(line.split()[5]) == 33, line
+        assert "install --configure-server sets it, or [uuids] algorithm = sequential in CouchDB's local.ini" in line
+        last = result.stdout.strip().splitlines()[-1]
+        assert last.endswith(f"nothing to change ({len(WANTED) + 1} unchanged)")  # a note changes nothing
+
+        result = run(fresh, "--configure-server")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "set uuids/algorithm = sequential (was random; server-wide: every database's new ids)" in result.stdout
+        assert await algorithm(couch) == "sequential"
+    finally:
+        await set_algorithm(couch, before)
 
 
 def changed_models(tmp_path: Path) -> Path:

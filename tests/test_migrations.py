@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
+import subprocess
 import sys
 import textwrap
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -158,16 +161,16 @@ def test_writes_over_an_upgraded_document_store_the_new_version(core):
     assert patched["email"] == new["email"] and patched["level"] == 2 and "nick" not in patched
 
 
-def test_chained_migrations_and_registered_functions(core, tmp_path, monkeypatch):
-    package = tmp_path / "site"
-    (package / "ds_steps-1.0.dist-info").mkdir(parents=True)
-    (package / "ds_steps-1.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: ds-steps\nVersion: 1.0\n"
+def steps_package(root: Path) -> Path:
+    """A site directory with a distribution registering migration functions under the
+    entry point group ``data_service.migrations``: split_name, broken and keep."""
+    site = root / "site"
+    (site / "ds_steps-1.0.dist-info").mkdir(parents=True)
+    (site / "ds_steps-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: ds-steps\nVersion: 1.0\n")
+    (site / "ds_steps-1.0.dist-info" / "entry_points.txt").write_text(
+        "[data_service.migrations]\nsplit_name = ds_steps:split_name\nbroken = ds_steps:broken\nkeep = ds_steps:keep\n"
     )
-    (package / "ds_steps-1.0.dist-info" / "entry_points.txt").write_text(
-        "[data_service.migrations]\nsplit_name = ds_steps:split_name\nbroken = ds_steps:broken\n"
-    )
-    (package / "ds_steps.py").write_text(
+    (site / "ds_steps.py").write_text(
         textwrap.dedent(
             """
             def split_name(values):
@@ -176,10 +179,24 @@ def test_chained_migrations_and_registered_functions(core, tmp_path, monkeypatch
 
             def broken(values):
                 raise RuntimeError("the secret value " + values["name"])
+
+            def keep(values):
+                return values
             """
         )
     )
-    monkeypatch.syspath_prepend(str(package))
+    return site
+
+
+@pytest.fixture
+def registered(tmp_path, monkeypatch) -> Path:
+    """The functions of ``steps_package`` registered in this process."""
+    site = steps_package(tmp_path)
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_chained_migrations_and_registered_functions(core, registered):
     v1 = {"nick": {"type": "string"}, "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 10}}
     v2 = {"name": {"type": "string"}, "pin": {"type": "string", "protection": "bcrypt", "bcrypt_cost": 10}}
     v3 = {
@@ -213,6 +230,70 @@ def test_chained_migrations_and_registered_functions(core, tmp_path, monkeypatch
     with pytest.raises(MigrationFailed, match="function 'broken' raised RuntimeError") as caught:
         core.current(bad, old)
     assert "Lovelace" not in str(caught.value)
+
+
+EMAIL = {"type": "string", "format": "email"}
+
+
+def email_models(steps: list, old: str = "encrypt", new: str = "plain") -> dict:
+    """A type whose version 1 declared ``email`` with protection ``old`` and version 2 with ``new``."""
+    return spec(steps, v1={"email": {**EMAIL, "protection": old}}, v2={"email": {**EMAIL, "protection": new}})
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [{"function": "keep"}],
+        [{"function": "keep"}, {"function": "split_name"}],
+        [
+            {"rename": {"from": "email", "to": "mail"}},
+            {"function": "keep"},
+            {"rename": {"from": "mail", "to": "email"}},
+        ],
+        [{"function": "keep"}, {"drop": "first"}],  # a name the function made: no "no property" error after it
+    ],
+)
+def test_a_function_step_never_changes_a_protection(registered, steps):
+    """An ``encrypt`` property declared ``plain`` by mistake: function steps or not, the
+    models file is refused naming the property, and a ``protect`` step says it on purpose."""
+    with pytest.raises(ModelError) as caught:
+        parse_models(email_models(steps))
+    assert (
+        "migration from version 1: property 'email' is encrypt but becomes plain: "
+        "say so with a step {protect: {property: email, as: plain}}" in str(caught.value)
+    )
+    assert len(str(caught.value).splitlines()) == 1, str(caught.value)
+    parse_models(email_models([*steps, {"protect": {"property": "email", "as": "plain"}}]))  # said so: accepted
+    parse_models(email_models(steps, new="encrypt"))  # unchanged: accepted
+
+
+def test_names_a_function_makes_may_be_protected_dropped_or_renamed_after_it(registered):
+    v2 = {"first": {"type": "string", "protection": "encrypt"}, "surname": {"type": "string"}}
+    steps = [
+        {"function": "split_name"},
+        {"protect": {"property": "first", "as": "encrypt"}},
+        {"rename": {"from": "last", "to": "surname"}},
+        {"drop": "name"},
+    ]
+    parse_models(spec(steps, v1={"name": {"type": "string"}}, v2=v2))
+
+
+def test_startup_stops_on_a_protection_change_behind_a_function_step(registered, tmp_path, keys_dir):
+    """As an operator meets it: ``serve`` exits 2 with one line naming the property."""
+    models = tmp_path / "models.yaml"
+    models.write_text(json.dumps(email_models([{"function": "keep"}])))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(registered), os.environ.get("PYTHONPATH", "")])}
+    flags = ["--workers=1", f"--keys-dir={keys_dir}", f"--models={models}"]
+    command = [sys.executable, "-m", "data_service", "serve", *flags]
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("serve started with an encrypt property declared plain behind a function step")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"data-service: {models}: type 't', migration from version 1: property 'email' is encrypt but becomes plain: "
+        "say so with a step {protect: {property: email, as: plain}}"
+    ]
 
 
 def test_a_property_no_migration_declares_fails_the_migration(core):

@@ -4,6 +4,7 @@ On Apache CouchDB the member's limits are checked too (pouchdb-server enforces l
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import replace
 
 import pytest
@@ -12,7 +13,7 @@ from support import ROOT, run_command, running_sidecar, unique_name
 from data_service.config import ConfigError
 from data_service.couchdb import CouchDB, CouchDBError
 from data_service.couchdb.client import path
-from data_service.service_user import PASSWORD_ENV, ServiceUser
+from data_service.service_user import PASSWORD_ENV, Refused, ServiceUser, claim
 
 SAMPLE = ROOT / "models" / "sample.yaml"
 PASSWORD = "member-Passw0rd-long"
@@ -25,14 +26,24 @@ def test_service_user_from_flags(tmp_path):
     user = ServiceUser.from_args({"--service-user": "svc", "--service-user-password-file": str(file)})
     assert user == ServiceUser("svc", PASSWORD) and PASSWORD not in repr(user)
     assert ServiceUser.from_args({"--service-user": "svc"}, {PASSWORD_ENV: PASSWORD}) == user
+    adopting = {"--service-user": "svc", "--service-user-adopt": True}
+    assert ServiceUser.from_args(adopting, {PASSWORD_ENV: PASSWORD}) == ServiceUser("svc", PASSWORD, adopt=True)
     for args, env in (
         ({"--service-user": "svc"}, {}),  # no password
         ({"--service-user": "svc"}, {PASSWORD_ENV: "short"}),
         ({"--service-user": "_admin"}, {PASSWORD_ENV: PASSWORD}),
         ({"--service-user": "svc", "--service-user-password-file": str(tmp_path / "missing")}, {}),
+        ({"--service-user-adopt": True}, {PASSWORD_ENV: PASSWORD}),  # adopt whom?
     ):
         with pytest.raises(ConfigError):
             ServiceUser.from_args(args, env)
+
+
+def test_an_account_with_the_admin_role_is_refused_even_when_adopted():
+    user = ServiceUser("svc", PASSWORD, adopt=True)
+    with pytest.raises(Refused, match="is a server admin"):
+        claim(user, {"_id": user.doc_id, "name": "svc", "roles": ["_admin"]}, logs_in=True, admin=False)
+    assert claim(user, {"_id": user.doc_id, "name": "svc", "roles": ["reader"]}, logs_in=True, admin=False).doc
 
 
 @pytest.fixture
@@ -53,16 +64,29 @@ async def member(couch):
         pass
 
 
-def install(config, name: str, password_file) -> str:
+def install_as(config, name: str, password_file, *flags: str) -> subprocess.CompletedProcess:
     result = run_command(
         config,
         "install",
         f"--models={SAMPLE}",
         f"--service-user={name}",
         f"--service-user-password-file={password_file}",
+        *flags,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
     assert PASSWORD not in result.stdout + result.stderr
+    return result
+
+
+def refusal(config, name: str, password_file, *flags: str) -> str:
+    """install refusing the account: exit 1 (nothing written); its stderr."""
+    result = install_as(config, name, password_file, *flags)
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result.stderr
+
+
+def install(config, name: str, password_file) -> str:
+    result = install_as(config, name, password_file)
+    assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
@@ -127,3 +151,92 @@ async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, membe
         with pytest.raises(CouchDBError) as refused:
             await anonymous.request("GET", path(fresh.database))
         assert refused.value.status == 401
+
+
+# --- an existing account is never taken over silently ------------------------------------
+
+
+@pytest.fixture
+def password_file(tmp_path):
+    file = tmp_path / "pw"
+    file.write_text(PASSWORD)
+    return file
+
+
+async def account(couch, name: str, password: str, roles: list[str]) -> dict:
+    """A ``_users`` account made by someone else (no installer marker)."""
+    doc = {"_id": f"org.couchdb.user:{name}", "name": name, "type": "user", "roles": roles, "password": password}
+    await couch.request("PUT", path("_users", doc["_id"]), json=doc)
+    return await couch.json("GET", path("_users", doc["_id"]))
+
+
+async def logs_in_as(couch, name: str, password: str) -> bool:
+    async with CouchDB(couch.url, auth=(name, password)) as client:
+        try:
+            return (await client.json("GET", "/_session"))["userCtx"]["name"] == name
+        except CouchDBError:
+            return False
+
+
+async def test_an_account_the_installer_did_not_create_is_refused_unless_adopted(couch, fresh, member, password_file):
+    """Row 8 of issue 22: install used to reset the password of any existing account and keep its
+    roles. Now an account without the installer's marker is refused (its password unchanged,
+    nothing written) until ``--service-user-adopt`` says to take it over."""
+    await account(couch, member, "someone-elses-Passw0rd", [])
+    assert (
+        f"CouchDB user {member} exists and was not created by data-service install: installing would set its "
+        "password. Choose another --service-user name, or add --service-user-adopt to take it over"
+    ) in refusal(fresh, member, password_file)
+    assert await logs_in_as(couch, member, "someone-elses-Passw0rd")
+    assert not await couch.database(fresh.database).exists()  # refused while planning: nothing written
+
+    adopted = install_as(fresh, member, password_file, "--service-user-adopt")
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    assert f"adopt CouchDB user {member}: set its password, mark it as the service user (no roles)" in adopted.stdout
+    assert await logs_in_as(couch, member, PASSWORD) and not await logs_in_as(couch, member, "someone-elses-Passw0rd")
+    user = await couch.json("GET", path("_users", f"org.couchdb.user:{member}"))
+    assert user["data_service"] == {"service_user": True} and user["roles"] == []
+    again = install_as(fresh, member, password_file)  # adopted once: the installer's own from now on
+    assert again.returncode == 0 and f"unchanged CouchDB user {member}" in again.stdout
+
+
+async def test_an_account_with_roles_is_never_adopted_silently(couch, fresh, member, password_file):
+    """Roles would give the sidecar their rights: refused even when the password given logs in
+    (and even when marked); ``--service-user-adopt`` takes it over naming the roles it keeps."""
+    await account(couch, member, PASSWORD, ["finance"])
+    assert (
+        f"CouchDB user {member} exists with roles finance (the sidecar would have their rights): choose another "
+        "--service-user name, or add --service-user-adopt to take it over with them"
+    ) in refusal(fresh, member, password_file)
+    adopted = install_as(fresh, member, password_file, "--service-user-adopt")
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    assert (
+        f"adopt CouchDB user {member}: it logs in with the password given; mark it as the service user "
+        "(roles kept: finance)"
+    ) in adopted.stdout
+    user = await couch.json("GET", path("_users", f"org.couchdb.user:{member}"))
+    assert user["roles"] == ["finance"] and user["data_service"] == {"service_user": True}
+    assert "exists with roles finance" in refusal(fresh, member, password_file)  # marked, with roles: never silent
+
+
+async def test_an_account_that_logs_in_with_the_password_given_is_marked_not_reset(couch, fresh, member, password_file):
+    """Whoever holds its password owns it (e.g. one created by an installer before the marker
+    existed): no roles, so it is marked as the installer's, its password untouched."""
+    before = await account(couch, member, PASSWORD, [])
+    stdout = install(fresh, member, password_file)
+    assert f"adopt CouchDB user {member}: it logs in with the password given; mark it as the service user" in stdout
+    user = await couch.json("GET", path("_users", f"org.couchdb.user:{member}"))
+    assert user["data_service"] == {"service_user": True} and user["derived_key"] == before["derived_key"]
+    assert f"unchanged CouchDB user {member}" in install(fresh, member, password_file)
+
+
+async def test_a_server_admin_is_never_the_service_user(couch, fresh, tmp_path):
+    """Not even with --service-user-adopt: serving as an admin is what the service user avoids."""
+    admin, password = fresh.couchdb_user, fresh.couchdb_password
+    password_file = tmp_path / "pw"
+    password_file.write_text(password)
+    assert (
+        f"CouchDB user {admin} is a server admin; the service user must be a plain member: "
+        "choose another --service-user name"
+    ) in refusal(fresh, admin, password_file, "--service-user-adopt")
+    assert await logs_in_as(couch, admin, password)

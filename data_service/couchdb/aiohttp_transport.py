@@ -29,21 +29,22 @@ class AiohttpTransport(AsyncTransport):
         self._timeouts = timeouts
         self._limits = limits
         self._tls = tls
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}  # by Request.long_poll: a pool each
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def _get_session(self, long_poll: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get(long_poll)
+        if session is None or session.closed:
             connector = aiohttp.TCPConnector(
-                limit=self._limits.max_connections,
+                limit=self._limits.max_long_polls if long_poll else self._limits.max_connections,
                 keepalive_timeout=self._limits.keepalive_expiry,
                 ssl=self._tls.ssl_context() if self._base.startswith("https") else False,
             )
             # no gzip asked for: CouchDB does not compress JSON anyway, and pouchdb-server
             # would hold a feed's heartbeats in its compressor
-            self._session = aiohttp.ClientSession(
+            session = self._sessions[long_poll] = aiohttp.ClientSession(
                 connector=connector, headers=self._headers, skip_auto_headers=("Accept-Encoding",)
             )
-        return self._session
+        return session
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -73,12 +74,13 @@ class AiohttpTransport(AsyncTransport):
         headers = dict(request.headers)
         if request.body is not None:
             headers.setdefault("Content-Type", "application/json")
-        return self._get_session().request(request.method, url, data=request.body, headers=headers, timeout=timeout)
+        session = self._get_session(request.long_poll)
+        return session.request(request.method, url, data=request.body, headers=headers, timeout=timeout)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
 
 
 async def _chunks(request: Request, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

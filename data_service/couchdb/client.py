@@ -171,6 +171,7 @@ class CouchDB:
         json: Any = _MISSING,
         idempotent: bool | None = None,
         timeout: float | None = None,
+        long_poll: bool = False,
     ) -> Response:
         """Send with retries; return a 2xx/304 ``Response`` or raise a typed error.
 
@@ -178,9 +179,11 @@ class CouchDB:
         on connection failures, timeouts and 502/503/504, per ``self.retry``.
         A retried write whose first attempt did land answers 409: the response (or the
         error) says ``retried``, so callers know to ask whether the conflict is theirs.
+        ``long_poll``: CouchDB holds the request until something changes (the transport
+        keeps a pool for those).
         """
         body = None if json is _MISSING else orjson.dumps(json)
-        request = Request(method, target, encode_params(params or {}), body, timeout=timeout)
+        request = Request(method, target, encode_params(params or {}), body, timeout=timeout, long_poll=long_poll)
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         attempts = self.retry.attempts if idempotent else 1

@@ -390,6 +390,7 @@ class Database:
                 params=params,
                 timeout=timeout + 2.0,
                 idempotent=feed != "longpoll",
+                long_poll=feed == "longpoll",
             )
         except Timeout:
             if feed != "longpoll":

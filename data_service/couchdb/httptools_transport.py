@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from httptools import HttpParserError, HttpResponseParser
@@ -49,39 +51,43 @@ class HttptoolsTransport(AsyncTransport):
             fixed += f"Authorization: {basic_auth(auth)}\r\n"
         self._fixed = fixed
         self._timeouts = timeouts
-        self._pool: Pool[_Connection] = Pool(
-            lambda: _Connection(self._pool.loop),
-            host,
-            port,
-            tls.ssl_context() if https else None,
-            timeouts.connect,
-            limits,
+        context = tls.ssl_context() if https else None
+        self._pools = {  # by Request.long_poll: a pool each, so requests never queue behind long polls
+            long_poll: self._new_pool(host, port, context, replace(limits, max_connections=size))
+            for long_poll, size in ((False, limits.max_connections), (True, limits.max_long_polls))
+        }
+
+    def _new_pool(self, host: str, port: int, context: ssl.SSLContext | None, limits: Limits) -> Pool[_Connection]:
+        pool: Pool[_Connection] = Pool(
+            lambda: _Connection(pool.loop), host, port, context, self._timeouts.connect, limits
         )
+        return pool
 
     async def handle(self, request: Request) -> Response:
-        data = self._wire(request)
-        deadline = self._pool.now() + (request.timeout or self._timeouts.request)
-        conn = await self._pool.acquire(request, deadline)
+        data, pool = self._wire(request), self._pools[request.long_poll]
+        deadline = pool.now() + (request.timeout or self._timeouts.request)
+        conn = await pool.acquire(request, deadline)
         try:
             conn.send(request, data, deadline, streaming=False)
             return await conn.response()
         finally:
-            self._pool.release(conn)
+            pool.release(conn)
 
     @contextlib.asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[Streamed]:
-        data = self._wire(request)
-        deadline = self._pool.now() + (request.timeout or self._timeouts.request)
-        conn = await self._pool.acquire(request, deadline)
+        data, pool = self._wire(request), self._pools[request.long_poll]
+        deadline = pool.now() + (request.timeout or self._timeouts.request)
+        conn = await pool.acquire(request, deadline)
         try:
             conn.send(request, data, deadline, streaming=True)
             status, headers = await conn.head()
             yield Streamed(status, headers, conn.chunks())
         finally:
-            self._pool.release(conn)
+            pool.release(conn)
 
     async def aclose(self) -> None:
-        self._pool.close()
+        for pool in self._pools.values():
+            pool.close()
 
     def _wire(self, request: Request) -> bytes:
         """The request as it goes on the wire: one head string, the body appended."""

@@ -31,9 +31,12 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Limits:
-    """Keep-alive pool size and how long an idle connection is kept."""
+    """Keep-alive pool sizes and how long an idle connection is kept. Long polls
+    (``Request.long_poll``: a request CouchDB holds until something changes) have a pool
+    of their own, so however many wait, no other request queues behind them."""
 
     max_connections: int = 100
+    max_long_polls: int = 33
     keepalive_expiry: float = 30.0
 
 
@@ -67,6 +70,7 @@ class Request:
     body: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None  # overrides Timeouts.request
+    long_poll: bool = False  # held until something changes: sent over the long-poll pool (Limits)
 
     @property
     def target(self) -> str:

@@ -18,7 +18,10 @@ from .types import (
     ValidationFailed,
     Violation,
     check_reserved,
+    is_of,
+    is_older,
     is_reserved,
+    model_of,
     pointer,
 )
 
@@ -44,8 +47,11 @@ __all__ = [
     "Violation",
     "check_limits",
     "check_reserved",
+    "is_of",
+    "is_older",
     "is_reserved",
     "load_models",
+    "model_of",
     "parse_models",
     "pointer",
 ]

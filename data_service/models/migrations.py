@@ -26,9 +26,11 @@ declares. Majors chain (1 → 2 → 3): every major from the oldest to the curre
 minus one has an entry. A value's protection only changes with a ``protect`` step, so
 that no declaration change silently moves a value into clear. Hashed values (bcrypt,
 sha3-512) cannot be revealed: they are carried in stored form, may be dropped, and
-only bcrypt ones renamed (a sha3-512 hash binds its property name). Without function
-steps the whole chain is checked at startup: every old property must end up declared,
-with the declared protection, and every required one must exist.
+only bcrypt ones renamed (a sha3-512 hash binds its property name). The whole chain is
+checked at startup: every old property must end up declared, with the declared
+protection, and every required one must exist. A function step may add or remove
+names, so after one only the protections are checked: every name it keeps keeps its
+protection unless a ``protect`` step says otherwise.
 
 A ``function`` step names a Python function registered under the entry point group
 ``data_service.migrations`` (never an arbitrary import path: the models file must not
@@ -276,22 +278,37 @@ def _step(raw: dict, functions: dict, where: str, problems: list[str]) -> Step:
 
 def _check(migration: Migration, target: dict[str, Property], required: tuple[str, ...], where: str) -> list[str]:
     """Follow the steps on the old version's protections (by name) and compare the
-    outcome with ``target``; after a function step nothing more can be known."""
+    outcome with ``target``. A function step may change values, never protections: a name
+    it keeps keeps its protection. Which names exist after one is unknown (it may add or
+    remove any), so from there on only a protection that differs is a problem."""
     kinds = {name: prop.kind for name, prop in migration.properties.items()}
     problems: list[str] = []
+    opened = False  # a function step ran
 
     def wrong(n: int, step: Step, problem: str) -> None:
         problems.append(f"{where}, step {n} ({step.action}): {problem}")
 
+    def absent(n: int, step: Step, name: str) -> bool:
+        """Whether ``name`` is not known here; a problem unless a function step may have made it."""
+        if name in kinds:
+            return False
+        if not opened:
+            wrong(n, step, f"there is no property {name!r} at this point")
+        return True
+
+    def taken(name: str) -> bool:
+        """Whether ``name`` is certainly there already (a function step may have removed it)."""
+        return name in kinds and not opened
+
     for n, step in enumerate(migration.steps, 1):
         args = step.args
         if step.action is Action.FUNCTION:
-            return problems
-        if step.action is Action.RENAME:
+            opened = True
+        elif step.action is Action.RENAME:
             old, new = args["from"], args["to"]
-            if old not in kinds:
-                wrong(n, step, f"there is no property {old!r} at this point")
-            elif new in kinds:
+            if absent(n, step, old):
+                pass
+            elif taken(new):
                 wrong(n, step, f"{new!r} exists already")
             elif kinds[old].name == "sha3-512":
                 wrong(n, step, f"{old!r} is a sha3-512 hash, which binds its property name: it cannot be renamed")
@@ -305,22 +322,22 @@ def _check(migration: Migration, target: dict[str, Property], required: tuple[st
                 problems.extend(f"{where}, step {n} (default): {m}" for m in _invalid(target[name], args["value"]))
                 kinds.setdefault(name, target[name].kind)
         elif step.action is Action.DROP:
-            if kinds.pop(args, None) is None:
-                wrong(n, step, f"there is no property {args!r} at this point")
+            if not absent(n, step, args):
+                del kinds[args]
         elif step.action is Action.PROTECT:
             name, kind = args["property"], KINDS[args["as"]]
-            if name not in kinds:
-                wrong(n, step, f"there is no property {name!r} at this point")
-            elif kind.slow:
+            if kind.slow:
                 wrong(n, step, "bcrypt is too slow to run while reading a document; hash it in the application")
+            elif absent(n, step, name):
+                pass
             elif not kinds[name].readable and kinds[name] is not kind:
                 wrong(n, step, f"{name!r} is a {kinds[name].name} hash: it cannot be revealed to protect it anew")
             else:
                 kinds[name] = kind
         else:
             moving = args["property"] if step.action is Action.MOVE_INTO else args["object"]
-            if moving not in kinds:
-                wrong(n, step, f"there is no property {moving!r} at this point")
+            if absent(n, step, moving):
+                pass
             elif not kinds[moving].readable:
                 wrong(n, step, f"{moving!r} is a {kinds[moving].name} hash: it cannot be moved")
             elif step.action is Action.MOVE_INTO:
@@ -334,21 +351,21 @@ def _check(migration: Migration, target: dict[str, Property], required: tuple[st
                     )
                 else:
                     kinds[holder] = kinds.pop(moving)
-            elif args["property"] in kinds:
+            elif taken(args["property"]):
                 wrong(n, step, f"{args['property']!r} exists already")
             else:
                 kinds[args["property"]] = kinds[moving]
     for name, kind in sorted(kinds.items()):
-        if name not in target:
-            problems.append(
-                f"{where}: property {name!r} has no place in the version it leads to: drop, rename or move it"
-            )
-        elif target[name].kind is not kind:
+        if name in target and target[name].kind is not kind:
             problems.append(
                 f"{where}: property {name!r} is {kind.name} but becomes {target[name].kind.name}: "
                 f"say so with a step {{protect: {{property: {name}, as: {target[name].kind.name}}}}}"
             )
-    for name in required:
+        elif name not in target and not opened:
+            problems.append(
+                f"{where}: property {name!r} has no place in the version it leads to: drop, rename or move it"
+            )
+    for name in required if not opened else ():
         if name not in kinds:
             problems.append(f"{where}: property {name!r} is required but older documents lack it: add a default")
     return problems

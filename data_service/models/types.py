@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from ..canonical import MAX_DEPTH, NotCanonical, check
-from ..envelope import ID_PATTERN
+from ..envelope import ID_PATTERN, tag_of
 from ..errors import ServiceError
 from ..protection.kinds import Kind, Slot
 from .formats import FORMAT_CHECKER, utc_date_time
@@ -353,3 +353,20 @@ def _redacted(error: ValidationError) -> str:
     if keyword in _BOUNDS:
         return _BOUNDS[keyword].format(expected)
     return f"does not match the declared schema ({keyword})"
+
+
+def is_of(model: ModelType, doc: dict) -> bool:
+    """A stored doc belongs to ``model`` when its tag has the same name and major version."""
+    tag = tag_of(doc)
+    return tag is not None and tag[:2] == (model.name, model.major)
+
+
+def is_older(model: ModelType, doc: dict) -> bool:
+    """A stored doc of an older major of ``model`` that its migrations upgrade."""
+    tag = tag_of(doc)
+    return tag is not None and tag[0] == model.name and tag[1] < model.major and model.migrates_from(tag[1])
+
+
+def model_of(models: Iterable[ModelType], doc: dict) -> ModelType | None:
+    """The declared type that reads a stored doc (its own major, or upgraded), if any."""
+    return next((model for model in models if is_of(model, doc) or is_older(model, doc)), None)

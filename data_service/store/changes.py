@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..couchdb import Database
-from ..envelope import model_of, row_doc
+from ..envelope import row_doc
 from ..lifecycle import Lifecycle
-from ..models import MigrationFailed, ModelType
+from ..models import MigrationFailed, ModelType, model_of
 from ..protection import IntegrityViolation, KeyUnavailable
 from ..query import QueryError
 from ..revisions import generation

@@ -63,6 +63,7 @@ class DocLocks:
                 del self._locks[docid]
 
     async def _take(self, slot: int) -> None:
+        assert self._fd is not None
         if self._bytes.get(slot):
             self._bytes[slot] += 1
             return
@@ -75,6 +76,7 @@ class DocLocks:
         self._bytes[slot] = self._bytes.get(slot, 0) + 1
 
     def _give(self, slot: int) -> None:
+        assert self._fd is not None
         self._bytes[slot] -= 1
         if not self._bytes[slot]:
             del self._bytes[slot]

@@ -31,8 +31,8 @@ from ..cache import Cache, Ticket
 from ..canonical import digest
 from ..couchdb import BadRequest, Database
 from ..design import VIEW
-from ..envelope import is_deleted, is_of, row_doc
-from ..models import ModelType
+from ..envelope import is_deleted, row_doc
+from ..models import ModelType, is_of
 from ..protection import IntegrityViolation, Keyring, KeyUnavailable
 from ..query import Plan, Query, QueryError, plan
 from .errors import DocumentNotFound

@@ -17,9 +17,9 @@ import time
 
 from ..conflicts import rules
 from ..couchdb import Database
-from ..envelope import Removed, model_of
+from ..envelope import Removed
 from ..lifecycle import Lifecycle
-from ..models import ConflictPolicy, ModelType
+from ..models import ConflictPolicy, ModelType, model_of
 from ..protection import IntegrityViolation, KeyUnavailable
 from ..revisions import descends
 from .results import Stats

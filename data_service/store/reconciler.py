@@ -46,9 +46,9 @@ from typing import Any
 from .. import idempotency
 from ..conflicts.rules import Unresolvable
 from ..couchdb import CouchDBError, Database
-from ..envelope import Removed, model_of, strip
+from ..envelope import Removed, strip
 from ..lifecycle import Lifecycle
-from ..models import MigrationFailed, ModelType
+from ..models import MigrationFailed, ModelType, model_of
 from ..protection import IntegrityViolation, KeyUnavailable
 from ..retry import RetryPolicy, attempts
 from ..revisions import Leaves, generation, rev_key
@@ -259,7 +259,7 @@ class Reconciler:
 
         lifting = [plan for plan in plans if plan.outcome.status is Status.RESOLVED and due(plan)]
         while lifting:
-            docs = [plan.write or self.lifecycle.rewritten(plan.base) for plan in lifting]
+            docs = [plan.write or self.lifecycle.rewritten(plan.base or {}) for plan in lifting]
             for plan, doc, saved in zip(lifting, docs, await self.db.save(docs), strict=True):
                 if saved.rev is None:
                     plan.retry = saved.error == "conflict"

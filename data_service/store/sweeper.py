@@ -10,8 +10,7 @@ from typing import Any
 from ..background import every
 from ..couchdb import Database
 from ..design import CONFLICTS_NAME, VIEW
-from ..envelope import model_of
-from ..models import Models
+from ..models import Models, model_of
 from .reconciler import Outcome, Reconciler, Status
 
 log = logging.getLogger("data_service.conflicts")

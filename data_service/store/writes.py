@@ -46,7 +46,7 @@ from .hashing import Hasher
 from .locks import DocLocks
 from .races import Races
 from .reader import Reader
-from .reads import Reads
+from .reads import Held, Reads
 from .reconciler import Reconciler
 from .results import Answer, Stats
 
@@ -158,13 +158,14 @@ class Writes:
                 change.current, change.cached = orjson.loads(entry.stored), True
             else:
                 wanted.append(change)
+        held: dict[str, Held] = {}
         if len(wanted) == 1:
-            held = {wanted[0].docid: await self.reads.one(wanted[0].docid or "")}
-        else:
-            held = await self.reads.many(c.docid or "" for c in wanted) if wanted else {}
+            held[wanted[0].docid or ""] = await self.reads.one(wanted[0].docid or "")
+        elif wanted:
+            held = await self.reads.many(c.docid or "" for c in wanted)
         for change in wanted:
             try:
-                change.current, change.cached = await self.reader.open(model, held[change.docid]), False
+                change.current, change.cached = await self.reader.open(model, held[change.docid or ""]), False
             except (ServiceError, CouchDBError) as exc:
                 change.answer = exc
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tornado.web
 
-from .base import BaseHandler, Context, InFlight, NotFoundHandler
+from .base import BaseHandler, Context, InFlight, NotFoundHandler, Streams
 from .changes import ChangesHandler
 from .documents import BulkHandler, CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler, VerifyHandler
 from .health import HealthHandler
@@ -39,4 +39,4 @@ def make_app(ctx: Context) -> tornado.web.Application:
     )
 
 
-__all__ = ["Context", "InFlight", "make_app"]
+__all__ = ["Context", "InFlight", "Streams", "make_app"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +64,31 @@ class InFlight:
         return len(self._handlers)
 
 
+class Streams:
+    """Change streams (long polls and event streams) open at once in this process; one
+    past ``limit`` is refused with 503 busy. Each holds a CouchDB connection while it
+    waits (of the long-poll pool, ``couchdb.Limits``), so the bound keeps them from
+    queueing for one behind each other and the read cache's feed."""
+
+    def __init__(self, limit: int = Config.max_streams) -> None:
+        self.limit = limit
+        self.open = 0
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        if self.open >= self.limit:
+            raise Problem(
+                "busy",
+                f"{self.open} change streams are open, the most this sidecar serves at once (--max-streams); "
+                "retry later, or read without feed=longpoll",
+            )
+        self.open += 1
+        try:
+            yield
+        finally:
+            self.open -= 1
+
+
 @dataclass
 class Context:
     """What handlers may use; built once by ``server.serve``."""
@@ -75,6 +102,7 @@ class Context:
     tracing: Tracing = field(default_factory=Tracing)
     inflight: InFlight = field(default_factory=InFlight)
     door: Door = field(default_factory=Door)  # who may call (callers.py)
+    streams: Streams = field(default_factory=Streams)  # change streams open (web.changes)
 
 
 UNBOUNDED = 2**62  # Tornado's per-connection body limit once this handler counts the bytes itself

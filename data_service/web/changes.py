@@ -34,13 +34,17 @@ class ChangesHandler(ApiHandler):
         limit = self.number("limit", 100, 1, MAX_LIMIT)
         timeout = self.number("timeout", 30, 1, 60)  # checked even when not long-polling
         if EVENT_STREAM in self.request.headers.get("Accept", ""):
-            await self.stream(model, since, limit)
+            with self.ctx.streams.hold():
+                await self.stream(model, since, limit)
             return
         feed = self.get_query_argument("feed", "normal")
         if feed not in ("normal", "longpoll"):
             raise Problem("invalid_query", "feed: normal or longpoll")
-        wait = timeout if feed == "longpoll" else None
-        self.write_json(self.body(await self.ctx.store.changes(model, since, limit, wait)))
+        if feed == "normal":
+            self.write_json(self.body(await self.ctx.store.changes(model, since, limit, None)))
+            return
+        with self.ctx.streams.hold():
+            self.write_json(self.body(await self.ctx.store.changes(model, since, limit, timeout)))
 
     def number(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.get_query_argument(name, str(default), strip=False)

@@ -35,42 +35,29 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from . import envelope, idempotency
-from .canonical import canonical
-from .conflicts import bookkeeping, rules
-from .conflicts.bookkeeping import Arrays, stamp
-from .envelope import Removed
-from .models import (
-    DEFAULT_BCRYPT_COST,
+from .. import envelope, idempotency
+from ..canonical import canonical
+from ..conflicts import bookkeeping, rules
+from ..conflicts.bookkeeping import Arrays, stamp
+from ..envelope import Removed
+from ..models import (
     DeletePolicy,
-    Hidden,
     MergeKind,
-    MigrationFailed,
     ModelType,
     ValidationFailed,
-    Values,
     Violation,
-    check_reserved,
+    is_of,
+    is_older,
     pointer,
 )
-from .models.migrations import same
-from .protection import IntegrityViolation, Keyring
-from .protection.kinds import Slot
-from .revisions import generation, parent
+from ..protection import IntegrityViolation, Keyring
+from ..revisions import generation, parent
+from . import checks, documents, migration
+from .ops import Op
 
 MISSING: Any = object()
-
-
-class Op(StrEnum):
-    """What a caller asks of a document."""
-
-    CREATE = "create"
-    REPLACE = "replace"
-    PATCH = "patch"
-    DELETE = "delete"
 
 
 @dataclass(frozen=True)
@@ -123,7 +110,7 @@ class Lifecycle:
         somewhere else than on the revision it names (``meta.over``) — a deletion made
         outside the service, or a signed one moved onto another branch."""
         self.verify(leaf)
-        meta = leaf.get("meta") if isinstance(leaf.get("meta"), dict) else {}
+        meta: dict = leaf["meta"] if isinstance(leaf.get("meta"), dict) else {}
         if not leaf.get("_deleted") or meta.get("removed") not in tuple(Removed):
             raise IntegrityViolation(leaf["_id"], f"revision {leaf.get('_rev')} is no tombstone of the service")
         if meta.get("over") != parent(leaf):
@@ -143,64 +130,19 @@ class Lifecycle:
     def current(self, model: ModelType, doc: dict) -> dict | None:
         """A verified stored ``doc`` as ``model``'s version: itself, or upgraded from an
         older major (``migrated``); None when it is no document of ``model``."""
-        if envelope.is_of(model, doc):
+        if is_of(model, doc):
             return doc
-        return self.migrated(model, doc) if envelope.is_older(model, doc) else None
+        return self.migrated(model, doc) if is_older(model, doc) else None
 
     def migrated(self, model: ModelType, doc: dict) -> dict:
         """``doc`` (verified, of an older major of ``model``) upgraded by the type's
-        migrations: the stored document of ``model``'s version, ``meta`` times unchanged,
-        signed to be written over ``doc``'s revision. Values the steps leave as they
-        were keep their stored form. MigrationFailed when the result is not valid."""
-        docid, major = doc["_id"], (envelope.tag_of(doc) or ("", 0, 0))[1]
-        declared = model.migrations[major].properties
-        values = Values({}, {})
-        for name, stored in envelope.properties(doc).items():  # revealed as the old version declared them
-            prop = declared.get(name)
-            if prop is None:
-                raise MigrationFailed(docid, f"property {name!r} is not declared in version {major}'s properties")
-            slot = Slot(model.name, name, docid, prop.bcrypt_cost or DEFAULT_BCRYPT_COST)
-            values.values[name] = prop.kind.reveal(self.keys, slot, stored) if prop.readable else Hidden(stored)
-            values.origin[name] = name
-        before = dict(values.values)
-        for source in range(major, model.major):
-            values.apply(model.migrations[source], docid)
-        clear = self._upgraded_values(model, values, declared, docid)
-        unchanged = {
-            name for name, value in clear.items() if (was := values.origin[name]) in before and same(before[was], value)
-        }
-        stored = {name: value.stored for name, value in values.values.items() if isinstance(value, Hidden)}
-        for name, value in clear.items():
-            prop = model.properties[name]
-            kept = name in unchanged and values.origin[name] == name and declared[name].kind is prop.kind
-            stored[name] = doc[name] if kept else prop.kind.protect(self.keys, model.slot(name, docid), value)
-        new = {"_id": docid, "_rev": doc["_rev"], "type": model.tag, "meta": dict(doc.get("meta") or {}), **stored}
-        return self._signed(bookkeeping.migrated(model, doc, new, values.origin, unchanged))
-
-    @staticmethod
-    def _upgraded_values(model: ModelType, values: Values, declared: Mapping, docid: str) -> dict:
-        """The clear values after the steps, checked against ``model`` (and the hashed
-        ones against its declarations); MigrationFailed names paths, never values."""
-        hidden = {name for name, value in values.values.items() if isinstance(value, Hidden)}
-        clear = {name: value for name, value in values.values.items() if name not in hidden}
-        try:
-            model.validate(clear, kept=frozenset(hidden))
-        except ValidationFailed as exc:
-            where = ", ".join(sorted({v.path or "/" for v in exc.violations}))
-            raise MigrationFailed(
-                docid, f"the upgraded document does not match version {model.version} at {where}"
-            ) from None
-        origin = values.origin
-        wrong = [
-            n for n in hidden if n not in model.properties or model.properties[n].kind is not declared[origin[n]].kind
-        ]
-        if wrong:
-            raise MigrationFailed(docid, f"hashed properties {sorted(wrong)} have no place in version {model.version}")
-        return clear
+        migrations (``migration.upgraded``), signed to be written over its revision.
+        MigrationFailed when the result is not valid."""
+        return self.signed(migration.upgraded(self.keys, model, doc))
 
     def representation(self, model: ModelType, doc: dict) -> dict:
         """What callers see of a verified stored document."""
-        return envelope.representation(model, doc, self.clear(model, doc))
+        return documents.representation(model, doc, self.clear(model, doc))
 
     def lookup_values(self, model: ModelType, name: str, value: Any) -> list:
         """The stored forms ``value`` may have in an index (one per enabled key version)."""
@@ -208,29 +150,8 @@ class Lifecycle:
 
     # -- writing ------------------------------------------------------------------
 
-    @staticmethod
-    def check(op: Op, model: ModelType, values: Any) -> None:
-        """What can be checked of an operation's values before the current document is
-        read: the create or replace body, or the merge patch (a delete has none)."""
-        if op is Op.CREATE:
-            if isinstance(values, dict):
-                check_reserved(values)
-            model.validate(values)
-        elif op is Op.REPLACE:
-            Lifecycle._check_replacement(model, values)
-        elif op is Op.PATCH:
-            Lifecycle._check_patch(model, values)
-
-    @staticmethod
-    def slow_values(model: ModelType, values: Any) -> dict[str, Any]:
-        """The values the store must protect in its thread pool (bcrypt) and pass as ``hashed``."""
-        if not isinstance(values, dict):
-            return {}
-        return {
-            name: value
-            for name, value in values.items()
-            if value is not None and name in model.properties and model.properties[name].kind.slow
-        }
+    check = staticmethod(checks.check)
+    slow_values = staticmethod(checks.slow_values)
 
     def next(
         self, op: Op, model: ModelType, docid: str, current: dict | None, values: Any, hashed: Mapping[str, str]
@@ -257,8 +178,8 @@ class Lifecycle:
         """A new document. ``tombstone``: the revision of a deleted document with this
         id, whose branch CouchDB continues."""
         stored, _ = self._protected(model, docid, None, body, hashed)
-        doc = envelope.new(model, docid, stored, at)
-        signed = self._signed(
+        doc = documents.new(model, docid, stored, at)
+        signed = self.signed(
             stamp(model, None, doc, set(stored), self.writer, self._arrays(model, None, body)), tombstone
         )
         return Made(signed, self._shown(model, signed, body))
@@ -283,7 +204,7 @@ class Lifecycle:
         """``current`` with an RFC 7396 merge patch applied to its clear values. Hashed
         values the patch does not name are kept as stored."""
         hidden = model.hidden
-        merged = envelope.merge_patch(self.clear(model, current), {k: v for k, v in patch.items() if k not in hidden})
+        merged = documents.merge_patch(self.clear(model, current), {k: v for k, v in patch.items() if k not in hidden})
         secrets = {k: v for k, v in patch.items() if k in hidden and v is not None}
         kept = {
             name: value for name, value in envelope.properties(current).items() if name in hidden and name not in patch
@@ -295,43 +216,15 @@ class Lifecycle:
 
     def soft_delete(self, model: ModelType, current: dict, at: str) -> dict:
         arrays = self._arrays(model, current, self.clear(model, current))
-        return self._signed(stamp(model, current, envelope.soft_deleted(current, at), set(), self.writer, arrays))
+        return self.signed(stamp(model, current, documents.soft_deleted(current, at), set(), self.writer, arrays))
 
     def tombstone(self, doc: dict, removed: Removed, at: str | None = None) -> dict:
         """A signed tombstone to write on ``doc``'s revision: why (``removed``), when, and
         the revision it is written on (``meta.over``), so it cannot be moved elsewhere."""
-        meta = {"deleted_at": envelope.later(doc, at or envelope.now()), "removed": removed.value, "over": doc["_rev"]}
-        return self._signed(
+        meta = {"deleted_at": documents.later(doc, at or envelope.now()), "removed": removed.value, "over": doc["_rev"]}
+        return self.signed(
             {"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True, "type": doc.get("type"), "meta": meta}
         )
-
-    @staticmethod
-    def _check_replacement(model: ModelType, body: Any) -> None:
-        """A replace body: as a create's, but hidden properties (never returned, so a body
-        built from a GET lacks them) may be omitted — they are kept — or null: removed."""
-        if not isinstance(body, dict):
-            model.validate(body)
-            return
-        check_reserved(body)
-        hidden = model.hidden
-        model.validate(
-            {k: v for k, v in body.items() if not (k in hidden and v is None)}, kept=frozenset(hidden - set(body))
-        )
-
-    @staticmethod
-    def _check_patch(model: ModelType, patch: Any) -> None:
-        """What can be checked of a merge patch before it is applied."""
-        if not isinstance(patch, dict):
-            raise ValidationFailed([Violation("", "a merge patch for a document must be an object")])
-        check_reserved(patch)
-        wrong = [
-            v
-            for name, value in patch.items()
-            if value is not None and name in model.properties and model.properties[name].kind.slow
-            for v in model.check_value(name, value)
-        ]
-        if wrong:
-            raise ValidationFailed(wrong)
 
     def reconciled(self, model: ModelType, leaves: list[dict]) -> tuple[dict, dict | None]:
         """A conflict's verified live ``leaves`` merged by the type's policy, leaves of an
@@ -343,12 +236,12 @@ class Lifecycle:
         base = next(leaf for leaf in leaves if leaf["_rev"] == rules.base(model, list(upgraded.values()))["_rev"])
         if merged == {k: v for k, v in base.items() if k not in envelope.UNSIGNED}:
             return base, None
-        return base, self._signed({**merged, "_rev": base["_rev"]})
+        return base, self.signed({**merged, "_rev": base["_rev"]})
 
     def rewritten(self, doc: dict) -> dict:
         """``doc``'s content signed to be written on it: one generation up, nothing else
         changed (the reconciler lifts a document above a tombstone with it)."""
-        return self._signed({k: v for k, v in doc.items() if k not in envelope.READ_ADDED})
+        return self.signed({k: v for k, v in doc.items() if k not in envelope.READ_ADDED})
 
     def reprotected(self, model: ModelType, doc: dict) -> tuple[dict | None, int]:
         """``doc`` with readable protected values re-protected under the primary keys (in
@@ -366,12 +259,12 @@ class Lifecycle:
                 stale += 1
         if changed == doc and self.keys.is_current(doc):
             return None, stale
-        return self._signed(bookkeeping.redigested(doc, changed)), stale
+        return self.signed(bookkeeping.redigested(doc, changed)), stale
 
     def resigned(self, doc: dict) -> dict | None:
         """A document with nothing protected (an Idempotency-Key record) signed under
         the primary key, or None if it is."""
-        return None if self.keys.is_current(doc) else self._signed(doc)
+        return None if self.keys.is_current(doc) else self.signed(doc)
 
     def claim(
         self,
@@ -387,7 +280,7 @@ class Lifecycle:
         """A signed Idempotency-Key record claiming ``key`` for ``docid`` (over an expired
         ``current`` one, or continuing the ``tombstone`` of a deleted one)."""
         record = idempotency.new_record(model.name, key, docid, body, at, ttl)
-        return self._signed({**record, "_rev": current["_rev"]} if current else record, tombstone)
+        return self.signed({**record, "_rev": current["_rev"]} if current else record, tombstone)
 
     # -- the steps ----------------------------------------------------------------
 
@@ -434,14 +327,14 @@ class Lifecycle:
         return stored, changed
 
     def _over(self, model: ModelType, current: dict, stored: dict, changed: set[str], at: str, values: dict) -> Made:
-        doc = envelope.replaced(model, current, stored, at)
-        signed = self._signed(stamp(model, current, doc, changed, self.writer, self._arrays(model, current, values)))
+        doc = documents.replaced(model, current, stored, at)
+        signed = self.signed(stamp(model, current, doc, changed, self.writer, self._arrays(model, current, values)))
         return Made(signed, self._shown(model, signed, values))
 
     @staticmethod
     def _shown(model: ModelType, doc: dict, values: Mapping[str, Any]) -> dict:
         """What callers see of ``doc`` just written from the clear ``values`` (no decrypt)."""
-        return envelope.representation(model, doc, {name: model.stored_value(name, v) for name, v in values.items()})
+        return documents.representation(model, doc, {name: model.stored_value(name, v) for name, v in values.items()})
 
     def _arrays(self, model: ModelType, current: dict | None, values: Mapping[str, Any]) -> Arrays:
         """The clear ``merge: set`` arrays of ``current`` and of the new ``values``."""
@@ -454,7 +347,7 @@ class Lifecycle:
         """Stored properties ``model`` does not declare: a newer minor version's."""
         return {name: value for name, value in envelope.properties(current).items() if name not in model.properties}
 
-    def _signed(self, doc: dict, tombstone: str | None = None) -> dict:
+    def signed(self, doc: dict, tombstone: str | None = None) -> dict:
         """``doc`` signed for the generation its write creates: over its ``_rev``, or
         over ``tombstone`` (a create on a deleted id), or 1."""
         over = tombstone if tombstone is not None else doc.get("_rev")
