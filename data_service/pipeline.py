@@ -5,13 +5,14 @@ flight together). Used by the whole-database jobs (``maintenance``)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
 
 
-async def read_ahead(pages: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+async def read_ahead(pages: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
     """``pages``, each next one already being read while the caller works on the last."""
     upcoming = asyncio.ensure_future(anext(pages, None))
     try:
@@ -36,13 +37,14 @@ async def pipelined(pages: AsyncGenerator[T, None], work: Callable[[T], Awaitabl
             for task in done:
                 task.result()
 
-    try:
-        async for page in read_ahead(pages):
-            await settle(depth - 1)
-            running.add(asyncio.ensure_future(work(page)))
-        await settle(0)
-    finally:
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.wait(running)
+    async with contextlib.aclosing(read_ahead(pages)) as ahead:  # closed at once on a failure too
+        try:
+            async for page in ahead:
+                await settle(depth - 1)
+                running.add(asyncio.ensure_future(work(page)))
+            await settle(0)
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
