@@ -82,6 +82,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--cache-size", type=non_negative, default=64, help="the sidecar's --cache-size in MB (default 64)"
     )
     parser.add_argument(
+        "--warm-interval",
+        type=float,
+        default=0.0,
+        help="the sidecar's --warm-interval (default 0: no index warmer; every measurement starts with the "
+        "indexes current, and the warmer would index direct writes inside the sidecar's measurements)",
+    )
+    parser.add_argument(
         "--couchdb-transport",
         help="the sidecar's --couchdb-transport, e.g. httptools (default: the sidecar's default)",
     )
@@ -129,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             log(f"bench: {exc}")
             return 2
-        extra += [f"--workers={args.workers}", f"--cache-size={args.cache_size}"]
+        extra += [
+            f"--workers={args.workers}",
+            f"--cache-size={args.cache_size}",
+            f"--warm-interval={args.warm_interval:g}",
+        ]
         if args.couchdb_transport:
             extra.append(f"--couchdb-transport={args.couchdb_transport}")
         sidecar = Sidecar(couch, database, args.port or devcouch.free_port(), workdir / "sidecar.log", extra)
