@@ -95,5 +95,7 @@ async def _pending(db: Database, name: str) -> int | None:
         info = await db.design_info(name)
     except CouchDBError:
         return None
-    pending = ((info or {}).get("view_index") or {}).get("updates_pending") or {}
-    return pending.get("total") if isinstance(pending.get("total"), int) else None
+    index = info.get("view_index") if isinstance(info, dict) else None  # the dev server: a stub
+    pending = index.get("updates_pending") if isinstance(index, dict) else None
+    total = pending.get("total") if isinstance(pending, dict) else None
+    return total if isinstance(total, int) else None
