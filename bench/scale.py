@@ -18,8 +18,9 @@ copied). At each size:
 
 After the last size: ``data-service reencrypt`` after rotating every key, then
 ``data-service migrate`` to bench/scale_models_v2.yaml, docs/s each against the fill rate.
-``--compare-warmer N`` first fills N documents twice, the warmer off then on, for what it
-costs the fill and saves the first query.
+``--compare-warmer N`` first fills N documents into a fresh database for each of
+``--compare-intervals`` (default: the warmer off, then at ``--warm-interval``), for what
+the warmer costs the fill and saves the first query.
 
 Results: Markdown on stdout and in OUT/scale.md, everything in OUT/scale.json (rewritten
 after each size: an interrupted run keeps what it measured), charts as OUT/scale-*.svg
@@ -87,7 +88,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=0,
         metavar="N",
-        help="first fill N documents with the warmer off, then on (default 0: skip)",
+        help="first fill N documents into a fresh database per --compare-intervals (default 0: skip)",
+    )
+    parser.add_argument(
+        "--compare-intervals",
+        type=intervals,
+        help="the sidecar's --warm-interval for each --compare-warmer fill (default: 0 and --warm-interval)",
     )
     parser.add_argument("--workers", type=int, default=0, help="the sidecar's --workers (default 0: one per CPU)")
     parser.add_argument("--cache-size", type=int, default=64, help="the sidecar's --cache-size in MB (default 64)")
@@ -95,7 +101,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.sizes != sorted(args.sizes):
         parser.error("--sizes: ascending")
+    args.compare_intervals = args.compare_intervals or [0.0, args.warm_interval]
     return args
+
+
+def intervals(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated seconds, 0 or more (0: no warmer)")
+    return values
 
 
 class Run:
@@ -137,9 +154,9 @@ class Run:
 
 
 def compare_warmer(scale: Run, size: int) -> list[dict]:
-    """``size`` documents into a fresh database, the warmer off, then on."""
+    """``size`` documents into a fresh database for each of ``--compare-intervals``."""
     rows = []
-    for interval in (0.0, scale.args.warm_interval):
+    for interval in scale.args.compare_intervals:
         with contextlib.ExitStack() as stack:
             target = Target(scale.couch, scale.database("scale_warmer", stack))
             target.sidecar = scale.sidecar(target.database, interval, stack)

@@ -57,16 +57,19 @@ def markdown(report: dict[str, Any]) -> str:
                 f"docs/s = {done['docs_per_s'] / fill:.0%} of the fill rate (exit {done['exit']})"
             )
     if warmer := report.get("warmer"):
-        out += ["", "The index warmer, same fill into fresh databases:", ""]
-        out += ["| warmer | documents | fill docs/s | first query s | all indexes current s |", "|---|--:|--:|--:|--:|"]
+        off = next((row["fill"]["docs_per_s"] for row in warmer if not row["warm_interval"]), None)
+        out += ["", "The index warmer, the same fill into fresh databases:", ""]
+        out += [
+            "| warmer | documents | fill docs/s | against no warmer | first query s | all indexes current s |",
+            "|---|--:|--:|--:|--:|--:|",
+        ]
         for row in warmer:
             state = "off" if not row["warm_interval"] else f"every {row['warm_interval']:g} s"
+            against = f"{row['fill']['docs_per_s'] / off:.0%}" if off else "-"
             out.append(
-                f"| {state} | {row['fill']['documents']:,} | {row['fill']['docs_per_s']:,.0f} | "
+                f"| {state} | {row['fill']['documents']:,} | {row['fill']['docs_per_s']:,.0f} | {against} | "
                 f"{row['first_query_s']:.2f} | {row['all_current_s']:.2f} |"
             )
-        off, on = warmer[0]["fill"]["docs_per_s"], warmer[-1]["fill"]["docs_per_s"]
-        out += ["", f"Fill rate with the warmer: {on / off:.0%} of without."]
     start, end = report["machine"]["loadavg_at_start"], report.get("loadavg_at_end")
     memory = report.get("sidecar_memory_at_start", {})
     out += [
