@@ -24,7 +24,9 @@ from .revisions import Leaves
 from .store.reads import Reads
 
 PAGE = 500
-DEPTH = 4  # pages a job works on at once (reencrypt, migrate: each written in one _bulk_docs)
+# Pages a job works on at once (reencrypt, migrate: each written in one _bulk_docs). One
+# process against the sidecar's workers: 4 reached ~80% of the bulk fill rate, 8 ~90%.
+DEPTH = 8
 ABOVE = 100  # ids per change-feed lookup of deleted leaves (CouchDB then looks them up by id)
 
 
