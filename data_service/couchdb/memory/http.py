@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -103,8 +104,12 @@ class Params:
         return number
 
     def json(self, *names: str, default: Any = None) -> Any:
-        """The first of ``names`` given, parsed as JSON (``startkey``/``start_key``...)."""
+        """The first of ``names`` given, parsed as JSON (``startkey``/``start_key``...): any
+        JSON, digits in a string included (``loads`` refuses what only looks like a big number)."""
         for name in names:
             if name in self._values:
-                return loads(self._values[name].encode())
+                try:
+                    return json.loads(self._values[name])
+                except ValueError:
+                    raise bad_request("invalid UTF-8 JSON") from None
         return default
