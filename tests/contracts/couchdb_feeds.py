@@ -104,6 +104,7 @@ class FeedsContract:
             await db.put({"_id": docid})
         assert [r["id"] for r in (await db.all_docs(startkey=ids[1])).rows] == ids[1:]
         assert [r["id"] for r in (await db.all_docs(key=ids[0])).rows] == ids[:1]
+        assert [r["id"] for r in (await db.all_docs(keys=ids[::-1])).rows] == ids[::-1]  # a POST body
 
     async def test_all_docs_by_keys(self, db, kind):
         live = await db.put({"_id": "live", "v": 1})

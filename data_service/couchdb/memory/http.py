@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -41,6 +40,7 @@ def not_implemented(what: str) -> HttpError:
 
 
 _BIG_NUMBER = re.compile(rb"\d{16,}")
+_STRING_OR_BIG_NUMBER = re.compile(rb'"(?:[^"\\]|\\.)*"|(\d{16,})')  # digits inside a string are no number
 SLOW: Any = object()
 
 
@@ -48,7 +48,7 @@ def parse(body: bytes) -> Any:
     """``body`` parsed, if orjson can read it exactly and write any answer holding it (a
     document is answered at most six levels deeper than it was sent: in a ``_bulk_get``
     result); ``SLOW`` if not (``rawjson`` reads documents orjson cannot hold)."""
-    if _BIG_NUMBER.search(body):
+    if _BIG_NUMBER.search(body) and any(found.group(1) for found in _STRING_OR_BIG_NUMBER.finditer(body)):
         return SLOW
     try:
         value = orjson.loads(body)
@@ -104,12 +104,8 @@ class Params:
         return number
 
     def json(self, *names: str, default: Any = None) -> Any:
-        """The first of ``names`` given, parsed as JSON (``startkey``/``start_key``...): any
-        JSON, digits in a string included (``loads`` refuses what only looks like a big number)."""
+        """The first of ``names`` given, parsed as JSON (``startkey``/``start_key``...)."""
         for name in names:
             if name in self._values:
-                try:
-                    return json.loads(self._values[name])
-                except ValueError:
-                    raise bad_request("invalid UTF-8 JSON") from None
+                return loads(self._values[name].encode())
         return default
