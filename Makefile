@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test test-fast test-schemathesis test-couchdb test-cluster lint constraints dist-check devcouch-stop clean
+.PHONY: install run test test-fast test-schemathesis test-couchdb test-cluster test-browser lint k8s-check image-test constraints dist-check devcouch-stop clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -43,11 +43,33 @@ test-couchdb: install
 test-cluster: install
 	scripts/with-couchdb 3 $(MAKE) --no-print-directory test PYTEST_ARGS="-m cluster"
 
-## ruff (lint + format) and mypy: zero findings.
+## /_docs in headless Chromium (Debian's package, installed when missing: needs root), driven
+## by playwright-core: the browser test, deselected in a plain `make test`.
+test-browser: install
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	CHROMIUM=$$(command -v chromium) $(BIN)/python -m pytest -m browser -q $(PYTEST_ARGS)
+
+## The Kubernetes manifests against the API schemas kubernetes-validate bundles (offline),
+## strictly (an unknown field fails), for the oldest version with native sidecars and a new one.
+K8S_VERSIONS ?= 1.29.0 1.37.0
+k8s-check: install
+	@for version in $(K8S_VERSIONS); do \
+	  $(BIN)/kubernetes-validate --strict --quiet -k $$version deploy/kubernetes/*.yaml || exit 1; \
+	  echo "k8s-check: deploy/kubernetes/*.yaml valid for Kubernetes $$version"; \
+	done
+
+## Build the container image with podman and smoke-test it with docker/compose.yaml's settings
+## against CouchDB 3.5.2 (needs root; installs podman, runc and debootstrap when missing).
+image-test: install
+	scripts/image-test.sh
+
+## ruff (lint + format), mypy and the import contracts (pyproject.toml): zero findings.
 lint: install
 	$(BIN)/ruff check data_service tests scripts bench
 	$(BIN)/ruff format --check data_service tests scripts bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## The server-free tests only (pure modules, fake transport): seconds.
 test-fast: install

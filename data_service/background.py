@@ -13,19 +13,26 @@ log = logging.getLogger("data_service")
 
 async def every(interval: float, job: Callable[[], Awaitable[None]]) -> None:
     """Run ``job`` every ``interval`` seconds until cancelled. Failures are logged and
-    never end the loop; a missing database or view is logged once until it is back."""
-    missing = False
+    never end the loop. A missing database or view, and CouchDB refusing the service's
+    credentials (``couchdb.gate`` then sends nothing for a while), are logged once until
+    the job succeeds again."""
+    quiet: str | None = None  # the kind of failure already logged
     while True:
         await asyncio.sleep(interval)
         try:
             await job()
         except NotFound as exc:
-            if not missing:
+            if quiet != "missing":
                 log.warning("%s: %s; run data-service install", job.__name__, exc)
-            missing = True
+            quiet = "missing"
+            continue
+        except PermissionError as exc:  # Unauthorized, Forbidden: the credentials or the user's rights
+            if quiet != "refused":
+                log.warning("%s: CouchDB refused it: %s", job.__name__, exc)
+            quiet = "refused"
             continue
         except CouchDBError as exc:
             log.warning("%s: failed: %s", job.__name__, exc)
         except Exception:
             log.exception("%s: failed", job.__name__)
-        missing = False
+        quiet = None

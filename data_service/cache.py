@@ -223,15 +223,3 @@ class Cache:
         entry = self._entries.pop(docid, None)
         if entry is not None:
             self.bytes -= entry.size
-
-
-def wants_fresh(cache_control: str | None) -> bool:
-    """A request's ``Cache-Control`` asks for CouchDB's version (``no-cache``,
-    ``no-store`` or ``max-age=0``) rather than the cached one."""
-    if not cache_control:
-        return False
-    for part in cache_control.lower().split(","):
-        name, _, value = part.strip().partition("=")
-        if name in ("no-cache", "no-store") or (name == "max-age" and value.strip().strip('"') == "0"):
-            return True
-    return False

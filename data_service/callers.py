@@ -1,21 +1,24 @@
 """Who may call the service: bearer tokens, the routes open without one, and the Host
 allowlist that keeps a browser page from reaching a loopback sidecar by DNS rebinding.
 
-The decision (``Door.admit``) is pure; only ``TokenFile`` reads a file (at startup and
-on SIGHUP). Tokens are compared in constant time against every token, and never logged.
+The decision (``Door.admit``) is pure; only ``TokenFile`` reads a file (a secret file,
+``secretfiles``: at startup, on SIGHUP and when it changes on disk). Tokens are compared
+as HMAC digests of one length, in constant time against every token, and never logged.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 import ipaddress
 import logging
 import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
+from . import secretfiles
 from .config import Config, ConfigError
 
 log = logging.getLogger("data_service.callers")
@@ -49,31 +52,36 @@ def parse_tokens(text: str, source: str = "token file") -> frozenset[str]:
     return frozenset(tokens)
 
 
+DIGEST_KEY = secrets.token_bytes(32)  # per process: what tokens are compared as (``digest``)
+
+
+def digest(token: str) -> bytes:
+    """A token as compared: HMAC-SHA256 under a key of this process, 32 bytes whatever
+    the token's length, so the comparison's time says nothing about that length."""
+    return hmac.new(DIGEST_KEY, token.encode(), hashlib.sha256).digest()
+
+
 class TokenFile:
-    """The tokens of ``--api-token-file``; ``reload`` (SIGHUP) keeps the old ones when the
-    file has become unreadable or malformed."""
+    """The tokens of ``--api-token-file``, kept as digests; read again on SIGHUP or when
+    the file changes (``reloads``), which keeps the old ones when the file has become
+    unreadable, unsafe or malformed."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.tokens = self._read()
+        self.tokens = self.read()
 
-    def _read(self) -> frozenset[str]:
+    def read(self) -> frozenset[bytes]:
+        """The file's tokens now (as digests); ConfigError if it cannot be used."""
         try:
-            text = Path(self.path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--api-token-file: cannot read {self.path}: {getattr(exc, 'strerror', exc)}") from None
-        return parse_tokens(text, f"--api-token-file {self.path}")
+            text = secretfiles.read_text(self.path)
+        except secretfiles.UnsafeSecret as exc:
+            raise ConfigError(f"--api-token-file: {exc}") from None
+        return frozenset(digest(token) for token in parse_tokens(text, f"--api-token-file {self.path}"))
 
-    def reload(self) -> bool:
-        """Read the file again; False (and a logged error) keeps the tokens loaded before."""
-        try:
-            tokens = self._read()
-        except ConfigError as exc:
-            log.error("api tokens not reloaded, keeping %d: %s", len(self.tokens), exc)
-            return False
+    def use(self, tokens: frozenset[bytes]) -> None:
+        """Tokens read again (SIGHUP, or the file changed: ``reloads``)."""
         self.tokens = tokens
         log.info("api tokens reloaded: %d tokens", len(tokens))
-        return True
 
 
 def bearer(authorization: str | None) -> str | None:
@@ -85,13 +93,14 @@ def bearer(authorization: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def matches(token: str, tokens: Iterable[str]) -> bool:
-    """Constant time per token, and every token is compared: timing says nothing about
-    which token (or how much of one) matched."""
-    given = token.encode()
+def matches(token: str, digests: Iterable[bytes]) -> bool:
+    """Whether ``token``'s digest is one of ``digests``: equal-length digests compared
+    in constant time, every one of them, so timing says nothing about which token matched,
+    how much of one, or how long the tokens are."""
+    given = digest(token)
     found = False
-    for known in tokens:
-        found |= hmac.compare_digest(given, known.encode())
+    for known in digests:
+        found |= hmac.compare_digest(given, known)
     return found
 
 

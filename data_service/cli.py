@@ -12,20 +12,26 @@ Usage:
   data-service reencrypt --keys-dir=DIR --models=FILE [--kek-file=FILE] [options]
   data-service reconcile --keys-dir=DIR --models=FILE [--kek-file=FILE] [options]
   data-service migrate --keys-dir=DIR --models=FILE [--kek-file=FILE] [--batch=N] [options]
+  data-service openapi [--models=FILE]
   data-service -h | --help
   data-service --version [--models=FILE] [--keys-dir=DIR] [--kek-file=FILE]
 
 Commands:
-  serve                       Run the HTTP service. With --auto-install it first runs
-                              the steps of `install` (no seeds), then listens. It
-                              reconciles the documents the ds_conflicts view lists
-                              (replication conflicts) every reconcile interval,
-                              and keeps the view indexes warm (--warm-interval).
-                              On SIGTERM it drains: readiness fails at once, new
-                              connections are refused, requests in flight finish
-                              (up to --drain-timeout), then it exits. It logs to
-                              stdout; OpenTelemetry spans when the otel extra is
-                              installed and OTEL_TRACES_EXPORTER or an
+  serve                       Run the HTTP service. It first logs in to CouchDB once
+                              (refused credentials: exit 2, before listening). With
+                              the auto-install flag it runs the steps of `install`
+                              (no seeds), then listens. It reconciles the documents the
+                              ds_conflicts view lists (replication conflicts) every
+                              reconcile interval, and keeps the indexes of the types
+                              warm (--warm-interval). SIGHUP, or a change on disk,
+                              reloads the token file and keysets. On SIGTERM it
+                              fails readiness, keeps serving for the drain delay
+                              while the application still calls, then drains: new
+                              connections are refused, long polls and event streams
+                              end, requests in flight finish (up to the drain
+                              timeout), and it exits. It logs to stdout;
+                              OpenTelemetry spans when the otel extra is installed
+                              and OTEL_TRACES_EXPORTER or an
                               OTEL_EXPORTER_OTLP_*ENDPOINT is set.
   install                     Make the database what the models file says: create it,
                               set _security, create/update/remove the generated design
@@ -65,30 +71,56 @@ Commands:
                               skipped) and safe beside traffic. Reconciles replication
                               conflicts first. Lists what it skipped (failing checks or
                               migrations) and exits 1 if anything was skipped.
+  openapi                     Print the OpenAPI document serve answers at
+                              GET /openapi.json for --models, byte for byte,
+                              without CouchDB, keys or a running service.
 
-Options:
-  --service-user=NAME         install: create this CouchDB user (a _users member, no
-                              roles) and add it to the database's _security members,
-                              for serve to run as instead of the server admin.
-  --service-user-password-file=F  Its password; without it the password is read
-                              from $DATA_SERVICE_SERVICE_USER_PASSWORD.
-  --service-user-adopt        install: take over an existing account that install
-                              did not create (sets its password; keeps its roles).
-                              Without it such an account is refused, unless it has
-                              no roles and the password given logs in. Never a
-                              server admin.
-  --models=FILE               Models file (YAML or JSON) declaring the document types.
-  --keys-dir=DIR              Directory of Tink keysets (see keys create).
-  --kek-file=FILE             Key-encryption key for encrypted keysets.
-  --seed=FILE                 Seed documents (YAML or JSON):
-                              {"seeds": [{"type": T, "key": K, "data": {...}}, ...]}
-  --dry-run                   Print what install would do; change nothing.
-  --configure-server          install: also set the server-wide node config
-                              uuids/algorithm = sequential (every database on that
-                              CouchDB gets such ids); without it install only reports
-                              the algorithm.
-  --delete                    Delete the whole database (needs --yes).
-  --yes                       Confirm --delete.
+Options of serve:
+  --listen=ADDRESS            Address to listen on [default: 127.0.0.1]
+  --port=PORT                 Port to listen on; one data-service per port
+                              [default: 8080]
+  --ops-listen=ADDRESS:PORT   A second listener serving only /_health (liveness;
+                              readiness with ?quick=false) and /_metrics, without a
+                              token: for kubelet probes and Prometheus on the pod IP
+                              (e.g. 0.0.0.0:9090). Never any data.
+  --api-token-file=FILE       Bearer tokens callers must send (Authorization: Bearer),
+                              one per line, # comments; reloaded on SIGHUP and when
+                              the file changes. Without it the service listens on
+                              loopback only.
+  --open-metrics              /_metrics answers without a token.
+  --open-readiness            Readiness (/_health?quick=false) answers without a token.
+  --allowed-hosts=HOSTS       Host names (comma-separated, any port) accepted besides
+                              localhost, 127.0.0.1 and [::1]; others get 421
+                              [default: ]
+  --max-body=BYTES            Largest request body accepted, on every route and for
+                              chunked bodies too (413) [default: 1048576]
+  --max-header-size=BYTES     Largest request line + headers; larger ones get the
+                              connection closed [default: 16384]
+  --idle-timeout=SECONDS      Seconds a connection may wait for a request's headers
+                              [default: 60]
+  --body-timeout=SECONDS      Seconds to receive a request body [default: 30]
+  --drain-delay=SECONDS       After SIGTERM, keep listening and answering this long at
+                              most while the application still sends requests
+                              (classic sidecars get SIGTERM with the application);
+                              readiness fails from the start [default: 0]
+  --drain-quiet=SECONDS       The delay ends early once no request has been in
+                              flight for this long; 0: always the whole delay
+                              [default: 2]
+  --drain-timeout=SECONDS     Then, seconds requests in flight get to finish; keep
+                              delay + timeout below the stop grace period
+                              (docker: 10 s, Kubernetes: 30 s) [default: 8]
+  --max-streams=N             Change streams (GET /v1/{type}/_changes with
+                              feed=longpoll or as server-sent events) open at once,
+                              per worker; one more is answered 503 busy. Their long
+                              polls use N+1 connections of their own (one is the
+                              read cache's feed), beside --max-connections
+                              [default: 32]
+  --cache-size=MB             Memory per worker for the read cache of verified
+                              documents (GET by id), kept fresh by CouchDB's change
+                              feed; 0 disables it [default: 64]
+  --workers=N                 Serving processes sharing the port, forked after it is
+                              bound; 0: one per CPU this process may use (a
+                              container's CPU quota counts) [default: 0]
   --auto-install              Run the install steps before listening.
   --reconcile-interval=SECONDS  Seconds between conflict sweeps; 0 disables them
                               [default: 60]
@@ -98,7 +130,6 @@ Options:
                               writes does not wait for CouchDB to index them; 0
                               disables it [default: 5]
   --max-bulk=N                Most items in one POST /v1/{type}/_bulk [default: 500]
-  --batch=N                   Documents per round trip of migrate [default: 500]
   --idempotency-ttl=SECONDS   How long an Idempotency-Key is remembered; expired
                               keys are forgotten and their records deleted
                               [default: 86400]
@@ -109,6 +140,38 @@ Options:
   --bcrypt-wait=SECONDS       Longest a bcrypt job waits for one of the 2 threads;
                               then 503 busy. No caller waits longer than this plus
                               one hash [default: 5]
+
+Options of install:
+  --service-user=NAME         Create this CouchDB user (a _users member, no roles) and
+                              add it to the database's _security members, for serve
+                              to run as instead of the server admin.
+  --service-user-password-file=F  Its password; without it the password is read
+                              from $DATA_SERVICE_SERVICE_USER_PASSWORD.
+  --service-user-adopt        Take over an existing account that install did not
+                              create (sets its password; keeps its roles). Without
+                              it such an account is refused, unless it has no roles
+                              and the password given logs in. Never a server admin.
+  --seed=FILE                 Seed documents (YAML or JSON):
+                              {"seeds": [{"type": T, "key": K, "data": {...}}, ...]}
+  --dry-run                   Print what install would do; change nothing.
+  --configure-server          Also set the server-wide node config uuids/algorithm =
+                              sequential (every database on that CouchDB gets such
+                              ids); without it install only reports the algorithm.
+  --delete                    Delete the whole database (needs --yes).
+  --yes                       Confirm --delete.
+
+Options of keys:
+  --purpose=P                 signing, encryption, deterministic or lookup.
+  --key-id=N                  A key id as `keys list` shows it.
+  --out=FILE                  Where to write (refuses to overwrite).
+
+Options of migrate:
+  --batch=N                   Documents per round trip of migrate [default: 500]
+
+Options of serve, install, keys, verify, reencrypt, reconcile, migrate (models, keys):
+  --models=FILE               Models file (YAML or JSON) declaring the document types.
+  --keys-dir=DIR              Directory of Tink keysets (see keys create).
+  --kek-file=FILE             Key-encryption key for encrypted keysets.
   --deployment-id=ID          What signatures and encryption bind documents to
                               instead of the database name: give replicas whose
                               databases replicate into each other the same one.
@@ -116,13 +179,12 @@ Options:
                               before documents were bound to their revision and
                               database) as integrity violations. Set it once
                               reencrypt has upgraded every document.
-  --purpose=P                 signing, encryption, deterministic or lookup.
-  --key-id=N                  A key id as `keys list` shows it.
-  --out=FILE                  Where to write (refuses to overwrite).
+
+Options of serve, install, verify, reencrypt, reconcile, migrate (CouchDB, logs):
   --couchdb=URL               CouchDB base URL, without credentials
                               [default: http://127.0.0.1:5984]
   --database=NAME             Database holding the documents [default: data_service]
-  --couchdb-user=NAME         User for CouchDB BASIC auth.
+  --couchdb-user=NAME         User for CouchDB BASIC auth (needs a password).
   --couchdb-password-file=F   File holding that user's password; without it the
                               password is read from $DATA_SERVICE_COUCHDB_PASSWORD.
   --ca-file=FILE              CA bundle to verify an https:// CouchDB.
@@ -133,44 +195,17 @@ Options:
   --couchdb-transport=NAME    The HTTP client to CouchDB: aiohttp, or httptools
                               (asyncio protocols and the llhttp parser)
                               [default: aiohttp]
-  --max-streams=N             Change streams (GET /v1/{type}/_changes with
-                              feed=longpoll or as server-sent events) open at once,
-                              per worker; one more is answered 503 busy. Their long
-                              polls use N+1 connections of their own (one is the
-                              read cache's feed), beside --max-connections
-                              [default: 32]
-  --listen=ADDRESS            Address to listen on [default: 127.0.0.1]
-  --port=PORT                 Port to listen on [default: 8080]
-  --max-body=BYTES            Largest request body accepted, on every route and for
-                              chunked bodies too (413) [default: 1048576]
-  --max-header-size=BYTES     Largest request line + headers; larger ones get the
-                              connection closed [default: 16384]
-  --idle-timeout=SECONDS      Seconds a connection may wait for a request's headers
-                              [default: 60]
-  --body-timeout=SECONDS      Seconds to receive a request body [default: 30]
-  --api-token-file=FILE       Bearer tokens callers must send (Authorization: Bearer),
-                              one per line, # comments; reloaded on SIGHUP. Without
-                              it the service listens on loopback only.
-  --open-metrics              /_metrics answers without a token.
-  --open-readiness            Readiness (/_health?quick=false) answers without a token.
-  --allowed-hosts=HOSTS       Host names (comma-separated, any port) accepted besides
-                              localhost, 127.0.0.1 and [::1]; others get 421
-                              [default: ]
-  --drain-timeout=SECONDS     Seconds requests in flight get to finish after
-                              SIGTERM [default: 10]
-  --cache-size=MB             Memory per worker for the read cache of verified
-                              documents (GET by id), kept fresh by CouchDB's change
-                              feed; 0 disables it [default: 64]
-  --workers=N                 Serving processes sharing the port, forked after it is
-                              bound; 0: one per CPU this process may use (a
-                              container's CPU quota counts) [default: 0]
   --log-level=LEVEL           debug, info, warning or error [default: info]
   --log-format=FORMAT         json (one object per line) or text; default: json
                               unless the log goes to a terminal
-  -h --help                   Show this text.
+
+General options:
+  -h --help                   Show this text; after a command, that command's help.
   --version                   Show the version; with --models the models file's
                               digest, with --keys-dir the key ids (never keys).
 
+Key files, the token file and password files must pass the secret-file rule
+(docs/security-files.md): nobody but root and this process's user can change them.
 Passwords and keys are never taken from flags or URLs: they would show in the
 process list.
 """
@@ -183,14 +218,14 @@ import sys
 from dataclasses import replace
 from typing import TYPE_CHECKING, TextIO
 
-from docopt import docopt
-
 from . import logs
 from .config import Config, ConfigError
 from .couchdb import CouchDBError
+from .couchdb.gate import refuses
 from .keys import PURPOSES, KeysDir, KeysetError, kek_from, new_kek
 from .models import ModelError
 from .service_user import ServiceUser
+from .usage import HelpShown, UsageError, parse
 
 if TYPE_CHECKING:
     from .couchdb import Database
@@ -200,18 +235,27 @@ if TYPE_CHECKING:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = docopt(__doc__, argv=argv)
+    try:
+        args = parse(__doc__, sys.argv[1:] if argv is None else argv)
+    except HelpShown:
+        return 0
+    except UsageError as exc:
+        print(f"data-service: {exc}", file=sys.stderr)
+        return 2
+    config: Config | None = None
     try:
         if args["--version"]:
             return version_command(args)
         if args["keys"]:
             return keys_command(args)
+        if args["openapi"]:
+            return openapi_command(args["--models"])
         config = Config.from_args(args)
         # serve logs to stdout (12-factor: the log is its output); commands report on
         # stdout, so their log goes to stderr
         logs.setup(config.log_level, config.log_format, sys.stdout if args["serve"] else sys.stderr)
         if args["serve"]:
-            from .server import run
+            from .workers import run
 
             run(config, auto_install=args["--auto-install"])
             return 0
@@ -228,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data-service: {exc}", file=sys.stderr)
         return 2
     except CouchDBError as exc:  # the message names method, path and CouchDB's reason; never credentials
+        if config is not None and refuses(exc.status, exc.reason):
+            from .server import login_refused
+
+            print(f"data-service: {login_refused(config, exc)}", file=sys.stderr)
+            return 2
         print(f"data-service: CouchDB at {args['--couchdb']} failed: {exc}", file=sys.stderr)
         return 1
 
@@ -244,6 +293,19 @@ def version_command(args: dict) -> int:
 
         keyring = Keyring(KeysDir(args["--keys-dir"], kek_from(args["--kek-file"])), deployment="")  # key ids only
     print("\n".join(BuildInfo.of(args["--models"], keyring).lines()))
+    return 0
+
+
+def openapi_command(models_path: str | None) -> int:
+    """The bytes ``GET /openapi.json`` answers (``write_json``: orjson, no options)."""
+    import orjson
+
+    from .models import Models, load_models
+    from .openapi import spec_for
+
+    models = load_models(models_path) if models_path else Models({})
+    sys.stdout.buffer.write(orjson.dumps(spec_for(models)))
+    sys.stdout.flush()
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import secretfiles
 from .couchdb.client import DEFAULT_TRANSPORT, TRANSPORTS
 from .logs import LogFormat
 
@@ -46,7 +47,9 @@ class Config:
     warm_interval: float = 5.0  # seconds between passes of the index warmer in serve; 0: none
     idempotency_ttl: float = 86400.0  # seconds an Idempotency-Key is remembered
     max_bulk: int = 500  # items in one POST /v1/{type}/_bulk
-    drain_timeout: float = 10.0  # seconds in-flight requests get after SIGTERM
+    drain_delay: float = 0.0  # seconds serving goes on after SIGTERM while the application still calls
+    drain_quiet: float = 2.0  # the delay ends once no request has been in flight this long; 0: never early
+    drain_timeout: float = 8.0  # then, seconds in-flight requests get (below docker's 10 s stop grace)
     cursor_ttl: float = 3600.0  # seconds a query's next cursor stays valid
     deployment_id: str | None = None  # what signatures bind documents to; None: the database name
     accept_v1: bool = True  # read version 1 signatures and ciphertexts (False: --refuse-v1)
@@ -61,6 +64,7 @@ class Config:
     body_timeout: float = 30.0  # seconds to receive a request body
     cache_mb: float = 64.0  # the read cache's size per worker; 0: no cache
     workers: int = 1  # serving processes forked after binding; the command line's default 0: one per CPU
+    ops_listen: tuple[str, int] | None = None  # the probes-and-metrics listener (--ops-listen)
     max_streams: int = 32  # change streams (long polls, event streams) open at once per process; more: 503 busy
 
     @property
@@ -101,7 +105,7 @@ class Config:
             listen=args["--listen"],
             port=_number(args, "--port", int),
             couchdb_user=args["--couchdb-user"],
-            couchdb_password=_password(args["--couchdb-password-file"], env),
+            couchdb_password=_password(args["--couchdb-user"], args["--couchdb-password-file"], env),
             ca_file=args["--ca-file"],
             verify_tls=not args["--no-verify-tls"],
             connect_timeout=_number(args, "--connect-timeout", float),
@@ -118,7 +122,9 @@ class Config:
             warm_interval=_interval("--warm-interval", args.get("--warm-interval", "5")),
             max_bulk=_number(args, "--max-bulk", int) if args.get("--max-bulk") else 500,
             idempotency_ttl=_number(args, "--idempotency-ttl", float) if args.get("--idempotency-ttl") else 86400.0,
-            drain_timeout=_interval("--drain-timeout", args.get("--drain-timeout", "10")),
+            drain_delay=_interval("--drain-delay", args.get("--drain-delay") or "0"),
+            drain_quiet=_interval("--drain-quiet", args.get("--drain-quiet") or "2"),
+            drain_timeout=_interval("--drain-timeout", args.get("--drain-timeout") or "8"),
             cursor_ttl=_number(args, "--cursor-ttl", float) if args.get("--cursor-ttl") else 3600.0,
             deployment_id=_deployment_id(args.get("--deployment-id")),
             accept_v1=not args.get("--refuse-v1"),
@@ -133,6 +139,7 @@ class Config:
             body_timeout=_number(args, "--body-timeout", float) if args.get("--body-timeout") else 30.0,
             cache_mb=_megabytes(args.get("--cache-size", "64")),
             workers=_workers(args.get("--workers", "0")),
+            ops_listen=_address("--ops-listen", args.get("--ops-listen")),
             max_streams=_number(args, "--max-streams", int) if args.get("--max-streams") else 32,
         )
 
@@ -196,6 +203,16 @@ def cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
     return count
 
 
+def _address(flag: str, text: str | None) -> tuple[str, int] | None:
+    """``ADDRESS:PORT`` (``[::]:9090`` for IPv6; an empty address: every interface)."""
+    if text is None:
+        return None
+    address, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{flag}: {text!r} is not ADDRESS:PORT (e.g. 0.0.0.0:9090 or [::]:9090)")
+    return address.strip("[]"), int(port)
+
+
 def _deployment_id(text: str | None) -> str | None:
     if text is None:
         return None
@@ -204,10 +221,18 @@ def _deployment_id(text: str | None) -> str | None:
     return text
 
 
-def _password(file: str | None, env: Mapping[str, str]) -> str | None:
+def _password(user: str | None, file: str | None, env: Mapping[str, str]) -> str | None:
+    """The CouchDB password: from the file (a secret file, ``secretfiles``) or the
+    environment; ConfigError for a user without one (CouchDB would count every request
+    with an empty password as a failed login, and lock the user out)."""
     if file:
         try:
-            return Path(file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"--couchdb-password-file: cannot read {file}: {exc.strerror}") from None
-    return env.get(PASSWORD_ENV)
+            password = secretfiles.read_text(file).strip()
+        except secretfiles.UnsafeSecret as exc:
+            raise ConfigError(f"--couchdb-password-file: {exc}") from None
+    else:
+        password = env.get(PASSWORD_ENV, "")
+    if user is not None and not password:
+        source = f"--couchdb-password-file {file} is empty" if file else f"${PASSWORD_ENV} is not set or empty"
+        raise ConfigError(f"--couchdb-user={user} needs a password: {source}")
+    return password or None

@@ -24,3 +24,7 @@ class ServiceError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {}
+
+    def logged(self) -> str:
+        """What a log line may say of it (never a protected value): its class by default."""
+        return type(self).__name__

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from . import design
-from .couchdb import Conflict, CouchDB, Database, IdPool, NotFound, Unsupported
-from .couchdb.client import path
+from .couchdb import Conflict, CouchDB, Database, IdPool, NotFound, Server, Unsupported
+from .couchdb.transport import path
 from .models import Models, ModelType
 from .protection import IntegrityViolation, Keyring, KeyUnavailable
 from .seeds import Seed, check_seeds
@@ -128,7 +128,7 @@ def _who(group: dict) -> str:
     return " + ".join([f"user {n}" for n in group["names"]] + [f"role {r}" for r in group["roles"]])
 
 
-async def _user_step(couch: CouchDB, user: ServiceUser, login: CouchDB) -> Step:
+async def _user_step(couch: Server, user: ServiceUser, login: CouchDB) -> Step:
     """Create the service user, set its password, or adopt an existing account, as
     ``service_user.claim`` decides. ``couch`` is the installer's admin client, ``login``
     one with the user's credentials, tried only on an account that exists (a failed login
@@ -149,7 +149,7 @@ async def _user_step(couch: CouchDB, user: ServiceUser, login: CouchDB) -> Step:
     return Step(decided.kind, decided.text, lambda: couch.request("PUT", target, json=doc))
 
 
-async def _server_admin(couch: CouchDB, login: CouchDB, name: str) -> bool:
+async def _server_admin(couch: Server, login: CouchDB, name: str) -> bool:
     """Whether ``name`` is a server admin: in the node config, or on a server without one
     (the dev server, which has no login lockout) by the session of the password given."""
     try:
@@ -269,7 +269,7 @@ ID_SHAPES = {  # what ids of each CouchDB uuids algorithm look like (CouchDB's d
 }
 
 
-async def _uuids_step(couch: CouchDB, configure: bool) -> Step:
+async def _uuids_step(couch: Server, configure: bool) -> Step:
     """Report the server's uuids algorithm and what the ids look like; write it (a setting of
     the whole server, which other applications may share) only when ``configure``."""
     info = await couch.server_info()
@@ -339,7 +339,7 @@ async def _same(store: DocumentStore, model: ModelType, doc: dict, data: dict) -
 
 
 async def plan(
-    couch: CouchDB,
+    couch: Server,
     store: DocumentStore,
     models: Models,
     *,
@@ -367,7 +367,7 @@ async def plan(
 
 
 async def install(
-    couch: CouchDB,
+    couch: Server,
     db_name: str,
     models: Models,
     keys: Keyring,
@@ -404,7 +404,7 @@ async def install(
     return report
 
 
-async def drop(couch: CouchDB, db_name: str) -> bool:
+async def drop(couch: Server, db_name: str) -> bool:
     """Delete the whole database; False if there was none."""
     db = couch.database(db_name)
     if not await db.exists():

@@ -9,12 +9,15 @@ deterministic   AES256-SIV (DAEAD)           ``encrypt-deterministic`` propertie
 lookup          HMAC-SHA512 PRF              keys for ``sha3-512`` lookup hashes
 ==============  ===========================  ===================================
 
-Files are written 0600 and never overwritten by ``create``. With a key-encryption
-key (a cleartext Tink AES256-GCM keyset, from a file or an env var) they are stored
-encrypted under it, and then *only* encrypted keysets load: a cleartext one in their
-place (whoever can write the directory could sign forged documents with it) stops
-startup. So does a keyset file or keys directory that group or others may write, or
-that belongs to another user.
+Files are written 0600 and never overwritten by ``create``: each through a new
+temporary file (``O_CREAT|O_EXCL|O_NOFOLLOW``), synced, then renamed into place and the
+directory synced, so a crash leaves the old keyset or the new one, never a torn one.
+With a key-encryption key (a cleartext Tink AES256-GCM keyset, from a file or an env
+var) they are stored encrypted under it, and then *only* encrypted keysets load: a
+cleartext one in their place (whoever can write the directory could sign forged
+documents with it) stops startup. Every keyset, the keys directory and the KEK file
+are read under the secret-file rule (``secretfiles``): nobody but root and this
+process's user may be able to change them.
 
 Rotation has two phases, because a fleet of sidecars does not restart at once:
 ``rotate`` adds a new key, enabled but not primary (every sidecar that loads it can
@@ -29,12 +32,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import tink
 from tink import aead, daead, mac, prf, secret_key_access
+
+from . import secretfiles
 
 aead.register()
 daead.register()
@@ -87,8 +91,12 @@ def new_kek() -> str:
 
 
 def kek_from(file: str | None, env: dict | os._Environ = os.environ) -> aead.Aead | None:
-    """The key-encryption key's AEAD from ``file`` or ``$DATA_SERVICE_KEK`` (None if neither)."""
-    text = Path(file).read_text() if file else env.get(KEK_ENV)
+    """The key-encryption key's AEAD from ``file`` (a secret file) or ``$DATA_SERVICE_KEK``
+    (None if neither)."""
+    try:
+        text = secretfiles.read_text(file) if file else env.get(KEK_ENV)
+    except secretfiles.UnsafeSecret as exc:
+        raise KeysetError(f"--kek-file: {exc}") from None
     if not text:
         return None
     try:
@@ -109,14 +117,17 @@ class KeysDir:
 
     # -- reading and writing one keyset ---------------------------------------
 
+    def files(self) -> list[Path]:
+        """The keyset files, one per purpose (what a reloader watches)."""
+        return [self.path(p) for p in PURPOSES]
+
     def load(self, purpose: str) -> tink.KeysetHandle:
         file = self.path(purpose)
-        _check_owned_and_private(self.directory)
         try:
-            text = file.read_text()
-        except OSError as exc:
-            raise KeysetError(f"{file}: cannot read ({exc.strerror})") from None
-        _check_owned_and_private(file)
+            secretfiles.check(self.directory, directory=True)
+            text = secretfiles.read_text(file)
+        except secretfiles.UnsafeSecret as exc:
+            raise KeysetError(str(exc)) from None
         try:
             if "encryptedKeyset" in json.loads(text):
                 if self.kek is None:
@@ -145,15 +156,7 @@ class KeysDir:
             text = tink.json_proto_keyset_format.serialize_encrypted(handle, self.kek, purpose.encode())
         else:
             text = tink.json_proto_keyset_format.serialize(handle, secret_key_access.TOKEN)
-        file = self.path(purpose)
-        tmp = file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        if new and file.exists():
-            tmp.unlink()
-            raise KeysetError(f"{file}: exists; refusing to overwrite")
-        os.replace(tmp, file)
+        _write_private(self.path(purpose), text.encode(), replace=not new)
 
     def _edit(self, purpose: str, change) -> None:
         """Apply ``change`` to the cleartext keyset JSON (a dict) and save it."""
@@ -171,6 +174,10 @@ class KeysDir:
         if existing:
             raise KeysetError(f"{existing[0]}: exists; refusing to overwrite")
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            secretfiles.check(self.directory, directory=True)
+        except secretfiles.UnsafeSecret as exc:
+            raise KeysetError(str(exc)) from None
         for purpose in PURPOSES.values():
             self._save(purpose.name, tink.new_keyset_handle(purpose.template), new=True)
         return [self.path(p) for p in PURPOSES]
@@ -231,17 +238,30 @@ class KeysDir:
         return infos
 
 
-def _check_owned_and_private(path: Path) -> None:
-    """KeysetError unless ``path`` belongs to this process's user and neither group nor
-    others may write it: whoever can replace a keyset can forge signed documents."""
+def _write_private(file: Path, data: bytes, *, replace: bool) -> None:
+    """``data`` into ``file`` (0600) all or nothing: a new temporary file beside it, made
+    with ``O_CREAT|O_EXCL|O_NOFOLLOW`` (never an existing file or a planted link), synced,
+    then renamed over ``file`` (``replace``) or linked to it (which fails if it exists),
+    and the directory synced. KeysetError if ``file`` exists and not ``replace``."""
+    tmp = file.with_name(f".{file.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        info = path.stat()
-    except OSError as exc:
-        raise KeysetError(f"{path}: cannot read ({exc.strerror})") from None
-    if info.st_uid != os.geteuid():
-        raise KeysetError(f"{path}: owned by uid {info.st_uid}, not by this user (uid {os.geteuid()}); refusing it")
-    if info.st_mode & 0o022:
-        raise KeysetError(
-            f"{path}: writable by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
-            f"refusing it: chmod go-w {path}"
-        )
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        if replace:
+            os.replace(tmp, file)
+        else:
+            try:
+                os.link(tmp, file)
+            except FileExistsError:
+                raise KeysetError(f"{file}: exists; refusing to overwrite") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    directory = os.open(file.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -23,14 +23,25 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
 
 from .worker_metrics import WorkerMetrics
 
-# The classic text format generate_latest writes (prometheus_client >= 0.22 names
-# version 1.0.0 "latest"; our metric names need none of its UTF-8 escaping).
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The formats /_metrics negotiates (prometheus_client's choose_encoder: OpenMetrics when
+# Accept asks for it, else the classic text format).
+MEDIA_TYPES = ("text/plain", "application/openmetrics-text")
+# No `<counter>_created` series beside every counter and histogram: Prometheus does not
+# need them, and in the text format they read as a second counter of each name.
+disable_created_metrics()
 DATABASE_REPORT_TTL = 5.0  # seconds
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS"})
 
@@ -79,6 +90,7 @@ def couchdb_operation(target: str) -> str:
 class Metrics:
     def __init__(self, report_ttl: float = DATABASE_REPORT_TTL, clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, _resident_memory_bytes, ...
         self.http_requests = Counter(
             "data_service_http_requests",
             "HTTP requests answered, by route pattern, method and status.",
@@ -134,9 +146,13 @@ class Metrics:
         """Expose ``store``'s counters and queues (read at scrape time)."""
         self.registry.register(StoreCollector(store))
 
-    def exposition(self) -> bytes:
-        own = generate_latest(self.registry)
-        return self.workers.merged(own) if self.workers is not None else own
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The metrics in the format ``accept`` asks for, and its content type; with
+        workers, every worker's (``worker_metrics``)."""
+        encode, content_type = choose_encoder(accept or "")
+        if self.workers is None:
+            return encode(self.registry), content_type
+        return encode(self.workers.merged(generate_latest(self.registry))), content_type
 
     async def publish(self) -> None:
         """``--workers``: this worker's snapshot, for the sibling a scrape reaches."""

@@ -32,6 +32,8 @@ _GENERIC_PATHS = {
     "/v1/{type}/_bulk": "/v1/{name}/_bulk",
     "/v1/{type}/{id}/verify": "/v1/{name}/{{id}}/verify",
 }
+_RESPONSES = "#/components/responses/"
+_STALE, _STALE_RESPONSE = "StaleRevisionProblem", "StaleRevision"
 _TYPE_PARAMETER = "#/components/parameters/TypeName"
 _VERIFY = "/v1/{type}/{id}/verify"
 
@@ -81,12 +83,16 @@ def spec_for(models: Iterable[DeclaredType], spec: dict[str, Any] | None = None)
             # the title is what generators name the class after: the models file titles
             # both schemas of a type alike (``user_v1.0``), which would collide
             schemas[key] = {**_rebased(copy.deepcopy(schema), _SCHEMAS + key), "title": key}
+            _widen_numbers(schemas[key])  # the static spec states its own formats
         refs = {
             _SCHEMAS + "Document": _SCHEMAS + name,
             _SCHEMAS + "DocumentInput": f"{_SCHEMAS}{name}_input",
             _SCHEMAS + "MergePatch": f"{_SCHEMAS}{name}_patch",
             _SCHEMAS + "VerifyCandidates": f"{_SCHEMAS}{name}_verify",
+            _SCHEMAS + _STALE: f"{_SCHEMAS}{name}_stale_revision",
+            _RESPONSES + _STALE_RESPONSE: f"{_RESPONSES}{name}_stale_revision",
         }
+        _typed_stale_revision(spec, name, refs)
         for generic, concrete in _GENERIC_PATHS.items():
             if generic == _VERIFY and verify is None:
                 continue  # nothing to verify: every body would be a 422
@@ -102,6 +108,38 @@ def spec_for(models: Iterable[DeclaredType], spec: dict[str, Any] | None = None)
         _narrow_sort(spec["paths"][f"/v1/{name}"]["get"], model)
         _link(spec["paths"], name, verify is not None)
     return spec
+
+
+def _typed_stale_revision(spec: dict[str, Any], name: str, refs: dict[str, str]) -> None:
+    """The 412 of type ``name``'s operations, whose ``current`` is that type (the generic
+    one's is ``Document``): a copy of the schema and the response with the refs replaced."""
+    components = spec["components"]
+    key = f"{name}_stale_revision"
+    components["schemas"][key] = {**_with_refs(copy.deepcopy(components["schemas"][_STALE]), refs), "title": key}
+    components["responses"][key] = _with_refs(copy.deepcopy(components["responses"][_STALE_RESPONSE]), refs)
+
+
+# Generators pick int32 and float32 for a bare integer or number; the server takes every
+# value up to ±(2^53−1) (``models.limits``), which needs 64 bits. A model's own ``format``
+# (``int32``, say) is kept.
+_WIDTHS = {"integer": "int64", "number": "double"}
+_VALUES = frozenset({"example", "examples", "default", "const", "enum"})  # instances, not schemas
+
+
+def _widen_numbers(node: Any) -> None:
+    """Every integer or number schema in ``node`` without a ``format`` gets a 64-bit one."""
+    if isinstance(node, dict):
+        declared = node.get("type")
+        kinds = declared if isinstance(declared, list) else [declared]
+        width = next((_WIDTHS[kind] for kind in kinds if isinstance(kind, str) and kind in _WIDTHS), None)
+        if width is not None and "format" not in node:
+            node["format"] = width
+        for key, value in node.items():
+            if key not in _VALUES:
+                _widen_numbers(value)
+    elif isinstance(node, list):
+        for value in node:
+            _widen_numbers(value)
 
 
 def _narrow_sort(operation: dict[str, Any], model: DeclaredType) -> None:

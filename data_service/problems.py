@@ -58,6 +58,8 @@ TABLE: dict[str, Kind] = {
     "conflict_retries_exhausted": Kind(503, "The document kept changing; try again", retryable=True),
     "busy": Kind(503, "Too many bcrypt hashes or change streams at once; retry after a moment", retryable=True),
     "draining": Kind(503, "The service is shutting down; send requests to another instance", retryable=True),
+    # liveness with --workers: a worker's event loop is stuck, or it keeps dying
+    "worker_stalled": Kind(503, "A worker of this sidecar has stopped answering", retryable=True),
     # A key this sidecar does not have enabled: a newer one after `keys rotate` that it has
     # not loaded yet (another sidecar, restarted, reads it), or one an operator disabled.
     "key_unavailable": Kind(

@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from . import secretfiles
 from .config import ConfigError
 from .couchdb import CouchDB, Unauthorized
 
@@ -58,9 +58,9 @@ class ServiceUser:
         file = args.get("--service-user-password-file")
         if file:
             try:
-                password = Path(file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"--service-user-password-file: cannot read {file}: {exc.strerror}") from None
+                password = secretfiles.read_text(file).strip()
+            except secretfiles.UnsafeSecret as exc:
+                raise ConfigError(f"--service-user-password-file: {exc}") from None
         else:
             password = env.get(PASSWORD_ENV, "")
         if len(password) < 12:

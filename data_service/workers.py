@@ -1,17 +1,22 @@
-"""``--workers N``: N serving processes on one port, forked after it is bound.
+"""``serve``'s process model: log in once, install if asked, bind the ports, then serve
+in this process (``--workers=1``) or in N forked ones.
 
-The parent binds one listening socket per worker on the port (``SO_REUSEPORT``), makes
-the shared write-counter table (``cache.Stamps.shared``), runs the installer if asked,
-and forks. The kernel spreads new connections evenly over the workers' sockets (a
-restarted worker takes over its socket and the connections waiting on it). Each
-worker is a whole ``serve``: its own CouchDB connections, change feed, read cache and
-readiness; ``/_metrics`` answers every worker's series, labelled ``worker``
-(``worker_metrics``). Worker 0 alone runs the conflict sweeper, the index warmer and
-the expired-key cleanup.
+Before anything is bound the parent logs in to CouchDB once (``server.log_in``:
+refused credentials stop here, exit 2) and runs the installer if asked; then it claims
+and binds the ports (``listeners``: one socket per worker on each, ``SO_REUSEPORT``, one
+data-service per port). With N workers it makes what they share — the write-counter
+table (``cache.Stamps.shared``), the credential gate's state (``couchdb.GateState``),
+the metrics directory — and forks. The kernel spreads new connections evenly over the
+workers' sockets (a restarted worker takes over its socket and the connections waiting
+on it). Each worker is a whole ``serve``: its own CouchDB connections, change feed, read
+cache and readiness; ``/_metrics`` answers every worker's series, labelled ``worker``
+(``worker_metrics``), and liveness fails while any worker has stopped publishing them.
+Worker 0 alone runs the conflict sweeper, the index warmer and the expired-key cleanup.
 
-The parent only supervises: SIGTERM / SIGINT close its sockets and are passed to every
-worker (each drains), SIGHUP too (each reloads its token file), and a worker that dies
-otherwise is started again under its index.
+The parent only supervises: SIGTERM / SIGINT close its copies of the sockets and are
+passed to every worker (each drains, and closes its own when its drain delay is over),
+SIGHUP too (each reloads its secrets), and a worker that dies otherwise is started
+again under its index.
 """
 
 from __future__ import annotations
@@ -23,22 +28,36 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import uvloop
-from tornado.netutil import bind_sockets
 
+from . import listeners, worker_metrics
 from .cache import Stamps
 from .config import Config
+from .couchdb import GateState
+from .server import preflight, prepare, serve
 
 log = logging.getLogger("data_service")
 
 RESTART_PAUSE = 1.0  # seconds before a crashed worker is started again
 PR_SET_PDEATHSIG = 1
+
+
+def run(config: Config, auto_install: bool = False) -> None:
+    """Serve on uvloop: in this process, or in ``config.workers`` forked ones. Startup
+    errors (ConfigError, ...) are raised before anything listens."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve (or the supervisor) handles it: never fatal
+    preflight(config)  # a startup error stops here, once, not in every worker restarted forever
+    asyncio.run(prepare(config, auto_install))
+    bound = listeners.bind(config, config.workers)
+    if config.workers > 1:
+        run_workers(config, bound)
+    else:
+        uvloop.run(serve(config, bound.of(0)))
 
 
 def _die_with_parent() -> None:
@@ -51,24 +70,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def close(sockets: list[list[socket.socket]]) -> None:
-    for group in sockets:
-        for sock in group:
-            sock.close()
-
-
-def run_workers(config: Config, auto_install: bool) -> None:
-    from .server import install_first, preflight, serve
-
-    preflight(config)  # a startup error stops here, once, not in every worker restarted forever
-    if auto_install:
-        asyncio.run(install_first(config))
-    # one listening socket per worker on the one port (SO_REUSEPORT): the kernel spreads new
-    # connections evenly; one shared socket lets whichever worker wakes first take them all
-    first = bind_sockets(config.port, config.listen, reuse_port=True)
-    port = first[0].getsockname()[1]  # the one chosen when --port=0
-    sockets = [first, *(bind_sockets(port, config.listen, reuse_port=True) for _ in range(config.workers - 1))]
+def run_workers(config: Config, bound: listeners.Listeners) -> None:
     stamps = Stamps.shared(config.workers)
+    gate = GateState(shared=True)
     metrics_dir = Path(tempfile.mkdtemp(prefix="data-service-metrics-"))  # 0700
     children: dict[int, int] = {}  # pid → worker index
     stopping = False
@@ -76,6 +80,7 @@ def run_workers(config: Config, auto_install: bool) -> None:
     parent = os.getpid()
 
     def start(index: int) -> None:
+        worker_metrics.starting(metrics_dir, index)  # liveness counts from now
         pid = os.fork()
         if pid == 0:
             _die_with_parent()
@@ -83,11 +88,14 @@ def run_workers(config: Config, auto_install: bool) -> None:
                 os._exit(0)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve handles it
             code = 0
             try:
-                close([group for other, group in enumerate(sockets) if other != index])  # theirs
+                bound.close(keep=index)  # the other workers' sockets
                 mine = stamps.as_worker(index)
-                uvloop.run(serve(config, sockets=sockets[index], stamps=mine, worker=index, metrics_dir=metrics_dir))
+                uvloop.run(
+                    serve(config, bound.of(index), stamps=mine, worker=index, metrics_dir=metrics_dir, gate=gate)
+                )
             except BaseException:
                 log.exception("worker %d failed", index)
                 code = 1
@@ -99,7 +107,7 @@ def run_workers(config: Config, auto_install: bool) -> None:
     def forward(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
-        close(sockets)  # ours too: once the draining workers close theirs, connecting is refused
+        bound.close()  # our copies: once the draining workers close theirs, connecting is refused
         pass_on(signum, frame)
 
     def pass_on(signum: int, frame: object) -> None:
@@ -109,7 +117,7 @@ def run_workers(config: Config, auto_install: bool) -> None:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGHUP, pass_on)  # each worker reloads its token file
+    signal.signal(signal.SIGHUP, pass_on)  # each worker reloads its secrets
     for index in range(config.workers):
         start(index)
     log.info("%d workers serving on %s:%d", config.workers, config.listen, config.port)
@@ -127,5 +135,5 @@ def run_workers(config: Config, auto_install: bool) -> None:
         time.sleep(RESTART_PAUSE)
         if not stopping:
             start(index)
-    close(sockets)
+    bound.close()
     shutil.rmtree(metrics_dir, ignore_errors=True)

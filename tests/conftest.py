@@ -21,15 +21,23 @@ from data_service.keys import KeysDir
 # the transport conformance tests run each one regardless.
 TRANSPORT = os.environ.get("COUCHDB_TRANSPORT", DEFAULT_TRANSPORT)
 # What each environment-bound marker needs (see pyproject.toml).
-NEEDS = {"cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"), "kill": ("COUCHDB_SCRIPT",)}
+NEEDS = {
+    "cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"),
+    "kill": ("COUCHDB_SCRIPT",),
+    "browser": ("CHROMIUM",),
+    "own_node": ("COUCHDB_SCRIPT",),
+}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Mark every test that needs a server (``pytest -m "not couchdb"`` is the fast inner
     loop), and deselect, not skip, the tests whose environment this run lacks: a plain
     ``make test`` has no CouchDB script or cluster, and a skip would read as a test that
-    could not pass. ``make test-couchdb`` / ``make test-cluster`` set the variables."""
+    could not pass. ``make test-couchdb`` / ``make test-cluster`` set the variables; the
+    ``root`` tests (Secret volumes, files of other users) need root."""
     unmet = {marker for marker, names in NEEDS.items() if not all(os.environ.get(n) for n in names)}
+    if os.geteuid() != 0:
+        unmet.add("root")
     keep, drop = [], []
     for item in items:
         if "couchdb_url" in getattr(item, "fixturenames", ()):

@@ -63,7 +63,7 @@ def single_copy_database(couch):
 async def database_with(couch, **options: int):
     """A database created with ``options`` (``n`` copies, ``q`` shards; servers without
     clustering ignore them), dropped afterwards."""
-    from data_service.couchdb.client import path
+    from data_service.couchdb.transport import path
 
     database = couch.database(unique_name())
     await couch.request("PUT", path(database.name), params=options)
@@ -246,11 +246,12 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None = None):
+async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None = None, launcher: tuple = ()):
     """``data-service serve`` as an operator runs it (password in the environment, the
     log on stdout, not a terminal) on a free port, ready when ``/_health`` answers;
     killed at the end if it is still running. One worker and no index warmer unless
-    ``flags`` say otherwise."""
+    ``flags`` say otherwise; ``launcher``: a command it runs under (e.g. ``setpriv`` to
+    run it as another user)."""
     port = devcouch.free_port()
     args = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
     args += [f"--models={config.models_path}", f"--port={port}", "--reconcile-interval=0"]
@@ -265,7 +266,16 @@ async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None 
     log_path, stderr_path = tmp_path / "serve.log", tmp_path / "serve.err"
     with open(log_path, "wb") as out, open(stderr_path, "wb") as err:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "data_service", "serve", *args, *flags, env=environment, stdout=out, stderr=err
+            *launcher,
+            sys.executable,
+            "-m",
+            "data_service",
+            "serve",
+            *args,
+            *flags,
+            env=environment,
+            stdout=out,
+            stderr=err,
         )
     served = Served(process, f"http://127.0.0.1:{port}", port, log_path, stderr_path)
     try:
@@ -311,3 +321,13 @@ async def until(check, what: str, timeout: float = 30.0) -> Any:
             return result
         assert loop.time() < deadline, f"not within {timeout} s: {what}"
         await asyncio.sleep(0.02)
+
+
+async def run(*command: str, cwd=None, env=None) -> tuple[int, str]:
+    """A command's exit status and output (stderr included), without blocking the event loop
+    a sidecar under test runs on."""
+    process = await asyncio.create_subprocess_exec(
+        *command, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), 180)
+    return process.returncode, output.decode()

@@ -16,8 +16,9 @@ import pytest
 from openapi_check import SpecChecker
 from support import Api, TcpProxy, cache_gauge, install_design_docs, running_app, running_sidecar, serving, until
 
-from data_service.cache import Cache, Entry, Stamps, wants_fresh
+from data_service.cache import Cache, Entry, Stamps
 from data_service.couchdb.client import split_credentials
+from data_service.web.accept import wants_fresh
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
 
@@ -539,7 +540,7 @@ def test_one_scrape_shows_every_workers_series(tmp_path):
         Counter("demo_requests", "Requests.", ["route"], registry=registry).labels("/a").inc(count)
         snapshots.append(generate_latest(registry))
     WorkerMetrics(tmp_path, 1).publish(snapshots[1])
-    text = WorkerMetrics(tmp_path, 0).merged(snapshots[0]).decode()
+    text = generate_latest(WorkerMetrics(tmp_path, 0).merged(snapshots[0])).decode()
     assert text.count("# TYPE demo_requests_total counter") == 1  # one family, both workers in it
     assert _sample(text, "demo_requests_total", route="/a", worker="0") == 3
     assert _sample(text, "demo_requests_total", route="/a", worker="1") == 5

@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 from support import running_app, serving
 
-from data_service.callers import LOOPBACK_NAMES, Access, Door, Refusal, bearer, host_name, is_loopback, matches
+from data_service.callers import LOOPBACK_NAMES, Access, Door, Refusal, bearer, digest, host_name, is_loopback, matches
 from data_service.callers import parse_tokens as tokens_of
 from data_service.config import ConfigError
 
@@ -26,6 +26,7 @@ THREE = "token-three-00112233445566"
 def token_file(tmp_path, *tokens: str):
     path = tmp_path / "tokens"
     path.write_text("# callers of this sidecar\n\n" + "\n".join(tokens) + "\n")
+    path.chmod(0o600)  # a secret file of the process's own user: owner-only
     return path
 
 
@@ -54,8 +55,9 @@ def test_token_file_lines():
 def test_bearer_and_constant_time_match():
     assert bearer(f"Bearer {ONE}") == ONE and bearer(f"bearer  {ONE} ") == ONE
     assert bearer(None) is None and bearer("Basic abc") is None and bearer("Bearer ") is None
-    assert matches(ONE, {ONE, TWO}) and matches(TWO, {ONE, TWO})
-    assert not matches(ONE[:-1], {ONE}) and not matches(ONE + "x", {ONE}) and not matches(ONE, set())
+    known = {digest(ONE), digest(TWO)}
+    assert matches(ONE, known) and matches(TWO, known) and len({len(d) for d in known}) == 1
+    assert not matches(ONE[:-1], known) and not matches(ONE + "x", known) and not matches(ONE, set())
 
 
 def test_loopback_and_host_names():
@@ -139,7 +141,8 @@ def test_a_non_loopback_listener_without_tokens_refuses_to_start(keys_dir, tmp_p
     workers = serve("--listen=0.0.0.0", "--port=1", "--workers=2")  # one exit in the parent, no restarted workers
     assert workers.returncode == 2 and "is not a loopback address" in workers.stderr
     unreadable = serve("--listen=0.0.0.0", f"--api-token-file={tmp_path}/missing")
-    assert unreadable.returncode == 2 and "--api-token-file: cannot read" in unreadable.stderr
+    assert unreadable.returncode == 2 and unreadable.stderr.startswith("data-service: --api-token-file: ")
+    assert "missing: cannot read (No such file or directory)" in unreadable.stderr
 
 
 async def test_sighup_reloads_the_tokens(config, http, tmp_path):

@@ -4,27 +4,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import os
 import re
+import shutil
 import sys
+from dataclasses import replace
 
 import pytest
-from support import ROOT, install_design_docs
+from support import ROOT, install_design_docs, run, running_app
 
 PACKAGE = "ds_client"
+TOKEN = "client-token-0123456789abcdef"
+NODE_BIN = str(ROOT / "node_modules" / ".bin") + os.sep
+TSC_FLAGS = ("--target", "ES2022", "--module", "NodeNext", "--moduleResolution", "NodeNext", "--types", "node")
 PER_TYPE = ("create_document", "get_document", "replace_document", "patch_document", "delete_document")
-
-
-async def run(*command: str, cwd=None, env=None) -> tuple[int, str]:
-    """A command's exit status and output, without blocking the sidecar's event loop."""
-    process = await asyncio.create_subprocess_exec(
-        *command, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 180)
-    return process.returncode, output.decode()
 
 
 @pytest.fixture
@@ -86,9 +81,10 @@ async def test_generated_python_client_creates_reads_updates_gets_412_and_querie
     stale = await ops["replace_document"].asyncio_detailed(
         docid, client=client, body=models.NoteInput(title="lost update"), if_match=first_etag
     )
-    assert stale.status_code == 412 and isinstance(stale.parsed, models.StaleRevisionProblem)  # a typed problem
+    assert stale.status_code == 412 and isinstance(stale.parsed, models.NoteStaleRevision)  # a typed problem
     assert stale.parsed.code == models.StaleRevisionProblemCode.STALE_REVISION and stale.parsed.retryable is True
-    assert stale.parsed.current["title"] == "second" and stale.headers["etag"] == replaced.headers["etag"]
+    assert isinstance(stale.parsed.current, models.Note)  # a note, not a generic document
+    assert stale.parsed.current.title == "second" and stale.headers["etag"] == replaced.headers["etag"]
 
     missing = await ops["get_document"].asyncio_detailed("nosuchdoc", client=client)
     assert missing.status_code == 404 and missing.parsed.code == models.NotFoundProblemCode.NOT_FOUND
@@ -103,10 +99,27 @@ async def test_generated_python_client_creates_reads_updates_gets_412_and_querie
     assert all(isinstance(item, models.Note) for item in first_page.parsed.items)
 
 
-async def test_node_example_against_the_sidecar(sidecar, db):
+@pytest.fixture
+async def guarded(config, db, tmp_path):
+    """A sidecar that wants a bearer token, the token file its callers read, and the
+    variables that point them at both."""
     await install_design_docs(db)
-    status, output = await run("node", str(ROOT / "examples" / "node" / "notes.mjs"), sidecar)
+    tokens = tmp_path / "api_tokens"
+    tokens.write_text(f"# callers\n{TOKEN}\n")
+    tokens.chmod(0o600)  # a secret file: owner only
+    async with running_app(replace(config, api_token_file=str(tokens))) as (base, _):
+        yield base, tokens, {**os.environ, "DATA_SERVICE_TOKEN_FILE": str(tokens)}
+
+
+async def test_node_example_against_the_sidecar(guarded):
+    sidecar, tokens, env = guarded
+    example = str(ROOT / "examples" / "node" / "notes.mjs")
+    status, output = await run("node", example, sidecar)
+    assert status != 0 and "create: expected 201, got 401" in output  # the token is needed
+    status, output = await run("node", example, sidecar, env=env)
     assert status == 0, output
+    status, flagged = await run("node", example, sidecar, f"--token-file={tokens}")
+    assert status == 0, flagged
     steps = [json.loads(line) for line in output.splitlines()]
     by_step = {step["step"]: step for step in steps}
     assert [step["step"] for step in steps] == ["create", "get", "update", "stale", "retried", "query"]
@@ -116,3 +129,37 @@ async def test_node_example_against_the_sidecar(sidecar, db):
     assert by_step["retried"]["status"] == 200 and by_step["retried"]["attempts"] == 2
     assert by_step["retried"]["body"] == "appended by the retry loop"
     assert by_step["query"]["status"] == 200 and by_step["query"]["ids"] == [by_step["create"]["id"]]
+
+
+async def test_typescript_client_type_checks_and_round_trips(guarded, http, tmp_path):
+    """openapi-typescript types from the served spec, examples/typescript/notes.mts through
+    `tsc --strict` (with expectations that fail to compile if the types say too little),
+    then run: create, get, update, a 412 whose `current` is a typed note, the retry loop."""
+    sidecar, _, env = guarded
+    async with http.get(f"{sidecar}/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+        (tmp_path / "openapi.json").write_bytes(await resp.read())
+    for name in ("notes.mts", "tsconfig.json"):
+        shutil.copy(ROOT / "examples" / "typescript" / name, tmp_path / name)
+    shutil.copy(ROOT / "tests" / "typescript_expectations.mts", tmp_path)
+    (tmp_path / "node_modules").symlink_to(ROOT / "node_modules")
+    status, output = await run(NODE_BIN + "openapi-typescript", "openapi.json", "-o", "schema.d.ts", cwd=tmp_path)
+    assert status == 0 and "schema.d.ts" in output and "warn" not in output.lower(), output
+    expectations = (*TSC_FLAGS, "--noEmit", "typescript_expectations.mts")
+    status, output = await run(NODE_BIN + "tsc", "--strict", *expectations, cwd=tmp_path)
+    assert (status, output) == (0, ""), output
+    status, output = await run(NODE_BIN + "tsc", "--strict", "-p", ".", cwd=tmp_path)
+    assert (status, output) == (0, ""), output
+    status, output = await run("node", str(tmp_path / "out" / "notes.mjs"), sidecar, env=env)
+    assert status == 0, output
+    by_step = {step["step"]: step for step in map(json.loads, output.splitlines())}
+    assert list(by_step) == ["create", "get", "update", "stale", "retried", "query"]
+    assert by_step["create"]["status"] == 201 and by_step["get"]["title"] == "first"
+    assert by_step["update"]["title"] == "second"
+    assert by_step["stale"] == {"step": "stale", "status": 412, "code": "stale_revision", "current": "second"}
+    assert by_step["retried"] == {
+        "step": "retried",
+        "attempts": 2,
+        "title": "second",
+        "body": "appended by the retry loop",
+    }
+    assert by_step["query"]["ids"] == [by_step["create"]["id"]]

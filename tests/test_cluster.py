@@ -23,7 +23,8 @@ from openapi_check import SpecChecker
 from support import SAMPLE_MODELS, Api, CouchScript, running_sidecar
 
 from data_service.couchdb import CouchDB, NotFound
-from data_service.couchdb.client import path, split_credentials
+from data_service.couchdb.client import split_credentials
+from data_service.couchdb.transport import path
 from data_service.design import design_docs
 from data_service.models import load_models
 

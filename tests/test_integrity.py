@@ -19,7 +19,7 @@ from test_conflicts import MODELS_PATH, fork, install_views
 from test_protection import ALICE, create_user, spec_api
 
 from data_service.couchdb import Request
-from data_service.couchdb.client import path
+from data_service.couchdb.transport import path
 from data_service.keys import KeysDir
 from data_service.lifecycle import Lifecycle
 from data_service.models import load_models

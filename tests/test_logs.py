@@ -99,7 +99,7 @@ async def test_a_runs_log_is_json_lines_with_request_fields_and_no_protected_val
         assert create["couchdb_request_ids"] == ["caller-1"]
     else:  # the dev server sends no X-Couch-Request-ID
         assert "couchdb_request_ids" not in create
-    assert (access[4]["code"], access[4]["level"]) == ("stale_revision", "warning")
+    assert (access[4]["code"], access[4]["level"]) == ("stale_revision", "info")  # the caller's to handle
     assert (access[5]["code"], access[5]["doc_type"]) == ("validation_failed", "user")
     assert access[6]["request_id"] == unmatched.headers["X-Request-Id"] and access[6]["couchdb_requests"] == 0
     assert access[6]["code"] == "unknown_type" and "doc_type" not in access[6]

@@ -49,6 +49,7 @@ CONTRACT = {
     "conflict_retries_exhausted": (503, True),
     "busy": (503, True),
     "draining": (503, True),
+    "worker_stalled": (503, True),
     "key_unavailable": (503, True),
     "unauthorized": (401, False),
     "host_not_allowed": (421, False),
@@ -179,9 +180,10 @@ def test_spec_documents_every_path_and_method():
         "/_metrics": ["get"],
         "/_metrics/database": ["get"],
         "/openapi.json": ["get"],
+        "/_docs": ["get"],
         "/v1/_types": ["get"],
         "/v1/{type}": ["get", "post"],
-        "/v1/{type}/{id}": ["delete", "get", "patch", "put"],
+        "/v1/{type}/{id}": ["delete", "get", "head", "patch", "put"],
         "/v1/{type}/{id}/verify": ["post"],
         "/v1/{type}/_changes": ["get"],
         "/v1/{type}/_bulk": ["post"],
@@ -229,7 +231,17 @@ def test_spec_for_adds_type_schemas_and_concrete_paths():
             assert single[method]["responses"]["200"]["content"][JSON]["schema"] == {
                 "$ref": f"#/components/schemas/{name}"
             }
-        assert sorted(m for m in single if m != "parameters" and m != "summary") == ["delete", "get", "patch", "put"]
+        assert sorted(m for m in single if m != "parameters" and m != "summary") == [
+            "delete",
+            "get",
+            "head",
+            "patch",
+            "put",
+        ]
+        stale = {"$ref": f"#/components/responses/{name}_stale_revision"}
+        assert single["put"]["responses"]["412"] == single["patch"]["responses"]["412"] == stale
+        current = schemas[f"{name}_stale_revision"]["allOf"][1]["properties"]["current"]
+        assert current == {"$ref": f"#/components/schemas/{name}"}  # the type itself, not Document
 
     operation_ids = [
         op["operationId"]
@@ -366,6 +378,7 @@ PROBLEM_CASES = [
     ("POST", "/v1/user", "database_missing", {"Retry-After": "1"}, {}),
     ("PATCH", "/v1/user/abc123", "conflict_retries_exhausted", {"Retry-After": "1"}, {}),
     ("GET", "/_health?quick=false", "draining", {"Retry-After": "1"}, {}),
+    ("GET", "/_health", "worker_stalled", {"Retry-After": "1"}, {"stalled": [1]}),
     ("POST", "/v1/user/abc123/verify", "busy", {"Retry-After": "1"}, {}),
     ("GET", "/v1/user/abc123", "unauthorized", {}, {}),
     ("GET", "/_metrics", "host_not_allowed", {}, {}),

@@ -19,7 +19,7 @@ import pytest
 from support import ROOT, install_design_docs, run_command, unique_name
 
 from data_service.couchdb import CouchDB, Database
-from data_service.couchdb.client import path
+from data_service.couchdb.transport import path
 
 SAMPLE = ROOT / "models" / "sample.yaml"
 NO_CACHE = {"Cache-Control": "no-cache"}  # asked right after the tampering: past the read cache

@@ -12,7 +12,7 @@ from support import ROOT, run_command, running_sidecar, unique_name
 
 from data_service.config import ConfigError
 from data_service.couchdb import CouchDB, CouchDBError
-from data_service.couchdb.client import path
+from data_service.couchdb.transport import path
 from data_service.service_user import PASSWORD_ENV, Refused, ServiceUser, claim
 
 SAMPLE = ROOT / "models" / "sample.yaml"
@@ -23,6 +23,7 @@ def test_service_user_from_flags(tmp_path):
     assert ServiceUser.from_args({}) is None
     file = tmp_path / "pw"
     file.write_text(PASSWORD + "\n")
+    file.chmod(0o600)  # a secret file (docs/security-files.md)
     user = ServiceUser.from_args({"--service-user": "svc", "--service-user-password-file": str(file)})
     assert user == ServiceUser("svc", PASSWORD) and PASSWORD not in repr(user)
     assert ServiceUser.from_args({"--service-user": "svc"}, {PASSWORD_ENV: PASSWORD}) == user
@@ -96,6 +97,7 @@ async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, membe
     await db.put_security({"members": {"names": ["alice"], "roles": ["readers"]}, "admins": {"names": ["bob"]}})
     password_file = tmp_path / "pw"
     password_file.write_text(PASSWORD)
+    password_file.chmod(0o600)  # a secret file (docs/security-files.md)
 
     first = install(fresh, member, password_file)
     assert f"create CouchDB user {member} (no roles)" in first
@@ -160,6 +162,7 @@ async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, membe
 def password_file(tmp_path):
     file = tmp_path / "pw"
     file.write_text(PASSWORD)
+    file.chmod(0o600)  # a secret file (docs/security-files.md)
     return file
 
 
@@ -235,6 +238,7 @@ async def test_a_server_admin_is_never_the_service_user(couch, fresh, tmp_path):
     admin, password = fresh.couchdb_user, fresh.couchdb_password
     password_file = tmp_path / "pw"
     password_file.write_text(password)
+    password_file.chmod(0o600)
     assert (
         f"CouchDB user {admin} is a server admin; the service user must be a plain member: "
         "choose another --service-user name"

@@ -157,7 +157,7 @@ def _skip_space(text: str, at: int) -> int:
 async def test_serve_exports_spans_configured_by_otel_variables(config, db, tmp_path):
     await install_design_docs(db)
     env = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "notes-sidecar"}
-    async with serving(config, tmp_path, env=env) as served:
+    async with serving(config, tmp_path, "--log-level=debug", env=env) as served:  # probes log at debug
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{served.base}/_health?quick=false", headers={"traceparent": TRACEPARENT}) as resp:
                 assert resp.status == 200

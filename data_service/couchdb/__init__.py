@@ -2,7 +2,7 @@
 
 from .aiohttp_transport import AiohttpTransport
 from .client import TRANSPORTS, Attempt, CouchDB, Hooks, ServerInfo
-from .database import Database, Saved, ViewResult, WriteResult
+from .database import Database, Saved, Server, ViewResult, WriteResult
 from .errors import (
     BadRequest,
     Conflict,
@@ -17,6 +17,7 @@ from .errors import (
     Unreadable,
     Unsupported,
 )
+from .gate import CredentialGate, CredentialsRefused, GateState
 from .httptools_transport import HttptoolsTransport
 from .idpool import IdPool
 from .transport import TLS, AsyncTransport, Limits, Request, Response, Streamed, Timeouts
@@ -32,8 +33,11 @@ __all__ = [
     "ConnectFailed",
     "CouchDB",
     "CouchDBError",
+    "CredentialGate",
+    "CredentialsRefused",
     "Database",
     "Forbidden",
+    "GateState",
     "Hooks",
     "HttptoolsTransport",
     "IdPool",
@@ -43,6 +47,7 @@ __all__ = [
     "Request",
     "Response",
     "Saved",
+    "Server",
     "ServerInfo",
     "Streamed",
     "Timeout",

@@ -10,19 +10,18 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 
 from ..retry import RetryPolicy
 from .aiohttp_transport import AiohttpTransport
+from .database import Database
 from .errors import CouchDBError, Unavailable, Unreadable, Unsupported, error_for_status
 from .httptools_transport import HttptoolsTransport
-from .transport import TLS, AsyncTransport, Limits, Request, Response, Timeouts
-
-if TYPE_CHECKING:
-    from .database import Database
+from .info import ServerInfo
+from .transport import TLS, AsyncTransport, Limits, Request, Response, Timeouts, path
 
 # The transports ``--couchdb-transport`` names; each takes (base_url, auth=, timeouts=, limits=, tls=).
 TRANSPORTS: dict[str, type[AiohttpTransport | HttptoolsTransport]] = {
@@ -33,11 +32,6 @@ DEFAULT_TRANSPORT = "aiohttp"  # until the lead's measurement settles it
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 _MISSING: Any = object()
-
-
-def path(*segments: str) -> str:
-    """``/seg/seg`` with every segment percent-encoded (ids may hold ``/``)."""
-    return "/" + "/".join(quote(s, safe="") for s in segments)
 
 
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
@@ -88,41 +82,6 @@ class Hooks:
     @contextlib.contextmanager
     def attempt(self, request: Request) -> Iterator[Attempt]:
         yield Attempt(request)
-
-
-@dataclass(frozen=True)
-class ServerInfo:
-    """``GET /`` and what it tells about the server's kind and abilities."""
-
-    raw: dict
-
-    @property
-    def kind(self) -> str:
-        if "couchdb" in self.raw:
-            return "couchdb"
-        if "express-pouchdb" in self.raw:
-            return "pouchdb-server"
-        return "unknown"
-
-    @property
-    def version(self) -> str | None:
-        return self.raw.get("version")
-
-    @property
-    def supports_node_config(self) -> bool:
-        return self.kind == "couchdb"
-
-    @property
-    def supports_deleted_conflicts(self) -> bool:
-        """Reads by id list deleted leaves (``deleted_conflicts``), ``_bulk_get`` without
-        a revision gives every leaf and map functions see ``_deleted_conflicts``:
-        CouchDB does, pouchdb-server does not."""
-        return self.kind == "couchdb"
-
-    @property
-    def supports_startkey_docid(self) -> bool:
-        """pouchdb-server ignores ``startkey_docid`` in view queries."""
-        return self.kind != "pouchdb-server"
 
 
 class CouchDB:
@@ -241,8 +200,6 @@ class CouchDB:
         return await self._node_config("PUT", section, key, json=value)
 
     def database(self, name: str) -> Database:
-        from .database import Database
-
         return Database(self, name)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from .client import CouchDB, path
 from .errors import NotFound, PreconditionFailed, Timeout, Unreadable
-from .transport import Response
+from .info import ServerInfo
+from .transport import AsyncTransport, Response, path
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,45 @@ class ViewResult:
 _UNKNOWN: Any = object()
 
 
+class Server(Protocol):
+    """The server a database lives on: what it asks of ``client.CouchDB`` (a protocol,
+    so the client can make databases without the two modules importing each other)."""
+
+    transport: AsyncTransport
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        params: dict[str, Any] | None = ...,
+        json: Any = ...,
+        idempotent: bool | None = ...,
+        timeout: float | None = ...,
+        long_poll: bool = ...,
+    ) -> Response: ...
+
+    async def json(self, method: str, target: str, **kwargs: Any) -> Any: ...
+
+    async def server_info(self, refresh: bool = ...) -> ServerInfo: ...
+
+    async def membership(self) -> dict: ...
+
+    async def uuids(self, count: int = ...) -> list[str]: ...
+
+    async def config_get(self, section: str, key: str | None = ...) -> Any: ...
+
+    async def config_put(self, section: str, key: str, value: str) -> str: ...
+
+    def database(self, name: str) -> Database: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Database:
     """One database on a ``CouchDB`` server."""
 
-    def __init__(self, couch: CouchDB, name: str) -> None:
+    def __init__(self, couch: Server, name: str) -> None:
         self.couch = couch
         self.name = name
         self._copies: Any = _UNKNOWN

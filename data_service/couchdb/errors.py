@@ -17,13 +17,20 @@ HTTP status when there was a response, and CouchDB's ``error``/``reason``::
           ├── ConnectFailed                nothing was sent
           └── Timeout(TimeoutError)        no answer in time
 
-Other statuses raise plain ``CouchDBError``.
+Other statuses raise plain ``CouchDBError``. Each is a ``ServiceError``: its ``code``
+names the row of the one error table (``problems``) a caller is answered with when the
+service did not expect the failure (``couchdb_unavailable``: 503 + Retry-After).
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
 
-class CouchDBError(Exception):
+from ..errors import ServiceError
+
+
+class CouchDBError(ServiceError):
+    code: ClassVar[str] = "couchdb_error"
     retried = False  # an earlier attempt of the request got no answer (it may have been applied)
 
     def __init__(
@@ -41,6 +48,15 @@ class CouchDBError(Exception):
         self.error = error
         self.reason = reason
 
+    @property
+    def detail(self) -> str | None:
+        if self.code == "couchdb_unavailable":
+            return "CouchDB did not answer in time or is down"
+        return f"CouchDB answered {self.status}" if self.code == "couchdb_error" else None
+
+    def logged(self) -> str:
+        return str(self)  # method, path (ids are not secret), status and CouchDB's error: never credentials
+
     def __str__(self) -> str:
         status = f"{self.status} " if self.status is not None else ""
         detail = ": ".join(p for p in (self.error, self.reason) if p)
@@ -55,11 +71,11 @@ class BadRequest(CouchDBError, ValueError):
 
 
 class Unauthorized(CouchDBError, PermissionError):
-    pass
+    code = "couchdb_refused"
 
 
 class Forbidden(CouchDBError, PermissionError):
-    pass
+    code = "couchdb_refused"
 
 
 class NotFound(CouchDBError, KeyError):
@@ -85,6 +101,8 @@ class Unreadable(CouchDBError, ValueError):
 
 class Unavailable(CouchDBError, ConnectionError):
     """CouchDB could not serve the request now; trying again later may work."""
+
+    code = "couchdb_unavailable"
 
 
 class ConnectFailed(Unavailable):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from .client import CouchDB
+from .database import Server
 
 MAX_BATCH = 1000  # CouchDB's default uuids/max_count
 
@@ -15,7 +15,7 @@ class IdPool:
     fewer than ``low_water`` remain. Concurrent takers share one refill, which
     asks for enough ids for all of them; a cancelled taker never cancels it."""
 
-    def __init__(self, couch: CouchDB, batch: int = 100, low_water: int = 20) -> None:
+    def __init__(self, couch: Server, batch: int = 100, low_water: int = 20) -> None:
         self._couch = couch
         self._batch = batch
         self._low_water = low_water

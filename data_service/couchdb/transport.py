@@ -141,3 +141,8 @@ async def _whole_body(transport: AsyncTransport, request: Request) -> AsyncItera
 async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:
     if body:
         yield body
+
+
+def path(*segments: str) -> str:
+    """``/seg/seg`` with every segment percent-encoded (ids may hold ``/``)."""
+    return "/" + "/".join(quote(s, safe="") for s in segments)

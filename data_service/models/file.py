@@ -25,7 +25,8 @@ from ..protection.kinds import KINDS
 from . import migrations
 from .formats import FORMAT_CHECKER, FORMATS
 from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
-from .types import RESERVED, SCHEMA_DIALECT, VERSION_PATTERN, Models, ModelType, Property, is_reserved, pointer
+from .property import Property
+from .types import RESERVED, SCHEMA_DIALECT, VERSION_PATTERN, Models, ModelType, is_reserved, pointer
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 TAG_PATTERN = r"^[a-z][a-z0-9_]*_v\d+\.\d+$"

@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jsonschema import Draft202012Validator
 
@@ -54,9 +54,7 @@ from ..canonical import canonical
 from ..errors import ServiceError
 from ..protection.kinds import KINDS
 from .formats import FORMAT_CHECKER
-
-if TYPE_CHECKING:
-    from .types import Property
+from .property import Property
 
 ENTRY_POINTS = "data_service.migrations"
 NAME = r"^[a-z][a-z0-9_]{0,63}$"

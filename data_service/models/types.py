@@ -18,10 +18,11 @@ from jsonschema.exceptions import ValidationError
 from ..canonical import MAX_DEPTH, NotCanonical, check
 from ..envelope import ID_PATTERN, tag_of
 from ..errors import ServiceError
-from ..protection.kinds import Kind, Slot
+from ..protection.kinds import Slot
 from .formats import FORMAT_CHECKER, utc_date_time
 from .migrations import Migration
-from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
+from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy
+from .property import Property
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
@@ -65,26 +66,6 @@ def check_reserved(body: dict) -> None:
     reserved = [Violation(pointer([name]), "reserved name") for name in body if is_reserved(name)]
     if reserved:
         raise ReservedNames(reserved)
-
-
-@dataclass(frozen=True)
-class Property:
-    name: str
-    schema: dict
-    kind: Kind  # its protection (``protection.kinds``)
-    indexed: bool = False
-    bcrypt_cost: int | None = None
-    merge: MergeKind | None = None  # how replication conflicts merge it (conflict: merge)
-    immutable: bool = False  # once set, never changed or removed
-
-    @property
-    def protection(self) -> str:
-        return self.kind.name
-
-    @property
-    def readable(self) -> bool:
-        """False for hashed properties: their values are never returned to callers."""
-        return self.kind.readable
 
 
 @dataclass(frozen=True)
@@ -166,7 +147,7 @@ class ModelType:
             "properties": {
                 name: _patch_value(_described(p), name not in self.required) for name, p in self.properties.items()
             },
-            "additionalProperties": {"type": "null"},
+            **_undeclared_null(),
             "propertyNames": {"not": {"anyOf": [{"enum": sorted(RESERVED)}, {"pattern": "^_"}]}},
         }
 
@@ -286,6 +267,13 @@ _UNDERIVED = (
 )
 
 
+# Names an object does not declare may only be null in a merge patch (removing nothing).
+# ``unevaluatedProperties``, not ``additionalProperties``: code generators turn the latter
+# into an index signature (``[key: string]: null``) that no declared property satisfies.
+def _undeclared_null() -> dict:
+    return {"unevaluatedProperties": {"const": None}}
+
+
 def _patch_value(schema: dict, removable: bool) -> dict:
     """What a merge patch may hold for a value of ``schema``: objects merge key by key
     (RFC 7396), anything else is replaced whole; ``null`` removes a ``removable`` one."""
@@ -300,14 +288,27 @@ def _patch_value(schema: dict, removable: bool) -> dict:
                     name: _patch_value(sub, name not in required) for name, sub in schema["properties"].items()
                 }
             extra = schema.get("additionalProperties", True)
-            value["additionalProperties"] = (
-                _patch_value(extra, True) if isinstance(extra, dict) else True if extra else {"type": "null"}
-            )
+            if isinstance(extra, dict):
+                value["additionalProperties"] = _patch_value(extra, True)
+            elif not extra:
+                value.update(_undeclared_null())
             if "patternProperties" in schema:
                 value["patternProperties"] = {p: _patch_value(s, True) for p, s in schema["patternProperties"].items()}
     else:
         value = schema
-    return {"anyOf": [value, {"type": "null"}]} if removable else value
+    return _or_null(value) if removable else value
+
+
+def _or_null(schema: dict) -> dict:
+    """``schema`` or ``null``. A single declared type becomes a type list (with ``null``
+    added to an ``enum``): the form code generators read as a nullable value."""
+    declared = schema.get("type")
+    if isinstance(declared, str) and "const" not in schema:
+        nullable = {**schema, "type": [declared, "null"]}
+        if "enum" in schema:
+            nullable["enum"] = [*schema["enum"], None]
+        return nullable
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _violations(error: ValidationError, name: str, echo: bool) -> list[Violation]:

@@ -140,10 +140,11 @@ def _single_key_daeads(handle: tink.KeysetHandle) -> dict[int, daead.Determinist
 
 
 class Keyring:
-    """The four keysets of a keys directory (see ``keys``), loaded once at startup, for
-    one ``deployment`` (what signatures and associated data name: the database, or an
-    explicit deployment id shared by replicas). ``accept_v1``: whether version 1
-    signatures and ciphertexts (which name no deployment or generation) are read."""
+    """The four keysets of a keys directory (see ``keys``), loaded at startup (and again
+    by ``adopt`` when the files change: ``reloads``), for one ``deployment`` (what
+    signatures and associated data name: the database, or an explicit deployment id
+    shared by replicas). ``accept_v1``: whether version 1 signatures and ciphertexts
+    (which name no deployment or generation) are read."""
 
     def __init__(self, keys: KeysDir, deployment: str, *, accept_v1: bool = True) -> None:
         self.deployment, self.accept_v1 = deployment, accept_v1
@@ -155,6 +156,11 @@ class Keyring:
         lookup = keys.load("lookup")
         self.lookup = _keyset("lookup", lookup, prf.PrfSet)
         self.lookup_keys = {kid: p.compute(LOOKUP_INFO, 64) for kid, p in self.lookup.primitive.all().items()}
+
+    def adopt(self, fresh: Keyring) -> None:
+        """Use ``fresh``'s keysets from now on (a reload). One synchronous step: no
+        caller on the event loop sees some keysets old and others new."""
+        self.__dict__.update(fresh.__dict__)
 
     # -- signatures -------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""Content negotiation for ``Accept`` (RFC 9110 §12.5.1), pure: may any of the media
-types an operation produces be sent?
+"""What a request's headers prefer (pure): ``Accept`` (RFC 9110 §12.5.1) — may any of
+the media types an operation produces be sent? — and ``Cache-Control`` — does the caller
+want CouchDB's version rather than the read cache's (``wants_fresh``)?
 
 Only the question 406 needs is answered: each offered type gets the quality of the most
 specific range that matches it (``type/subtype`` over ``type/*`` over ``*/*``), and it is
@@ -90,3 +91,15 @@ def acceptable(header: str | None, offered: Iterable[str]) -> bool:
     """Whether the ``Accept`` header allows at least one of ``offered`` media types."""
     ranges = parse(header)
     return any(quality(ranges, media_type) > 0 for media_type in offered)
+
+
+def wants_fresh(cache_control: str | None) -> bool:
+    """A request's ``Cache-Control`` asks for CouchDB's version (``no-cache``,
+    ``no-store`` or ``max-age=0``) rather than the cached one."""
+    if not cache_control:
+        return False
+    for part in cache_control.lower().split(","):
+        name, _, value = part.strip().partition("=")
+        if name in ("no-cache", "no-store") or (name == "max-age" and value.strip().strip('"') == "0"):
+            return True
+    return False

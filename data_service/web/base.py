@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from tornado.web import RequestHandler, stream_request_body
@@ -16,10 +17,11 @@ from tornado.web import RequestHandler, stream_request_body
 from ..buildinfo import BuildInfo
 from ..callers import Access, Door, Refusal
 from ..config import Config
-from ..couchdb import CouchDBError
+from ..errors import ServiceError
 from ..logs import redact
 from ..metrics import Metrics
 from ..models import Models
+from ..problems import TABLE
 from ..request_context import RequestContext, TraceParent, current, request_id
 from ..store import DocumentStore
 from ..tracing import Tracing
@@ -29,27 +31,53 @@ from .problem import Problem, from_exception
 log = logging.getLogger("data_service.web")
 access_log = logging.getLogger("data_service.access")
 
+T = TypeVar("T")
+QUIET_CHECK = 0.1  # seconds between looks at the requests in flight during the drain delay
+PROBE_ROUTES = frozenset({"/_health", "/_metrics"})  # probes and scrapes: logged at debug when answered
 REQUEST_ID = "X-Request-Id"
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
 
 
+class Closing(Exception):
+    """The drain has begun (``InFlight.unless_closing``): answer with what there is."""
+
+
 class InFlight:
-    """The requests being answered, and whether the service is draining (``server.py``)."""
+    """The requests being answered, and the shutdown's two steps (``server.drain``):
+    ``draining`` from SIGTERM on (readiness fails; serving goes on through the drain
+    delay), ``closing`` once the drain proper begins (connections end after their
+    answer, long polls and event streams end)."""
 
     def __init__(self) -> None:
         self._handlers: weakref.WeakSet[RequestHandler] = weakref.WeakSet()  # a dropped handler leaves by itself
+        self._streams: weakref.WeakSet[RequestHandler] = weakref.WeakSet()  # long polls, event streams
         self._idle = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._last = time.monotonic()  # when a request last began or ended
         self.draining = False
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def close(self) -> None:
+        self._closing.set()
 
     def add(self, handler: RequestHandler) -> None:
         self._handlers.add(handler)
         self._idle.clear()
+        self._last = time.monotonic()
 
     def remove(self, handler: RequestHandler) -> None:
         self._handlers.discard(handler)
+        self._last = time.monotonic()
         if not self._handlers:
             self._idle.set()
+
+    def streaming(self, handler: RequestHandler) -> None:
+        """``handler`` waits for changes: it does not keep the drain delay going."""
+        self._streams.add(handler)
 
     def __len__(self) -> int:
         return len(self._handlers)
@@ -62,6 +90,32 @@ class InFlight:
             except TimeoutError:
                 pass
         return len(self._handlers)
+
+    async def wait_quiet(self, quiet: float, longest: float) -> None:
+        """Return once no request but streams has been in flight for ``quiet`` seconds
+        (0: never early), or after ``longest`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + longest
+        while (left := deadline - loop.time()) > 0:
+            calm = time.monotonic() - self._last
+            if quiet > 0 and calm >= quiet and not set(self._handlers) - set(self._streams):
+                return
+            await asyncio.sleep(min(left, QUIET_CHECK))
+
+    async def unless_closing(self, work: Awaitable[T]) -> T:
+        """``work``'s result; Closing (``work`` cancelled) if the drain begins first."""
+        task = asyncio.ensure_future(work)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait((task, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise Closing
 
 
 class Streams:
@@ -116,9 +170,10 @@ class BaseHandler(RequestHandler):
     access = Access.API  # what the route needs from the door (callers.Door)
     produces: tuple[str, ...] = (JSON,)  # media types of its successful answers (errors: problem+json)
 
-    def initialize(self, ctx: Context, route: str = "unmatched") -> None:
+    def initialize(self, ctx: Context, route: str = "unmatched", door: Door | None = None) -> None:
         self.ctx = ctx
         self.route = route  # the route pattern: the metrics and log label (never the raw path)
+        self.door = door or ctx.door  # the ops listener has its own (web.make_ops_app)
         headers = self.request.headers
         self.context = RequestContext(
             request_id(headers.get(REQUEST_ID)),
@@ -137,7 +192,7 @@ class BaseHandler(RequestHandler):
         """Also after ``clear()`` (error answers): every answer carries the request id."""
         if hasattr(self, "context"):
             self.set_header(REQUEST_ID, self.context.request_id)
-            if self.ctx.inflight.draining:
+            if self.ctx.inflight.closing:
                 self.set_header("Connection", "close")
 
     def prepare(self) -> None:
@@ -161,7 +216,7 @@ class BaseHandler(RequestHandler):
     def admit(self) -> None:
         """The door's decision for this request (callers.Door.admit) as a problem."""
         headers = self.request.headers
-        refusal = self.ctx.door.admit(self.access_for(), self.request.host or "", headers.get("Authorization"))
+        refusal = self.door.admit(self.access_for(), self.request.host or "", headers.get("Authorization"))
         if refusal is None:
             return
         if refusal is Refusal.HOST:
@@ -243,7 +298,7 @@ class BaseHandler(RequestHandler):
         """The access line: the route pattern, never the path or its query string
         (``?email=...`` on a sha3-512 property is a protected value)."""
         status, ctx = self.get_status(), self.context
-        level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+        level = access_level(ctx.route, status, ctx.code)
         fields = {
             "method": ctx.method,
             "route": ctx.route,
@@ -294,18 +349,31 @@ class BaseHandler(RequestHandler):
         problem = from_exception(value, 500)
         if problem.code == "internal_error" and not isinstance(value, Problem):
             log.error("%s: unexpected %s", self._request_summary(), type(value).__name__, exc_info=(typ, value, tb))
-        elif problem.status_code >= 500:
+        elif problem.status_code >= 500 and access_level(self.route, problem.status_code, problem.code) > logging.INFO:
             log.warning(
                 "%s: %s (%s)",
                 self._request_summary(),
                 problem.code,
-                value if isinstance(value, CouchDBError) else type(value).__name__,
+                value.logged() if isinstance(value, ServiceError) else type(value).__name__,
             )
 
     def _request_summary(self) -> str:
         """Tornado's own warnings name the request with this (its default has the URI with
         its query string, which may hold a protected lookup value)."""
         return f"{self.request.method} {redact(self.request.uri or '')} ({self.route})"
+
+
+def access_level(route: str, status: int, code: str | None) -> int:
+    """The access line's level: answered probes and scrapes at debug (one a few seconds
+    per probe), other answers and the caller's mistakes (4xx) at info, the service
+    shutting down too; retryable 5xx at warning; the others (internal errors, integrity
+    violations, CouchDB refusing) at error."""
+    if status < 400:
+        return logging.DEBUG if route in PROBE_ROUTES else logging.INFO
+    if status < 500 or code == "draining":
+        return logging.INFO
+    kind = TABLE.get(code or "")
+    return logging.WARNING if kind is not None and kind.retryable else logging.ERROR
 
 
 class NotFoundHandler(BaseHandler):

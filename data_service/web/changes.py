@@ -1,5 +1,10 @@
 """``GET /v1/{type}/_changes``: the verified change feed, as JSON (normal or long poll)
-or as server-sent events (``Accept: text/event-stream``, resumable with ``Last-Event-ID``)."""
+or as server-sent events (``Accept: text/event-stream``, resumable with ``Last-Event-ID``).
+
+When the drain begins (``InFlight.closing``) a long poll stops waiting and answers what
+a normal read finds (usually nothing) with its ``last`` position, and an event stream
+sends a final ``end`` event (its ``id`` the position to resume from) and closes: neither
+holds the drain, neither is cut off."""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ import re
 import orjson
 from tornado.iostream import StreamClosedError
 
-from ..couchdb import CouchDBError
+from ..errors import ServiceError
 from ..models import ModelType
 from ..store.changes import Changes
+from .base import Closing
 from .documents import JSON, ApiHandler
 from .problem import Problem
 
@@ -43,8 +49,13 @@ class ChangesHandler(ApiHandler):
         if feed == "normal":
             self.write_json(self.body(await self.ctx.store.changes(model, since, limit, None)))
             return
+        self.ctx.inflight.streaming(self)
         with self.ctx.streams.hold():
-            self.write_json(self.body(await self.ctx.store.changes(model, since, limit, timeout)))
+            try:
+                changes = await self.ctx.inflight.unless_closing(self.ctx.store.changes(model, since, limit, timeout))
+            except Closing:  # shutting down: what there is now, and where to resume
+                changes = await self.ctx.store.changes(model, since, limit, None)
+        self.write_json(self.body(changes))
 
     def number(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.get_query_argument(name, str(default), strip=False)
@@ -59,6 +70,9 @@ class ChangesHandler(ApiHandler):
             body["omitted"] = changes.omitted
         return body
 
+    def event(self, kind: str, item: dict) -> None:
+        self.write(f"id: {item['position']}\nevent: {kind}\ndata: ".encode() + orjson.dumps(item) + b"\n\n")
+
     async def stream(self, model: ModelType, since: str | None, limit: int) -> None:
         """Events until the client goes: ``change`` (a result) and ``omitted`` (a document
         failing its check), each with the position after it as its ``id``. If CouchDB fails
@@ -66,16 +80,22 @@ class ChangesHandler(ApiHandler):
         changes = await self.ctx.store.changes(model, since, limit, None)  # a bad position: a problem, not a stream
         self.set_header("Content-Type", EVENT_STREAM)
         self.set_header("Cache-Control", "no-cache")
+        self.ctx.inflight.streaming(self)
         try:
-            while not self.ctx.inflight.draining:  # shutting down: end it, the client resumes elsewhere
+            while True:
                 for kind, item in changes.events:
-                    self.write(f"id: {item['position']}\nevent: {kind}\ndata: ".encode() + orjson.dumps(item) + b"\n\n")
+                    self.event(kind, item)
                 if not changes.events:
                     self.write(b": keep-alive\n\n")
                 await self.flush()
-                changes = await self.ctx.store.changes(model, changes.last, limit, POLL_SECONDS)
-            self.finish()
+                try:
+                    wait = self.ctx.store.changes(model, changes.last, limit, POLL_SECONDS)
+                    changes = await self.ctx.inflight.unless_closing(wait)
+                except Closing:  # shutting down: the client resumes elsewhere, from here
+                    self.event("end", {"reason": "draining", "position": changes.last})
+                    self.finish()
+                    return
         except StreamClosedError:
             return
-        except CouchDBError:  # the stream has begun: end it; the client reconnects with Last-Event-ID
+        except ServiceError:  # CouchDB failed, the stream has begun: end it; the client reconnects with Last-Event-ID
             self.finish()

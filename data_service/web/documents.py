@@ -8,12 +8,12 @@ from urllib.parse import urlencode
 import orjson
 
 from .. import etags, idempotency, query
-from ..cache import wants_fresh
 from ..design import indexes
 from ..envelope import valid_id
 from ..lifecycle import Op
 from ..models import ModelType, ValidationFailed, Violation, check_limits
 from ..store import Answer, Change
+from .accept import wants_fresh
 from .base import JSON, BaseHandler
 from .problem import Problem, from_exception
 
@@ -117,6 +117,10 @@ class DocumentHandler(ApiHandler):
             return
         self.set_header("Content-Type", JSON)
         self.finish(entry.body)
+
+    async def head(self, type_name: str, docid: str) -> None:
+        """``GET``'s answer without its body: Tornado sends none for HEAD, errors included."""
+        await self.get(type_name, docid)
 
     async def put(self, type_name: str, docid: str) -> None:
         model, docid = self.model(type_name), self.document_id(docid)

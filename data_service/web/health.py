@@ -1,5 +1,8 @@
 """``GET /_health``: liveness, or with ``quick=false`` readiness against CouchDB.
-Both say what is running (``build``); readiness fails at once while draining."""
+Both say what is running (``build``); readiness fails at once while draining. With
+``--workers`` liveness speaks for the whole sidecar: it fails while any worker has not
+published its heartbeat for ``worker_metrics.STALE_AFTER`` seconds (stuck or dying), so
+whichever worker a probe reaches, a stuck one gets the container restarted."""
 
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ class HealthHandler(BaseHandler):
         if quick not in ("true", "false"):
             raise Problem("bad_request", "quick: true or false")
         if quick == "true":
+            workers = self.ctx.metrics.workers
+            if workers is not None and (stalled := workers.stalled()):
+                raise Problem("worker_stalled", f"workers {stalled} have not answered for a while", stalled=stalled)
             self.write_json({"status": "ok", "build": build, "worker": worker})
             return
         if self.ctx.inflight.draining:  # a load balancer must stop sending here

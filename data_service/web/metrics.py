@@ -1,19 +1,21 @@
-"""``GET /_metrics`` (Prometheus text) and ``GET /_metrics/database`` (JSON, cached)."""
+"""``GET /_metrics`` (Prometheus text or OpenMetrics, as ``Accept`` asks) and
+``GET /_metrics/database`` (JSON, cached)."""
 
 from __future__ import annotations
 
 from ..callers import Access
-from ..metrics import CONTENT_TYPE
+from ..metrics import MEDIA_TYPES
 from .base import BaseHandler
 
 
 class MetricsHandler(BaseHandler):
     access = Access.METRICS  # --open-metrics opens it
-    produces = (CONTENT_TYPE.partition(";")[0],)
+    produces = MEDIA_TYPES
 
     def get(self) -> None:
-        self.set_header("Content-Type", CONTENT_TYPE)
-        self.finish(self.ctx.metrics.exposition())
+        body, content_type = self.ctx.metrics.exposition(self.request.headers.get("Accept"))
+        self.set_header("Content-Type", content_type)
+        self.finish(body)
 
 
 class DatabaseMetricsHandler(BaseHandler):

@@ -6,7 +6,6 @@ from typing import Any
 
 from tornado.web import HTTPError
 
-from ..couchdb import errors as couch
 from ..errors import ServiceError
 from ..problems import BY_STATUS, RETRY_AFTER_SECONDS, TABLE
 
@@ -40,23 +39,12 @@ class Problem(HTTPError):
         return body
 
 
-def from_couchdb(exc: couch.CouchDBError) -> Problem:
-    """What the caller sees when CouchDB failed in a way the handler did not expect."""
-    if isinstance(exc, couch.Unavailable):
-        return Problem("couchdb_unavailable", "CouchDB did not answer in time or is down")
-    if isinstance(exc, (couch.Unauthorized, couch.Forbidden)):
-        return Problem("couchdb_refused")
-    return Problem("couchdb_error", f"CouchDB answered {exc.status}")
-
-
 def from_exception(exc: BaseException | None, status: int) -> Problem:
     """Any exception (or bare status) as a Problem; unknown ones are 500s without detail."""
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, ServiceError):
         return Problem(exc.code, exc.detail, headers=exc.headers(), **exc.extensions())
-    if isinstance(exc, couch.CouchDBError):
-        return from_couchdb(exc)
     if isinstance(exc, HTTPError):
         status = exc.status_code
     return Problem(BY_STATUS.get(status) or ("internal_error" if status >= 500 else "bad_request"))

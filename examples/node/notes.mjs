@@ -2,14 +2,47 @@
 // create, read, conditional update, the 412 a stale update gets, the retry loop a
 // caller should write around it, and a query. One JSON line per step on stdout.
 //
-//   node examples/node/notes.mjs http://127.0.0.1:8080
+//   node examples/node/notes.mjs [URL] [--token=TOKEN | --token-file=FILE]
 //
-// tests/test_clients.py runs it against a live sidecar on every CI run.
+// URL defaults to $DATA_SERVICE_URL, else http://127.0.0.1:8080. A sidecar with
+// --api-token-file wants `Authorization: Bearer <token>`: the token is --token, else the
+// first token in --token-file (the sidecar's own format: one per line, # comments), else
+// $DATA_SERVICE_TOKEN, else the first in $DATA_SERVICE_TOKEN_FILE (docker/compose.yaml
+// sets it to the mounted secret). Without one, no Authorization header is sent.
+//
+// tests/test_clients.py runs it against a live sidecar with a token file on every CI run.
 
-const base = process.argv[2] ?? process.env.DATA_SERVICE_URL ?? "http://127.0.0.1:8080";
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+const { values: flags, positionals } = parseArgs({
+  options: { token: { type: "string" }, "token-file": { type: "string" } },
+  allowPositionals: true,
+});
+const base = positionals[0] ?? process.env.DATA_SERVICE_URL ?? "http://127.0.0.1:8080";
+
+function firstToken(file) {
+  const token = readFileSync(file, "utf8")
+    .split("\n")
+    .map((line) => line.trim())
+    .find((line) => line && !line.startsWith("#"));
+  if (!token) throw new Error(`${file}: no token in it`);
+  return token;
+}
+
+function chosenToken() {
+  if (flags.token) return flags.token; // shows in the process list: prefer a file
+  if (flags["token-file"]) return firstToken(flags["token-file"]);
+  if (process.env.DATA_SERVICE_TOKEN) return process.env.DATA_SERVICE_TOKEN;
+  if (process.env.DATA_SERVICE_TOKEN_FILE) return firstToken(process.env.DATA_SERVICE_TOKEN_FILE);
+  return undefined;
+}
+
+const token = chosenToken();
+const authorization = token ? { Authorization: `Bearer ${token}` } : {};
 
 async function call(method, path, { body, headers = {} } = {}) {
-  const init = { method, headers: { Accept: "application/json", ...headers } };
+  const init = { method, headers: { Accept: "application/json", ...authorization, ...headers } };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] ??= "application/json";

@@ -12,7 +12,7 @@ import pytest
 from contracts.couchdb_calls import POUCHDB, by_server, call, doc_path, one_shard_database, replicated
 from support import unique_name
 
-from data_service.couchdb.client import path
+from data_service.couchdb.transport import path
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
