@@ -234,7 +234,10 @@ def cli(*args: str) -> subprocess.CompletedProcess:
         ((), "no command given: one of install, keys, migrate, openapi, reconcile, reencrypt, serve, verify"),
         (("serve",), "serve needs --keys-dir=DIR (see data-service serve --help)"),
         (("serve", "--keys-dir=k", "--bogus"), "unknown option --bogus (see data-service --help)"),
-        (("bogus",), "unknown command 'bogus': one of install, keys, migrate, openapi, reconcile, reencrypt, serve, verify"),
+        (
+            ("bogus",),
+            "unknown command 'bogus': one of install, keys, migrate, openapi, reconcile, reencrypt, serve, verify",
+        ),
         (("keys",), "keys needs a command: one of create, disable, enable, list, new-kek, promote, rotate"),
         (("keys", "rotate", "--keys-dir=k"), "keys rotate needs --purpose=P (see data-service keys rotate --help)"),
         (("keys", "list", "--keys-dir=k", "--port=1"), "keys list does not take --port"),
