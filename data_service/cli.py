@@ -22,8 +22,7 @@ Commands:
                               the auto-install flag it runs the steps of `install`
                               (no seeds), then listens. It reconciles the documents the
                               ds_conflicts view lists (replication conflicts) every
-                              reconcile interval, and keeps the indexes of the types
-                              warm (--warm-interval). SIGHUP, or a change on disk,
+                              reconcile interval. SIGHUP, or a change on disk,
                               reloads the token file and keysets. On SIGTERM it
                               fails readiness, keeps serving for the drain delay
                               while the application still calls, then drains: new
@@ -124,11 +123,9 @@ Options of serve:
   --auto-install              Run the install steps before listening.
   --reconcile-interval=SECONDS  Seconds between conflict sweeps; 0 disables them
                               [default: 60]
-  --warm-interval=SECONDS     Seconds between passes of the index warmer: while the
-                              database changes, it brings each index of the types
-                              up to date, one at a time, so a query after many
-                              writes does not wait for CouchDB to index them; 0
-                              disables it [default: 5]
+  --warm-interval=SECONDS     Seconds between the index warmer's passes: while the
+                              database changes, each index of the types is brought
+                              up to date, one at a time; 0 disables it [default: 5]
   --max-bulk=N                Most items in one POST /v1/{type}/_bulk [default: 500]
   --idempotency-ttl=SECONDS   How long an Idempotency-Key is remembered; expired
                               keys are forgotten and their records deleted
