@@ -32,6 +32,8 @@ PASSWORD_ENV = "DATA_SERVICE_COUCHDB_PASSWORD"
 # credential gate's first pause alone is 30 s).
 EXIT_WITHIN = 15.0
 
+COMMANDS = "one of install, keys, migrate, openapi, reconcile, reencrypt, serve, verify"
+
 
 @dataclass
 class Exited:
@@ -231,13 +233,10 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "no command given: one of install, keys, migrate, openapi, reconcile, reencrypt, serve, verify"),
+        ((), f"no command given: {COMMANDS}"),
         (("serve",), "serve needs --keys-dir=DIR (see data-service serve --help)"),
         (("serve", "--keys-dir=k", "--bogus"), "unknown option --bogus (see data-service --help)"),
-        (
-            ("bogus",),
-            "unknown command 'bogus': one of install, keys, migrate, openapi, reconcile, reencrypt, serve, verify",
-        ),
+        (("bogus",), f"unknown command 'bogus': {COMMANDS}"),
         (("keys",), "keys needs a command: one of create, disable, enable, list, new-kek, promote, rotate"),
         (("keys", "rotate", "--keys-dir=k"), "keys rotate needs --purpose=P (see data-service keys rotate --help)"),
         (("keys", "list", "--keys-dir=k", "--port=1"), "keys list does not take --port"),
