@@ -97,6 +97,15 @@ class FeedsContract:
         bad = await call(db.couch, "GET", f"/{db.name}/_all_docs", params={"limit": -1})
         assert bad.status == by_server(kind, 400, pouchdb=200)
 
+    async def test_all_docs_from_an_id_with_many_digits(self, db):
+        # 16 digits or more in a row: a document id like any other (CouchDB's ids are hex)
+        ids = ["1234567890123456789a", "1234567890123456789b", "1234567890123456789c"]
+        for docid in ids:
+            await db.put({"_id": docid})
+        assert [r["id"] for r in (await db.all_docs(startkey=ids[1])).rows] == ids[1:]
+        assert [r["id"] for r in (await db.all_docs(key=ids[0])).rows] == ids[:1]
+        assert [r["id"] for r in (await db.all_docs(keys=ids[::-1])).rows] == ids[::-1]  # a POST body
+
     async def test_all_docs_by_keys(self, db, kind):
         live = await db.put({"_id": "live", "v": 1})
         gone = await db.delete("gone", (await db.put({"_id": "gone"})).rev)
