@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -26,6 +27,7 @@ from data_service.couchdb import (
     Unsupported,
 )
 from data_service.couchdb.client import split_credentials
+from data_service.couchdb.transport import path
 from data_service.retry import RetryPolicy
 
 
@@ -197,6 +199,14 @@ async def test_ids_and_view_parameters_are_encoded():
     assert request.target.endswith("startkey_docid=x%2Fy%26z&include_docs=true&descending=false&limit=5")
     await db.view("d", "v", keys=[["k", 1]])
     assert orjson.loads(transport.requests[-1].body) == {"keys": [["k", 1]]}
+
+
+@pytest.mark.parametrize(
+    "segment", ["", "abc-_.~09XZ", "a b", "a/b", "%41", "a?b#c&d=e", "é", "€", "_design", "a\nb", "+:@!$'()*,;"]
+)
+def test_a_path_segment_is_encoded_as_quote_with_nothing_safe(segment):
+    """The unreserved-only shortcut in ``path`` gives what ``quote(s, safe="")`` gives."""
+    assert path("db", segment) == "/db/" + quote(segment, safe="")
 
 
 async def test_node_config_unsupported_on_pouchdb_server():

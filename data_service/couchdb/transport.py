@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import base64
 import contextlib
+import re
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -143,6 +144,10 @@ async def _one_chunk(body: bytes) -> AsyncIterator[bytes]:
         yield body
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what quote(s, safe="") leaves as it is
+
+
 def path(*segments: str) -> str:
-    """``/seg/seg`` with every segment percent-encoded (ids may hold ``/``)."""
-    return "/" + "/".join(quote(s, safe="") for s in segments)
+    """``/seg/seg`` with every segment percent-encoded (ids may hold ``/``). Names and
+    ids made of unreserved characters skip ``quote`` (a few µs per CouchDB request)."""
+    return "/" + "/".join([s if _UNRESERVED(s) else quote(s, safe="") for s in segments])
