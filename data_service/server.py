@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -310,6 +311,7 @@ async def serve(
         config.workers,
         extra={"fields": ctx.build.as_dict()},
     )
+    settle_memory()
     await stop.wait()
     await drain(ctx, server, tasks, config)
     if ops is not None:  # probes and scrapes answer until the very end
@@ -318,6 +320,23 @@ async def serve(
     await ctx.store.aclose()
     ctx.tracing.shutdown()
     log.info("stopped")
+
+
+GC_YOUNG = 7000  # objects in the youngest generation before it is collected (Python's default: 700)
+
+
+def settle_memory() -> None:
+    """What startup built (models, schemas, the OpenAPI document, keysets) lives as long
+    as the process: it is frozen, so no collection walks it again. The youngest
+    generation is collected at 7,000 objects, not 700: the requests in flight alone
+    passed 700 every few requests. Measured with 1 worker against CouchDB 3.5.2 (bench,
+    get-nocache/create/update at c=50, issue 25): the collector took 0.34-0.40 s of the
+    sidecar's ~7 s of CPU, now 0.05 s (the one collection here at startup included);
+    the full collections that paused the loop ~35 ms each, 4 per run, are gone; RSS
+    unchanged."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
 
 
 def _callers(tokens: TokenFile | None) -> str:
