@@ -225,9 +225,9 @@ def cache_metrics(store: Any):
     gauges = {
         "entries": ("Documents in the read cache.", len(cache)),
         "bytes": ("Bytes the read cache holds (bodies and bookkeeping).", cache.bytes),
-        "live": ("1 while the change feed follows the database and the cache serves; 0: bypassed.", int(cache.live)),
+        "live": ("1 while the change feed follows the database and the cache serves; 0: bypassed.", int(cache.serving)),
         "feed_lag_seconds": (
-            "Seconds since the cache's change feed last heard from CouchDB (below its poll interval when healthy).",
+            "Seconds since the cache feed's last answer was asked for (the cache serves only below its bound).",
             feed.age,
         ),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -178,11 +179,17 @@ class Reply:
         return self.headers["ETag"]
 
 
+REQUEST_LINE = re.compile(rb"[A-Z]+ \S+ HTTP/1\.[01]\r\n")
+
+
 class TcpProxy:
     """A loopback TCP relay to ``target`` that can be stopped and restarted on the
     same port: a CouchDB that goes away and comes back, whatever server is behind.
     With ``delay`` set, every answer chunk is held that long (a slow CouchDB);
-    ``sent`` counts the request chunks relayed to it, ``accepted`` the connections."""
+    ``sent`` counts the request chunks relayed to it, ``accepted`` the connections.
+    ``hold(pattern)`` keeps back the answers to requests whose request line contains
+    ``pattern`` (a CouchDB that never answers them; ``held`` counts those requests) until
+    ``release()``."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
@@ -190,6 +197,10 @@ class TcpProxy:
         self.delay = 0.0
         self.sent = 0
         self.accepted = 0
+        self.held = 0
+        self._pattern: bytes | None = None
+        self._released = asyncio.Event()
+        self._released.set()
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -207,18 +218,36 @@ class TcpProxy:
             writer.close()
         await self._server.wait_closed()
 
+    def hold(self, pattern: bytes) -> None:
+        self._pattern = pattern
+        self._released.clear()
+
+    def release(self) -> None:
+        self._pattern = None
+        self._released.set()
+
+    def _holds(self, request_line: bytes) -> bool:
+        return self._pattern is not None and self._pattern in request_line
+
     async def _relay(self, reader, writer) -> None:
         self.accepted += 1
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self._writers |= {writer, up_writer}
+        request_line = [b""]  # of the connection's latest request
 
         async def pipe(src, dst, upstream: bool):
             try:
                 while data := await src.read(65536):
                     if upstream:
                         self.sent += 1
-                    elif self.delay:
-                        await asyncio.sleep(self.delay)
+                        if line := REQUEST_LINE.match(data):  # a request's first chunk
+                            request_line[0] = line.group(0)
+                            self.held += self._holds(request_line[0])
+                    else:
+                        while self._holds(request_line[0]):
+                            await self._released.wait()
+                        if self.delay:
+                            await asyncio.sleep(self.delay)
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):

@@ -234,6 +234,24 @@ async def test_longpoll_changes_time_out_on_our_side():
         await client(transport, RetryPolicy(attempts=1)).database("db").changes(feed="normal")
 
 
+async def test_changes_with_a_deadline_raise_when_no_answer_came_by_then():
+    """The read cache's feed: a silent long poll is a failure, not "no changes"; the
+    deadline bounds a request that hangs, retries included."""
+    transport = FakeTransport(lambda req: Timeout(req.method, req.path))
+    db = client(transport, RetryPolicy(attempts=1)).database("db")
+    with pytest.raises(Timeout):
+        await db.changes(feed="longpoll", since="5-abc", timeout=1.0, deadline=2.0)
+    assert transport.requests[0].timeout == pytest.approx(2.0)
+
+    class Hangs(AsyncTransport):
+        async def handle(self, request: Request) -> Response:
+            await asyncio.sleep(3600)
+            raise AssertionError("unreachable")
+
+    with pytest.raises(Timeout, match=r"no answer within 0\.05 s"):
+        await client(Hangs(), RetryPolicy(attempts=3)).database("db").changes(feed="normal", since=3, deadline=0.05)
+
+
 async def test_id_pool_shares_refills_among_concurrent_takers():
     counter = iter(range(10**6))
 

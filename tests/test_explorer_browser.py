@@ -21,6 +21,7 @@ async def test_the_explorer_renders_the_operations_and_tries_a_get(config, db, h
     await install_design_docs(db)
     tokens = tmp_path / "api_tokens"
     tokens.write_text(TOKEN + "\n")
+    tokens.chmod(0o600)  # a secret file: owner only
     async with running_app(replace(config, api_token_file=str(tokens))) as (base, _):
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with http.post(f"{base}/v1/note", json={"title": "seen in a browser"}, headers=headers) as resp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -373,17 +374,21 @@ class Database:
         include_docs: bool = False,
         style: str | None = None,
         doc_ids: list[str] | None = None,
+        deadline: float | None = None,
     ) -> dict:
-        """One ``_changes`` response. For ``longpoll`` we also enforce ``timeout``
-        ourselves (some servers ignore it): on expiry the answer is no results,
-        ``last_seq`` unchanged. Seqs are opaque: pass back what you got. With
-        ``include_docs``, documents this client cannot parse come as ``_rows`` gives them."""
+        """One ``_changes`` response. Seqs are opaque: pass back what you got. With
+        ``deadline`` (seconds), an answer that has not come by then (retries included)
+        raises Timeout, a long poll's too; without, a ``longpoll`` whose answer has not
+        come ``timeout`` + 2 s after it was asked for is taken as no results, ``last_seq``
+        unchanged (some servers ignore ``timeout``). With ``include_docs``, documents this
+        client cannot parse come as ``_rows`` gives them."""
+        ask = (since, feed, timeout, limit, deadline)
         try:
-            return await self._changes(since, feed, timeout, limit, include_docs, style, doc_ids)
+            return await self._changes(*ask, include_docs, style, doc_ids)
         except Unreadable:
             if not include_docs:
                 raise
-            answer = await self._changes(since, feed, timeout, limit, False, style, doc_ids)
+            answer = await self._changes(*ask, False, style, doc_ids)
             await self._docs_one_by_one(answer.get("results", []))
             return answer
 
@@ -393,6 +398,7 @@ class Database:
         feed: str,
         timeout: float,
         limit: int | None,
+        deadline: float | None,
         include_docs: bool,
         style: str | None,
         doc_ids: list[str] | None = None,
@@ -411,19 +417,25 @@ class Database:
             )
         if feed == "longpoll":
             params["timeout"] = int(timeout * 1000)
+        target = self._path("_changes")
         try:
-            return await self.couch.json(  # a longpoll timing out is an answer, not a failure to retry
-                "GET",
-                self._path("_changes"),
-                params=params,
-                timeout=timeout + 2.0,
-                idempotent=feed != "longpoll",
-                long_poll=feed == "longpoll",
-            )
+            async with asyncio.timeout(deadline):
+                return await self.couch.json(  # a longpoll timing out is an answer, not a failure to retry
+                    "GET",
+                    target,
+                    params=params,
+                    timeout=deadline or timeout + 2.0,
+                    idempotent=feed != "longpoll",
+                    long_poll=feed == "longpoll",
+                )
         except Timeout:
-            if feed != "longpoll":
+            if feed != "longpoll" or deadline is not None:
                 raise
             return {"results": [], "last_seq": since, "pending": None}
+        except TimeoutError:  # the deadline, across retries
+            if deadline is None:
+                raise
+            raise Timeout("GET", target, reason=f"no answer within {deadline:g} s") from None
 
 
 def _write_result(response: Response) -> WriteResult:

@@ -15,7 +15,9 @@ Every row's document is verified before anything else is looked at: one that fai
 
 With the read cache serving (``CachedDocs``) a page reads its view rows without the
 documents, takes the representations the cache holds (verified when they were stored)
-and fetches only the others (``_all_docs``), which it then remembers.
+if the stored document each was made from puts it at its row's key (else the document
+changed since, and the entry goes), and fetches only the others (``_all_docs``), which
+it then remembers.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from typing import Any
 
 import orjson
 
-from ..cache import Cache, Ticket
+from ..cache import Cache, Entry, Ticket
 from ..canonical import digest
 from ..couchdb import BadRequest, Database
-from ..design import VIEW
+from ..design import VIEW, Index
 from ..envelope import is_deleted, row_doc
 from ..models import ModelType, is_of
 from ..protection import IntegrityViolation, Keyring, KeyUnavailable
@@ -57,15 +59,15 @@ class CachedDocs:
 
     def wanted(self) -> bool:
         self.pages += 1
-        return self.cache.live and (self.hit_rate >= 0.5 or self.pages % SAMPLE_EVERY == 0)
+        return self.cache.serving and (self.hit_rate >= 0.5 or self.pages % SAMPLE_EVERY == 0)
 
-    async def fill(self, reads: Reads, model: ModelType, rows: list[dict]) -> None:
-        """Give each row its cache ``entry``, or what CouchDB holds for it (``held``, every
-        leaf read: conflicts and tombstones above included) and the ``ticket`` taken
-        before reading it."""
+    async def fill(self, reads: Reads, model: ModelType, index: Index, rows: list[dict]) -> None:
+        """Give each row its cache ``entry`` (one whose document ``index`` puts at the row's
+        key), or what CouchDB holds for it (``held``, every leaf read: conflicts and
+        tombstones above included) and the ``ticket`` taken before reading it."""
         missing: dict[str, list[dict]] = {}  # id → its rows (a view may name a document twice)
         for row in rows:
-            if (entry := self.cache.get(row["id"], model.name)) is not None:
+            if (entry := self.cache.get(row["id"], model.name, _at(index, row["key"]))) is not None:
                 row["entry"] = entry
             else:
                 missing.setdefault(row["id"], []).append(row)
@@ -83,6 +85,13 @@ class CachedDocs:
         same: live, of ``model``'s own version."""
         if "ticket" in row and is_of(model, doc) and not is_deleted(doc):
             self.remember(model, doc, shown, row["ticket"])
+
+
+def _at(index: Index, key: Any) -> Callable[[Entry], bool]:
+    """Whether an entry's stored document is at ``key`` in ``index``: a body spliced under
+    a row it does not produce (the document changed since it was cached, the feed has not
+    said so yet) would answer that row with what the document no longer says."""
+    return lambda entry: bool(entry.stored) and index.key(orjson.loads(entry.stored)) == key
 
 
 async def run_query(
@@ -107,7 +116,7 @@ async def run_query(
     while segment < len(chosen.segments) and len(found) <= query.limit:
         rows, ended = await _rows(db, chosen, segment, after, query.limit + 1 - len(found), source is None)
         if source is not None:
-            await source.fill(reader.reads, model, rows)
+            await source.fill(reader.reads, model, chosen.index, rows)
         elif rows and not (await db.couch.server_info()).supports_deleted_conflicts:
             await _mark_above(reader.reads, rows)
         for row in rows:
