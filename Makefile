@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test test-fast test-schemathesis test-couchdb test-cluster test-browser lint k8s-check image-test constraints dist-check devcouch-stop clean
+.PHONY: install run test test-fast test-schemathesis test-couchdb test-cluster history test-browser lint k8s-check image-test constraints dist-check devcouch-stop clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -39,9 +39,15 @@ test-schemathesis: install
 test-couchdb: install
 	scripts/with-couchdb 1 $(MAKE) --no-print-directory test
 
-## The cluster tests (marker cluster) against a 3-node CouchDB 3.5.2 cluster, likewise.
+## The whole suite against a 3-node CouchDB 3.5.2 cluster, likewise, with the cluster tests
+## and the history test (marker cluster); the kill test is test-couchdb's.
 test-cluster: install
-	scripts/with-couchdb 3 $(MAKE) --no-print-directory test PYTEST_ARGS="-m cluster"
+	scripts/with-couchdb 3 $(MAKE) --no-print-directory test PYTEST_ARGS="-m 'not kill'"
+
+## The recorded-history test on a 3-node cluster started for it, for longer and repeatedly:
+## HISTORY_ARGS="--schedule=faults --seconds=60 --runs=5" (python -m history --help).
+history: install
+	scripts/with-couchdb 3 sh -c 'cd tests && exec ../$(BIN)/python -m history $(HISTORY_ARGS)'
 
 ## /_docs in headless Chromium (Debian's package, installed when missing: needs root), driven
 ## by playwright-core: the browser test, deselected in a plain `make test`.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import subprocess
 import sys
 import uuid
@@ -48,6 +47,16 @@ async def put_on_every_copy(db, doc: dict) -> dict:
     with w = n means every copy holds it. (Servers without ``cluster`` info ignore ``w``.)"""
     response = await db.couch.request("PUT", db._doc_path(doc["_id"]), params={"w": await db.copies()}, json=doc)
     assert response.status == 201, response.status
+    return response.json()
+
+
+async def bulk_on_every_copy(db, docs: list[dict]) -> list[dict]:
+    """``_bulk_docs`` with ``w`` = n, as ``put_on_every_copy`` does for one document: a view read
+    right after it reads one copy per shard range, which then holds every document."""
+    response = await db.couch.request(
+        "POST", db._path("_bulk_docs"), params={"w": await db.copies()}, json={"docs": docs}
+    )
+    assert response.status == 201 and all("rev" in result for result in response.json()), response.body
     return response.json()
 
 
@@ -177,86 +186,6 @@ class Reply:
     @property
     def etag(self) -> str:
         return self.headers["ETag"]
-
-
-REQUEST_LINE = re.compile(rb"[A-Z]+ \S+ HTTP/1\.[01]\r\n")
-
-
-class TcpProxy:
-    """A loopback TCP relay to ``target`` that can be stopped and restarted on the
-    same port: a CouchDB that goes away and comes back, whatever server is behind.
-    With ``delay`` set, every answer chunk is held that long (a slow CouchDB);
-    ``sent`` counts the request chunks relayed to it, ``accepted`` the connections.
-    ``hold(pattern)`` keeps back the answers to requests whose request line contains
-    ``pattern`` (a CouchDB that never answers them; ``held`` counts those requests) until
-    ``release()``."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = devcouch.free_port()
-        self.delay = 0.0
-        self.sent = 0
-        self.accepted = 0
-        self.held = 0
-        self._pattern: bytes | None = None
-        self._released = asyncio.Event()
-        self._released.set()
-        self._server: asyncio.AbstractServer | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def connections(self) -> int:
-        """Connections relayed now (each holds a writer on either side)."""
-        return len(self._writers) // 2
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-
-    async def stop(self) -> None:
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        await self._server.wait_closed()
-
-    def hold(self, pattern: bytes) -> None:
-        self._pattern = pattern
-        self._released.clear()
-
-    def release(self) -> None:
-        self._pattern = None
-        self._released.set()
-
-    def _holds(self, request_line: bytes) -> bool:
-        return self._pattern is not None and self._pattern in request_line
-
-    async def _relay(self, reader, writer) -> None:
-        self.accepted += 1
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._writers |= {writer, up_writer}
-        request_line = [b""]  # of the connection's latest request
-
-        async def pipe(src, dst, upstream: bool):
-            try:
-                while data := await src.read(65536):
-                    if upstream:
-                        self.sent += 1
-                        if line := REQUEST_LINE.match(data):  # a request's first chunk
-                            request_line[0] = line.group(0)
-                            self.held += self._holds(request_line[0])
-                    else:
-                        while self._holds(request_line[0]):
-                            await self._released.wait()
-                        if self.delay:
-                            await asyncio.sleep(self.delay)
-                    dst.write(data)
-                    await dst.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
-        self._writers -= {writer, up_writer}
 
 
 @dataclass

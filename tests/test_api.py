@@ -8,9 +8,8 @@ from dataclasses import replace
 
 import orjson
 import pytest
-from support import TcpProxy, cache_gauge, running_sidecar, until
-
-from data_service.couchdb.client import split_credentials
+from faults import FaultProxy
+from support import cache_gauge, running_sidecar, until
 
 USER = {
     "email": "ada@example.com",
@@ -307,16 +306,15 @@ async def test_couchdb_outage_is_503_and_the_sidecar_recovers(config, http, db):
     from openapi_check import SpecChecker
     from support import Api
 
-    url, _ = split_credentials(config.couchdb_url)
-    host, port = url.split("//")[1].rsplit(":", 1)
-    proxy = TcpProxy(host.strip("[]"), int(port))
-    await proxy.start()
-    async with running_sidecar(replace(config, couchdb_url=f"http://127.0.0.1:{proxy.port}")) as base:
+    async with (
+        FaultProxy.to(config.couchdb_url) as proxy,
+        running_sidecar(replace(config, couchdb_url=proxy.url)) as base,
+    ):
         async with http.get(f"{base}/openapi.json") as resp:
             api = Api(http, base, SpecChecker(await resp.json()))
         note = await api.request("POST", "/v1/note", json={"title": "before"})
         assert note.status == 201
-        await proxy.stop()
+        await proxy.down()
 
         async def bypassed() -> bool:  # the cache's feed noticed: nothing is served from memory
             return await cache_gauge(http, base, "live") == 0.0
@@ -330,7 +328,7 @@ async def test_couchdb_outage_is_503_and_the_sidecar_recovers(config, http, db):
             down = await api.request(method, path, json=body)
             assert down.status == 503 and down.headers["Retry-After"] == "1"
             assert down.body["code"] == "couchdb_unavailable" and down.body["retryable"] is True
-        await proxy.start()
+        await proxy.up()
         back = await api.request("GET", f"/v1/note/{note.body['id']}")
         assert back.status == 200 and back.body["title"] == "before"
         assert (await api.request("POST", "/v1/note", json={"title": "after"})).status == 201

@@ -13,11 +13,11 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
+from faults import FaultProxy
 from openapi_check import SpecChecker
-from support import Api, TcpProxy, cache_gauge, install_design_docs, running_app, running_sidecar, serving, until
+from support import Api, cache_gauge, install_design_docs, running_app, running_sidecar, serving, until
 
 from data_service.cache import Cache, Entry, Stamps
-from data_service.couchdb.client import split_credentials
 from data_service.web.accept import wants_fresh
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -78,12 +78,10 @@ async def title_becomes(api: Api, url: str, title: str, headers: dict | None = N
 
 
 async def proxied(config):
-    """A started ``TcpProxy`` to the test CouchDB and ``config`` pointing through it."""
-    url_, _ = split_credentials(config.couchdb_url)
-    host, port = url_.split("//")[1].rsplit(":", 1)
-    proxy = TcpProxy(host.strip("[]"), int(port))
+    """A started ``FaultProxy`` to the test CouchDB and ``config`` pointing through it."""
+    proxy = FaultProxy.to(config.couchdb_url)
     await proxy.start()
-    return proxy, replace(config, couchdb_url=f"http://127.0.0.1:{proxy.port}")
+    return proxy, replace(config, couchdb_url=proxy.url)
 
 
 # --- in one sidecar ----------------------------------------------------------------
@@ -187,7 +185,7 @@ async def test_feed_lost_bypasses_and_flushes_then_resumes(config, http):
         assert await cache_gauge(http, base, "entries") >= 1
         flushes = await counter(http, base, "flushes")
 
-        await proxy.stop()  # CouchDB gone for this sidecar: its feed breaks and cannot resume
+        await proxy.down()  # CouchDB gone for this sidecar: its feed breaks and cannot resume
         await until(lambda: _is(cache_gauge(http, base, "live"), 0.0), "the cache is bypassed")
         down = await api.request("GET", url)
         assert down.status == 503 and down.body["code"] == "couchdb_unavailable"  # never from memory
@@ -196,12 +194,12 @@ async def test_feed_lost_bypasses_and_flushes_then_resumes(config, http):
         changed = await other.request("PATCH", url, json={"title": "while down"}, headers=MERGE)
         assert changed.status == 200
 
-        await proxy.start()
+        await proxy.up()
         await live(http, base)
         back = await api.request("GET", url)
         assert back.status == 200 and back.body["title"] == "while down"
         assert (await api.request("GET", url)).body["title"] == "while down"  # cached again
-    await proxy.stop()
+    await proxy.close()
 
 
 async def _is(value, expected: float) -> bool:
@@ -323,7 +321,7 @@ async def test_a_cached_revision_behind_couchdb_is_not_written_over(config, http
         mine = await api.request("PUT", url, json={"title": "mine"}, headers={"If-Match": theirs.etag})
         assert mine.status == 200 and mine.body["title"] == "mine"
         assert (await other.request("GET", url, headers={"Cache-Control": "no-cache"})).body["title"] == "mine"
-    await proxy.stop()
+    await proxy.close()
 
 
 # --- two workers ---------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Issue 22 rows 2, 3 and 4 against a real server, through a TCP proxy that holds the
-answers to chosen requests (``TcpProxy.hold``): a read racing a write never leaves the
+answers to chosen requests (a ``FaultProxy`` hold rule): a read racing a write never leaves the
 older version in the cache, a hung change feed stops the cache within its bound and
 says so, and a forged body at a cached revision, or a view row whose key the cached
 body does not produce, is never served from memory."""
@@ -42,22 +42,27 @@ async def test_a_read_answered_before_a_write_never_replaces_it_after_the_acknow
         await reported(ctx.store.feed, seen)
         assert (await api.request("GET", url)).body["title"] == "one"  # cached
 
-        proxy.hold(f"GET /{db.name}/{created.body['id']}?".encode())
+        held = proxy.rule("hold", "GET", f"^/{db.name}/{created.body['id']}$")
         read = asyncio.create_task(api.request("GET", url, headers={"Cache-Control": "no-cache"}))
-        await until(lambda: _true(proxy.held >= 1), "the read reached CouchDB")
+        await held.reached(1)  # the read reached CouchDB
         seen = ctx.store.feed.changes_seen
         written = await api.request("PATCH", url, json={"title": "two"}, headers={**MERGE, "If-Match": created.etag})
         assert written.status == 200
         await reported(ctx.store.feed, seen)  # the feed reports revision 2
-        proxy.release()
+        proxy.remove(held)
         assert (await read).body["title"] == "one"  # CouchDB's answer from before the write
         after = await api.request("GET", url)
         assert (after.body["title"], after.etag) == ("two", written.etag)
-    await proxy.stop()
+    await proxy.close()
 
 
-async def _true(value: bool) -> bool:
-    return value
+async def held_feed(proxy, api):
+    """Hold every ``_changes`` answer from now on, the long poll already waiting included:
+    a throwaway write ends that poll, and the rule holds the next one."""
+    held = proxy.rule("hold", path="/_changes")
+    await new_note(api, "ends the long poll in flight")
+    await held.reached(1)
+    return held
 
 
 # --- row 3: a hung feed ---------------------------------------------------------------------
@@ -78,7 +83,7 @@ async def test_a_hung_feed_stops_the_cache_within_its_bound(config, http, caplog
         assert (await api.request("GET", url)).body["title"] == "before"  # cached
         caplog.clear()
 
-        proxy.hold(b"/_changes")
+        held = await held_feed(proxy, api)
         changed = await other.request("PATCH", url, json={"title": "after"}, headers=MERGE)
         assert changed.status == 200
         acknowledged = loop.time()
@@ -94,18 +99,17 @@ async def test_a_hung_feed_stops_the_cache_within_its_bound(config, http, caplog
         await until(fresh, "the change is served once the bound has passed")
         await until(lambda: _gauge_is(http, base, "live", 0.0), "cache_live is 0")
         assert await _gauge(http, base, "feed_lag_seconds") >= BOUND
-        held = proxy.held
-        await until(lambda: _true(proxy.held >= held + 2), "the feed keeps trying")
+        await held.reached(held.applied + 2)  # the feed keeps trying
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
 
-        proxy.release()
+        proxy.remove(held)
         await live(http, base)
         hits = await counter(http, base, "hits")
         for _ in range(2):
             assert (await api.request("GET", url)).body["title"] == "after"
         assert await counter(http, base, "hits") >= hits + 1  # served from memory again
-    await proxy.stop()
+    await proxy.close()
 
 
 async def _gauge(http, base: str, name: str) -> float:
@@ -142,7 +146,7 @@ async def test_a_page_never_splices_a_cached_body_under_a_row_with_another_key(c
         url = f"/v1/event/{alice['id']}"
         assert (await api.request("GET", url)).body == alice  # cached
 
-        proxy.hold(b"/_changes")
+        held = await held_feed(proxy, api)
         stored = await db.get(alice["id"])
         await db.put({**stored, "owner": "mallory"})  # straight into CouchDB
         page = await api.request("GET", "/v1/event?owner=mallory")
@@ -152,8 +156,8 @@ async def test_a_page_never_splices_a_cached_body_under_a_row_with_another_key(c
         assert page.body["omitted"] == [{"id": alice["id"], "code": "integrity_violation"}]
         forged = await api.request("GET", url)  # read again: the entry went with the mismatch
         assert forged.status == 500 and forged.body["code"] == "integrity_violation"
-        proxy.release()
-    await proxy.stop()
+        proxy.remove(held)
+    await proxy.close()
 
 
 async def test_a_same_revision_re_insert_is_not_served_from_the_cache(config, http, db):

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from support import TcpProxy, running_sidecar, serving, until
+from faults import FaultProxy
+from support import running_sidecar, serving, until
 from test_api import NOTE
 
 from data_service.canonical import canonical
@@ -160,7 +161,7 @@ async def test_change_streams_are_bounded_so_a_plain_get_still_answers(config, t
             assert resp.status == 201
             note = await resp.json()
     url = urlsplit(config.couchdb_url)
-    proxy = TcpProxy(url.hostname, url.port)  # counts the sidecar's connections to CouchDB
+    proxy = FaultProxy(url.hostname, url.port)  # counts the sidecar's connections to CouchDB
     await proxy.start()
     answers: list = []
     streams: list[asyncio.Task] = []
@@ -216,7 +217,7 @@ async def test_change_streams_are_bounded_so_a_plain_get_still_answers(config, t
         for task in streams:
             with contextlib.suppress(BaseException):
                 await task
-        await proxy.stop()
+        await proxy.close()
 
 
 def test_max_streams_is_a_positive_number(keys_dir):

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import replace
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 import pytest
+from faults import FaultProxy
 from openapi_check import SpecChecker
-from support import Api, TcpProxy, install_design_docs, serving
+from support import Api, install_design_docs, serving
 
 from data_service.web.changes import POSITION
 
@@ -55,11 +55,8 @@ async def until(condition, timeout: float = 10.0) -> None:
 async def slow_couch(config, db):
     """The test database behind a proxy whose ``delay`` makes CouchDB slow on demand."""
     await install_design_docs(db)
-    url = urlsplit(config.couchdb_url)
-    proxy = TcpProxy(url.hostname, url.port)
-    await proxy.start()
-    yield proxy, replace(config, couchdb_url=f"http://127.0.0.1:{proxy.port}")
-    await proxy.stop()
+    async with FaultProxy.to(config.couchdb_url) as proxy:
+        yield proxy, replace(config, couchdb_url=proxy.url)
 
 
 async def start_slow_gets(served, proxy, count: int, delay: float):
@@ -71,10 +68,11 @@ async def start_slow_gets(served, proxy, count: int, delay: float):
     session = aiohttp.ClientSession()
     api = Api(session, served.base, SpecChecker(spec))
     ids = [(await api.request("POST", "/v1/note", json={"title": f"slow {i}"})).body["id"] for i in range(count)]
-    proxy.delay, before = delay, proxy.sent
+    proxy.delay = delay
     fresh = {"Cache-Control": "no-cache"}  # past the read cache: these reads wait for CouchDB
     reads = [asyncio.create_task(api.request("GET", f"/v1/note/{docid}", headers=fresh)) for docid in ids]
-    await until(lambda: proxy.sent >= before + count)
+    # each read may ask CouchDB something first (GET /, once per process), as slow as the rest
+    await until(lambda: len(proxy.seen("GET", "|".join(f"/{docid}$" for docid in ids))) >= count, 2 * delay + 10)
     return session, api, ids, reads
 
 
@@ -208,14 +206,14 @@ async def test_sigterm_ends_long_polls_and_event_streams_at_drain_start(slow_cou
         session, api, ids, _ = await start_slow_gets(served, proxy, count=1, delay=0.0)
         try:
             now = (await api.request("GET", "/v1/note/_changes?since=now")).body["last"]
-            before = proxy.sent
+            before = len(proxy.seen())
             poll = asyncio.create_task(api.request("GET", f"/v1/note/_changes?feed=longpoll&timeout=60&since={now}"))
             stream = await EventStream.open(served.port, "/v1/note/_changes?since=now")
             following = asyncio.create_task(stream.follow())
-            await until(lambda: proxy.sent >= before + 3)  # the long poll, the stream's first read and its poll
+            await until(lambda: len(proxy.seen()) >= before + 3)  # the long poll, the stream's first read and its poll
             proxy.delay = 1.0
             read = asyncio.create_task(api.request("GET", f"/v1/note/{ids[0]}", headers={"Cache-Control": "no-cache"}))
-            await until(lambda: proxy.sent >= before + 4)
+            await until(lambda: len(proxy.seen()) >= before + 4)
             started = asyncio.get_running_loop().time()
             served.process.send_signal(signal.SIGTERM)
             polled = await asyncio.wait_for(poll, 15)

@@ -16,10 +16,10 @@ import sys
 import textwrap
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
-from support import ROOT, TcpProxy, run_command, running_app
+from faults import FaultProxy
+from support import ROOT, run_command, running_app
 from test_protection import spec_api
 
 from data_service.design import VIEW
@@ -454,14 +454,9 @@ async def test_v1_to_v2_migration_read_lazily_then_migrated_resumed_and_queried(
         assert shown[ids[3]]["meta"]["version"] == "2.0" and shown[ids[3]]["name"] == "m003"  # upgraded, not stored
 
         # -- migrate, killed midway, then run again
-        url = urlsplit(config.couchdb_url)
-        proxy = TcpProxy(url.hostname, url.port)
-        proxy.delay = 0.15
-        await proxy.start()
-        try:
+        async with FaultProxy.to(config.couchdb_url) as proxy:
+            proxy.delay = 0.15
             done = await killed_midway(config, proxy.port, db)
-        finally:
-            await proxy.stop()
         assert 1 < done < total, done
         result = await asyncio.to_thread(run_command, config, "migrate", f"--models={V2_PATH}")
         assert result.returncode == 0, result.stdout + result.stderr

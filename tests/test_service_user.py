@@ -8,10 +8,10 @@ import subprocess
 from dataclasses import replace
 
 import pytest
-from support import ROOT, run_command, running_sidecar, unique_name
+from support import ROOT, run_command, running_sidecar, unique_name, until
 
 from data_service.config import ConfigError
-from data_service.couchdb import CouchDB, CouchDBError
+from data_service.couchdb import CouchDB, CouchDBError, Unauthorized
 from data_service.couchdb.transport import path
 from data_service.service_user import PASSWORD_ENV, Refused, ServiceUser, claim
 
@@ -91,10 +91,22 @@ def install(config, name: str, password_file) -> str:
     return result.stdout
 
 
+async def security_listing(db, *names: str) -> dict:
+    """``_security`` once it lists ``names`` as members: on a cluster each shard copy takes a
+    ``_security`` write in its own time, and a read right after it may show the one before."""
+
+    async def listed() -> dict | None:
+        security = await db.security()
+        return security if set(names) <= set(security.get("members", {}).get("names", [])) else None
+
+    return await until(listed, f"_security lists {names}")
+
+
 async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, member, tmp_path, http):
     db = couch.database(fresh.database)
     await db.create()
     await db.put_security({"members": {"names": ["alice"], "roles": ["readers"]}, "admins": {"names": ["bob"]}})
+    await security_listing(db, "alice")  # what install finds and keeps
     password_file = tmp_path / "pw"
     password_file.write_text(PASSWORD)
     password_file.chmod(0o600)  # a secret file (docs/security.md, "Secret files")
@@ -103,8 +115,7 @@ async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, membe
     assert f"create CouchDB user {member} (no roles)" in first
     user = await couch.json("GET", path("_users", f"org.couchdb.user:{member}"))
     assert user["name"] == member and user["roles"] == [] and "password" not in user  # the server hashed it
-    security = await db.security()
-    assert member in security["members"]["names"] and "alice" in security["members"]["names"]
+    security = await security_listing(db, member, "alice")
     assert "readers" in security["members"]["roles"] and "data-service" in security["members"]["roles"]
     assert security["admins"]["names"] == ["bob"] and security["admins"]["roles"] == ["_admin"]
     again = install(fresh, member, password_file)
@@ -119,8 +130,13 @@ async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, membe
         async with http.post(f"{base}/v1/event", json=event) as resp:
             assert resp.status == 201, await resp.text()
             docid, etag = (await resp.json())["id"], resp.headers["ETag"]
-        async with http.get(f"{base}/v1/event?owner={member}") as resp:
-            assert resp.status == 200 and [item["id"] for item in (await resp.json())["items"]] == [docid]
+
+        async def listed() -> bool:  # a view reads one copy per shard range: on a cluster, soon
+            async with http.get(f"{base}/v1/event?owner={member}") as resp:
+                assert resp.status == 200
+                return [item["id"] for item in (await resp.json())["items"]] == [docid]
+
+        await until(listed, "the query lists the event")
         async with http.delete(f"{base}/v1/event/{docid}", headers={"If-Match": etag}) as resp:
             assert resp.status == 204
         async with http.get(f"{base}/_metrics/database") as resp:
@@ -130,7 +146,14 @@ async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, membe
     password_file.write_text(PASSWORD + "-2")
     assert f"set the password of CouchDB user {member}" in install(fresh, member, password_file)
     async with CouchDB(couch.url, auth=(member, PASSWORD + "-2")) as renewed:
-        assert (await renewed.json("GET", "/_session"))["userCtx"]["name"] == member
+
+        async def logs_in() -> bool:  # each node's authentication cache follows _users in its own time
+            try:
+                return (await renewed.json("GET", "/_session"))["userCtx"]["name"] == member
+            except Unauthorized:
+                return False
+
+        await until(logs_in, "the new password logs in")
 
     if (await couch.server_info()).kind != "couchdb":
         return  # pouchdb-server does not enforce what follows

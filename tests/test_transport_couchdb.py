@@ -16,7 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import pytest
 from docopt import docopt
-from support import TcpProxy, install_design_docs, serving, unique_name
+from faults import FaultProxy
+from support import install_design_docs, serving, unique_name
 from transports import KINDS, header
 
 from data_service import cli
@@ -27,14 +28,12 @@ from data_service.server import connect
 
 @pytest.fixture
 async def relayed(couchdb_url):
-    """(URL through a connection-counting relay to the server under test, the relay)."""
+    """(URL through a connection-counting proxy to the server under test, the proxy)."""
     parts = urlsplit(couchdb_url)
-    proxy = TcpProxy(parts.hostname, parts.port)
-    await proxy.start()
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@127.0.0.1:{proxy.port}" if credentials else f"127.0.0.1:{proxy.port}"
-    yield urlunsplit((parts.scheme, netloc, "", "", "")), proxy
-    await proxy.stop()
+    async with FaultProxy.to(couchdb_url) as proxy:
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@127.0.0.1:{proxy.port}" if credentials else f"127.0.0.1:{proxy.port}"
+        yield urlunsplit((parts.scheme, netloc, "", "", "")), proxy
 
 
 async def seq_now(transport, db) -> str:
