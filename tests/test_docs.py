@@ -13,7 +13,8 @@ own, so only its files, metrics, codes and links are checked). What is checked:
 * flags: every ``--flag`` in code (backticks or a fenced block) is one of
   ``data-service``'s (the usage text in ``data_service/cli.py``), another program's listed
   in ``FOREIGN_FLAGS``, or one a page names as absent (``ABSENT_FLAGS``);
-* metrics: every ``data_service_*`` name is a series ``/_metrics`` exposes;
+* metrics: every ``data_service_*`` name is a series ``/_metrics`` exposes (one ending in
+  ``*``: a prefix of some);
 * problem codes: a backticked code after a 4xx/5xx status (``503 `busy```) is in
   ``problems.TABLE``; any other backticked snake_case name is a problem code or a word of
   the repository's code (a field, parameter, function or test), or one listed in
@@ -117,7 +118,7 @@ MODULE_PATH = re.compile(r"^(?:[a-z_]+/)+[a-z_]+\.py$")
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 SPAN = re.compile(r"`([^`\n]+)`")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
-METRIC = re.compile(r"\bdata_service_[a-z0-9_]+")
+METRIC = re.compile(r"\bdata_service_[a-z0-9_]+\*?")  # with *: a prefix
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)+$")
 STATUS_CODE = re.compile(r"\b[45]\d\d\s+`([a-z_]+)`")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
@@ -175,7 +176,8 @@ def unknown_flags(page: Path, body: str) -> set[str]:
 
 def unknown_metrics(series: set[str]):
     def check(page: Path, body: str) -> set[str]:
-        return set(METRIC.findall(body)) - series - NOT_METRICS
+        named = set(METRIC.findall(body)) - NOT_METRICS
+        return {n for n in named if not (any(s.startswith(n[:-1]) for s in series) if n.endswith("*") else n in series)}
 
     return check
 
@@ -253,7 +255,7 @@ async def series(tmp_path):
         metrics.watch(DocumentStore(couch.database("db"), IdPool(couch), Keyring(KeysDir(tmp_path), "db")))
         names = set()
         for family in metrics.registry.collect():
-            suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}.get(family.type, ("",))
+            suffixes = {"counter": ("_total",), "histogram": ("", "_bucket", "_count", "_sum")}.get(family.type, ("",))
             names |= {family.name + suffix for suffix in suffixes}
         return names
 
@@ -348,4 +350,5 @@ def test_each_check_catches_a_missing_name(check, body, found):
 async def test_the_metric_check_catches_a_missing_series(series):
     check = unknown_metrics(series)
     assert check(PAGE, "`data_service_no_such_total`") == {"data_service_no_such_total"}
-    assert check(PAGE, "`data_service_http_requests_total`") == set()
+    assert check(PAGE, "`data_service_no_such_*`") == {"data_service_no_such_*"}
+    assert check(PAGE, "`data_service_http_requests_total`, `data_service_cache_*`") == set()
