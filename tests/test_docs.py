@@ -198,9 +198,12 @@ def broken_links(page: Path, body: str) -> set[str]:
         resolved = (page.parent / file).resolve()
         if file and not resolved.exists():
             found.add(target)
-        elif anchor and (not file or resolved.suffix == ".md"):
-            if anchor not in anchors(resolved.read_text() if file else body):
-                found.add(target)
+        elif (
+            anchor
+            and (not file or resolved.suffix == ".md")
+            and anchor not in anchors(resolved.read_text() if file else body)
+        ):
+            found.add(target)
     return found
 
 
