@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test test-fast test-schemathesis test-couchdb test-cluster history test-browser lint k8s-check image-test constraints dist-check devcouch-stop clean
+.PHONY: install run test test-fast coverage-fast test-schemathesis test-couchdb test-cluster history test-browser lint k8s-check image-test constraints dist-check devcouch-stop clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -80,6 +80,12 @@ lint: install
 ## The server-free tests only (pure modules, fake transport): seconds.
 test-fast: install
 	$(BIN)/python -m pytest -m "not couchdb" -q
+
+## The fast tier under coverage.py: the lines of the store and the reconciler it covers,
+## per module (docs/testing.md: coverage).
+coverage-fast: install
+	$(BIN)/python -m coverage run -m pytest -m "not couchdb" -q
+	$(BIN)/python -m coverage report
 
 ## Pin the installed versions (after changing dependencies and seeing the suite pass).
 constraints: install

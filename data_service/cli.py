@@ -123,6 +123,9 @@ Options of serve:
   --auto-install              Run the install steps before listening.
   --reconcile-interval=SECONDS  Seconds between conflict sweeps; 0 disables them
                               [default: 60]
+  --warm-interval=SECONDS     Seconds between the index warmer's passes: while the
+                              database changes, each index of the types is brought
+                              up to date, one at a time; 0 disables it [default: 5]
   --max-bulk=N                Most items in one POST /v1/{type}/_bulk [default: 500]
   --idempotency-ttl=SECONDS   How long an Idempotency-Key is remembered; expired
                               keys are forgotten and their records deleted
@@ -420,7 +423,8 @@ def _lifecycle(config: Config) -> Lifecycle:
 
 
 async def verify_command(config: Config) -> int:
-    from .maintenance import Progress, document_count, verify_database
+    from .maintenance import document_count, verify_database
+    from .progress import Progress
     from .server import connect
 
     lifecycle = _lifecycle(config)
@@ -434,7 +438,8 @@ async def verify_command(config: Config) -> int:
 
 
 async def reencrypt_command(config: Config) -> int:
-    from .maintenance import Progress, document_count, reencrypt_database
+    from .maintenance import document_count, reencrypt_database
+    from .progress import Progress
     from .server import connect
 
     lifecycle, models = _lifecycle(config), _models(config)
@@ -472,7 +477,8 @@ def _batch(args: dict) -> int:
 
 
 async def migrate_command(config: Config, batch: int) -> int:
-    from .maintenance import Progress, document_count, migrate_database
+    from .maintenance import document_count, migrate_database
+    from .progress import Progress
     from .server import connect
 
     lifecycle, models = _lifecycle(config), _models(config)
@@ -500,7 +506,7 @@ async def _reconcile_pass(
     """One sweep with progress on ``out``; prints what is left. Without the conflicts
     view (not installed): ConfigError, or None when not ``required``."""
     from .couchdb import NotFound
-    from .maintenance import Progress
+    from .progress import Progress
     from .store import Stats
     from .store.reconciler import Reconciler, Status
     from .store.sweeper import conflicted_count, sweep

@@ -44,6 +44,7 @@ class Config:
     keys_dir: str | None = None
     kek_file: str | None = None
     reconcile_interval: float = 60.0  # seconds between conflict sweeps in serve; 0: none
+    warm_interval: float = 5.0  # seconds between passes of the index warmer in serve; 0: none
     idempotency_ttl: float = 86400.0  # seconds an Idempotency-Key is remembered
     max_bulk: int = 500  # items in one POST /v1/{type}/_bulk
     drain_delay: float = 0.0  # seconds serving goes on after SIGTERM while the application still calls
@@ -118,6 +119,7 @@ class Config:
             keys_dir=args["--keys-dir"],
             kek_file=args["--kek-file"],
             reconcile_interval=_interval("--reconcile-interval", args.get("--reconcile-interval", "60")),
+            warm_interval=_interval("--warm-interval", args.get("--warm-interval", "5")),
             max_bulk=_number(args, "--max-bulk", int) if args.get("--max-bulk") else 500,
             idempotency_ttl=_number(args, "--idempotency-ttl", float) if args.get("--idempotency-ttl") else 86400.0,
             drain_delay=_interval("--drain-delay", args.get("--drain-delay") or "0"),

@@ -184,6 +184,12 @@ def design_docs(models: Models) -> dict[str, dict]:
     return docs
 
 
+def query_designs(models: Models) -> list[str]:
+    """The design documents callers' queries read: every index of every type (the
+    sweeper's and the expiry job's views are read on their own schedules)."""
+    return [index.design for model in models for index in indexes(model)]
+
+
 def guard() -> dict:
     """``_design/data_service_guard``: the validate_doc_update above."""
     return _marked({"language": "javascript", "validate_doc_update": VALIDATE_DOC_UPDATE})

@@ -27,7 +27,6 @@ before traffic arrives. Running it again on an installed database changes nothin
 from __future__ import annotations
 
 import sys
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from . import design
-from .couchdb import Conflict, CouchDB, Database, IdPool, NotFound, Server, Timeout, Unsupported
+from .couchdb import Conflict, CouchDB, Database, IdPool, NotFound, Server, Unsupported
 from .couchdb.transport import path
 from .models import Models, ModelType
 from .protection import IntegrityViolation, Keyring, KeyUnavailable
@@ -43,6 +42,7 @@ from .seeds import Seed, check_seeds
 from .service_user import USERS_DB, Refused, ServiceUser, claim, session_roles
 from .store import ANY_REVISION, DocumentNotFound, DocumentStore
 from .store.hashing import Hasher
+from .store.warmer import warm_up
 
 SERVICE_ROLE = "data-service"
 UUIDS_ALGORITHM = "sequential"
@@ -366,19 +366,6 @@ async def plan(
 # -- applying ---------------------------------------------------------------------
 
 
-async def warm(db: Database, names: list[str], out: TextIO) -> None:
-    """Query each design doc's view once so CouchDB builds its index now."""
-    for n, name in enumerate(names, 1):
-        started = time.monotonic()
-        try:
-            await db.view(name, design.VIEW, limit=0)
-        except Timeout:
-            out.write(f"warm {n}/{len(names)} {name}: still building; CouchDB finishes it in the background\n")
-        else:
-            out.write(f"warm {n}/{len(names)} {name} ({time.monotonic() - started:.1f} s)\n")
-        out.flush()
-
-
 async def install(
     couch: Server,
     db_name: str,
@@ -412,7 +399,7 @@ async def install(
             if step.apply is not None and not dry_run:
                 await step.apply()
         if not dry_run:
-            await warm(db, [step.warm for step in report.steps if step.warm], progress_out)
+            await warm_up(db, [step.warm for step in report.steps if step.warm], progress_out)
     print(report.summary(), file=out, flush=True)
     return report
 

@@ -34,7 +34,7 @@ from .couchdb import (
     Unauthorized,
     Unavailable,
 )
-from .design import design_docs
+from .design import design_docs, query_designs
 from .keys import KeysDir, kek_from
 from .metrics import Metrics
 from .models import Models, load_models
@@ -47,6 +47,7 @@ from .store import DocumentStore
 from .store.hashing import Hasher
 from .store.locks import DocLocks
 from .store.sweeper import run_sweeper
+from .store.warmer import Warmer, run_warmer
 from .web import Context, Streams, make_app, make_ops_app
 
 log = logging.getLogger("data_service")
@@ -258,7 +259,7 @@ async def serve(
     """Serve on the bound ``sockets`` (data, ops) until SIGINT/SIGTERM, then drain. A
     worker (``workers``) also gets the shared ``stamps``, its index, the metrics
     directory and the gate state; worker 0 alone runs the periodic jobs (sweeper,
-    expired keys)."""
+    index warmer, expired keys)."""
     seen = {name: fingerprint(paths) for name, paths in secret_files(config).items()}  # before build reads them
     ctx, server = build(config, stamps=stamps, worker=worker, metrics_dir=metrics_dir, gate=gate)
     store = ctx.store
@@ -281,6 +282,9 @@ async def serve(
         tasks.append(asyncio.create_task(every(min(600.0, config.idempotency_ttl), expire_idempotency_keys)))
         if config.reconcile_interval > 0:
             tasks.append(asyncio.create_task(run_sweeper(store.reconciler, ctx.models, config.reconcile_interval)))
+        if config.warm_interval > 0:
+            warmer = Warmer(store.db, query_designs(ctx.models))
+            tasks.append(asyncio.create_task(run_warmer(warmer, config.warm_interval)))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,7 +11,7 @@ workers' sockets (a restarted worker takes over its socket and the connections w
 on it). Each worker is a whole ``serve``: its own CouchDB connections, change feed, read
 cache and readiness; ``/_metrics`` answers every worker's series, labelled ``worker``
 (``worker_metrics``), and liveness fails while any worker has stopped publishing them.
-Worker 0 alone runs the conflict sweeper and the expired-key cleanup.
+Worker 0 alone runs the conflict sweeper, the index warmer and the expired-key cleanup.
 
 The parent only supervises: SIGTERM / SIGINT close its copies of the sockets and are
 passed to every worker (each drains, and closes its own when its drain delay is over),

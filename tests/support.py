@@ -207,14 +207,17 @@ class Served:
 async def serving(config: Config, tmp_path: Path, *flags: str, env: dict | None = None, launcher: tuple = ()):
     """``data-service serve`` as an operator runs it (password in the environment, the
     log on stdout, not a terminal) on a free port, ready when ``/_health`` answers;
-    killed at the end if it is still running. One worker unless ``flags`` say otherwise;
-    ``launcher``: a command it runs under (e.g. ``setpriv`` to run it as another user)."""
+    killed at the end if it is still running. One worker and no index warmer unless
+    ``flags`` say otherwise; ``launcher``: a command it runs under (e.g. ``setpriv`` to
+    run it as another user)."""
     port = devcouch.free_port()
     args = [f"--couchdb={config.couchdb_url}", f"--database={config.database}", f"--keys-dir={config.keys_dir}"]
     args += [f"--models={config.models_path}", f"--port={port}", "--reconcile-interval=0"]
     args.append(f"--couchdb-transport={config.couchdb_transport}")
     if not any(flag.startswith("--workers") for flag in flags):
         args.append("--workers=1")  # one process: its metrics and log are the whole story
+    if not any(flag.startswith("--warm-interval") for flag in flags):
+        args.append("--warm-interval=0")  # no index warmer querying views beside the test
     if config.couchdb_user:
         args.append(f"--couchdb-user={config.couchdb_user}")
     environment = {**os.environ, "DATA_SERVICE_COUCHDB_PASSWORD": config.couchdb_password or "", **(env or {})}

@@ -98,15 +98,3 @@ async def test_one_idempotency_key_rule_for_header_and_bulk(api, db):
     assert [r["status"] for r in twice] == [201, 422]
     assert twice[1]["problem"]["errors"] == [{"path": "/idempotency_key", "message": "used twice in one request"}]
     assert sorted(d["title"] for d in await stored_docs(db)) == ["bulk 2"]
-
-
-async def test_an_edited_record_is_verified_before_its_expiry_is_believed(api, db):
-    """Issue 22, row 7: bulk read a record's ``expires_at`` before verifying it, so an edited
-    (expired-looking) record was re-claimed and a second document created."""
-    first = await bulk(api, [{"op": "create", "body": note(1), "idempotency_key": "k-edited"}])
-    [record] = [r["doc"] for r in (await db.all_docs(include_docs=True)).rows if r["id"].startswith("ds-idem-")]
-    await db.put({**record, "expires_at": "2000-01-01T00:00:00.000Z"})  # an administrator makes it look expired
-    again = await bulk(api, [{"op": "create", "body": note(1), "idempotency_key": "k-edited"}])
-    assert first[0]["status"] == 201 and again[0]["status"] == 500
-    assert again[0]["problem"]["code"] == "integrity_violation"
-    assert [d["_id"] for d in await stored_docs(db)] == [first[0]["id"]]

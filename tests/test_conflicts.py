@@ -1,14 +1,14 @@
-"""Replication conflicts: the merge rules (pure), the reconciler against a real server
-(tampered leaves, a crash between writing the winner and deleting the losers, racing
-reconcilers, queries), two replicating databases with a sidecar on each, and
-``data-service reconcile`` over 500 conflicted envelope."""
+"""Replication conflicts: the merge rules (pure); on a real server what reads a view — the
+sweep (racing sweeps converge), query pages over conflicted rows —, two replicating
+databases with a sidecar on each, and ``data-service reconcile`` over 500 conflicted
+documents. What the reconciler decides for one document is the store contract's
+(tests/contracts/store_reconciler.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
-import logging
 import time
 import uuid
 
@@ -25,9 +25,8 @@ from data_service.couchdb.client import split_credentials
 from data_service.design import CONFLICTS_NAME, VIEW
 from data_service.keys import KeysDir
 from data_service.lifecycle import Lifecycle
-from data_service.models import ModelError, ValidationFailed, load_models, parse_models
+from data_service.models import ModelError, load_models, parse_models
 from data_service.protection import Keyring
-from data_service.revisions import rev_key
 from data_service.store import DocumentStore, Stats
 from data_service.store.reconciler import Reconciler, Status
 from data_service.store.sweeper import run_sweeper, sweep
@@ -281,82 +280,7 @@ async def store(db, couch, ring):
     return DocumentStore(db, IdPool(couch), ring, writer="w-store")
 
 
-async def test_writes_record_changes_counters_and_keep_immutables(store, db):
-    doc = await create_stored(store, CART, {"owner": "o1", "title": "t", "visits": 2, "items": ["x"]})
-    stored = await db.get(doc["_id"])
-    created = stored["meta"]["created_at"]
-    assert stored["meta"]["changed"] == {"owner": created, "title": created, "visits": created, "items": created}
-    assert stored["meta"]["counters"] == {"visits": {"base": 2}, "score": {"base": 0}}
-    await asyncio.sleep(0.002)
-    await store.patch(CART, doc["_id"], {"title": "u", "visits": 5}, None)
-    patched = await db.get(doc["_id"])
-    changed = patched["meta"]["changed"]
-    assert changed["title"] == changed["visits"] == patched["meta"]["updated_at"] > created
-    assert changed["owner"] == changed["items"] == created
-    assert patched["meta"]["counters"]["visits"] == {"base": 2, "inc": {"w-store": 3}}
-    with pytest.raises(ValidationFailed, match="is immutable: it cannot be changed once set"):
-        await store.patch(CART, doc["_id"], {"owner": "o2"}, None)
-    with pytest.raises(ValidationFailed, match="is immutable: it cannot be changed once set"):
-        await store.replace(CART, doc["_id"], {"owner": "o2"}, frozenset({"*"}))
-    await store.replace(CART, doc["_id"], {"owner": "o1", "title": "v"}, frozenset({"*"}))
-    kept = await db.get(doc["_id"])
-    assert kept["owner"] == "o1" and kept["meta"]["changed"]["owner"] == created
-    profile = await create_stored(store, PROFILE, {"name": "Ann"})
-    assert "changed" not in (await db.get(profile["_id"]))["meta"]  # latest types keep no bookkeeping
-    later = orjson.loads((await store.patch(PROFILE, profile["_id"], {"account": "acc-9"}, None)).body)  # set once
-    assert later["account"] == "acc-9"
-    with pytest.raises(ValidationFailed, match="is immutable: it cannot be removed once set"):
-        await store.patch(PROFILE, profile["_id"], {"account": None}, None)
-
-
-async def test_a_read_reconciles_and_discards_a_tampered_leaf(store, db, ring, caplog):
-    doc = await create_stored(store, CART, {"owner": "o1", "title": "t", "items": ["x"]})
-    valid = edit_now(ring, CART, doc, {"items": ["x", "good"]}, "wa")
-    tampered = {**edit_now(ring, CART, doc, {"title": "honest"}, "wb"), "title": "Mallory"}  # not re-signed
-    good_rev, bad_rev = await fork(db, doc, valid, tampered)
-    caplog.set_level(logging.WARNING, logger="data_service.reconcile")
-    got = await store.read(CART, doc["_id"])
-    assert got["title"] == "t" and got["items"] == ["x", "good"]
-    after = await db.get(doc["_id"], conflicts=True)
-    assert "_conflicts" not in after and after["_rev"] == got["_rev"]
-    assert after["title"] == "t"
-    assert store.stats.conflict_leaves_discarded == 1 and store.stats.integrity_violations == 1
-    assert store.stats.conflicts_found == store.stats.conflicts_resolved == 1
-    assert f"revision {bad_rev} discarded" in caplog.text and "Mallory" not in caplog.text
-    leaves = await db.open_revs(doc["_id"])
-    assert all(entry["ok"].get("_deleted") for entry in leaves if entry["ok"]["_rev"] != got["_rev"])
-    assert (await db.get(doc["_id"], rev=bad_rev))["title"] == "Mallory"  # kept in history, for forensics
-
-
-async def test_a_crash_between_winner_and_losers_loses_nothing(store, db, couch, ring):
-    doc = await create_stored(store, CART, {"owner": "o1", "visits": 1, "items": ["x"]})
-    a = edit_now(ring, CART, doc, {"visits": 2, "items": ["x", "a"], "title": "A"}, "wa")
-    b = edit_now(ring, CART, doc, {"visits": 4, "items": ["x", "b"]}, "wb")
-    await fork(db, doc, a, b)
-
-    class Crash(Exception):
-        pass
-
-    async def crash(written):
-        raise Crash(written)
-
-    dying = Reconciler(db, Lifecycle(ring, "w-r"), Stats(), after_winner_write=crash)
-    with pytest.raises(Crash):
-        await sweep(dying, MODELS)
-    midway = await db.get(doc["_id"], conflicts=True)
-    assert len(midway["_conflicts"]) == 1  # the winner is written, the losers still there
-    assert midway["visits"] == 5 and set(midway["items"]) == {"x", "a", "b"} and midway["title"] == "A"
-
-    stats = Stats()
-    report = await sweep(Reconciler(db, Lifecycle(ring, "w-r"), stats), MODELS)
-    assert report.conflicted == report.resolved == 1 and report.complete
-    final = await db.get(doc["_id"], conflicts=True)
-    assert "_conflicts" not in final and final["_rev"] == midway["_rev"]  # nothing to write: only deletions
-    assert body(final) == body(midway)
-    assert (await db.view(CONFLICTS_NAME, VIEW)).rows == []
-
-
-async def test_racing_reconcilers_converge(store, db, ring):
+async def test_racing_sweeps_converge(store, db, ring):
     docs = []
     for i in range(6):
         doc = await create_stored(store, CART, {"owner": f"o{i}", "visits": 0, "items": []})
@@ -376,23 +300,6 @@ async def test_racing_reconcilers_converge(store, db, ring):
         assert "_conflicts" not in final
         assert final["visits"] == 6 and sorted(final["items"]) == ["a", "b"] and final["title"] == "c"
         ring.verify(final)
-
-
-async def test_unresolvable_conflicts_are_reported_every_pass_not_guessed(store, db, ring):
-    doc = await create_stored(store, PROFILE, {"name": "Ann"})
-    one = edit_now(ring, PROFILE, doc, {"account": "acc-1"}, "wa")
-    two = edit_now(ring, PROFILE, doc, {"account": "acc-2"}, "wb")
-    revs = await fork(db, doc, one, two)
-    got = await store.read(PROFILE, doc["_id"])  # CouchDB's winner, as it is
-    assert got["_rev"] == max(revs, key=rev_key) and "_conflicts" not in got
-    await store.read(PROFILE, doc["_id"])  # known: not tried (nor counted) again on reads
-    assert store.stats.conflicts_unresolvable == 1 and store.stats.conflicts_resolved == 0
-    for _ in range(2):
-        report = await sweep(store.reconciler, MODELS)
-        assert [(o.docid, o.status) for o in report.having(Status.UNRESOLVABLE)] == [(doc["_id"], "unresolvable")]
-        assert "immutable property 'account' differs" in report.having(Status.UNRESOLVABLE)[0].reason
-    assert store.stats.conflicts_unresolvable == 3
-    assert len((await db.get(doc["_id"], conflicts=True))["_conflicts"]) == 1  # left as it is
 
 
 async def test_queries_reconcile_conflicted_rows(store, db, ring):

@@ -2,8 +2,10 @@
 someone with write access to the database can, and the sidecar must answer
 ``integrity_violation`` (logged by id, counted): never the old content, never a quiet
 404, never a 500 ``internal_error``. Rolled-back, undeleted and resurrected documents,
-changed markers, poisoned documents, documents copied between databases, an old leaf
-injected into a merge, and version 1 documents (readable until ``--refuse-v1``)."""
+changed markers, poisoned documents, documents copied between databases, and version 1
+documents (readable until ``--refuse-v1``): on every path, HTTP and commands. The store's
+own decisions for these shapes (and an old leaf injected into a merge) are the store
+contract's (tests/contracts/store_documents.py, store_reconciler.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,7 @@ from dataclasses import replace
 import orjson
 import pytest
 import v1
-from support import ROOT, install_design_docs, run_command, running_app, running_sidecar, unique_name
-from test_conflicts import MODELS_PATH, fork, install_views
+from support import ROOT, install_design_docs, run_command, running_sidecar, unique_name
 from test_protection import ALICE, create_user, spec_api
 
 from data_service.couchdb import Request
@@ -169,33 +170,6 @@ async def test_a_document_copied_to_another_database(couch, api, installed, conf
 
 def unsigned(doc: dict) -> dict:
     return {k: v for k, v in doc.items() if k not in ("_rev", "sig")}
-
-
-async def test_an_old_leaf_injected_into_a_merge_type_is_discarded_not_merged(db, config, http):
-    await install_views(db)  # (no guard: see install_views)
-    async with running_app(replace(config, models_path=str(MODELS_PATH))) as (base, ctx):
-        api = await spec_api(http, base)
-        cart = await api.request("POST", "/v1/cart", json={"owner": "o1", "items": ["keep", "removed"]})
-        old = await db.get(cart.body["id"])
-        url = f"/v1/cart/{cart.body['id']}"
-        headers = {"Content-Type": "application/merge-patch+json"}
-        assert (await api.request("PATCH", url, json={"items": ["keep"]}, headers=headers)).status == 200
-        current = await db.get(cart.body["id"])
-        # the old body (signed for generation 1) as a concurrent sibling of the current revision
-        [injected] = await fork(db, old, {k: v for k, v in old.items() if k != "_rev"})
-        assert len((await db.get(cart.body["id"], conflicts=True))["_conflicts"]) == 1
-
-        reply = await api.request("GET", url, headers={"Cache-Control": "no-cache"})  # reads the conflicted doc
-        assert reply.status == 200 and reply.body["items"] == ["keep"]  # the removed item stays removed
-        after = await db.get(cart.body["id"], conflicts=True)
-        # nothing merged: the current content, written again one generation up, above the discarded
-        # leaf's signed tombstone (a deleted leaf never stays above the live one: docs/consistency.md)
-        assert "_conflicts" not in after and after["_rev"].startswith("3-")
-        assert unsigned(after) == unsigned(current)
-        assert ctx.store.stats.conflict_leaves_discarded == 1 and ctx.store.stats.integrity_violations == 1
-        leaves = [entry["ok"] for entry in await db.open_revs(cart.body["id"])]
-        assert [leaf["_rev"] for leaf in leaves if not leaf.get("_deleted")] == [after["_rev"]]
-        assert (await db.get(cart.body["id"], rev=injected))["items"] == old["items"]  # kept, for forensics
 
 
 # --- poisoned documents ------------------------------------------------------------------

@@ -274,6 +274,13 @@ class Database:
             return await self._rows_from_docid(target, options)
         return await self._rows(target, keys, options)
 
+    async def update_index(self, ddoc: str, view: str, timeout: float | None = None) -> None:
+        """Bring the index of ``_design/<ddoc>`` up to date, reading no row (a query with
+        ``limit=0``: CouchDB indexes on query, and answers once the index is current)."""
+        await self.couch.request(
+            "GET", self._path("_design", ddoc, "_view", view), params={"limit": 0}, timeout=timeout
+        )
+
     async def page(
         self, ddoc: str | None, view: str | None, *, after: tuple[Any, str] | None, limit: int, **options: Any
     ) -> tuple[list[dict], bool]:

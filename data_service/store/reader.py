@@ -35,7 +35,7 @@ class Reader:
         with ``deleted``); IntegrityViolation, KeyUnavailable, MigrationFailed."""
         doc = held.doc
         if doc is not None and not held.settled:  # a rollback it finds is counted and logged by it
-            doc = await self.reconciler.resolve(model, doc, frozenset([doc["_rev"], *held.conflicts]))
+            doc = await self.reconciler.resolve(model, doc, frozenset([doc["_rev"], *held.conflicts]), bool(held.above))
         if doc is None:
             raise DocumentNotFound(held.id)
         with self.counted(held.id):

@@ -122,12 +122,14 @@ class Reconciler:
 
     # -- the read path ----------------------------------------------------------
 
-    async def resolve(self, model: ModelType, doc: dict, leaves: frozenset[str]) -> dict | None:
-        """``doc`` (the winner as read, with ``leaves`` its leaf revisions) reconciled: the
-        document afterwards, the winner as read when it cannot be resolved now, None if
-        it is gone. IntegrityViolation when it was rolled back. A document found
-        unresolvable with the same leaves is not retried (nor logged again) on reads: the
-        sweeper reports it. Concurrent reads of one document in this process wait for one
+    async def resolve(self, model: ModelType, doc: dict, leaves: frozenset[str], above: bool = False) -> dict | None:
+        """``doc`` (the winner as read, with ``leaves`` its live leaf revisions; ``above``:
+        deleted leaves above it) reconciled: the document afterwards, the winner as read
+        when its conflict cannot be resolved now, None if it is gone. IntegrityViolation
+        when it was rolled back; the CouchDB error when deleted leaves above it could not
+        be checked (a rollback is never served unchecked). A document found unresolvable
+        with the same leaves is not retried (nor logged again) on reads: the sweeper
+        reports it. Concurrent reads of one document in this process wait for one
         reconciliation."""
         docid = doc["_id"]
         if self._unresolvable.get(docid) == leaves:
@@ -139,8 +141,10 @@ class Reconciler:
             task.add_done_callback(lambda _: self._inflight.pop(docid, None))
         try:
             [outcome] = await asyncio.shield(task)
-        except CouchDBError as exc:  # a read does not fail because its reconciliation did
+        except CouchDBError as exc:  # a read does not fail because its merge did
             log.warning("conflict: document %s not reconciled now: %s", docid, exc)
+            if above:
+                raise
             return strip(doc)
         if outcome.status is Status.TAMPERED:
             raise IntegrityViolation(docid, outcome.reason or "rolled back")

@@ -37,7 +37,7 @@ class SweepReport:
 
 async def sweep(reconciler: Reconciler, models: Models, progress: Any = None, page: int = PAGE) -> SweepReport:
     """One pass over the ``ds_conflicts`` view, ``page`` documents at a time.
-    ``progress`` (``maintenance.Progress``) advances per document."""
+    ``progress`` (``progress.Progress``) advances per document."""
     report = SweepReport()
     async for rows in reconciler.db.pages(CONFLICTS_NAME, VIEW, size=page):
         # The view only names candidates: on a cluster it is read from one copy per shard range,

@@ -97,6 +97,15 @@ class FeedsContract:
         bad = await call(db.couch, "GET", f"/{db.name}/_all_docs", params={"limit": -1})
         assert bad.status == by_server(kind, 400, pouchdb=200)
 
+    async def test_all_docs_from_an_id_with_many_digits(self, db):
+        # 16 digits or more in a row: a document id like any other (CouchDB's ids are hex)
+        ids = ["1234567890123456789a", "1234567890123456789b", "1234567890123456789c"]
+        for docid in ids:
+            await db.put({"_id": docid})
+        assert [r["id"] for r in (await db.all_docs(startkey=ids[1])).rows] == ids[1:]
+        assert [r["id"] for r in (await db.all_docs(key=ids[0])).rows] == ids[:1]
+        assert [r["id"] for r in (await db.all_docs(keys=ids[::-1])).rows] == ids[::-1]  # a POST body
+
     async def test_all_docs_by_keys(self, db, kind):
         live = await db.put({"_id": "live", "v": 1})
         gone = await db.delete("gone", (await db.put({"_id": "gone"})).rev)
@@ -163,6 +172,17 @@ class FeedsContract:
         assert (error.get("error"), error.get("reason")) == by_server(
             kind, ("not_found", "missing"), pouchdb=(None, None)
         )
+
+    async def test_long_runs_of_digits_inside_strings_are_plain_strings(self, db):
+        """An id from ``_uuids`` is 32 hex digits: now and then 16 or more of them in a row
+        (about one id in a hundred), as in a revision hash. Every request naming one works."""
+        docid, digits = "0123456789012345678901234567890a", "12345678901234567890"
+        rev = (await db.put({"_id": docid, "n": digits})).rev
+        [item] = await db.bulk_get([{"id": docid, "rev": rev}])
+        assert item["docs"][0]["ok"]["n"] == digits
+        assert [row["key"] for row in (await db.all_docs(keys=[docid, digits])).rows] == [docid, digits]
+        [saved] = await db.bulk_docs([{"_id": docid, "_rev": rev, "n": digits * 2}])
+        assert saved["ok"] and (await db.open_revs(docid, [saved["rev"]]))[0]["ok"]["n"] == digits * 2
 
     # -- _changes -----------------------------------------------------------------------------
 

@@ -81,6 +81,21 @@ async def test_a_delayed_answer_arrives_after_later_requests(couch, db):
     assert (await slow).rev.startswith("1-") and fast.rev.startswith("1-")
 
 
+async def test_a_held_answer_goes_when_released_and_a_canned_one_instead_of_the_servers(couch, db):
+    gate = asyncio.Event()
+    couch.transport.inject(Fault(matching("GET", "/db/doc"), after=lambda _: gate.wait()))
+    await db.put({"_id": "doc", "v": 1})
+    held = asyncio.ensure_future(db.get("doc"))  # read now, answered when released
+    rev = (await db.put({"_id": "doc", "_rev": (await db.revision("doc"))[0], "v": 2})).rev
+    await asyncio.sleep(0.01)
+    assert not held.done()
+    gate.set()
+    assert (await held)["v"] == 1 and rev.startswith("2-")
+    canned = {"total_rows": 0, "offset": 0, "rows": []}
+    couch.transport.inject(Fault(matching("GET", "/db/_design/d/_view/v"), applied=False, status=200, body=canned))
+    assert (await db.view("d", "v")).rows == []
+
+
 async def test_a_request_timeout_shorter_than_the_delay_loses_the_answer(couch, db):
     couch.transport.delay(matching("PUT"), 5.0)
     started = time.monotonic()

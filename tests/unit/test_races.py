@@ -9,12 +9,14 @@ stands, provisional (``Write-Quorum: not-met``, ``Answer.below_quorum``)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 import orjson
 import pytest
 from support import SAMPLE_MODELS
 
+from data_service import idempotency
 from data_service.couchdb import IdPool
 from data_service.couchdb.memory import Fault, MemoryServer, matching, memory_couch
 from data_service.envelope import Removed
@@ -148,3 +150,34 @@ async def test_a_withdrawal_that_does_not_reach_every_copy_leaves_the_write_stan
     store.db.couch.transport.inject(Fault(WRITES, status=202, times=2))  # the withdrawal: below quorum too
     answer = await store.replace(NOTE, parent["_id"], {"title": "mine"}, frozenset({parent["_rev"]}))
     assert answer.below_quorum and store.stats.races_withdrawn == 0  # not ours to decide: provisional
+
+
+def rival_claim(store: DocumentStore, key: str, docid: str, digest: str):
+    """A fault placing another sidecar's claim of ``key`` beside ours just before the claimer
+    looks at every copy (our claim got 202: it raced): replication style, revision 1-``digest``."""
+    record_id = idempotency.record_id("note", key)
+    rival = Lifecycle(store.lifecycle.keys, "other-sidecar").claim(
+        NOTE, key, docid, {"title": "t"}, dt.datetime.now(dt.UTC), 60.0, None
+    )
+
+    async def replicated(_request) -> None:
+        branch = {**rival, "_rev": f"1-{digest}", "_revisions": {"start": 1, "ids": [digest]}}
+        assert await store.db.bulk_docs([branch], new_edits=False) == []
+
+    store.db.couch.transport.inject(Fault(WRITES, status=202))  # the claim
+    store.db.couch.transport.inject(Fault(every_leaf(record_id), before=replicated))
+
+
+async def test_of_two_claims_stored_below_quorum_the_highest_creates(store):
+    rival_claim(store, "k-high", "rivals-doc", "f" * 32)  # the rival's revision is the highest
+    answer = await store.create(NOTE, {"title": "t"}, idempotency_key="k-high")
+    assert answer.id == "rivals-doc"  # ours lost: it followed the rival's record (whose claimer died)
+    docs = [row["id"] for row in (await store.db.all_docs()).rows if not row["id"].startswith("ds-idem-")]
+    assert docs == ["rivals-doc"]
+
+
+async def test_a_claim_stored_below_quorum_that_is_the_highest_proceeds(store):
+    rival_claim(store, "k-low", "rivals-doc", "0" * 32)
+    answer = await store.create(NOTE, {"title": "t"}, idempotency_key="k-low")
+    assert answer.created and answer.id != "rivals-doc"
+    assert not (await store.create(NOTE, {"title": "t"}, idempotency_key="k-low")).created  # the record reconciled

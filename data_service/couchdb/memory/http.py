@@ -40,14 +40,20 @@ def not_implemented(what: str) -> HttpError:
 
 
 _BIG_NUMBER = re.compile(rb"\d{16,}")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 SLOW: Any = object()
+
+
+def _big_number(body: bytes) -> bool:
+    """A number of 16 digits or more (orjson may not hold it exactly), outside strings."""
+    return bool(_BIG_NUMBER.search(body)) and bool(_BIG_NUMBER.search(_STRING.sub(b'""', body)))
 
 
 def parse(body: bytes) -> Any:
     """``body`` parsed, if orjson can read it exactly and write any answer holding it (a
     document is answered at most six levels deeper than it was sent: in a ``_bulk_get``
     result); ``SLOW`` if not (``rawjson`` reads documents orjson cannot hold)."""
-    if _BIG_NUMBER.search(body):
+    if _big_number(body):
         return SLOW
     try:
         value = orjson.loads(body)

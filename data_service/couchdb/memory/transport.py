@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..errors import ConnectFailed, Timeout, Unavailable
 from ..transport import AsyncTransport, Request, Response
@@ -31,11 +32,14 @@ class Fault:
 
     ``before``: awaited first, with the request (e.g. a racing write through another client
     of the same server). ``applied``: the server handles the request (a failure then loses
-    its answer); otherwise it never sees it. ``delay``: seconds before the answer or the
-    failure (a request ``timeout`` shorter than that is a ``Timeout``, applied or not).
+    its answer); otherwise it never sees it. ``after``: awaited once it was applied, before
+    its answer goes (an answer held until a test releases it). ``delay``: seconds before
+    the answer or the failure (a request ``timeout`` shorter than that is a ``Timeout``,
+    applied or not).
     ``error``: raised instead of the answer. ``status``: the server's answer with this status
-    (202: stored below its quorum), or, not applied, ``{"error": "unavailable"}``. None of
-    these: the answer is delivered. ``hits`` counts what it did."""
+    (202: stored below its quorum), or, not applied, ``body`` (default ``{"error":
+    "unavailable"}``): a canned answer, e.g. a view's rows. None of these: the answer is
+    delivered. ``hits`` counts what it did."""
 
     matches: Matcher
     applied: bool = True
@@ -44,6 +48,8 @@ class Fault:
     status: int | None = None
     times: int | None = 1
     before: Callable[[Request], Awaitable[object]] | None = None
+    after: Callable[[Request], Awaitable[object]] | None = None
+    body: Any = None
     hits: int = 0
 
     def __post_init__(self) -> None:
@@ -113,10 +119,13 @@ class MemoryTransport(AsyncTransport):
         if fault.before is not None:
             await fault.before(request)
         response = await self.server.handle(request) if fault.applied else None
+        if fault.after is not None:
+            await fault.after(request)
         if fault.delay:
             await asyncio.sleep(fault.delay)
         if fault.error is not None:
             raise fault.error(request.method, request.path, reason="injected fault")
         if response is None:
-            return answer(fault.status or 503, {"error": "unavailable", "reason": "injected fault"})
+            canned = fault.body if fault.body is not None else {"error": "unavailable", "reason": "injected fault"}
+            return answer(fault.status or 503, canned)
         return replace(response, status=fault.status or response.status)

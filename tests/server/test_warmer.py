@@ -1,0 +1,97 @@
+"""The index warmer (``serve --warm-interval``): after writes, each design document's
+index is brought up to date, one request at a time, and only when the database changed.
+An index is current when a query that must not update it (``stale=ok``) already sees
+every document."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from support import SAMPLE_MODELS, install_design_docs, serving, until
+
+from data_service.couchdb import CouchDB, Hooks
+from data_service.couchdb.client import Attempt
+from data_service.design import VIEW, query_designs
+from data_service.models import load_models
+from data_service.store.warmer import Warmer
+
+VIEWS = query_designs(load_models(SAMPLE_MODELS))  # what callers' queries read
+LISTING = "ds_note_v1"  # the note type's listing: every note by creation time
+
+
+class Recorder(Hooks):
+    """Every request the warmer sends, and the most it had in flight at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.in_flight = self.most_in_flight = 0
+
+    @contextlib.contextmanager
+    def attempt(self, request):
+        self.sent.append(f"{request.method} {request.path}")
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            yield Attempt(request)
+        finally:
+            self.in_flight -= 1
+
+
+async def notes(db, count: int) -> None:
+    docs = [
+        {"type": "note_v1.0", "meta": {"created_at": f"2026-01-01T00:00:{i:02d}Z"}, "title": "n"} for i in range(count)
+    ]
+    assert all(result.get("ok") for result in await db.bulk_docs(docs))
+
+
+async def indexed(db, ddoc: str = LISTING) -> int:
+    """How many rows the index holds now, without bringing it up to date."""
+    return (await db.view(ddoc, VIEW, limit=0, stale="ok")).total_rows or 0
+
+
+@pytest.fixture
+async def recorded(couchdb_url, db):
+    recorder = Recorder()
+    async with CouchDB(couchdb_url, hooks=recorder) as client:
+        yield recorder, Warmer(client.database(db.name), VIEWS)
+
+
+async def test_a_pass_brings_every_index_up_to_date_one_request_at_a_time(db, recorded):
+    recorder, warmer = recorded
+    await install_design_docs(db, guard=False)
+    await notes(db, 30)
+    assert await indexed(db) == 0  # CouchDB indexes on query: nothing asked yet
+
+    assert await warmer.warm()
+    assert recorder.sent == [f"GET /{db.name}"] + [f"GET /{db.name}/_design/{name}/_view/{VIEW}" for name in VIEWS]
+    assert recorder.most_in_flight == 1
+    assert await indexed(db) == 30
+
+
+async def test_no_pass_until_the_database_changes(db, recorded):
+    recorder, warmer = recorded
+    await install_design_docs(db, guard=False)
+    await notes(db, 3)
+    assert await warmer.warm()
+    recorder.sent.clear()
+
+    assert not await warmer.warm()
+    assert recorder.sent == [f"GET /{db.name}"]  # the database's update_seq, nothing else
+
+    await notes(db, 2)
+    assert await warmer.warm()
+    assert await indexed(db) == 5
+
+
+async def test_serve_keeps_the_indexes_warm_after_writes_through_it(config, db, tmp_path, http):
+    await install_design_docs(db)
+    async with serving(config, tmp_path, "--warm-interval=0.2") as served:
+        items = [{"op": "create", "body": {"title": f"note {i}"}} for i in range(20)]
+        async with http.post(f"{served.base}/v1/note/_bulk", json={"items": items}) as resp:
+            assert resp.status == 200
+
+        async def all_indexed():
+            return await indexed(db) == 20
+
+        await until(all_indexed, "the listing index holds the 20 notes without being queried")
