@@ -18,6 +18,7 @@ from jsonschema.exceptions import ValidationError
 from ..canonical import MAX_DEPTH, NotCanonical, check
 from ..envelope import ID_PATTERN, tag_of
 from ..errors import ServiceError
+from ..problems import Code
 from ..protection.kinds import Slot
 from .formats import FORMAT_CHECKER, utc_date_time
 from .migrations import Migration
@@ -46,7 +47,7 @@ class Violation:
 class ValidationFailed(ServiceError, ValueError):
     """A body that does not match its type; ``violations`` lists them all, sorted by path."""
 
-    code = "validation_failed"
+    code = Code.VALIDATION_FAILED
 
     def __init__(self, violations: list[Violation]) -> None:
         self.violations = sorted(violations, key=lambda v: (v.path, v.message))
@@ -59,7 +60,7 @@ class ValidationFailed(ServiceError, ValueError):
 class ReservedNames(ValidationFailed):
     """The body sets names that belong to the service (id, type, meta, ...)."""
 
-    code = "reserved_property"
+    code = Code.RESERVED_PROPERTY
 
 
 def check_reserved(body: dict) -> None:

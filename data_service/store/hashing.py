@@ -18,6 +18,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..errors import ServiceError
+from ..problems import Code
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 64
@@ -28,7 +29,7 @@ THREADS = 2
 class Busy(ServiceError, RuntimeError):
     """The hashing queue is full, or a job waited too long for a thread (503 busy)."""
 
-    code = "busy"
+    code = Code.BUSY
 
     @property
     def detail(self) -> str:

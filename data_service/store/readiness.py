@@ -10,13 +10,14 @@ from .. import design
 from ..couchdb import CouchDBError, Database, NotFound
 from ..errors import ServiceError
 from ..models import Models
+from ..problems import Code
 from .results import Stats
 
 RECENT_SECONDS = 60.0  # a write stored below quorum that no race explains this recently: readiness "degraded"
 
 
 class DatabaseMissing(ServiceError):
-    code = "database_missing"
+    code = Code.DATABASE_MISSING
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -28,7 +29,7 @@ class DatabaseMissing(ServiceError):
 
 
 class NotInstalled(ServiceError):
-    code = "not_installed"
+    code = Code.NOT_INSTALLED
 
     def __init__(self, diff: design.DesignDiff) -> None:
         super().__init__()
