@@ -38,13 +38,13 @@ class Removed(StrEnum):
     EXPIRED = "expired"  # an Idempotency-Key record past its expiry
 
 
-def stamp(at: dt.datetime) -> str:
+def timestamp(at: dt.datetime) -> str:
     """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-26T15:00:00.123Z``."""
     return at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def now() -> str:
-    return stamp(dt.datetime.now(dt.UTC))
+    return timestamp(dt.datetime.now(dt.UTC))
 
 
 def valid_id(docid: str) -> bool:

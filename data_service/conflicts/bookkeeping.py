@@ -6,7 +6,7 @@ time it last changed (set, changed or removed). ``meta.counters.<prop>`` holds
 ``base`` (the value at creation) and, per writer — one sidecar process, see
 ``new_writer_id`` — the sums of its increments (``inc``) and decrements (``dec``).
 ``meta.sets.<prop>`` holds the dots and causal context of a ``merge: set`` array
-(``sets``). ``lifecycle`` calls ``stamp`` on every write of a merge type and
+(``sets``). ``lifecycle`` calls ``with_bookkeeping`` on every write of a merge type and
 ``migrated`` when it upgrades a document of an older version; ``rules`` reads them.
 """
 
@@ -47,7 +47,7 @@ def time_of(doc: dict, name: str) -> str:
     return str(meta.get("updated_at") or "") if name in doc else ""  # written before tracking
 
 
-def stamp(
+def with_bookkeeping(
     model: ModelType, current: dict | None, doc: dict, changed: set[str], writer: str, arrays: Arrays | None = None
 ) -> dict:
     """``doc`` (about to be signed and written over ``current``, or created when None)

@@ -8,7 +8,7 @@ the type's ``conflict`` policy from the models file.
 ``conflict: latest`` (the default)
     The whole leaf with the greatest ``meta.updated_at`` wins; equal times are broken by
     revision (higher generation, then the greater revision hash — CouchDB's own order).
-    A write is always stamped later than what it overwrote (``envelope.later``).
+    A write is always timestamped later than what it overwrote (``envelope.later``).
 
 ``conflict: merge``
     Property by property. Each write records, in ``meta.changed``, the time each property

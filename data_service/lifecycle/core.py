@@ -40,7 +40,7 @@ from typing import Any
 from .. import envelope, idempotency
 from ..canonical import canonical
 from ..conflicts import bookkeeping, rules
-from ..conflicts.bookkeeping import Arrays, stamp
+from ..conflicts.bookkeeping import Arrays, with_bookkeeping
 from ..envelope import Removed
 from ..models import (
     DeletePolicy,
@@ -180,7 +180,7 @@ class Lifecycle:
         stored, _ = self._protected(model, docid, None, body, hashed)
         doc = documents.new(model, docid, stored, at)
         signed = self.signed(
-            stamp(model, None, doc, set(stored), self.writer, self._arrays(model, None, body)), tombstone
+            with_bookkeeping(model, None, doc, set(stored), self.writer, self._arrays(model, None, body)), tombstone
         )
         return Made(signed, self._shown(model, signed, body))
 
@@ -216,7 +216,9 @@ class Lifecycle:
 
     def soft_delete(self, model: ModelType, current: dict, at: str) -> dict:
         arrays = self._arrays(model, current, self.clear(model, current))
-        return self.signed(stamp(model, current, documents.soft_deleted(current, at), set(), self.writer, arrays))
+        return self.signed(
+            with_bookkeeping(model, current, documents.soft_deleted(current, at), set(), self.writer, arrays)
+        )
 
     def tombstone(self, doc: dict, removed: Removed, at: str | None = None) -> dict:
         """A signed tombstone to write on ``doc``'s revision: why (``removed``), when, and
@@ -328,7 +330,9 @@ class Lifecycle:
 
     def _over(self, model: ModelType, current: dict, stored: dict, changed: set[str], at: str, values: dict) -> Made:
         doc = documents.replaced(model, current, stored, at)
-        signed = self.signed(stamp(model, current, doc, changed, self.writer, self._arrays(model, current, values)))
+        signed = self.signed(
+            with_bookkeeping(model, current, doc, changed, self.writer, self._arrays(model, current, values))
+        )
         return Made(signed, self._shown(model, signed, values))
 
     @staticmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ..envelope import stamp, tag_of
+from ..envelope import tag_of, timestamp
 from ..models import ModelType
 
 
@@ -26,7 +26,7 @@ def later(current: dict, at: str) -> str:
     previous = str(current.get("meta", {}).get("updated_at") or "")
     if at > previous:
         return at
-    return stamp(dt.datetime.fromisoformat(previous) + dt.timedelta(milliseconds=1))
+    return timestamp(dt.datetime.fromisoformat(previous) + dt.timedelta(milliseconds=1))
 
 
 def replaced(model: ModelType, current: dict, props: dict[str, Any], at: str) -> dict:

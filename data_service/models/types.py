@@ -112,16 +112,16 @@ class ModelType:
 
     def output_schema(self) -> dict:
         """JSON Schema of the representation returned to callers (hashed properties absent)."""
-        stamp = {"type": "string", "format": "date-time"}
+        date_time = {"type": "string", "format": "date-time"}
         readable = {name: copy.deepcopy(p.schema) for name, p in self.properties.items() if p.readable}
         meta = {
             "type": "object",
             "properties": {
                 "type": {"type": "string"},
                 "version": {"type": "string", "pattern": VERSION_PATTERN},
-                "created_at": stamp,
-                "updated_at": dict(stamp),
-                "deleted_at": dict(stamp),
+                "created_at": date_time,
+                "updated_at": dict(date_time),
+                "deleted_at": dict(date_time),
             },
             "required": ["type", "version", "created_at", "updated_at"],
             "additionalProperties": False,
