@@ -38,7 +38,7 @@ Commands:
                               report the server's uuids algorithm (set it with
                               --configure-server), warm new views, upsert the seed
                               documents. Idempotent: a second run changes nothing.
-                              With --dry-run it prints the plan and changes nothing;
+                              With --dry-run it prints the steps and changes nothing;
                               with --delete --yes it drops the whole database instead.
   keys create                 Write a new Tink keyset per purpose (signing, encryption,
                               deterministic, lookup) into --keys-dir, files 0600; never

@@ -1,6 +1,6 @@
 """The database installer: make a database what the models file says it should be.
 
-``install`` first computes a plan — one ``Step`` per thing it looks at — and then
+``install`` first lists its steps — one ``Step`` per thing it looks at — and then
 applies the steps that change something (unless ``dry_run``), so a dry run and a
 real run share one code path. In order:
 
@@ -55,7 +55,7 @@ class InstallFailed(Exception):
 
 @dataclass
 class Step:
-    """One line of the plan. ``kind`` is create, update, remove, unchanged or note;
+    """One line of an install. ``kind`` is create, update, remove, unchanged or note;
     ``apply`` is None when there is nothing to do; ``warm`` names a design doc whose
     view to query once applied."""
 
@@ -94,7 +94,7 @@ class InstallReport:
         )
 
 
-# -- the plan ---------------------------------------------------------------------
+# -- the steps --------------------------------------------------------------------
 
 
 def wanted_security(existing: dict, *users: str | None) -> dict:
@@ -338,7 +338,7 @@ async def _same(store: DocumentStore, model: ModelType, doc: dict, data: dict) -
     return not secrets or all((await store.verify_secrets(model, doc["_id"], secrets)).values())
 
 
-async def plan(
+async def install_steps(
     couch: Server,
     store: DocumentStore,
     models: Models,
@@ -380,7 +380,7 @@ async def install(
     service_user: tuple[ServiceUser, CouchDB] | None = None,
     configure_server: bool = False,
 ) -> InstallReport:
-    """Plan, print each step, apply the ones that change something (unless ``dry_run``),
+    """List the steps, print each, apply the ones that change something (unless ``dry_run``),
     then warm the new views. Raises SeedError before anything is read or written when
     a seed is invalid; InstallFailed or CouchDBError when the database cannot be installed."""
     seeds = list(seeds or [])
@@ -388,7 +388,7 @@ async def install(
     db = couch.database(db_name)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="bcrypt") as hasher:
         store = DocumentStore(db, IdPool(couch), keys, hasher=Hasher(hasher))
-        steps = await plan(
+        steps = await install_steps(
             couch, store, models, user=user, seeds=seeds, service_user=service_user, configure_server=configure_server
         )
         report = InstallReport(db_name, steps, dry_run)

@@ -77,12 +77,12 @@ class Lifecycle:
 
     # -- reading ------------------------------------------------------------------
 
-    def verify(self, doc: dict) -> None:
+    def check_signature(self, doc: dict) -> None:
         """IntegrityViolation unless ``doc`` is as the service signed it, at the revision
         it was signed for (KeyUnavailable: signed with a key this keyring lacks)."""
         if doc.get(envelope.UNREADABLE):
             raise IntegrityViolation(doc["_id"], "the stored document cannot be parsed (nested too deeply)")
-        self.keys.verify(doc)
+        self.keys.check_signature(doc)
 
     def clear(self, model: ModelType, doc: dict) -> dict:
         """The readable properties of ``doc`` in clear."""
@@ -98,7 +98,7 @@ class Lifecycle:
         upgraded: ``current``), or None when it is another type's, or soft-deleted
         (unless ``deleted``). A document whose type, version or deleted marker was changed
         in the database is therefore a violation, never a quiet None."""
-        self.verify(doc)
+        self.check_signature(doc)
         current = self.current(model, doc)
         if current is None or (envelope.is_deleted(current) and not deleted):
             return None
@@ -109,7 +109,7 @@ class Lifecycle:
         IntegrityViolation: not signed by the service for its generation, or written
         somewhere else than on the revision it names (``meta.over``) — a deletion made
         outside the service, or a signed one moved onto another branch."""
-        self.verify(leaf)
+        self.check_signature(leaf)
         meta: dict = leaf["meta"] if isinstance(leaf.get("meta"), dict) else {}
         if not leaf.get("_deleted") or meta.get("removed") not in tuple(Removed):
             raise IntegrityViolation(leaf["_id"], f"revision {leaf.get('_rev')} is no tombstone of the service")
@@ -122,7 +122,7 @@ class Lifecycle:
     def open_record(self, type_name: str, key: str, doc: dict) -> dict:
         """An Idempotency-Key record, verified first: IntegrityViolation when it was
         edited, or is another key's (never trust its expiry or document id before)."""
-        self.verify(doc)
+        self.check_signature(doc)
         if not idempotency.is_record(doc) or doc.get("key") != idempotency.key_digest(type_name, key):
             raise IntegrityViolation(doc["_id"], "idempotency record of another key")
         return doc

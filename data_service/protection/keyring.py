@@ -180,7 +180,7 @@ class Keyring:
         tag = self.signing.primitive.compute_mac(self._payload(doc, sig))
         return {**doc, "sig": {**sig, "mac": b64(tag)}}
 
-    def verify(self, doc: dict) -> None:
+    def check_signature(self, doc: dict) -> None:
         """Raise IntegrityViolation, or KeyUnavailable for a signing key that is
         disabled or not in this keyset. Any stored bytes at all: nothing else is raised."""
         docid = str(doc.get("_id"))

@@ -151,7 +151,7 @@ class DocumentStore:
                     result[name] = await self.hasher.run(kind.holds, keys, slot, doc[name], candidate, reserved=True)
                 else:
                     result[name] = kind.holds(keys, slot, doc[name], candidate)
-        self.stats.verified(model.name, all(result.values()))
+        self.stats.verify_answered(model.name, all(result.values()))
         return result
 
     # -- writing ----------------------------------------------------------------

@@ -77,7 +77,7 @@ class Races:
         valid = []
         for leaf in leaves:
             try:
-                self.lifecycle.verify(leaf)
+                self.lifecycle.check_signature(leaf)
             except (IntegrityViolation, KeyUnavailable):
                 continue
             if model_of([model], leaf):

@@ -232,7 +232,7 @@ class Reconciler:
         valid = []
         for leaf in leaves:
             try:
-                self.lifecycle.verify(leaf)
+                self.lifecycle.check_signature(leaf)
             except IntegrityViolation as exc:  # edited, or signed for another generation: never merged
                 plan.outcome.discarded.append((leaf["_rev"], exc.reason))
                 continue

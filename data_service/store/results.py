@@ -23,7 +23,7 @@ class Stats:
     verify_attempts: dict[str, int] = field(default_factory=dict)  # /verify calls answered, by type
     verify_failures: dict[str, int] = field(default_factory=dict)  # ... where a candidate did not match
 
-    def verified(self, type_name: str, matched: bool) -> None:
+    def verify_answered(self, type_name: str, matched: bool) -> None:
         self.verify_attempts[type_name] = self.verify_attempts.get(type_name, 0) + 1
         if not matched:
             self.verify_failures[type_name] = self.verify_failures.get(type_name, 0) + 1
