@@ -24,6 +24,7 @@ from ..models import Models, ModelType, ValidationFailed, Violation, pointer
 from ..protection import Keyring
 from ..query import Query
 from ..retry import RetryPolicy
+from ..vocabulary import JSONObject, Representation, Stored
 from .cachefeed import CacheFeed
 from .change import ANY_REVISION, Change
 from .changes import Changes, read_changes
@@ -92,7 +93,7 @@ class DocumentStore:
 
     # -- reading ----------------------------------------------------------------
 
-    async def read(self, model: ModelType, docid: str) -> dict:
+    async def read(self, model: ModelType, docid: str) -> Representation:
         """The current stored document (verified, reconciled, an older version
         upgraded); DocumentNotFound unless it is a live ``model``."""
         return await self.writes.reader.read(model, docid)
@@ -107,7 +108,7 @@ class DocumentStore:
         answer = self.writes.answer(model, current)
         return self.writes.remember(model, current, answer, ticket)
 
-    def _remember_listed(self, model: ModelType, stored: dict, representation: dict, ticket: Any) -> None:
+    def _remember_listed(self, model: ModelType, stored: Stored, representation: Representation, ticket: Any) -> None:
         self.writes.remember(model, stored, self.writes.answer(model, stored, shown=representation), ticket)
 
     async def query(self, model: ModelType, query: Query, fresh: bool = False) -> Page:
@@ -182,10 +183,10 @@ class DocumentStore:
         current = {"_id": docid, "_rev": held.tombstone} if held.tombstone else None
         return await self._one(model, Change(Op.CREATE, docid, body, current=current))
 
-    async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> Answer:
+    async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions[str]) -> Answer:
         return await self._one(model, Change(Op.REPLACE, docid, body, if_match))
 
-    async def patch(self, model: ModelType, docid: str, patch: Any, if_match: Revisions | None) -> Answer:
+    async def patch(self, model: ModelType, docid: str, patch: Any, if_match: Revisions[str] | None) -> Answer:
         """RFC 7396 merge patch. With ``if_match`` it is a checked write; without, the
         sidecar re-reads and re-applies it on conflicts (bounded, jittered)."""
         if patch == {}:  # changes nothing: the current representation, no new revision
@@ -196,7 +197,7 @@ class DocumentStore:
             return self.writes.answer(model, current)
         return await self._one(model, Change(Op.PATCH, docid, patch, if_match))
 
-    async def delete(self, model: ModelType, docid: str, if_match: Revisions) -> Answer:
+    async def delete(self, model: ModelType, docid: str, if_match: Revisions[str]) -> Answer:
         """A signed tombstone, or for ``delete: soft`` types the document marked deleted."""
         return await self._one(model, Change(Op.DELETE, docid, None, if_match))
 
@@ -205,10 +206,10 @@ class DocumentStore:
 
     # -- what health and metrics show --------------------------------------------
 
-    async def readiness(self, models: Models) -> dict:
+    async def readiness(self, models: Models) -> JSONObject:
         return await readiness(self.db, models, self.stats)
 
-    async def database_report(self, models: Models) -> dict:
+    async def database_report(self, models: Models) -> JSONObject:
         """Raises DatabaseMissing when there is no database."""
         try:
             return await database_report(self.db, models)

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..errors import ServiceError
 from ..problems import Code
+from ..vocabulary import Representation
 
 
 class DocumentNotFound(ServiceError, KeyError):
@@ -24,7 +25,7 @@ class StaleRevision(ServiceError):
 
     code = Code.STALE_REVISION
 
-    def __init__(self, rev: str, representation: dict) -> None:
+    def __init__(self, rev: str, representation: Representation) -> None:
         super().__init__(representation["id"])
         self.rev, self.representation = rev, representation
 

@@ -84,7 +84,7 @@ class Hasher:
             raise Busy(f"{self.pending} bcrypt jobs are queued (the limit is {self.limit}); retry later")
         self.pending += 1
 
-    def _job(self, deadline: float, fn: Callable[..., T], args: tuple) -> T:
+    def _job(self, deadline: float, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """In the thread: a job whose caller would have waited too long is not run."""
         if self.clock() > deadline:
             raise _Expired

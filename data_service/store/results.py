@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..vocabulary import JSONObject, Representation
+
 
 @dataclass
 class Stats:
@@ -48,6 +50,6 @@ class Page:
     """One page of a collection query: representations, the next cursor, and the
     documents left out because they failed verification (logged and counted too)."""
 
-    items: list[dict]
+    items: list[Representation]
     next: str | None
-    omitted: list[dict]
+    omitted: list[JSONObject]
