@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TextIO
 
 from ..config import Config, ConfigError
@@ -52,3 +53,12 @@ async def reconcile_pass(
         f"{len(report.having(Status.TAMPERED))} rolled back, {len(report.discarded)} tampered revisions discarded"
     )
     return report
+
+
+async def reconcile_first(db: Database, lifecycle: Lifecycle, models: Models, command: str) -> SweepReport | None:
+    """A reconcile pass before ``command`` rewrites every document (a conflict's losing
+    revisions hold older values too); None, and says so, without the conflicts view."""
+    merged = await reconcile_pass(db, lifecycle, models, sys.stderr, required=False)
+    if merged is None:
+        print(f"{command}: no _design/ds_conflicts view; conflicts were not reconciled first")
+    return merged

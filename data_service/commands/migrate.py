@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 from ..config import Config, ConfigError
 from ..maintenance import document_count, migrate_database
 from ..progress import Progress
 from ..server import connect
-from .common import lifecycle_of, models_of, reconcile_pass
+from .common import lifecycle_of, models_of, reconcile_first
 
 
 def batch_of(args: dict) -> int:
@@ -25,10 +23,7 @@ async def migrate_command(config: Config, batch: int) -> int:
     lifecycle, models = lifecycle_of(config), models_of(config)
     async with connect(config) as couch:
         db = couch.database(config.database)
-        # conflicted documents first: merging upgrades their older leaves too
-        merged = await reconcile_pass(db, lifecycle, models, sys.stderr, required=False)
-        if merged is None:
-            print("migrate: no _design/ds_conflicts view; conflicts were not reconciled first")
+        await reconcile_first(db, lifecycle, models, "migrate")  # merging upgrades their older leaves too
         report = await migrate_database(
             db, lifecycle, models, Progress("migrate", await document_count(db)), batch=batch
         )

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import sys
-
 from ..config import Config
 from ..maintenance import document_count, reencrypt_database
 from ..progress import Progress
 from ..server import connect
-from .common import lifecycle_of, models_of, reconcile_pass
+from .common import lifecycle_of, models_of, reconcile_first
 
 
 async def reencrypt_command(config: Config) -> int:
     lifecycle, models = lifecycle_of(config), models_of(config)
     async with connect(config) as couch:
         db = couch.database(config.database)
-        # merge conflicted documents first: their losing revisions hold old ciphertexts too
-        merged = await reconcile_pass(db, lifecycle, models, sys.stderr, required=False)
-        if merged is None:
-            print("reencrypt: no _design/ds_conflicts view; conflicts were not reconciled first")
-        elif not merged.complete:
+        merged = await reconcile_first(db, lifecycle, models, "reencrypt")  # old ciphertexts in losing leaves too
+        if merged is not None and not merged.complete:
             print("reencrypt: some conflicts remain (see above); their losing revisions are not re-encrypted")
         report = await reencrypt_database(db, lifecycle, models, Progress("reencrypt", await document_count(db)))
     for docid, why in report.skipped:
