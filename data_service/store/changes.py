@@ -34,9 +34,8 @@ NOW = "now"
 
 @dataclass
 class Changes:
-    events: list[
-        tuple[str, JSONObject]
-    ]  # ("change" | "omitted", item) in feed order; item["position"]: resume after it
+    # ("change" | "omitted", item) in feed order; item["position"]: resume after it
+    events: list[tuple[str, JSONObject]]
     last: str  # the token to resume from
 
     @property

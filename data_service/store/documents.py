@@ -38,7 +38,7 @@ from .report import database_report
 from .results import Answer, Page, Stats
 from .writes import Writes
 
-Revisions = frozenset  # the revisions an If-Match accepts; ANY_REVISION for "*"
+Revisions = frozenset[str]  # the revisions an If-Match accepts; ANY_REVISION for "*"
 __all__ = ["ANY_REVISION", "DocumentStore", "Revisions"]
 
 
@@ -93,7 +93,7 @@ class DocumentStore:
 
     # -- reading ----------------------------------------------------------------
 
-    async def read(self, model: ModelType, docid: str) -> Representation:
+    async def read(self, model: ModelType, docid: str) -> Stored:
         """The current stored document (verified, reconciled, an older version
         upgraded); DocumentNotFound unless it is a live ``model``."""
         return await self.writes.reader.read(model, docid)
@@ -183,10 +183,10 @@ class DocumentStore:
         current = {"_id": docid, "_rev": held.tombstone} if held.tombstone else None
         return await self._one(model, Change(Op.CREATE, docid, body, current=current))
 
-    async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions[str]) -> Answer:
+    async def replace(self, model: ModelType, docid: str, body: Any, if_match: Revisions) -> Answer:
         return await self._one(model, Change(Op.REPLACE, docid, body, if_match))
 
-    async def patch(self, model: ModelType, docid: str, patch: Any, if_match: Revisions[str] | None) -> Answer:
+    async def patch(self, model: ModelType, docid: str, patch: Any, if_match: Revisions | None) -> Answer:
         """RFC 7396 merge patch. With ``if_match`` it is a checked write; without, the
         sidecar re-reads and re-applies it on conflicts (bounded, jittered)."""
         if patch == {}:  # changes nothing: the current representation, no new revision
@@ -197,7 +197,7 @@ class DocumentStore:
             return self.writes.answer(model, current)
         return await self._one(model, Change(Op.PATCH, docid, patch, if_match))
 
-    async def delete(self, model: ModelType, docid: str, if_match: Revisions[str]) -> Answer:
+    async def delete(self, model: ModelType, docid: str, if_match: Revisions) -> Answer:
         """A signed tombstone, or for ``delete: soft`` types the document marked deleted."""
         return await self._one(model, Change(Op.DELETE, docid, None, if_match))
 
