@@ -2,22 +2,22 @@
 
 Freshness rests on two counters and one lease:
 
-* ``Stamps``: per-id-hash write counters, one row per worker in memory all workers
-  share (``Stamps.shared``, an anonymous shared mmap made before forking). Every write
+* ``WriteCounters``: per-id-hash write counters, one row per worker in memory all workers
+  share (``WriteCounters.shared``, an anonymous shared mmap made before forking). Every write
   through any worker bumps the writer's own row (one writer per row: no locks; an
   aligned 8-byte store is atomic on the platforms we run on); every change this
   worker's feed reports bumps a private table (the other workers' feeds report it to
-  them). An id's stamp is the sum. An entry remembers the stamp it was read under and
-  is served only while the stamp is unchanged, so a write acknowledged by one worker
+  them). An id's write count is the sum. An entry remembers the count it was read under and
+  is served only while the count is unchanged, so a write acknowledged by one worker
   is never followed by an older version from another.
-* ``Ticket``: taken *before* reading (or writing) CouchDB (stamp + the cache's epoch).
-  ``put`` refuses an entry whose stamp moved or whose epoch changed since (a write
+* ``Ticket``: taken *before* reading (or writing) CouchDB (write count + the cache's epoch).
+  ``put`` refuses an entry whose write count moved or whose epoch changed since (a write
   through any worker, a change this worker's feed reported, a flush, the feed going
   down or up), so a read that started before a write can never store the older
   version after it. One exception, for a write's own entry only: when the one other
   change since its ticket is this worker's feed reporting the very revision written
   (the report may arrive before CouchDB's answer to the write), and that report came
-  after the ticket (each report's stamp is remembered to tell).
+  after the ticket (each report's write count is remembered to tell).
 * Echoes: the feed reporting the revision an entry holds is expected once, after this
   worker's own write of it (the entry awaits that echo). Any other report of a held
   revision means the body stored at that revision may have been replaced (purged and
@@ -47,7 +47,7 @@ REPORTED_KEPT = 4096  # feed reports remembered for writes whose answer comes af
 ENTRY_OVERHEAD = 420  # bytes an entry costs besides its bodies, revision and ETag (objects, its id, LRU slot; measured)
 
 
-class Stamps:
+class WriteCounters:
     """Per-id-hash write counters: ``workers`` rows of ``SLOTS`` unsigned 64-bit ints."""
 
     def __init__(self, memory: mmap.mmap | bytearray, workers: int, row: int = 0) -> None:
@@ -56,18 +56,18 @@ class Stamps:
         self.workers, self.row = workers, row
 
     @classmethod
-    def private(cls) -> Stamps:
+    def private(cls) -> WriteCounters:
         """One process: a plain table."""
         return cls(bytearray(8 * SLOTS), 1)
 
     @classmethod
-    def shared(cls, workers: int) -> Stamps:
+    def shared(cls, workers: int) -> WriteCounters:
         """Shared with the processes forked after this call (MAP_SHARED, anonymous);
         each worker calls ``as_worker`` with its index."""
         return cls(mmap.mmap(-1, 8 * SLOTS * workers), workers)
 
-    def as_worker(self, row: int) -> Stamps:
-        return Stamps(self._memory, self.workers, row)
+    def as_worker(self, row: int) -> WriteCounters:
+        return WriteCounters(self._memory, self.workers, row)
 
     @staticmethod
     def slot(docid: str) -> int:
@@ -87,7 +87,7 @@ class Stamps:
 @dataclass(frozen=True)
 class Ticket:
     epoch: int
-    stamp: int
+    write_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ class Entry:
     etag: str
     body: bytes
     stored: bytes = b""
-    stamp: int = 0
+    write_count: int = 0
 
     @property
     def size(self) -> int:
@@ -123,14 +123,16 @@ class Cache:
     """``capacity`` bytes of entries, least recently used dropped first; 0 disables it."""
 
     capacity: int
-    stamps: Stamps = field(default_factory=Stamps.private)
+    counters: WriteCounters = field(default_factory=WriteCounters.private)
     stats: CacheStats = field(default_factory=CacheStats)
     clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
-        self._reported = Stamps.private()  # changes this worker's feed reported
-        self._reports: OrderedDict[str, tuple[str | None, int]] = OrderedDict()  # id → its last report, stamp after
+        self._reported = WriteCounters.private()  # changes this worker's feed reported
+        self._reports: OrderedDict[str, tuple[str | None, int]] = (
+            OrderedDict()
+        )  # id → its last report, write count after
         self._echoes: set[str] = set()  # ids whose entry is this worker's own write, its report not yet come
         self.bytes = 0
         self.epoch = 0
@@ -149,12 +151,12 @@ class Cache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def stamp(self, docid: str) -> int:
-        return self.stamps.read(docid) + self._reported.read(docid)
+    def write_count(self, docid: str) -> int:
+        return self.counters.read(docid) + self._reported.read(docid)
 
     def ticket(self, docid: str) -> Ticket:
         """Take before reading (or writing) ``docid`` in CouchDB."""
-        return Ticket(self.epoch, self.stamp(docid))
+        return Ticket(self.epoch, self.write_count(docid))
 
     def get(self, docid: str, type_name: str, fits: Callable[[Entry], bool] | None = None) -> Entry | None:
         """The entry if it is still current (counted as a hit), else None (a miss)."""
@@ -172,7 +174,7 @@ class Cache:
         entry = self._entries.get(docid) if self.serving else None
         if entry is None or entry.type != type_name:
             return None
-        if entry.stamp != self.stamp(docid) or (fits is not None and not fits(entry)):
+        if entry.write_count != self.write_count(docid) or (fits is not None and not fits(entry)):
             self._invalidate(docid)
             return None
         return entry
@@ -183,16 +185,16 @@ class Cache:
         (and then one more is fine if it was this feed reporting the revision written)."""
         if not (self.enabled and self.serving and ticket.epoch == self.epoch):
             return False
-        stamp, expected = self.stamp(docid), ticket.stamp + own_writes
+        count, expected = self.write_count(docid), ticket.write_count + own_writes
         echoed = bool(own_writes) and self._reported_since(docid, entry.rev, ticket)
-        if stamp != expected + echoed or entry.size > self.capacity:
+        if count != expected + echoed or entry.size > self.capacity:
             return False
         self._drop(docid)
         if own_writes and not echoed:
             self._echoes.add(docid)
         # copied to their exact size: orjson's bytes keep a 4 KiB buffer whatever their length
         body, stored = memoryview(entry.body).tobytes(), memoryview(entry.stored).tobytes()
-        self._entries[docid] = Entry(entry.type, entry.rev, entry.etag, body, stored, stamp)
+        self._entries[docid] = Entry(entry.type, entry.rev, entry.etag, body, stored, count)
         self.bytes += self._entries[docid].size
         while self.bytes > self.capacity:
             oldest = next(iter(self._entries))
@@ -203,12 +205,12 @@ class Cache:
     def _reported_since(self, docid: str, rev: str, ticket: Ticket) -> bool:
         """Whether this worker's feed reported ``docid`` at ``rev`` after ``ticket`` was taken."""
         report = self._reports.get(docid)
-        return report is not None and report[0] == rev and report[1] > ticket.stamp
+        return report is not None and report[0] == rev and report[1] > ticket.write_count
 
     def written(self, docid: str, rev: str | None = None) -> None:
         """``docid`` was written through this worker (at ``rev``; None: it may have
         been): every worker's entry for it goes."""
-        self.stamps.bump(docid)
+        self.counters.bump(docid)
         self._invalidate(docid)
 
     def changed(self, docid: str, rev: str | None = None) -> None:
@@ -219,7 +221,7 @@ class Cache:
             self._echoes.discard(docid)
             return
         self._reported.bump(docid)
-        self._reports[docid] = (rev, self.stamp(docid))
+        self._reports[docid] = (rev, self.write_count(docid))
         self._reports.move_to_end(docid)
         if len(self._reports) > REPORTED_KEPT:
             self._reports.popitem(last=False)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from . import secretfiles
 from .config import Config, ConfigError
+from .problems import Code
 
 log = logging.getLogger("data_service.callers")
 
@@ -122,10 +123,10 @@ def host_name(host: str) -> str:
 
 
 class Refusal(enum.Enum):
-    """Why a request is turned away; the values are error codes (``problems.TABLE``)."""
+    """Why a request is turned away; the values are error codes (``problems.Code``)."""
 
-    HOST = "host_not_allowed"
-    TOKEN = "unauthorized"
+    HOST = Code.HOST_NOT_ALLOWED
+    TOKEN = Code.UNAUTHORIZED
 
 
 @dataclass(frozen=True)

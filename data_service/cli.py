@@ -38,7 +38,7 @@ Commands:
                               report the server's uuids algorithm (set it with
                               --configure-server), warm new views, upsert the seed
                               documents. Idempotent: a second run changes nothing.
-                              With --dry-run it prints the plan and changes nothing;
+                              With --dry-run it prints the steps and changes nothing;
                               with --delete --yes it drops the whole database instead.
   keys create                 Write a new Tink keyset per purpose (signing, encryption,
                               deterministic, lookup) into --keys-dir, files 0600; never
@@ -210,25 +210,18 @@ show in the process list.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-from dataclasses import replace
-from typing import TYPE_CHECKING, TextIO
 
 from . import logs
 from .config import Config, ConfigError
 from .couchdb import CouchDBError
 from .couchdb.gate import refuses
-from .keys import PURPOSES, KeysDir, KeysetError, kek_from, new_kek
+from .keys import KeysetError
 from .models import ModelError
-from .service_user import ServiceUser
 from .usage import HelpShown, UsageError, parse
 
-if TYPE_CHECKING:
-    from .couchdb import Database
-    from .lifecycle import Lifecycle
-    from .models import Models
-    from .store.sweeper import SweepReport
+# Each command's module is imported when it runs (data_service.commands): startup stays
+# quick, and `keys` or `--version` never load the server.
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,29 +235,22 @@ def main(argv: list[str] | None = None) -> int:
     config: Config | None = None
     try:
         if args["--version"]:
+            from .commands.version import version_command
+
             return version_command(args)
         if args["keys"]:
+            from .commands.keys import keys_command
+
             return keys_command(args)
         if args["openapi"]:
+            from .commands.openapi import openapi_command
+
             return openapi_command(args["--models"])
         config = Config.from_args(args)
         # serve logs to stdout (12-factor: the log is its output); commands report on
         # stdout, so their log goes to stderr
         logs.setup(config.log_level, config.log_format, sys.stdout if args["serve"] else sys.stderr)
-        if args["serve"]:
-            from .workers import run
-
-            run(config, auto_install=args["--auto-install"])
-            return 0
-        if args["install"]:
-            return asyncio.run(install_command(args, config))
-        if args["reconcile"]:
-            return asyncio.run(reconcile_command(config))
-        if args["verify"]:
-            return asyncio.run(verify_command(config))
-        if args["migrate"]:
-            return asyncio.run(migrate_command(config, _batch(args)))
-        return asyncio.run(reencrypt_command(config))
+        return _run(args, config)
     except (ConfigError, ModelError, KeysetError) as exc:
         print(f"data-service: {exc}", file=sys.stderr)
         return 2
@@ -278,267 +264,29 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def version_command(args: dict) -> int:
-    from .buildinfo import BuildInfo
-    from .models import load_models
+def _run(args: dict, config: Config) -> int:
+    """The commands that take the configuration: serve, and those that talk to CouchDB."""
+    if args["serve"]:
+        from .workers import run
 
-    keyring = None
-    if args["--models"]:
-        load_models(args["--models"])  # a broken models file says so here too
-    if args["--keys-dir"]:
-        from .protection import Keyring
-
-        keyring = Keyring(KeysDir(args["--keys-dir"], kek_from(args["--kek-file"])), deployment="")  # key ids only
-    print("\n".join(BuildInfo.of(args["--models"], keyring).lines()))
-    return 0
-
-
-def openapi_command(models_path: str | None) -> int:
-    """The bytes ``GET /openapi.json`` answers (``write_json``: orjson, no options)."""
-    import orjson
-
-    from .models import Models, load_models
-    from .openapi import spec_for
-
-    models = load_models(models_path) if models_path else Models({})
-    sys.stdout.buffer.write(orjson.dumps(spec_for(models)))
-    sys.stdout.flush()
-    return 0
-
-
-def keys_command(args: dict) -> int:
-    if args["new-kek"]:
-        fd = _create_private(args["--out"])
-        with os.fdopen(fd, "w") as out:
-            out.write(new_kek())
-        print(f"wrote {args['--out']}")
+        run(config, auto_install=args["--auto-install"])
         return 0
-    keys = KeysDir(args["--keys-dir"], kek_from(args["--kek-file"]))
-    purpose = args["--purpose"]
-    if purpose is not None and purpose not in PURPOSES:
-        raise ConfigError(f"--purpose: one of {', '.join(PURPOSES)}")
-    if args["create"]:
-        for path in keys.create():
-            print(f"wrote {path}")
-    elif args["rotate"]:
-        key_id = keys.rotate(purpose)
-        print(f"{purpose}: new key {key_id}, enabled, not primary; once every sidecar has loaded it, run")
-        print(f"  data-service keys promote --keys-dir={args['--keys-dir']} --purpose={purpose} --key-id={key_id}")
-    elif args["promote"]:
-        key_id = _key_id(args)
-        keys.promote(purpose, key_id)
-        print(f"{purpose}: key {key_id} is primary (restart the sidecars to write with it)")
-    elif args["disable"] or args["enable"]:
-        status = "DISABLED" if args["disable"] else "ENABLED"
-        key_id = _key_id(args)
-        keys.set_status(purpose, key_id, status)
-        print(f"{purpose}: key {key_id} {status.lower()}")
-    else:
-        print(f"{'purpose':<14} {'key id':>10}  {'status':<9} primary")
-        for info in keys.list():
-            print(f"{info.purpose:<14} {info.key_id:>10}  {info.status:<9} {'*' if info.primary else ''}")
-    return 0
+    if args["install"]:
+        from .commands.install import install_command
 
+        return asyncio.run(install_command(args, config))
+    if args["reconcile"]:
+        from .commands.reconcile import reconcile_command
 
-def _key_id(args: dict) -> int:
-    try:
-        return int(args["--key-id"])
-    except ValueError:
-        raise ConfigError("--key-id: a number, as `keys list` shows") from None
+        return asyncio.run(reconcile_command(config))
+    if args["verify"]:
+        from .commands.verify import verify_command
 
+        return asyncio.run(verify_command(config))
+    if args["migrate"]:
+        from .commands.migrate import batch_of, migrate_command
 
-def _create_private(path: str) -> int:
-    try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{path}: exists; refusing to overwrite") from None
+        return asyncio.run(migrate_command(config, batch_of(args)))
+    from .commands.reencrypt import reencrypt_command
 
-
-async def install_command(args: dict, config: Config) -> int:
-    from .installer import InstallFailed, drop, install
-    from .seeds import load_seeds
-    from .server import connect, keyring
-
-    if args["--delete"]:
-        if not args["--yes"]:
-            raise ConfigError(
-                f"install --delete drops the whole database {config.database!r} "
-                "and every document in it; add --yes to confirm"
-            )
-        if args["--dry-run"]:
-            print(f"would delete database {config.database} (dry run: nothing was changed)")
-            return 0
-        async with connect(config) as couch:
-            existed = await drop(couch, config.database)
-        print(
-            f"deleted database {config.database}"
-            if existed
-            else f"database {config.database} does not exist; nothing to delete"
-        )
-        return 0
-    models = _models(config)
-    keys = keyring(config)
-    seeds = load_seeds(args["--seed"]) if args["--seed"] else None
-    member = ServiceUser.from_args(args)
-    async with connect(config) as couch, connect(_as_user(config, member)) as login:
-        try:
-            await install(
-                couch,
-                config.database,
-                models,
-                keys,
-                user=config.couchdb_user,
-                seeds=seeds,
-                dry_run=args["--dry-run"],
-                service_user=(member, login) if member else None,
-                configure_server=args["--configure-server"],
-            )
-        except InstallFailed as exc:
-            print(f"data-service: install failed: {exc}", file=sys.stderr)
-            return 1
-    return 0
-
-
-def _as_user(config: Config, member: ServiceUser | None) -> Config:
-    """The configuration with the service user's credentials (to check they log in)."""
-    if member is None:
-        return config
-    return replace(config, couchdb_user=member.name, couchdb_password=member.password)
-
-
-def _models(config: Config) -> Models:
-    from .models import load_models
-
-    if not config.models_path:
-        raise ConfigError("--models is required")
-    return load_models(config.models_path)
-
-
-def _lifecycle(config: Config) -> Lifecycle:
-    from .conflicts.bookkeeping import new_writer_id
-    from .lifecycle import Lifecycle
-    from .server import keyring
-
-    return Lifecycle(keyring(config), new_writer_id())
-
-
-async def verify_command(config: Config) -> int:
-    from .maintenance import document_count, verify_database
-    from .progress import Progress
-    from .server import connect
-
-    lifecycle = _lifecycle(config)
-    async with connect(config) as couch:
-        db = couch.database(config.database)
-        report = await verify_database(db, lifecycle, Progress("verify", await document_count(db)))
-    for docid, reason in report.failures:
-        print(f"FAILED {docid}: {reason}")
-    print(f"verify: {report.checked} documents checked, {len(report.failures)} failed")
-    return 1 if report.failures else 0
-
-
-async def reencrypt_command(config: Config) -> int:
-    from .maintenance import document_count, reencrypt_database
-    from .progress import Progress
-    from .server import connect
-
-    lifecycle, models = _lifecycle(config), _models(config)
-    async with connect(config) as couch:
-        db = couch.database(config.database)
-        # merge conflicted documents first: their losing revisions hold old ciphertexts too
-        merged = await _reconcile_pass(db, lifecycle, models, sys.stderr, required=False)
-        if merged is None:
-            print("reencrypt: no _design/ds_conflicts view; conflicts were not reconciled first")
-        elif not merged.complete:
-            print("reencrypt: some conflicts remain (see above); their losing revisions are not re-encrypted")
-        report = await reencrypt_database(db, lifecycle, models, Progress("reencrypt", await document_count(db)))
-    for docid, why in report.skipped:
-        print(f"SKIPPED {docid}: {why}")
-    print(
-        f"reencrypt: {report.checked} checked, {report.rewritten} rewritten, "
-        f"{report.current} already current, {len(report.skipped)} skipped"
-    )
-    if report.stale_lookup_hashes:
-        print(
-            f"reencrypt: {report.stale_lookup_hashes} sha3-512 values stay under older lookup keys "
-            "(a hash cannot be re-keyed without its plaintext); keep those keys enabled"
-        )
-    return 1 if report.skipped else 0
-
-
-def _batch(args: dict) -> int:
-    try:
-        batch = int(args["--batch"])
-    except ValueError:
-        batch = 0
-    if not 1 <= batch <= 10000:
-        raise ConfigError("--batch: a number of documents from 1 to 10000")
-    return batch
-
-
-async def migrate_command(config: Config, batch: int) -> int:
-    from .maintenance import document_count, migrate_database
-    from .progress import Progress
-    from .server import connect
-
-    lifecycle, models = _lifecycle(config), _models(config)
-    async with connect(config) as couch:
-        db = couch.database(config.database)
-        # conflicted documents first: merging upgrades their older leaves too
-        merged = await _reconcile_pass(db, lifecycle, models, sys.stderr, required=False)
-        if merged is None:
-            print("migrate: no _design/ds_conflicts view; conflicts were not reconciled first")
-        report = await migrate_database(
-            db, lifecycle, models, Progress("migrate", await document_count(db)), batch=batch
-        )
-    for docid, why in report.skipped:
-        print(f"SKIPPED {docid}: {why}")
-    print(
-        f"migrate: {report.checked} checked, {report.migrated} migrated, "
-        f"{report.current} already current, {len(report.skipped)} skipped"
-    )
-    return 1 if report.skipped else 0
-
-
-async def _reconcile_pass(
-    db: Database, lifecycle: Lifecycle, models: Models, out: TextIO, required: bool = True
-) -> SweepReport | None:
-    """One sweep with progress on ``out``; prints what is left. Without the conflicts
-    view (not installed): ConfigError, or None when not ``required``."""
-    from .couchdb import NotFound
-    from .progress import Progress
-    from .store import Stats
-    from .store.reconciler import Reconciler, Status
-    from .store.sweeper import conflicted_count, sweep
-
-    reconciler = Reconciler(db, lifecycle, Stats())
-    try:
-        total = await conflicted_count(db)
-        report = await sweep(reconciler, models, Progress("reconcile", total, out=out))
-    except NotFound:
-        if not required:
-            return None
-        raise ConfigError(
-            f"database {db.name!r} or its _design/ds_conflicts view is missing; run data-service install"
-        ) from None
-    for outcome in report.outcomes:
-        for rev, why in outcome.discarded:
-            print(f"DISCARDED {outcome.docid} {rev}: {why}")
-        if outcome.status in (Status.UNRESOLVABLE, Status.BUSY, Status.TAMPERED):
-            print(f"{outcome.status.upper()} {outcome.docid}: {outcome.reason}")
-    print(
-        f"reconcile: {report.conflicted} conflicted, {report.resolved} resolved, "
-        f"{len(report.having(Status.UNRESOLVABLE))} unresolvable, {len(report.having(Status.BUSY))} busy, "
-        f"{len(report.having(Status.TAMPERED))} rolled back, {len(report.discarded)} tampered revisions discarded"
-    )
-    return report
-
-
-async def reconcile_command(config: Config) -> int:
-    from .server import connect
-
-    models = _models(config)
-    lifecycle = _lifecycle(config)
-    async with connect(config) as couch:
-        report = await _reconcile_pass(couch.database(config.database), lifecycle, models, sys.stderr)
-    return 0 if report is not None and report.complete else 1
+    return asyncio.run(reencrypt_command(config))

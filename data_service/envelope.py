@@ -20,6 +20,8 @@ import re
 from enum import StrEnum
 from typing import Any
 
+from .vocabulary import CouchDBAnswer, Stored
+
 # A document id, whole (``fullmatch``): the served spec's ``DocumentId`` pattern is this one.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 TYPE_TAG = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_v(?P<major>\d+)\.(?P<minor>\d+)$")
@@ -38,47 +40,47 @@ class Removed(StrEnum):
     EXPIRED = "expired"  # an Idempotency-Key record past its expiry
 
 
-def stamp(at: dt.datetime) -> str:
+def timestamp(at: dt.datetime) -> str:
     """RFC 3339 UTC timestamp with milliseconds, e.g. ``2026-11-26T15:00:00.123Z``."""
     return at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def now() -> str:
-    return stamp(dt.datetime.now(dt.UTC))
+    return timestamp(dt.datetime.now(dt.UTC))
 
 
 def valid_id(docid: str) -> bool:
     return ID_PATTERN.fullmatch(docid) is not None  # ``match`` would let "id\n" through ``$``
 
 
-def tag_of(doc: dict) -> tuple[str, int, int] | None:
+def tag_of(doc: Stored) -> tuple[str, int, int] | None:
     """(name, major, minor) of a stored doc's type tag, None if it has none."""
     match = TYPE_TAG.match(str(doc.get("type", "")))
     return (match["name"], int(match["major"]), int(match["minor"])) if match else None
 
 
-def is_deleted(doc: dict) -> bool:
+def is_deleted(doc: Stored) -> bool:
     return bool(doc.get("meta", {}).get("deleted_at"))
 
 
-def unreadable(docid: str) -> dict:
+def unreadable(docid: str) -> Stored:
     """Stands for a stored document the CouchDB client could not parse (nested deeper
     than its parser allows): it fails verification like any other poisoned document.
     (CouchDB refuses ``_``-names it does not know, so no stored document looks like it.)"""
     return {"_id": docid, UNREADABLE: True}
 
 
-def row_doc(row: dict) -> dict | None:
+def row_doc(row: CouchDBAnswer) -> Stored | None:
     """The document of a view row read with ``include_docs`` (``unreadable`` for one the
     client could not parse; None for none)."""
     return unreadable(row["id"]) if row.get("unreadable") else row.get("doc")
 
 
-def properties(doc: dict) -> dict[str, Any]:
+def properties(doc: Stored) -> dict[str, Any]:
     """The stored properties of a document (everything but the envelope)."""
     return {k: v for k, v in doc.items() if k not in ENVELOPE}
 
 
-def strip(doc: dict) -> dict:
+def strip(doc: Stored) -> Stored:
     """``doc`` without what a read adds (``_conflicts``, ``_revisions`` ...)."""
     return {k: v for k, v in doc.items() if k not in READ_ADDED}

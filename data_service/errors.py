@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from .problems import Code
+
 
 class ServiceError(Exception):
-    code: ClassVar[str] = "internal_error"
+    code: ClassVar[Code] = Code.INTERNAL_ERROR
 
     @property
     def detail(self) -> str | None:

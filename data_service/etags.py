@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from .errors import ServiceError
+from .problems import Code
 
 ANY = "*"
 _TAG = re.compile(r'(W/)?"([\x21\x23-\x7e]*)"')
@@ -20,7 +21,7 @@ _UNQUOTED = re.compile(r"[\x21\x23-\x2b\x2d-\x7e]+")  # a bare revision: visible
 class MalformedCondition(ServiceError, ValueError):
     """An If-Match / If-None-Match header that is empty or not a list of entity tags (400)."""
 
-    code = "bad_request"
+    code = Code.BAD_REQUEST
 
     def __init__(self, name: str) -> None:
         super().__init__(f'{name}: "*" or a comma-separated list of entity tags ("<rev>")')

@@ -27,7 +27,7 @@ import re
 from typing import Any
 
 from .canonical import canonical
-from .envelope import stamp
+from .envelope import timestamp
 
 KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # an Idempotency-Key: 1-200 visible ASCII characters (the spec's pattern)
 TYPE = "ds:idempotency_v1"
@@ -54,8 +54,8 @@ def new_record(type_name: str, key: str, docid: str, body: Any, now: dt.datetime
         "key": key_digest(type_name, key),
         "doc_id": docid,
         "body": body_digest(body),
-        "created_at": stamp(now),
-        "expires_at": stamp(now + dt.timedelta(seconds=ttl)),
+        "created_at": timestamp(now),
+        "expires_at": timestamp(now + dt.timedelta(seconds=ttl)),
     }
 
 
@@ -64,4 +64,4 @@ def is_record(doc: dict) -> bool:
 
 
 def expired(record: dict, now: dt.datetime) -> bool:
-    return str(record.get("expires_at", "")) <= stamp(now)
+    return str(record.get("expires_at", "")) <= timestamp(now)

@@ -64,7 +64,7 @@ async def verify_database(db: Database, lifecycle: Lifecycle, progress: Progress
         failed = set()
         for doc in page:
             try:
-                lifecycle.verify(doc)
+                lifecycle.check_signature(doc)
             except IntegrityViolation as exc:
                 report.failures.append((exc.docid, exc.reason))
                 failed.add(doc["_id"])
@@ -130,7 +130,7 @@ async def reencrypt_database(
 
     def rewrite(doc: dict) -> dict | None:
         try:
-            lifecycle.verify(doc)  # first: a poisoned document is skipped and named, whatever it holds
+            lifecycle.check_signature(doc)  # first: a poisoned document is skipped and named, whatever it holds
             model = model_of(models, doc)
             if model is None and not idempotency.is_record(doc):
                 report.skipped.append((doc["_id"], f"type {doc.get('type')!r} not in the models file"))
@@ -223,7 +223,7 @@ async def migrate_database(
             report.current += 1
             return None
         try:
-            lifecycle.verify(doc)  # first: a poisoned document is skipped and named, whatever it holds
+            lifecycle.check_signature(doc)  # first: a poisoned document is skipped and named, whatever it holds
             if not model.migrates_from(tag[1]):
                 report.skipped.append((doc["_id"], f"no migration from {model.name} version {tag[1]}"))
                 return None

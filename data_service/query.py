@@ -25,6 +25,7 @@ from .design import META_FIELDS, Index, indexes
 from .errors import ServiceError
 from .models import MAX_SAFE, ModelType
 from .models.formats import utc_date_time
+from .problems import Code
 from .protection.kinds import KINDS, Kind
 
 DEFAULT_LIMIT = 50
@@ -42,7 +43,7 @@ _META_SCHEMA = {"type": "string", "format": "date-time"}
 class QueryError(ServiceError, ValueError):
     """A query that cannot be answered; the message says why (400 invalid_query)."""
 
-    code = "invalid_query"
+    code = Code.INVALID_QUERY
 
     @property
     def detail(self) -> str:

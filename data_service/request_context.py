@@ -16,6 +16,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from .problems import Code
+
 # What we accept as a caller's X-Request-Id: visible ASCII, bounded; it is echoed,
 # logged and sent to CouchDB as a header, so nothing else may pass.
 REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -69,7 +71,7 @@ class RequestContext:
     span: Any = None  # the request's OpenTelemetry span when tracing is on
     doc_type: str | None = None
     doc_id: str | None = None
-    code: str | None = None  # the problem code answered, if any
+    code: Code | None = None  # the problem code answered, if any
     couchdb_requests: int = 0
     couchdb_seconds: float = 0.0
     couchdb_request_ids: list[str] = field(default_factory=list)  # CouchDB's X-Couch-Request-ID answers

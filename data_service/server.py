@@ -16,7 +16,7 @@ from tornado.httpserver import HTTPServer
 from . import tracing, worker_metrics
 from .background import every
 from .buildinfo import BuildInfo
-from .cache import Cache, Stamps
+from .cache import Cache, WriteCounters
 from .callers import Door, TokenFile
 from .config import PASSWORD_ENV, Config, ConfigError
 from .couchdb import (
@@ -130,13 +130,13 @@ def preflight(config: Config) -> None:
 def build(
     config: Config,
     spans: tracing.Tracing | None = None,
-    stamps: Stamps | None = None,
+    counters: WriteCounters | None = None,
     worker: int = 0,
     metrics_dir: Path | None = None,
     gate: GateState | None = None,
 ) -> tuple[Context, HTTPServer]:
     """The app and its parts; raises ModelError, KeysetError or ConfigError at startup.
-    ``spans`` defaults to what the ``OTEL_*`` variables ask for; ``stamps``: the write
+    ``spans`` defaults to what the ``OTEL_*`` variables ask for; ``counters``: the write
     counters the workers share (``workers``), this process's row being ``worker``;
     ``metrics_dir``: where the workers' metrics snapshots meet (``worker_metrics``);
     ``gate``: the credential gate's state the workers share (else this process's own)."""
@@ -156,7 +156,7 @@ def build(
         hasher=Hasher(limit=config.bcrypt_queue, max_wait=config.bcrypt_wait),
         idempotency_ttl=config.idempotency_ttl,
         cursor_ttl=config.cursor_ttl,
-        cache=Cache(int(config.cache_mb * 1024 * 1024), stamps or Stamps.private()),
+        cache=Cache(int(config.cache_mb * 1024 * 1024), counters or WriteCounters.private()),
         locks=DocLocks(str(metrics_dir / "documents.lock")) if metrics_dir is not None else None,
     )
     store.worker = worker
@@ -252,17 +252,17 @@ def reloader(ctx: Context, config: Config, seen: dict[str, Fingerprint]) -> Relo
 async def serve(
     config: Config,
     sockets: tuple[list[socket.socket], list[socket.socket]],
-    stamps: Stamps | None = None,
+    counters: WriteCounters | None = None,
     worker: int = 0,
     metrics_dir: Path | None = None,
     gate: GateState | None = None,
 ) -> None:
     """Serve on the bound ``sockets`` (data, ops) until SIGINT/SIGTERM, then drain. A
-    worker (``workers``) also gets the shared ``stamps``, its index, the metrics
+    worker (``workers``) also gets the shared ``counters``, its index, the metrics
     directory and the gate state; worker 0 alone runs the periodic jobs (sweeper,
     index warmer, expired keys)."""
     seen = {name: fingerprint(paths) for name, paths in secret_files(config).items()}  # before build reads them
-    ctx, server = build(config, stamps=stamps, worker=worker, metrics_dir=metrics_dir, gate=gate)
+    ctx, server = build(config, counters=counters, worker=worker, metrics_dir=metrics_dir, gate=gate)
     store = ctx.store
     data_sockets, ops_sockets = sockets
     server.add_sockets(data_sockets)

@@ -5,7 +5,7 @@ Before anything is bound the parent logs in to CouchDB once (``server.log_in``:
 refused credentials stop here, exit 2) and runs the installer if asked; then it claims
 and binds the ports (``listeners``: one socket per worker on each, ``SO_REUSEPORT``, one
 data-service per port). With N workers it makes what they share — the write-counter
-table (``cache.Stamps.shared``), the credential gate's state (``couchdb.GateState``),
+table (``cache.WriteCounters.shared``), the credential gate's state (``couchdb.GateState``),
 the metrics directory — and forks. The kernel spreads new connections evenly over the
 workers' sockets (a restarted worker takes over its socket and the connections waiting
 on it). Each worker is a whole ``serve``: its own CouchDB connections, change feed, read
@@ -36,7 +36,7 @@ from pathlib import Path
 import uvloop
 
 from . import listeners, worker_metrics
-from .cache import Stamps
+from .cache import WriteCounters
 from .config import Config, ConfigError
 from .couchdb import GateState
 from .server import preflight, prepare, serve
@@ -87,7 +87,7 @@ def shared_dir(workers: int, parents: tuple[str | None, ...] = (None, "/dev/shm"
 
 
 def run_workers(config: Config, bound: listeners.Listeners, metrics_dir: Path) -> None:
-    stamps = Stamps.shared(config.workers)
+    counters = WriteCounters.shared(config.workers)
     gate = GateState(shared=True)
     children: dict[int, int] = {}  # pid → worker index
     stopping = False
@@ -107,9 +107,9 @@ def run_workers(config: Config, bound: listeners.Listeners, metrics_dir: Path) -
             code = 0
             try:
                 bound.close(keep=index)  # the other workers' sockets
-                mine = stamps.as_worker(index)
+                mine = counters.as_worker(index)
                 uvloop.run(
-                    serve(config, bound.of(index), stamps=mine, worker=index, metrics_dir=metrics_dir, gate=gate)
+                    serve(config, bound.of(index), counters=mine, worker=index, metrics_dir=metrics_dir, gate=gate)
                 )
             except BaseException:
                 log.exception("worker %d failed", index)

@@ -17,7 +17,7 @@ from faults import FaultProxy
 from openapi_check import SpecChecker
 from support import Api, cache_gauge, install_design_docs, running_app, running_sidecar, serving, until
 
-from data_service.cache import Cache, Entry, Stamps
+from data_service.cache import Cache, Entry, WriteCounters
 from data_service.web.accept import wants_fresh
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -460,7 +460,7 @@ def test_a_full_cache_holds_about_its_size_in_memory():
 
 
 def test_a_write_by_another_worker_invalidates_the_entry():
-    shared = Stamps.shared(2)
+    shared = WriteCounters.shared(2)
     mine, theirs = Cache(1 << 20, shared.as_worker(0)), shared.as_worker(1)
     mine.resume()
     assert mine.put("a", mine.ticket("a"), entry())
@@ -491,7 +491,7 @@ def test_the_feed_reporting_the_very_revision_being_stored_does_not_lose_the_ent
 
 
 def test_a_feed_report_stays_in_its_worker_a_write_does_not():
-    shared = Stamps.shared(2)
+    shared = WriteCounters.shared(2)
     mine, theirs = Cache(1 << 20, shared.as_worker(0)), Cache(1 << 20, shared.as_worker(1))
     mine.resume()
     assert mine.put("a", mine.ticket("a"), entry(rev="2-b"))

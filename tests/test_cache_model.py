@@ -1,5 +1,5 @@
 """The read cache's promises, model-checked (issue 22): hypothesis drives two workers'
-``Cache`` objects (sharing one ``Stamps`` table, as ``--workers=2`` does) through every
+``Cache`` objects (sharing one ``WriteCounters`` table, as ``--workers=2`` does) through every
 interleaving of reads, writes through either worker, writes and forged re-inserts made
 elsewhere, each worker's change feed asking, answering late, failing and starting over,
 and time passing, against a model of the database; after every step no worker may serve
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from data_service.cache import Cache, Entry, Stamps, Ticket
+from data_service.cache import Cache, Entry, Ticket, WriteCounters
 from data_service.store.cachefeed import BOUND
 
 DOCS = ("a",)  # one document: the promises are per document, and every step then bears on it
@@ -93,7 +93,7 @@ def entry(version: Version) -> Entry:
 class CacheModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        shared = Stamps.shared(len(WORKERS))
+        shared = WriteCounters.shared(len(WORKERS))
         self.now = 0.0
         self.caches = [Cache(1 << 20, shared.as_worker(w), clock=self.clock) for w in WORKERS]
         self.feeds = [Feed() for _ in WORKERS]
@@ -308,7 +308,7 @@ def test_a_read_that_began_before_a_write_never_stores_after_its_acknowledgement
 
 
 def test_a_read_across_workers_never_stores_after_a_write_acknowledged_by_another():
-    shared = Stamps.shared(2)
+    shared = WriteCounters.shared(2)
     mine, theirs = Cache(1 << 20, shared.as_worker(0)), Cache(1 << 20, shared.as_worker(1))
     mine.resume()
     mine.changed("d", "52-x")

@@ -299,7 +299,7 @@ async def test_racing_sweeps_converge(store, db, ring):
         final = await db.get(doc["_id"], conflicts=True)
         assert "_conflicts" not in final
         assert final["visits"] == 6 and sorted(final["items"]) == ["a", "b"] and final["title"] == "c"
-        ring.verify(final)
+        ring.check_signature(final)
 
 
 async def test_queries_reconcile_conflicted_rows(store, db, ring):
@@ -502,7 +502,7 @@ async def test_two_replicating_nodes_converge_on_the_declared_policy(nodes, http
         assert sorted(shown["items"]) == sorted([f"a{i}" for i in range(8)] + [f"b{i}" for i in range(8)])
         assert shown["title"] in ("a7", "b7")
         for doc in final.values():
-            ctx_a.store.lifecycle.verify(doc)
+            ctx_a.store.lifecycle.check_signature(doc)
         found = ctx_a.store.stats.conflicts_found + ctx_b.store.stats.conflicts_found
         resolved = ctx_a.store.stats.conflicts_resolved + ctx_b.store.stats.conflicts_resolved
         assert found >= 2 and resolved >= 2  # the paused edits conflicted at least
@@ -549,7 +549,7 @@ async def test_two_nodes_keep_a_set_removal_and_an_item_added_again(nodes, http)
         final = await converged(*dbs, [cart])
         replies = [await call(http, "GET", f"{base}/v1/cart/{cart}") for base in (base_a, base_b)]
         assert replies[0] == replies[1] and replies[0][1]["items"] == ["viewer", "editor", "guest"]
-        ctx_a.store.lifecycle.verify(final[cart])
+        ctx_a.store.lifecycle.check_signature(final[cart])
         assert ctx_a.store.stats.conflicts_unresolvable == ctx_b.store.stats.conflicts_unresolvable == 0
 
 

@@ -68,8 +68,8 @@ async def test_a_sidecar_with_the_old_keyset_keeps_reading_through_a_rotation(tm
         leaves = await fork(
             db,
             current,
-            newer.patch(USER, current, {"age": 50}, {}, envelope.stamp(now)).doc,
-            older.patch(USER, current, {"age": 51}, {}, envelope.stamp(now + dt.timedelta(seconds=1))).doc,
+            newer.patch(USER, current, {"age": 50}, {}, envelope.timestamp(now)).doc,
+            older.patch(USER, current, {"age": 51}, {}, envelope.timestamp(now + dt.timedelta(seconds=1))).doc,
         )
         await old_api.request(
             "GET", f"/v1/user/{written.body['id']}", headers={"Cache-Control": "no-cache"}

@@ -67,7 +67,7 @@ def test_a_patch_of_one_plain_property_leaves_every_other_stored_value_byte_iden
     before = created(core)
     after = core.patch(ACCOUNT, before, {"note": "changed"}, {}, LATER).doc
     assert after["_rev"] == "1-a" and after["sig"]["gen"] == 2  # written over 1-a: it becomes generation 2
-    core.verify({**after, "_rev": "2-b"})
+    core.check_signature({**after, "_rev": "2-b"})
     assert after["note"] == "changed"
     for name in ("iban", "country", "email", "password", "name", "owner", "visits"):
         assert after[name] == before[name], name
@@ -133,12 +133,12 @@ def test_reconciling_identical_leaves_writes_nothing(core):
 def test_every_write_is_signed_for_the_generation_it_creates(core):
     base = created(core)
     assert base["sig"]["gen"] == 1
-    core.verify(base)
+    core.check_signature(base)
     deleted = core.soft_delete(ACCOUNT, {**base, "_rev": "6-f"}, LATER)
     assert deleted["sig"]["gen"] == 7 and deleted["meta"]["deleted_at"]
     again = core.create(ACCOUNT, "a1", VALUES, {}, AT, tombstone="4-d").doc  # CouchDB continues the deleted branch
     assert again["sig"]["gen"] == 5 and "_rev" not in again
-    core.verify({**again, "_rev": "5-e"})
+    core.check_signature({**again, "_rev": "5-e"})
     record = core.claim(ACCOUNT, "k", "a1", {}, dt.datetime.now(dt.UTC), 60, None, tombstone="2-b")
     assert record["sig"]["gen"] == 3
     over = core.claim(ACCOUNT, "k", "a1", {}, dt.datetime.now(dt.UTC), 60, {**record, "_rev": "3-c"})

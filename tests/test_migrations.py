@@ -143,7 +143,7 @@ def test_an_older_document_is_upgraded_as_the_next_write_would_store_it(core):
     old = stored_v1(core)
     new = core.current(V2, old)
     assert new is not None and new["type"] == "member_v2.0" and new["_rev"] == "3-c" and new["sig"]["gen"] == 4
-    core.verify({**new, "_rev": "4-d"})
+    core.check_signature({**new, "_rev": "4-d"})
     assert set(properties(new)) == {"name", "email", "level", "address", "password", "country"}
     assert new["name"] == "ann" and new["level"] == 0 and new["address"] == {"city": "Oslo"}
     assert new["email"].startswith("aead2:") and "ann@example.com" not in str(new)  # protected as version 2 says
@@ -467,7 +467,7 @@ async def test_v1_to_v2_migration_read_lazily_then_migrated_resumed_and_queried(
         assert {row["doc"]["type"] for row in rows} == {"member_v2.0"}
         assert all(row["doc"]["email"].startswith("aead2:") for row in rows)
         for row in rows[:3]:
-            ctx.store.lifecycle.verify(row["doc"])
+            ctx.store.lifecycle.check_signature(row["doc"])
 
         # -- queried: every document, paged, by the new version's views
         seen, path = [], "/v1/member?level=0&sort=name&limit=25"

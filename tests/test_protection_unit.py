@@ -125,7 +125,7 @@ def test_ciphertexts_cannot_move_between_documents_properties_types_or_deploymen
 def test_signature_covers_everything_but_revision_fields(keys):
     protector = ring(keys)
     doc = card(protector)
-    protector.verify({**doc, "_conflicts": ["1-y"], "_revisions": {"start": 1, "ids": []}})
+    protector.check_signature({**doc, "_conflicts": ["1-y"], "_revisions": {"start": 1, "ids": []}})
     for tampered in (
         {**doc, "holder": "Eve"},
         {**doc, "_id": "d2"},
@@ -142,9 +142,9 @@ def test_signature_covers_everything_but_revision_fields(keys):
         {**doc, "sig": {k: v for k, v in doc["sig"].items() if k != "gen"}},
     ):
         with pytest.raises(IntegrityViolation):
-            protector.verify(tampered)
+            protector.check_signature(tampered)
     with pytest.raises(IntegrityViolation, match="no signature"):
-        protector.verify({k: v for k, v in doc.items() if k != "sig"})
+        protector.check_signature({k: v for k, v in doc.items() if k != "sig"})
 
 
 def nested(depth: int) -> dict:
@@ -174,24 +174,24 @@ def test_whatever_the_stored_bytes_verification_raises_integrity_violation_only(
     if isinstance(hostile["sig"], dict) and hostile["sig"]["kid"] is PRIMARY:
         hostile = {**hostile, "sig": {**hostile["sig"], "kid": protector.signing.primary}}
     with pytest.raises(IntegrityViolation):
-        protector.verify(hostile)
+        protector.check_signature(hostile)
 
 
 def test_a_signed_body_holds_only_at_the_generation_it_was_signed_for(keys):
     protector = ring(keys)
     doc = {**protector.sign({**card(protector), "holder": "Bea"}, 4), "_rev": "4-b"}
-    protector.verify(doc)
+    protector.check_signature(doc)
     for rev in ("5-c", "9-d", "3-e", None, "x"):  # written over a newer revision; an older one; none
         moved = {**doc, "_rev": rev} if rev else {k: v for k, v in doc.items() if k != "_rev"}
         with pytest.raises(IntegrityViolation, match="signed for revision generation 4"):
-            protector.verify(moved)
+            protector.check_signature(moved)
 
 
 def test_a_document_copied_to_another_deployment_fails(keys):
     doc = card(ring(keys, "orders"))
     with pytest.raises(IntegrityViolation, match="signature does not match"):
-        ring(keys, "invoices").verify(doc)
-    ring(keys, "orders").verify(doc)
+        ring(keys, "invoices").check_signature(doc)
+    ring(keys, "orders").check_signature(doc)
 
 
 def test_version_1_documents_verify_until_refused_and_are_not_current(keys):
@@ -207,7 +207,7 @@ def test_version_1_documents_verify_until_refused_and_are_not_current(keys):
             "country": v1.deterministic(protector, CARD.slot("country", "d1"), "GB"),
         },
     )
-    protector.verify(old)
+    protector.check_signature(old)
     assert set(old["sig"]) == {"kid", "mac"} and not protector.is_current(old)
     assert reveal(protector, CARD, "d1", "number", old["number"]) == "4111"
     assert not is_current(protector, CARD, "number", old["number"])
@@ -217,12 +217,12 @@ def test_version_1_documents_verify_until_refused_and_are_not_current(keys):
 
     strict = ring(keys, accept_v1=False)
     with pytest.raises(IntegrityViolation, match="version 1 signature, refused"):
-        strict.verify(old)
+        strict.check_signature(old)
     with pytest.raises(IntegrityViolation, match="version 1 ciphertext, refused"):
         reveal(strict, CARD, "d1", "number", old["number"])
     assert lookup_values(strict, CARD, "country", "GB") == [protect(strict, CARD, "d9", "country", "GB")]
     with pytest.raises(IntegrityViolation):
-        protector.verify({**old, "number": v1.encrypted(protector, CARD.slot("number", "d1"), "5555")})
+        protector.check_signature({**old, "number": v1.encrypted(protector, CARD.slot("number", "d1"), "5555")})
 
 
 def test_canonical_json_is_key_order_independent():
@@ -252,7 +252,7 @@ def test_a_stored_document_nested_too_deeply_is_an_integrity_violation(keys, dep
     protector = ring(keys)
     doc = {**card(protector), "limits": nested(depth)}
     with pytest.raises(IntegrityViolation, match="no canonical form: nested more than 250 levels"):
-        protector.verify(doc)
+        protector.check_signature(doc)
     assert len(canonical(nested(MAX_DEPTH))) > MAX_DEPTH  # as deep as allowed: encodes
 
 
@@ -261,9 +261,9 @@ def test_integral_floats_sign_like_integers(keys):
     protector = ring(keys)
     body = {"_id": "d", "type": "card_v1.0", "meta": {}, "limits": {"daily": 2.0, "rate": 0.5}}
     doc = {**protector.sign(body, 1), "_rev": "1-a"}
-    protector.verify({**doc, "limits": {"daily": 2, "rate": 0.5}})
+    protector.check_signature({**doc, "limits": {"daily": 2, "rate": 0.5}})
     with pytest.raises(IntegrityViolation):
-        protector.verify({**doc, "limits": {"daily": 2, "rate": 0.25}})
+        protector.check_signature({**doc, "limits": {"daily": 2, "rate": 0.25}})
 
 
 def test_two_phase_rotation_keeps_every_sidecar_reading(keys):
@@ -275,7 +275,7 @@ def test_two_phase_rotation_keeps_every_sidecar_reading(keys):
     assert rotated.signing.status[new_kids["signing"]] == "ENABLED"
     assert rotated.signing.primary == old_kids["signing"] and rotated.encryption.primary == old_kids["encryption"]
     written = card(rotated, "d2")  # still under the old primaries: the old sidecar reads it
-    old_ring.verify(written)
+    old_ring.check_signature(written)
     assert reveal(old_ring, CARD, "d2", "number", written["number"]) == "4111111111111111"
     assert len(lookup_values(rotated, CARD, "email", "ada@example.com")) == 2  # lookups under both keys
 
@@ -286,11 +286,11 @@ def test_two_phase_rotation_keeps_every_sidecar_reading(keys):
     new_doc = card(promoted, "d3")
     assert new_doc["sig"]["kid"] == new_kids["signing"]
     assert new_doc["number"].startswith(f"aead2:{new_kids['encryption']}:")
-    promoted.verify(old_doc)
+    promoted.check_signature(old_doc)
     assert not is_current(promoted, CARD, "number", old_doc["number"])
     # the sidecar that never loaded the new keys: unavailable (retryable), never tampering
     with pytest.raises(KeyUnavailable) as caught:
-        old_ring.verify(new_doc)
+        old_ring.check_signature(new_doc)
     assert (caught.value.purpose, caught.value.key_id) == ("signing", new_kids["signing"])
     with pytest.raises(KeyUnavailable):
         reveal(old_ring, CARD, "d3", "number", new_doc["number"])
@@ -299,10 +299,10 @@ def test_two_phase_rotation_keeps_every_sidecar_reading(keys):
     keys.set_status("signing", old_kids["signing"], "DISABLED")
     disabled = ring(keys)
     with pytest.raises(KeyUnavailable):
-        disabled.verify(old_doc)
+        disabled.check_signature(old_doc)
     with pytest.raises(KeyUnavailable):
         reveal(disabled, CARD, "d1", "number", old_doc["number"])
-    disabled.verify(new_doc)
+    disabled.check_signature(new_doc)
     with pytest.raises(KeysetError, match="primary"):
         keys.set_status("encryption", disabled.encryption.primary, "DISABLED")
     with pytest.raises(KeysetError, match="disabled; enable it first"):
@@ -315,7 +315,7 @@ def test_signed_by_a_key_the_keyset_lacks_is_unavailable_not_tampering(keys, tmp
     stranger = KeysDir(tmp_path / "stranger")
     stranger.create()
     with pytest.raises(KeyUnavailable, match="signing key"):
-        ring(keys).verify(card(ring(stranger)))
+        ring(keys).check_signature(card(ring(stranger)))
 
 
 def test_keysets_on_disk(keys, tmp_path):
@@ -356,7 +356,7 @@ def test_keysets_encrypted_under_a_kek(tmp_path):
     keys.create()
     on_disk = (tmp_path / "k" / "encryption.json").read_text()
     assert "encryptedKeyset" in on_disk and '"keyData"' not in on_disk  # no key material in clear
-    ring(keys).verify(card(ring(keys)))
+    ring(keys).check_signature(card(ring(keys)))
     with pytest.raises(KeysetError, match="encrypted; supply the key-encryption key"):
         ring(KeysDir(tmp_path / "k"))
     other = KeysDir(tmp_path / "k", kek_from(None, {"DATA_SERVICE_KEK": new_kek()}))

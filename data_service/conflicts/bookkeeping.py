@@ -6,7 +6,7 @@ time it last changed (set, changed or removed). ``meta.counters.<prop>`` holds
 ``base`` (the value at creation) and, per writer — one sidecar process, see
 ``new_writer_id`` — the sums of its increments (``inc``) and decrements (``dec``).
 ``meta.sets.<prop>`` holds the dots and causal context of a ``merge: set`` array
-(``sets``). ``lifecycle`` calls ``stamp`` on every write of a merge type and
+(``sets``). ``lifecycle`` calls ``with_bookkeeping`` on every write of a merge type and
 ``migrated`` when it upgrades a document of an older version; ``rules`` reads them.
 """
 
@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import copy
 import secrets
+from typing import Any
 
 from ..canonical import integral
 from ..envelope import properties
 from ..models import ConflictPolicy, MergeKind, ModelType
+from ..vocabulary import JSONObject, Stored
 from . import sets
 
 BOOKKEEPING = ("changed", "counters", "sets")
-Arrays = dict[str, tuple[list | None, list | None]]  # set property: (old clear array, new clear array)
+Arrays = dict[str, tuple[list[Any] | None, list[Any] | None]]  # set property: (old clear array, new clear array)
 
 
 def new_writer_id() -> str:
@@ -29,17 +31,17 @@ def new_writer_id() -> str:
     return secrets.token_hex(6)
 
 
-def meta_of(doc: dict) -> dict:
+def meta_of(doc: Stored) -> JSONObject:
     meta = doc.get("meta")
     return meta if isinstance(meta, dict) else {}
 
 
-def changed_times(doc: dict) -> dict:
+def changed_times(doc: Stored) -> JSONObject:
     changed = meta_of(doc).get("changed")
     return changed if isinstance(changed, dict) else {}
 
 
-def time_of(doc: dict, name: str) -> str:
+def time_of(doc: Stored, name: str) -> str:
     """When ``name`` last changed in ``doc`` ("" for never)."""
     meta = meta_of(doc)
     if isinstance(meta.get("changed"), dict):
@@ -47,9 +49,9 @@ def time_of(doc: dict, name: str) -> str:
     return str(meta.get("updated_at") or "") if name in doc else ""  # written before tracking
 
 
-def stamp(
-    model: ModelType, current: dict | None, doc: dict, changed: set[str], writer: str, arrays: Arrays | None = None
-) -> dict:
+def with_bookkeeping(
+    model: ModelType, current: Stored | None, doc: Stored, changed: set[str], writer: str, arrays: Arrays | None = None
+) -> Stored:
     """``doc`` (about to be signed and written over ``current``, or created when None)
     with its bookkeeping brought up to date; ``changed`` names the properties this write
     set, changed or removed; ``arrays`` the clear ``merge: set`` arrays before and after."""
@@ -81,7 +83,7 @@ def stamp(
     return {**doc, "meta": meta}
 
 
-def _sets(current: dict | None, doc: dict, arrays: Arrays, writer: str) -> dict:
+def _sets(current: Stored | None, doc: Stored, arrays: Arrays, writer: str) -> JSONObject:
     records = {}
     for name, (old, new) in sorted(arrays.items()):
         record = sets.record_of(meta_of(current), name, current.get(name), old) if current else None
@@ -91,7 +93,7 @@ def _sets(current: dict | None, doc: dict, arrays: Arrays, writer: str) -> dict:
     return records
 
 
-def migrated(model: ModelType, old: dict, doc: dict, origin: dict[str, str | None], unchanged: set[str]) -> dict:
+def migrated(model: ModelType, old: Stored, doc: Stored, origin: dict[str, str | None], unchanged: set[str]) -> Stored:
     """``doc``, upgraded from ``old`` (an older version), with bookkeeping that follows
     the properties: a property keeps the change time of the one it came from
     (``origin``; made by the migration: the creation time, so any real edit is later),
@@ -118,7 +120,7 @@ def migrated(model: ModelType, old: dict, doc: dict, origin: dict[str, str | Non
     return {**doc, "meta": meta}
 
 
-def redigested(old: dict, new: dict) -> dict:
+def redigested(old: JSONObject, new: JSONObject) -> JSONObject:
     """``new``, the stored values of ``old`` protected anew (re-keyed), with its set
     records describing the new stored forms — those that described the old ones."""
     records = meta_of(old).get("sets")

@@ -8,7 +8,7 @@ the type's ``conflict`` policy from the models file.
 ``conflict: latest`` (the default)
     The whole leaf with the greatest ``meta.updated_at`` wins; equal times are broken by
     revision (higher generation, then the greater revision hash — CouchDB's own order).
-    A write is always stamped later than what it overwrote (``envelope.later``).
+    A write is always timestamped later than what it overwrote (``envelope.later``).
 
 ``conflict: merge``
     Property by property. Each write records, in ``meta.changed``, the time each property
@@ -50,6 +50,7 @@ from ..envelope import UNSIGNED, properties
 from ..models import ConflictPolicy, MergeKind, ModelType
 from ..protection import IntegrityViolation, Keyring, KeyUnavailable
 from ..revisions import rev_key
+from ..vocabulary import JSONObject, Stored
 from . import sets
 from .bookkeeping import changed_times, meta_of, time_of
 
@@ -58,16 +59,16 @@ class Unresolvable(Exception):
     """A conflict the rules do not decide; the message says why (never a value)."""
 
 
-def _body(doc: dict) -> dict:
+def _body(doc: Stored) -> Stored:
     """What a leaf says: everything but the revision fields and the signature."""
     return {k: v for k, v in doc.items() if k not in UNSIGNED}
 
 
-def _latest(leaves: list[dict]) -> dict:
+def _latest(leaves: list[Stored]) -> Stored:
     return max(leaves, key=lambda d: (str(meta_of(d).get("updated_at") or ""), rev_key(d["_rev"])))
 
 
-def base(model: ModelType, leaves: list[dict]) -> dict:
+def base(model: ModelType, leaves: list[Stored]) -> Stored:
     """The leaf a merge of ``leaves`` is written on: for ``latest`` the one whose content
     it takes (so a merge and a withdrawal of that leaf race each other, never pass:
     ``docs/consistency.md`` §2); for ``merge`` the highest revision."""
@@ -76,7 +77,7 @@ def base(model: ModelType, leaves: list[dict]) -> dict:
     return _latest(leaves)
 
 
-def merge(model: ModelType, leaves: list[dict], keys: Keyring) -> dict:
+def merge(model: ModelType, leaves: list[Stored], keys: Keyring) -> Stored:
     """The merged document (``_id``, type, meta, properties; no ``_rev``, no signature)
     of verified, live ``leaves`` of ``model``. Raises Unresolvable."""
     leaves = sorted(leaves, key=lambda d: rev_key(d["_rev"]), reverse=True)
@@ -92,7 +93,7 @@ def merge(model: ModelType, leaves: list[dict], keys: Keyring) -> dict:
     return body
 
 
-def _check_immutables(model: ModelType, leaves: list[dict], keys: Keyring) -> None:
+def _check_immutables(model: ModelType, leaves: list[Stored], keys: Keyring) -> None:
     for name, prop in model.properties.items():
         if not prop.immutable:
             continue
@@ -114,15 +115,15 @@ def _check_immutables(model: ModelType, leaves: list[dict], keys: Keyring) -> No
             raise Unresolvable(f"immutable property {name!r} differs between revisions {groups}")
 
 
-def _merged(model: ModelType, leaves: list[dict], latest: dict, keys: Keyring) -> dict:
+def _merged(model: ModelType, leaves: list[Stored], latest: Stored, keys: Keyring) -> Stored:
     docid = latest["_id"]
     names = set()
     for leaf in leaves:
         names |= set(properties(leaf)) | set(changed_times(leaf))
     props: dict[str, Any] = {}
     changed: dict[str, str] = {}
-    counters: dict[str, dict] = {}
-    records: dict[str, dict] = {}
+    counters: dict[str, JSONObject] = {}
+    records: dict[str, JSONObject] = {}
     for name in sorted(names):
         prop = model.properties.get(name)
         ranked = sorted(leaves, key=lambda leaf: (time_of(leaf, name), rev_key(leaf["_rev"])), reverse=True)
@@ -172,12 +173,12 @@ def _check_value(model: ModelType, name: str, value: Any) -> None:
             )
 
 
-def _set(model: ModelType, keys: Keyring, name: str, ranked: list[dict], props: dict) -> sets.Record:
+def _set(model: ModelType, keys: Keyring, name: str, ranked: list[Stored], props: Stored) -> sets.Record:
     """Merge set ``name`` of the ``ranked`` leaves into ``props``; its merged record."""
     prop = model.properties[name]
     slot = model.slot(name, ranked[0]["_id"])
 
-    def clear(leaf: dict) -> list | None:
+    def clear(leaf: Stored) -> list[Any] | None:
         if name not in leaf:
             return None
         try:
@@ -207,9 +208,9 @@ def _set(model: ModelType, keys: Keyring, name: str, ranked: list[dict], props: 
     return record
 
 
-def _counter(leaves: list[dict], name: str) -> tuple[dict, Any]:
+def _counter(leaves: list[Stored], name: str) -> tuple[JSONObject, Any]:
     """The merged ``meta.counters`` record of ``name`` and the value it gives."""
-    bases: list = []
+    bases: list[Any] = []
     sums: dict[str, dict[str, Any]] = {"inc": {}, "dec": {}}
     for leaf in leaves:
         record = (meta_of(leaf).get("counters") or {}).get(name)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..canonical import canonical, digest
+from ..vocabulary import JSONObject
 
 Dot = tuple[str, int]
 
@@ -65,7 +66,7 @@ def stored_digest(stored: Any) -> str | None:
     return None if stored is None else digest(stored, 32)
 
 
-def record_of(meta: Any, name: str, stored: Any, items: list | None) -> Record | None:
+def record_of(meta: Any, name: str, stored: Any, items: list[Any] | None) -> Record | None:
     """The record of set ``name`` in a document's ``meta`` if it describes ``stored``
     (whose clear value is ``items``); None when absent, stale or malformed."""
     raw = (meta.get("sets") or {}).get(name) if isinstance(meta, dict) and isinstance(meta.get("sets"), dict) else None
@@ -93,7 +94,7 @@ def _dot(raw: Any) -> Dot:
     return raw[0], raw[1]
 
 
-def as_meta(record: Record, stored: Any) -> dict:
+def as_meta(record: Record, stored: Any) -> JSONObject:
     """``meta.sets.<prop>`` for ``record`` describing ``stored`` (None: absent)."""
     return {
         "dots": [[list(dot) for dot in dots] for dots in record.dots],
@@ -102,7 +103,9 @@ def as_meta(record: Record, stored: Any) -> dict:
     }
 
 
-def written(record: Record | None, old: list | None, new: list | None, writer: str, base: str | None) -> Record:
+def written(
+    record: Record | None, old: list[Any] | None, new: list[Any] | None, writer: str, base: str | None
+) -> Record:
     """The record after a write turned the ``old`` clear array (described by
     ``record``, or None) into ``new``; ``base`` is the revision written over."""
     old = old or []
@@ -128,7 +131,7 @@ def written(record: Record | None, old: list | None, new: list | None, writer: s
     return Record(tuple(dots), context)
 
 
-def merged(leaves: list[tuple[list | None, Record | None]]) -> tuple[list, Record]:
+def merged(leaves: list[tuple[list[Any] | None, Record | None]]) -> tuple[list[Any], Record]:
     """The merge of one set over leaves — (clear array or None when absent, its record or
     None) — ranked best first (their order gives the items' order): the surviving items
     and their record. Raises SetConflict."""

@@ -1,8 +1,9 @@
 """Async CouchDB client behind one transport seam (aiohttp or httptools)."""
 
 from .aiohttp_transport import AiohttpTransport
+from .answers import Saved, ViewResult, WriteResult
 from .client import TRANSPORTS, Attempt, CouchDB, Hooks, ServerInfo
-from .database import Database, Saved, Server, ViewResult, WriteResult
+from .database import Database, Server
 from .errors import (
     BadRequest,
     Conflict,

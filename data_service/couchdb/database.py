@@ -2,45 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
-from .errors import NotFound, PreconditionFailed, Timeout, Unreadable
+from .answers import Saved, ViewResult, WriteResult, saved_of, write_result
+from .changes import ask_changes
+from .errors import NotFound, PreconditionFailed, Unreadable
 from .info import ServerInfo
 from .transport import AsyncTransport, Response, path
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    id: str
-    rev: str
-    accepted: bool = False  # 202: stored, but the write quorum was not met
-
-
-@dataclass(frozen=True)
-class Saved:
-    """What CouchDB did with one document of a ``save``: its new revision (None: not
-    stored, ``error`` says why), whether fewer copies than asked stored it (202), and
-    whether the request was sent again after an attempt got no answer."""
-
-    id: str
-    rev: str | None
-    accepted: bool = False
-    error: str | None = None
-    reason: str | None = None
-    retried: bool = False
-
-
-@dataclass(frozen=True)
-class ViewResult:
-    rows: list[dict]
-    total_rows: int | None = None
-    offset: int | None = None
-
 
 _UNKNOWN: Any = object()
 
@@ -181,10 +152,10 @@ class Database:
     async def put(self, doc: dict) -> WriteResult:
         """Create or update ``doc`` (``_id`` required; ``_rev`` to update). For design
         documents and tests: the service writes documents with ``save``."""
-        return _write_result(await self.couch.request("PUT", self._doc_path(doc["_id"]), json=doc))
+        return write_result(await self.couch.request("PUT", self._doc_path(doc["_id"]), json=doc))
 
     async def delete(self, docid: str, rev: str) -> WriteResult:
-        return _write_result(await self.couch.request("DELETE", self._doc_path(docid), params={"rev": rev}))
+        return write_result(await self.couch.request("DELETE", self._doc_path(docid), params={"rev": rev}))
 
     async def save(self, docs: list[dict]) -> list[Saved]:
         """Write ``docs`` (``new_edits``) asking every copy to store them (``w`` = the
@@ -200,18 +171,7 @@ class Database:
             results = response.json()
         except orjson.JSONDecodeError:
             raise Unreadable("POST", self._path("_bulk_docs"), response.status, "unreadable", "not JSON") from None
-        flagged = any(result.get("accepted") for result in results)  # CouchDB flags each; else all of a 202
-        return [
-            Saved(
-                str(result.get("id") or doc.get("_id")),
-                result.get("rev") if not result.get("error") else None,
-                bool(result.get("accepted")) or (response.status == 202 and not flagged and not result.get("error")),
-                result.get("error"),
-                result.get("reason"),
-                response.retried,
-            )
-            for doc, result in zip(docs, results, strict=True)
-        ]
+        return saved_of(docs, results, response)
 
     async def bulk_docs(self, docs: list[dict], *, new_edits: bool = True) -> list[dict]:
         """Per-document results; with ``new_edits=False`` the revs are stored as given
@@ -389,62 +349,12 @@ class Database:
         come ``timeout`` + 2 s after it was asked for is taken as no results, ``last_seq``
         unchanged (some servers ignore ``timeout``). With ``include_docs``, documents this
         client cannot parse come as ``_rows`` gives them."""
-        ask = (since, feed, timeout, limit, deadline)
+        ask = (self.couch.json, self._path("_changes"), since, feed, timeout, limit, deadline)
         try:
-            return await self._changes(*ask, include_docs, style, doc_ids)
+            return await ask_changes(*ask, include_docs, style, doc_ids)
         except Unreadable:
             if not include_docs:
                 raise
-            answer = await self._changes(*ask, False, style, doc_ids)
+            answer = await ask_changes(*ask, False, style, doc_ids)
             await self._docs_one_by_one(answer.get("results", []))
             return answer
-
-    async def _changes(
-        self,
-        since: Any,
-        feed: str,
-        timeout: float,
-        limit: int | None,
-        deadline: float | None,
-        include_docs: bool,
-        style: str | None,
-        doc_ids: list[str] | None = None,
-    ) -> dict:
-        params = {
-            "since": since,
-            "feed": feed,
-            "limit": limit,
-            "include_docs": include_docs or None,
-            "style": style,
-            "filter": "_doc_ids" if doc_ids is not None else None,
-        }
-        if doc_ids is not None:  # only these documents' latest changes (a read: safe to retry)
-            return await self.couch.json(
-                "POST", self._path("_changes"), params=params, json={"doc_ids": doc_ids}, idempotent=True
-            )
-        if feed == "longpoll":
-            params["timeout"] = int(timeout * 1000)
-        target = self._path("_changes")
-        try:
-            async with asyncio.timeout(deadline):
-                return await self.couch.json(  # a longpoll timing out is an answer, not a failure to retry
-                    "GET",
-                    target,
-                    params=params,
-                    timeout=deadline or timeout + 2.0,
-                    idempotent=feed != "longpoll",
-                    long_poll=feed == "longpoll",
-                )
-        except Timeout:
-            if feed != "longpoll" or deadline is not None:
-                raise
-            return {"results": [], "last_seq": since, "pending": None}
-        except TimeoutError:  # the deadline, across retries
-            if deadline is None:
-                raise
-            raise Timeout("GET", target, reason=f"no answer within {deadline:g} s") from None
-
-
-def _write_result(response: Response) -> WriteResult:
-    body = response.json()
-    return WriteResult(body["id"], body["rev"], accepted=response.status == 202)

@@ -27,10 +27,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..errors import ServiceError
+from ..problems import Code
 
 
 class CouchDBError(ServiceError):
-    code: ClassVar[str] = "couchdb_error"
+    code: ClassVar[Code] = Code.COUCHDB_ERROR
     retried = False  # an earlier attempt of the request got no answer (it may have been applied)
 
     def __init__(
@@ -50,9 +51,9 @@ class CouchDBError(ServiceError):
 
     @property
     def detail(self) -> str | None:
-        if self.code == "couchdb_unavailable":
+        if self.code == Code.COUCHDB_UNAVAILABLE:
             return "CouchDB did not answer in time or is down"
-        return f"CouchDB answered {self.status}" if self.code == "couchdb_error" else None
+        return f"CouchDB answered {self.status}" if self.code == Code.COUCHDB_ERROR else None
 
     def logged(self) -> str:
         return str(self)  # method, path (ids are not secret), status and CouchDB's error: never credentials
@@ -71,11 +72,11 @@ class BadRequest(CouchDBError, ValueError):
 
 
 class Unauthorized(CouchDBError, PermissionError):
-    code = "couchdb_refused"
+    code = Code.COUCHDB_REFUSED
 
 
 class Forbidden(CouchDBError, PermissionError):
-    code = "couchdb_refused"
+    code = Code.COUCHDB_REFUSED
 
 
 class NotFound(CouchDBError, KeyError):
@@ -102,7 +103,7 @@ class Unreadable(CouchDBError, ValueError):
 class Unavailable(CouchDBError, ConnectionError):
     """CouchDB could not serve the request now; trying again later may work."""
 
-    code = "couchdb_unavailable"
+    code = Code.COUCHDB_UNAVAILABLE
 
 
 class ConnectFailed(Unavailable):

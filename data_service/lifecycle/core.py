@@ -40,7 +40,7 @@ from typing import Any
 from .. import envelope, idempotency
 from ..canonical import canonical
 from ..conflicts import bookkeeping, rules
-from ..conflicts.bookkeeping import Arrays, stamp
+from ..conflicts.bookkeeping import Arrays, with_bookkeeping
 from ..envelope import Removed
 from ..models import (
     DeletePolicy,
@@ -54,6 +54,7 @@ from ..models import (
 )
 from ..protection import IntegrityViolation, Keyring
 from ..revisions import generation, parent
+from ..vocabulary import Clear, JSONObject, Representation, Stored
 from . import checks, documents, migration
 from .ops import Op
 
@@ -66,8 +67,8 @@ class Made:
     representation, built from the clear values it was made from: nothing decrypted;
     empty for a delete, which shows nothing)."""
 
-    doc: dict
-    shown: dict = field(default_factory=dict)
+    doc: Stored
+    shown: Representation = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,14 @@ class Lifecycle:
 
     # -- reading ------------------------------------------------------------------
 
-    def verify(self, doc: dict) -> None:
+    def check_signature(self, doc: Stored) -> None:
         """IntegrityViolation unless ``doc`` is as the service signed it, at the revision
         it was signed for (KeyUnavailable: signed with a key this keyring lacks)."""
         if doc.get(envelope.UNREADABLE):
             raise IntegrityViolation(doc["_id"], "the stored document cannot be parsed (nested too deeply)")
-        self.keys.verify(doc)
+        self.keys.check_signature(doc)
 
-    def clear(self, model: ModelType, doc: dict) -> dict:
+    def clear(self, model: ModelType, doc: Stored) -> Clear:
         """The readable properties of ``doc`` in clear."""
         return {
             name: model.properties[name].kind.reveal(self.keys, model.slot(name, doc["_id"]), value)
@@ -92,25 +93,25 @@ class Lifecycle:
             if name in model.properties and model.properties[name].readable
         }
 
-    def open(self, model: ModelType, doc: dict, *, deleted: bool = False) -> dict | None:
+    def open(self, model: ModelType, doc: Stored, *, deleted: bool = False) -> Stored | None:
         """The one way a stored document is read: verified *first* (IntegrityViolation,
         KeyUnavailable), then classified — ``model``'s current version (an older major
         upgraded: ``current``), or None when it is another type's, or soft-deleted
         (unless ``deleted``). A document whose type, version or deleted marker was changed
         in the database is therefore a violation, never a quiet None."""
-        self.verify(doc)
+        self.check_signature(doc)
         current = self.current(model, doc)
         if current is None or (envelope.is_deleted(current) and not deleted):
             return None
         return current
 
-    def removed(self, leaf: dict) -> Removed:
+    def removed(self, leaf: Stored) -> Removed:
         """Why the service wrote the tombstone ``leaf`` (read with ``revs=true``), or
         IntegrityViolation: not signed by the service for its generation, or written
         somewhere else than on the revision it names (``meta.over``) — a deletion made
         outside the service, or a signed one moved onto another branch."""
-        self.verify(leaf)
-        meta: dict = leaf["meta"] if isinstance(leaf.get("meta"), dict) else {}
+        self.check_signature(leaf)
+        meta: JSONObject = leaf["meta"] if isinstance(leaf.get("meta"), dict) else {}
         if not leaf.get("_deleted") or meta.get("removed") not in tuple(Removed):
             raise IntegrityViolation(leaf["_id"], f"revision {leaf.get('_rev')} is no tombstone of the service")
         if meta.get("over") != parent(leaf):
@@ -119,32 +120,32 @@ class Lifecycle:
             )
         return Removed(meta["removed"])
 
-    def open_record(self, type_name: str, key: str, doc: dict) -> dict:
+    def open_record(self, type_name: str, key: str, doc: Stored) -> Stored:
         """An Idempotency-Key record, verified first: IntegrityViolation when it was
         edited, or is another key's (never trust its expiry or document id before)."""
-        self.verify(doc)
+        self.check_signature(doc)
         if not idempotency.is_record(doc) or doc.get("key") != idempotency.key_digest(type_name, key):
             raise IntegrityViolation(doc["_id"], "idempotency record of another key")
         return doc
 
-    def current(self, model: ModelType, doc: dict) -> dict | None:
+    def current(self, model: ModelType, doc: Stored) -> Stored | None:
         """A verified stored ``doc`` as ``model``'s version: itself, or upgraded from an
         older major (``migrated``); None when it is no document of ``model``."""
         if is_of(model, doc):
             return doc
         return self.migrated(model, doc) if is_older(model, doc) else None
 
-    def migrated(self, model: ModelType, doc: dict) -> dict:
+    def migrated(self, model: ModelType, doc: Stored) -> Stored:
         """``doc`` (verified, of an older major of ``model``) upgraded by the type's
         migrations (``migration.upgraded``), signed to be written over its revision.
         MigrationFailed when the result is not valid."""
         return self.signed(migration.upgraded(self.keys, model, doc))
 
-    def representation(self, model: ModelType, doc: dict) -> dict:
+    def representation(self, model: ModelType, doc: Stored) -> Representation:
         """What callers see of a verified stored document."""
         return documents.representation(model, doc, self.clear(model, doc))
 
-    def lookup_values(self, model: ModelType, name: str, value: Any) -> list:
+    def lookup_values(self, model: ModelType, name: str, value: Any) -> list[Any]:
         """The stored forms ``value`` may have in an index (one per enabled key version)."""
         return model.properties[name].kind.lookup_values(self.keys, model.slot(name, ""), value)
 
@@ -154,7 +155,7 @@ class Lifecycle:
     slow_values = staticmethod(checks.slow_values)
 
     def next(
-        self, op: Op, model: ModelType, docid: str, current: dict | None, values: Any, hashed: Mapping[str, str]
+        self, op: Op, model: ModelType, docid: str, current: Stored | None, values: Any, hashed: Mapping[str, str]
     ) -> Made:
         """The document ``op`` writes and what callers are shown of it, from the current
         stored document (for a create: None, or the tombstone of an id deleted before,
@@ -173,18 +174,24 @@ class Lifecycle:
         return Made(self.tombstone(current, Removed.DELETE, at))
 
     def create(
-        self, model: ModelType, docid: str, body: dict, hashed: Mapping[str, str], at: str, tombstone: str | None = None
+        self,
+        model: ModelType,
+        docid: str,
+        body: Clear,
+        hashed: Mapping[str, str],
+        at: str,
+        tombstone: str | None = None,
     ) -> Made:
         """A new document. ``tombstone``: the revision of a deleted document with this
         id, whose branch CouchDB continues."""
         stored, _ = self._protected(model, docid, None, body, hashed)
         doc = documents.new(model, docid, stored, at)
         signed = self.signed(
-            stamp(model, None, doc, set(stored), self.writer, self._arrays(model, None, body)), tombstone
+            with_bookkeeping(model, None, doc, set(stored), self.writer, self._arrays(model, None, body)), tombstone
         )
         return Made(signed, self._shown(model, signed, body))
 
-    def replace(self, model: ModelType, current: dict, body: dict, hashed: Mapping[str, str], at: str) -> Made:
+    def replace(self, model: ModelType, current: Stored, body: Clear, hashed: Mapping[str, str], at: str) -> Made:
         """``current`` with exactly the properties of ``body``, but that hidden properties
         the body omits are kept and null ones removed; properties of a newer minor
         version, unknown here, are kept as stored."""
@@ -200,7 +207,7 @@ class Lifecycle:
         stored, changed = self._protected(model, current["_id"], current, values, hashed, kept)
         return self._over(model, current, {**stored, **kept}, changed, at, values)
 
-    def patch(self, model: ModelType, current: dict, patch: dict, hashed: Mapping[str, str], at: str) -> Made:
+    def patch(self, model: ModelType, current: Stored, patch: JSONObject, hashed: Mapping[str, str], at: str) -> Made:
         """``current`` with an RFC 7396 merge patch applied to its clear values. Hashed
         values the patch does not name are kept as stored."""
         hidden = model.hidden
@@ -214,11 +221,13 @@ class Lifecycle:
         stored, changed = self._protected(model, current["_id"], current, {**merged, **secrets}, hashed, kept)
         return self._over(model, current, {**stored, **kept}, changed, at, merged)
 
-    def soft_delete(self, model: ModelType, current: dict, at: str) -> dict:
+    def soft_delete(self, model: ModelType, current: Stored, at: str) -> Stored:
         arrays = self._arrays(model, current, self.clear(model, current))
-        return self.signed(stamp(model, current, documents.soft_deleted(current, at), set(), self.writer, arrays))
+        return self.signed(
+            with_bookkeeping(model, current, documents.soft_deleted(current, at), set(), self.writer, arrays)
+        )
 
-    def tombstone(self, doc: dict, removed: Removed, at: str | None = None) -> dict:
+    def tombstone(self, doc: Stored, removed: Removed, at: str | None = None) -> Stored:
         """A signed tombstone to write on ``doc``'s revision: why (``removed``), when, and
         the revision it is written on (``meta.over``), so it cannot be moved elsewhere."""
         meta = {"deleted_at": documents.later(doc, at or envelope.now()), "removed": removed.value, "over": doc["_rev"]}
@@ -226,7 +235,7 @@ class Lifecycle:
             {"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True, "type": doc.get("type"), "meta": meta}
         )
 
-    def reconciled(self, model: ModelType, leaves: list[dict]) -> tuple[dict, dict | None]:
+    def reconciled(self, model: ModelType, leaves: list[Stored]) -> tuple[Stored, Stored | None]:
         """A conflict's verified live ``leaves`` merged by the type's policy, leaves of an
         older version upgraded first: (the leaf to write on — ``rules.base`` — and the
         signed merge to write on it, or None when that leaf already is the merge).
@@ -238,12 +247,12 @@ class Lifecycle:
             return base, None
         return base, self.signed({**merged, "_rev": base["_rev"]})
 
-    def rewritten(self, doc: dict) -> dict:
+    def rewritten(self, doc: Stored) -> Stored:
         """``doc``'s content signed to be written on it: one generation up, nothing else
         changed (the reconciler lifts a document above a tombstone with it)."""
         return self.signed({k: v for k, v in doc.items() if k not in envelope.READ_ADDED})
 
-    def reprotected(self, model: ModelType, doc: dict) -> tuple[dict | None, int]:
+    def reprotected(self, model: ModelType, doc: Stored) -> tuple[Stored | None, int]:
         """``doc`` with readable protected values re-protected under the primary keys (in
         the current format) and signed again (version 2), or None if it is current. Also
         returns how many hashed values stay under an old key (a hash cannot be re-keyed
@@ -261,7 +270,7 @@ class Lifecycle:
             return None, stale
         return self.signed(bookkeeping.redigested(doc, changed)), stale
 
-    def resigned(self, doc: dict) -> dict | None:
+    def resigned(self, doc: Stored) -> Stored | None:
         """A document with nothing protected (an Idempotency-Key record) signed under
         the primary key, or None if it is."""
         return None if self.keys.is_current(doc) else self.signed(doc)
@@ -274,9 +283,9 @@ class Lifecycle:
         body: Any,
         at: dt.datetime,
         ttl: float,
-        current: dict | None,
+        current: Stored | None,
         tombstone: str | None = None,
-    ) -> dict:
+    ) -> Stored:
         """A signed Idempotency-Key record claiming ``key`` for ``docid`` (over an expired
         ``current`` one, or continuing the ``tombstone`` of a deleted one)."""
         record = idempotency.new_record(model.name, key, docid, body, at, ttl)
@@ -288,11 +297,11 @@ class Lifecycle:
         self,
         model: ModelType,
         docid: str,
-        current: dict | None,
-        values: dict,
+        current: Stored | None,
+        values: Clear,
         hashed: Mapping[str, str],
         kept: Mapping[str, Any] = {},
-    ) -> tuple[dict, set[str]]:
+    ) -> tuple[Stored, set[str]]:
         """Stored forms of ``values`` and the names that changed (set, changed or removed)
         compared with ``current``: an unchanged value keeps its stored form. ``kept``
         names stored values the write leaves as they are."""
@@ -326,28 +335,32 @@ class Lifecycle:
             raise ValidationFailed(wrong)
         return stored, changed
 
-    def _over(self, model: ModelType, current: dict, stored: dict, changed: set[str], at: str, values: dict) -> Made:
+    def _over(
+        self, model: ModelType, current: Stored, stored: Stored, changed: set[str], at: str, values: Clear
+    ) -> Made:
         doc = documents.replaced(model, current, stored, at)
-        signed = self.signed(stamp(model, current, doc, changed, self.writer, self._arrays(model, current, values)))
+        signed = self.signed(
+            with_bookkeeping(model, current, doc, changed, self.writer, self._arrays(model, current, values))
+        )
         return Made(signed, self._shown(model, signed, values))
 
     @staticmethod
-    def _shown(model: ModelType, doc: dict, values: Mapping[str, Any]) -> dict:
+    def _shown(model: ModelType, doc: Stored, values: Mapping[str, Any]) -> Representation:
         """What callers see of ``doc`` just written from the clear ``values`` (no decrypt)."""
         return documents.representation(model, doc, {name: model.stored_value(name, v) for name, v in values.items()})
 
-    def _arrays(self, model: ModelType, current: dict | None, values: Mapping[str, Any]) -> Arrays:
+    def _arrays(self, model: ModelType, current: Stored | None, values: Mapping[str, Any]) -> Arrays:
         """The clear ``merge: set`` arrays of ``current`` and of the new ``values``."""
         names = [name for name, prop in model.properties.items() if prop.merge is MergeKind.SET]
         old = self.clear(model, {k: v for k, v in current.items() if k in names or k == "_id"}) if current else {}
         return {name: (old.get(name), values.get(name)) for name in names}
 
     @staticmethod
-    def _unknown(model: ModelType, current: dict) -> dict:
+    def _unknown(model: ModelType, current: Stored) -> Stored:
         """Stored properties ``model`` does not declare: a newer minor version's."""
         return {name: value for name, value in envelope.properties(current).items() if name not in model.properties}
 
-    def signed(self, doc: dict, tombstone: str | None = None) -> dict:
+    def signed(self, doc: Stored, tombstone: str | None = None) -> Stored:
         """``doc`` signed for the generation its write creates: over its ``_rev``, or
         over ``tombstone`` (a create on a deleted id), or 1."""
         over = tombstone if tombstone is not None else doc.get("_rev")

@@ -11,25 +11,26 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ..envelope import stamp, tag_of
+from ..envelope import tag_of, timestamp
 from ..models import ModelType
+from ..vocabulary import Representation, Stored
 
 
-def new(model: ModelType, docid: str, props: dict[str, Any], at: str) -> dict:
+def new(model: ModelType, docid: str, props: dict[str, Any], at: str) -> Stored:
     return {"_id": docid, "type": model.tag, "meta": {"created_at": at, "updated_at": at}, **props}
 
 
-def later(current: dict, at: str) -> str:
+def later(current: Stored, at: str) -> str:
     """``at``, or 1 ms after ``current``'s ``updated_at`` if the clock has not passed it:
     a write is always later than what it overwrites, so a leaf restored to the content it
     overwrote (``DocumentStore._undo``) always loses to a concurrent write."""
     previous = str(current.get("meta", {}).get("updated_at") or "")
     if at > previous:
         return at
-    return stamp(dt.datetime.fromisoformat(previous) + dt.timedelta(milliseconds=1))
+    return timestamp(dt.datetime.fromisoformat(previous) + dt.timedelta(milliseconds=1))
 
 
-def replaced(model: ModelType, current: dict, props: dict[str, Any], at: str) -> dict:
+def replaced(model: ModelType, current: Stored, props: dict[str, Any], at: str) -> Stored:
     """``current`` with new properties; keeps id, rev and creation time, and the tag of a
     newer minor version (whose properties the writer kept as they were)."""
     meta = {**current.get("meta", {}), "updated_at": later(current, at)}
@@ -44,13 +45,13 @@ def replaced(model: ModelType, current: dict, props: dict[str, Any], at: str) ->
     }
 
 
-def soft_deleted(current: dict, at: str) -> dict:
+def soft_deleted(current: Stored, at: str) -> Stored:
     at = later(current, at)
     meta = {**current.get("meta", {}), "updated_at": at, "deleted_at": at}
     return {**current, "meta": meta}
 
 
-def representation(model: ModelType, doc: dict, props: dict[str, Any]) -> dict:
+def representation(model: ModelType, doc: Stored, props: dict[str, Any]) -> Representation:
     """What callers see: ``props`` are already unprotected; unreadable ones are dropped."""
     meta = doc.get("meta", {})
     out_meta = {
@@ -65,7 +66,7 @@ def representation(model: ModelType, doc: dict, props: dict[str, Any]) -> dict:
     return {"id": doc["_id"], "meta": out_meta, **readable}
 
 
-def _version(doc: dict) -> str:
+def _version(doc: Stored) -> str:
     tag = tag_of(doc)
     return f"{tag[1]}.{tag[2]}" if tag else ""
 

@@ -7,6 +7,7 @@ migrate`` writes."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from .. import envelope
 from ..conflicts import bookkeeping
@@ -14,9 +15,10 @@ from ..models import DEFAULT_BCRYPT_COST, Hidden, MigrationFailed, ModelType, Va
 from ..models.migrations import same
 from ..protection import Keyring
 from ..protection.kinds import Slot
+from ..vocabulary import Clear, Stored
 
 
-def upgraded(keys: Keyring, model: ModelType, doc: dict) -> dict:
+def upgraded(keys: Keyring, model: ModelType, doc: Stored) -> Stored:
     """``doc`` (verified, of an older major of ``model``) upgraded by the type's
     migrations: the stored document of ``model``'s version, ``meta`` times unchanged,
     not signed yet. Values the steps leave as they were keep their stored form.
@@ -47,7 +49,7 @@ def upgraded(keys: Keyring, model: ModelType, doc: dict) -> dict:
     return bookkeeping.migrated(model, doc, new, values.origin, unchanged)
 
 
-def _upgraded_values(model: ModelType, values: Values, declared: Mapping, docid: str) -> dict:
+def _upgraded_values(model: ModelType, values: Values, declared: Mapping[Any, Any], docid: str) -> Clear:
     """The clear values after the steps, checked against ``model`` (and the hashed
     ones against its declarations); MigrationFailed names paths, never values."""
     hidden = {name for name, value in values.values.items() if isinstance(value, Hidden)}

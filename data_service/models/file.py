@@ -10,14 +10,12 @@ the semantic rules, raising ``ModelError`` naming the type, the property and the
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -26,6 +24,7 @@ from . import migrations
 from .formats import FORMAT_CHECKER, FORMATS
 from .policies import DEFAULT_BCRYPT_COST, ConflictPolicy, DeletePolicy, MergeKind
 from .property import Property
+from .reading import Unparsable, parse_json, parse_yaml
 from .types import RESERVED, SCHEMA_DIALECT, VERSION_PATTERN, Models, ModelType, is_reserved, pointer
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -109,18 +108,10 @@ def load_models(path: str | os.PathLike) -> Models:
         raise ModelError(f"{source}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ModelError(f"{source}: not UTF-8 text") from None
-    if suffix == ".json":
-        try:
-            data = json.loads(text, object_pairs_hook=_unique_pairs)
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{source}: invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-        except _DuplicateKey as exc:
-            raise ModelError(f"{source}: invalid JSON: duplicate key {exc.args[0]!r}") from None
-    else:
-        try:
-            data = yaml.load(text, Loader=_YamlLoader)
-        except yaml.YAMLError as exc:
-            raise ModelError(f"{source}: invalid YAML: {_yaml_problem(exc)}") from None
+    try:
+        data = parse_json(text) if suffix == ".json" else parse_yaml(text)
+    except Unparsable as exc:
+        raise ModelError(f"{source}: {exc}") from None
     return parse_models(data, source)
 
 
@@ -348,60 +339,3 @@ def _json_type(value: object) -> str:
             float: "number",
         }.get(type(value), type(value).__name__)
     return ("an " if name[0] in "aeiou" else "a ") + name
-
-
-# --- file readers
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict:
-    result: dict = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """Safe YAML with JSON-like scalars (only true/false are booleans, no timestamps)
-    and duplicate keys refused."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: set = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-            except TypeError:
-                break
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [
-        (tag, regex) for tag, regex in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
-    ]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError):
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        return f"{exc.problem or exc.context}{where}"
-    return str(exc)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..problems import Code
 from .types import MAX_SAFE, ValidationFailed, Violation, pointer
 
 MAX_NESTING = 64
@@ -23,11 +24,11 @@ _SHOWN_PARTS = 8  # of a deep path, in a message
 
 
 class NumberOutOfRange(ValidationFailed):
-    code = "number_out_of_range"
+    code = Code.NUMBER_OUT_OF_RANGE
 
 
 class NestedTooDeep(ValidationFailed):
-    code = "nested_too_deep"
+    code = Code.NESTED_TOO_DEEP
 
 
 def check_limits(body: Any) -> None:

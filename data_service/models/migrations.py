@@ -52,6 +52,7 @@ from jsonschema import Draft202012Validator
 
 from ..canonical import canonical
 from ..errors import ServiceError
+from ..problems import Code
 from ..protection.kinds import KINDS
 from .formats import FORMAT_CHECKER
 from .property import Property
@@ -119,7 +120,7 @@ class MigrationFailed(ServiceError):
     """A stored document of an older version that its migration cannot upgrade (a
     function failed, or the result does not match the new version). Never the values."""
 
-    code = "migration_failed"
+    code = Code.MIGRATION_FAILED
 
     def __init__(self, docid: str, reason: str) -> None:
         super().__init__(f"{docid}: {reason}")

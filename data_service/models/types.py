@@ -18,6 +18,7 @@ from jsonschema.exceptions import ValidationError
 from ..canonical import MAX_DEPTH, NotCanonical, check
 from ..envelope import ID_PATTERN, tag_of
 from ..errors import ServiceError
+from ..problems import Code
 from ..protection.kinds import Slot
 from .formats import FORMAT_CHECKER, utc_date_time
 from .migrations import Migration
@@ -46,7 +47,7 @@ class Violation:
 class ValidationFailed(ServiceError, ValueError):
     """A body that does not match its type; ``violations`` lists them all, sorted by path."""
 
-    code = "validation_failed"
+    code = Code.VALIDATION_FAILED
 
     def __init__(self, violations: list[Violation]) -> None:
         self.violations = sorted(violations, key=lambda v: (v.path, v.message))
@@ -59,7 +60,7 @@ class ValidationFailed(ServiceError, ValueError):
 class ReservedNames(ValidationFailed):
     """The body sets names that belong to the service (id, type, meta, ...)."""
 
-    code = "reserved_property"
+    code = Code.RESERVED_PROPERTY
 
 
 def check_reserved(body: dict) -> None:
@@ -111,16 +112,16 @@ class ModelType:
 
     def output_schema(self) -> dict:
         """JSON Schema of the representation returned to callers (hashed properties absent)."""
-        stamp = {"type": "string", "format": "date-time"}
+        date_time = {"type": "string", "format": "date-time"}
         readable = {name: copy.deepcopy(p.schema) for name, p in self.properties.items() if p.readable}
         meta = {
             "type": "object",
             "properties": {
                 "type": {"type": "string"},
                 "version": {"type": "string", "pattern": VERSION_PATTERN},
-                "created_at": stamp,
-                "updated_at": dict(stamp),
-                "deleted_at": dict(stamp),
+                "created_at": date_time,
+                "updated_at": dict(date_time),
+                "deleted_at": dict(date_time),
             },
             "required": ["type", "version", "created_at", "updated_at"],
             "additionalProperties": False,

@@ -43,6 +43,7 @@ from ..canonical import NotCanonical, canonical
 from ..envelope import UNSIGNED
 from ..errors import ServiceError
 from ..keys import KeysDir
+from ..problems import Code
 from ..revisions import generation
 
 SIGNATURE_DOMAINS = {1: b"data-service/document/v1\n", 2: b"data-service/document/v2\n"}
@@ -55,7 +56,7 @@ _STATUS = {1: "ENABLED", 2: "DISABLED", 3: "DESTROYED"}
 class IntegrityViolation(ServiceError):
     """A stored document failed its check (edited outside the service)."""
 
-    code = "integrity_violation"
+    code = Code.INTEGRITY_VIOLATION
 
     def __init__(self, docid: str, reason: str) -> None:
         super().__init__(f"{docid}: {reason}")
@@ -71,7 +72,7 @@ class KeyUnavailable(ServiceError):
     does not hold (yet: a sidecar not restarted since ``keys rotate``). Retryable, and
     never counted as tampering."""
 
-    code = "key_unavailable"
+    code = Code.KEY_UNAVAILABLE
 
     def __init__(self, purpose: str, key_id: int) -> None:
         super().__init__(f"{purpose} key {key_id} is not enabled")
@@ -179,7 +180,7 @@ class Keyring:
         tag = self.signing.primitive.compute_mac(self._payload(doc, sig))
         return {**doc, "sig": {**sig, "mac": b64(tag)}}
 
-    def verify(self, doc: dict) -> None:
+    def check_signature(self, doc: dict) -> None:
         """Raise IntegrityViolation, or KeyUnavailable for a signing key that is
         disabled or not in this keyset. Any stored bytes at all: nothing else is raised."""
         docid = str(doc.get("_id"))

@@ -25,6 +25,7 @@ import logging
 
 from ..cache import Cache
 from ..couchdb import CouchDBError, Database, Timeout
+from ..vocabulary import CouchDBAnswer
 
 log = logging.getLogger("data_service.cache")
 
@@ -95,7 +96,7 @@ class CacheFeed:
             if answer.get("results"):  # under load: one poll per batch, not one per write
                 await asyncio.sleep(GATHER)
 
-    def apply(self, answer: dict, asked: float) -> None:
+    def apply(self, answer: CouchDBAnswer, asked: float) -> None:
         """An answer to a request made at ``asked`` (``Cache.clock``)."""
         for change in answer.get("results", []):
             revs = change.get("changes") or [{}]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..lifecycle import Op
+from ..vocabulary import Stored
 from .results import Answer
 
 ANY_REVISION = "*"
@@ -22,7 +23,7 @@ class Change:
     if_match: frozenset[str] | None = None  # the revisions the caller accepts; ANY_REVISION for "*"
     key: str | None = None  # a create's Idempotency-Key
     hashed: Mapping[str, str] = field(default_factory=dict)
-    current: dict | None = None  # the stored document it is made on (a create: None, or a tombstone stub)
+    current: Stored | None = None  # the stored document it is made on (a create: None, or a tombstone stub)
     cached: bool = False  # ``current`` came from the read cache, not from CouchDB
     replay: bool = False  # a create whose Idempotency-Key names this document already
     answer: Answer | Exception | None = None

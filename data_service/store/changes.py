@@ -24,6 +24,7 @@ from ..models import MigrationFailed, ModelType, model_of
 from ..protection import IntegrityViolation, KeyUnavailable
 from ..query import QueryError
 from ..revisions import generation
+from ..vocabulary import CouchDBAnswer, JSONObject, Stored
 from .errors import DocumentNotFound
 from .reader import Reader
 from .reads import Held
@@ -33,15 +34,16 @@ NOW = "now"
 
 @dataclass
 class Changes:
-    events: list[tuple[str, dict]]  # ("change" | "omitted", item) in feed order; item["position"]: resume after it
+    # ("change" | "omitted", item) in feed order; item["position"]: resume after it
+    events: list[tuple[str, JSONObject]]
     last: str  # the token to resume from
 
     @property
-    def results(self) -> list[dict]:
+    def results(self) -> list[JSONObject]:
         return [item for kind, item in self.events if kind == "change"]
 
     @property
-    def omitted(self) -> list[dict]:
+    def omitted(self) -> list[JSONObject]:
         return [item for kind, item in self.events if kind == "omitted"]
 
 
@@ -79,7 +81,7 @@ async def read_changes(
         include_docs=True,
         style="all_docs",
     )
-    events: list[tuple[str, dict]] = []
+    events: list[tuple[str, JSONObject]] = []
     for change in answer.get("results", ()):
         doc = row_doc(change) or {}
         rev = change["changes"][0]["rev"] if change.get("changes") else doc.get("_rev")
@@ -102,7 +104,7 @@ async def read_changes(
     return Changes(events, token(lifecycle, db, model, answer.get("last_seq", seq)))
 
 
-async def _opened(reader: Reader, model: ModelType, change: dict, doc: dict) -> dict | None:
+async def _opened(reader: Reader, model: ModelType, change: CouchDBAnswer, doc: Stored) -> Stored | None:
     """The changed document as ``model`` (verified first, an older version upgraded), or
     None for another type's. A leaf of a higher generation than the winner is a deleted
     one (CouchDB's winner is the highest live leaf): the trace of a rollback, so the

@@ -22,6 +22,7 @@ from ..errors import ServiceError
 from ..lifecycle import Lifecycle
 from ..models import ModelType
 from ..revisions import rev_key
+from ..vocabulary import Stored
 from .change import Change
 from .errors import IdempotencyMismatch, RetriesExhausted
 from .reads import Reads
@@ -77,7 +78,7 @@ class Claims:
         return max(live, key=rev_key, default=rev) == rev
 
     @staticmethod
-    def _replay(change: Change, record: dict) -> None:
+    def _replay(change: Change, record: Stored) -> None:
         if record["body"] != idempotency.body_digest(change.values):
             change.answer = IdempotencyMismatch(change.key)
         else:

@@ -24,6 +24,7 @@ from ..models import Models, ModelType, ValidationFailed, Violation, pointer
 from ..protection import Keyring
 from ..query import Query
 from ..retry import RetryPolicy
+from ..vocabulary import JSONObject, Representation, Stored
 from .cachefeed import CacheFeed
 from .change import ANY_REVISION, Change
 from .changes import Changes, read_changes
@@ -37,7 +38,7 @@ from .report import database_report
 from .results import Answer, Page, Stats
 from .writes import Writes
 
-Revisions = frozenset  # the revisions an If-Match accepts; ANY_REVISION for "*"
+Revisions = frozenset[str]  # the revisions an If-Match accepts; ANY_REVISION for "*"
 __all__ = ["ANY_REVISION", "DocumentStore", "Revisions"]
 
 
@@ -92,7 +93,7 @@ class DocumentStore:
 
     # -- reading ----------------------------------------------------------------
 
-    async def read(self, model: ModelType, docid: str) -> dict:
+    async def read(self, model: ModelType, docid: str) -> Stored:
         """The current stored document (verified, reconciled, an older version
         upgraded); DocumentNotFound unless it is a live ``model``."""
         return await self.writes.reader.read(model, docid)
@@ -107,7 +108,7 @@ class DocumentStore:
         answer = self.writes.answer(model, current)
         return self.writes.remember(model, current, answer, ticket)
 
-    def _remember_listed(self, model: ModelType, stored: dict, representation: dict, ticket: Any) -> None:
+    def _remember_listed(self, model: ModelType, stored: Stored, representation: Representation, ticket: Any) -> None:
         self.writes.remember(model, stored, self.writes.answer(model, stored, shown=representation), ticket)
 
     async def query(self, model: ModelType, query: Query, fresh: bool = False) -> Page:
@@ -151,7 +152,7 @@ class DocumentStore:
                     result[name] = await self.hasher.run(kind.holds, keys, slot, doc[name], candidate, reserved=True)
                 else:
                     result[name] = kind.holds(keys, slot, doc[name], candidate)
-        self.stats.verified(model.name, all(result.values()))
+        self.stats.verify_answered(model.name, all(result.values()))
         return result
 
     # -- writing ----------------------------------------------------------------
@@ -205,10 +206,10 @@ class DocumentStore:
 
     # -- what health and metrics show --------------------------------------------
 
-    async def readiness(self, models: Models) -> dict:
+    async def readiness(self, models: Models) -> JSONObject:
         return await readiness(self.db, models, self.stats)
 
-    async def database_report(self, models: Models) -> dict:
+    async def database_report(self, models: Models) -> JSONObject:
         """Raises DatabaseMissing when there is no database."""
         try:
             return await database_report(self.db, models)

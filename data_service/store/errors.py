@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ServiceError
+from ..problems import Code
+from ..vocabulary import Representation
 
 
 class DocumentNotFound(ServiceError, KeyError):
     """No such document of this type (missing, another type, or soft-deleted)."""
 
-    code = "not_found"
+    code = Code.NOT_FOUND
 
     @property
     def detail(self) -> str:
@@ -21,9 +23,9 @@ class StaleRevision(ServiceError):
     """The caller's revision is not the current one: the answer carries the current
     representation and its revision, so the caller can re-apply its change and retry."""
 
-    code = "stale_revision"
+    code = Code.STALE_REVISION
 
-    def __init__(self, rev: str, representation: dict) -> None:
+    def __init__(self, rev: str, representation: Representation) -> None:
         super().__init__(representation["id"])
         self.rev, self.representation = rev, representation
 
@@ -37,23 +39,23 @@ class StaleRevision(ServiceError):
 class RetriesExhausted(ServiceError):
     """The document kept changing under the sidecar's own read-modify-write."""
 
-    code = "conflict_retries_exhausted"
+    code = Code.CONFLICT_RETRIES_EXHAUSTED
 
 
 class IdempotencyMismatch(ServiceError):
     """An Idempotency-Key was reused with a different body."""
 
-    code = "idempotency_key_mismatch"
+    code = Code.IDEMPOTENCY_KEY_MISMATCH
 
 
 class IdempotencyKeyConsumed(ServiceError):
     """An Idempotency-Key whose document was created and then deleted: a replay must
     not bring it back."""
 
-    code = "idempotency_key_consumed"
+    code = Code.IDEMPOTENCY_KEY_CONSUMED
 
 
 class PreconditionRequired(ServiceError):
     """A replace or delete that names no revision (If-Match)."""
 
-    code = "precondition_required"
+    code = Code.PRECONDITION_REQUIRED

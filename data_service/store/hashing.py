@@ -18,6 +18,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ..errors import ServiceError
+from ..problems import Code
 
 T = TypeVar("T")
 DEFAULT_LIMIT = 64
@@ -28,7 +29,7 @@ THREADS = 2
 class Busy(ServiceError, RuntimeError):
     """The hashing queue is full, or a job waited too long for a thread (503 busy)."""
 
-    code = "busy"
+    code = Code.BUSY
 
     @property
     def detail(self) -> str:
@@ -83,7 +84,7 @@ class Hasher:
             raise Busy(f"{self.pending} bcrypt jobs are queued (the limit is {self.limit}); retry later")
         self.pending += 1
 
-    def _job(self, deadline: float, fn: Callable[..., T], args: tuple) -> T:
+    def _job(self, deadline: float, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         """In the thread: a job whose caller would have waited too long is not run."""
         if self.clock() > deadline:
             raise _Expired

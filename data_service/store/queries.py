@@ -37,6 +37,7 @@ from ..envelope import is_deleted, row_doc
 from ..models import ModelType, is_of
 from ..protection import IntegrityViolation, Keyring, KeyUnavailable
 from ..query import Plan, Query, QueryError, plan
+from ..vocabulary import CouchDBAnswer, JSONObject, Representation, Stored
 from .errors import DocumentNotFound
 from .reader import Reader
 from .reads import Held, Reads
@@ -53,7 +54,7 @@ class CachedDocs:
     but every ``SAMPLE_EVERY``-th."""
 
     cache: Cache
-    remember: Callable[[ModelType, dict, dict, Ticket], None]  # (model, stored, representation, ticket)
+    remember: Callable[[ModelType, Stored, Representation, Ticket], None]  # (model, stored, representation, ticket)
     hit_rate: float = 1.0
     pages: int = 0
 
@@ -61,11 +62,11 @@ class CachedDocs:
         self.pages += 1
         return self.cache.serving and (self.hit_rate >= 0.5 or self.pages % SAMPLE_EVERY == 0)
 
-    async def fill(self, reads: Reads, model: ModelType, index: Index, rows: list[dict]) -> None:
+    async def fill(self, reads: Reads, model: ModelType, index: Index, rows: list[CouchDBAnswer]) -> None:
         """Give each row its cache ``entry`` (one whose document ``index`` puts at the row's
         key), or what CouchDB holds for it (``held``, every leaf read: conflicts and
         tombstones above included) and the ``ticket`` taken before reading it."""
-        missing: dict[str, list[dict]] = {}  # id → its rows (a view may name a document twice)
+        missing: dict[str, list[CouchDBAnswer]] = {}  # id → its rows (a view may name a document twice)
         for row in rows:
             if (entry := self.cache.get(row["id"], model.name, _at(index, row["key"]))) is not None:
                 row["entry"] = entry
@@ -80,7 +81,7 @@ class CachedDocs:
             for row in missing[docid]:  # its document as it is now, or none (deleted since)
                 row.update(held=held, ticket=tickets[docid])
 
-    def keep(self, model: ModelType, row: dict, doc: dict, shown: dict) -> None:
+    def keep(self, model: ModelType, row: CouchDBAnswer, doc: Stored, shown: Representation) -> None:
         """Remember a document ``fill`` fetched (opened by now) if a GET would answer the
         same: live, of ``model``'s own version."""
         if "ticket" in row and is_of(model, doc) and not is_deleted(doc):
@@ -111,8 +112,8 @@ async def run_query(
     segment, after = 0, None
     if query.cursor is not None:
         segment, after = _position(lifecycle.keys, query.cursor, binding, chosen, clock())
-    found: list[tuple[Any, int, tuple]] = []  # (representation, segment, (key, id))
-    omitted: list[dict] = []
+    found: list[tuple[Any, int, tuple[Any, str]]] = []  # (representation, segment, (key, id))
+    omitted: list[JSONObject] = []
     while segment < len(chosen.segments) and len(found) <= query.limit:
         rows, ended = await _rows(db, chosen, segment, after, query.limit + 1 - len(found), source is None)
         if source is not None:
@@ -150,7 +151,7 @@ async def run_query(
     return Page([item for item, _, _ in found], next_cursor, omitted)
 
 
-async def _open(reader: Reader, model: ModelType, chosen: Plan, row: dict, deleted: bool) -> dict | None:
+async def _open(reader: Reader, model: ModelType, chosen: Plan, row: CouchDBAnswer, deleted: bool) -> Stored | None:
     """A row's document opened (verified first; reconciled when it has conflicts or a
     deleted leaf above it — then skipped if that moved it out of the row), or None."""
     held = row.get("held")
@@ -171,7 +172,7 @@ async def _open(reader: Reader, model: ModelType, chosen: Plan, row: dict, delet
     return doc
 
 
-async def _mark_above(reads: Reads, rows: list[dict]) -> None:
+async def _mark_above(reads: Reads, rows: list[CouchDBAnswer]) -> None:
     """The dev server's map functions cannot see deleted leaves: ask its change feed
     which of the rows' documents have one above the winner."""
     suspects = await reads.above([row["id"] for row in rows if row.get("doc")])
@@ -222,8 +223,8 @@ def _inside(chosen: Plan, segment: int, key: Any) -> bool:
 
 
 async def _rows(
-    db: Database, chosen: Plan, segment: int, after: tuple | None, limit: int, docs: bool
-) -> tuple[list[dict], bool]:
+    db: Database, chosen: Plan, segment: int, after: tuple[Any, str] | None, limit: int, docs: bool
+) -> tuple[list[CouchDBAnswer], bool]:
     """Rows of one segment after ``after`` (exclusive), with their ``docs`` or not;
     True when the segment ended."""
     seg = chosen.segments[segment]

@@ -22,6 +22,7 @@ from ..lifecycle import Lifecycle
 from ..models import ConflictPolicy, ModelType, model_of
 from ..protection import IntegrityViolation, KeyUnavailable
 from ..revisions import descends
+from ..vocabulary import Stored
 from .results import Stats
 
 log = logging.getLogger("data_service.store")
@@ -31,7 +32,7 @@ class Races:
     def __init__(self, db: Database, lifecycle: Lifecycle, stats: Stats) -> None:
         self.db, self.lifecycle, self.stats = db, lifecycle, stats
 
-    async def stands(self, model: ModelType, doc: dict, rev: str | None) -> tuple[bool, str | None]:
+    async def stands(self, model: ModelType, doc: Stored, rev: str | None) -> tuple[bool, str | None]:
         """Whether ``doc``, written as ``rev`` on fewer copies than asked, stands
         (answer it, provisional) or lost (withdrawn: the caller's write is re-read and
         answered like any conflict), and its revision. With ``rev`` None (a retried write
@@ -67,17 +68,17 @@ class Races:
             return True, rev
         return self._lost(doc, rev)
 
-    def _lost(self, doc: dict, rev: str) -> tuple[bool, str]:
+    def _lost(self, doc: Stored, rev: str) -> tuple[bool, str]:
         self.stats.races_withdrawn += 1
         log.info("document %s: revision %s lost a race to a write from the same revision", doc["_id"], rev)
         return False, rev
 
-    def _verified(self, model: ModelType, leaves: list[dict]) -> list[dict]:
+    def _verified(self, model: ModelType, leaves: list[Stored]) -> list[Stored]:
         """The leaves a merge would take part in: valid signatures, this type."""
         valid = []
         for leaf in leaves:
             try:
-                self.lifecycle.verify(leaf)
+                self.lifecycle.check_signature(leaf)
             except (IntegrityViolation, KeyUnavailable):
                 continue
             if model_of([model], leaf):

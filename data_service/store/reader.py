@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from ..lifecycle import Lifecycle
 from ..models import MigrationFailed, ModelType
 from ..protection import IntegrityViolation, KeyUnavailable
+from ..vocabulary import Stored
 from .errors import DocumentNotFound
 from .reads import Held, Reads
 from .reconciler import Reconciler
@@ -25,11 +26,11 @@ class Reader:
     def __init__(self, reads: Reads, reconciler: Reconciler, lifecycle: Lifecycle, stats: Stats) -> None:
         self.reads, self.reconciler, self.lifecycle, self.stats = reads, reconciler, lifecycle, stats
 
-    async def read(self, model: ModelType, docid: str) -> dict:
+    async def read(self, model: ModelType, docid: str) -> Stored:
         """The current stored document; DocumentNotFound unless it is a live ``model``."""
         return await self.open(model, await self.reads.one(docid))
 
-    async def open(self, model: ModelType, held: Held, *, deleted: bool = False) -> dict:
+    async def open(self, model: ModelType, held: Held, *, deleted: bool = False) -> Stored:
         """``held`` as ``model``'s current version (reconciled first when it has to be;
         an older version upgraded): DocumentNotFound unless it is live (or soft-deleted,
         with ``deleted``); IntegrityViolation, KeyUnavailable, MigrationFailed."""

@@ -10,13 +10,15 @@ from .. import design
 from ..couchdb import CouchDBError, Database, NotFound
 from ..errors import ServiceError
 from ..models import Models
+from ..problems import Code
+from ..vocabulary import JSONObject
 from .results import Stats
 
 RECENT_SECONDS = 60.0  # a write stored below quorum that no race explains this recently: readiness "degraded"
 
 
 class DatabaseMissing(ServiceError):
-    code = "database_missing"
+    code = Code.DATABASE_MISSING
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -28,7 +30,7 @@ class DatabaseMissing(ServiceError):
 
 
 class NotInstalled(ServiceError):
-    code = "not_installed"
+    code = Code.NOT_INSTALLED
 
     def __init__(self, diff: design.DesignDiff) -> None:
         super().__init__()
@@ -50,7 +52,7 @@ class NotInstalled(ServiceError):
         }
 
 
-async def readiness(db: Database, models: Models, stats: Stats) -> dict:
+async def readiness(db: Database, models: Models, stats: Stats) -> JSONObject:
     """The readiness report; DatabaseMissing / NotInstalled / CouchDB errors otherwise.
     Reads and writes still work while ``degraded``, so that stays a report, not an error."""
     try:
@@ -76,14 +78,14 @@ async def readiness(db: Database, models: Models, stats: Stats) -> dict:
     return report
 
 
-async def _cluster(db: Database, stats: Stats) -> tuple[dict, list[str]]:
+async def _cluster(db: Database, stats: Stats) -> tuple[JSONObject, list[str]]:
     """Cluster membership (server admins only) and recent writes a copy did not store
     (a race between writers is ordinary contention, not a degraded cluster)."""
     degraded = []
     try:
         membership = await db.couch.membership()
     except CouchDBError:  # not an admin (or no such endpoint): the 202s still tell
-        cluster: dict = {"nodes": "unavailable"}
+        cluster: JSONObject = {"nodes": "unavailable"}
     else:
         nodes, connected = set(membership["cluster_nodes"]), set(membership["all_nodes"])
         cluster = {"nodes": len(nodes), "connected": len(nodes & connected)}

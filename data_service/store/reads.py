@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ..couchdb import Database, NotFound, Unreadable
 from ..envelope import unreadable
 from ..revisions import Leaves, generation, sorted_leaves
+from ..vocabulary import Stored
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,9 @@ class Held:
     leaf's revision (a create on this id continues its branch; None: never existed)."""
 
     id: str
-    doc: dict | None
+    doc: Stored | None
     conflicts: tuple[str, ...] = ()
-    above: tuple[dict, ...] = ()
+    above: tuple[Stored, ...] = ()
     tombstone: str | None = None
 
     @property
@@ -98,7 +99,7 @@ class Reads:
 
     async def _bulk(self, ids: list[str], r: int | None) -> dict[str, Leaves]:
         results = await self.db.bulk_get([{"id": docid} for docid in ids], r=r)
-        found: dict[str, list[dict]] = {docid: [] for docid in ids}
+        found: dict[str, list[Stored]] = {docid: [] for docid in ids}
         for result in results:
             found.setdefault(result["id"], []).extend(
                 entry["ok"] for entry in result.get("docs", ()) if isinstance(entry.get("ok"), dict)
@@ -122,7 +123,7 @@ class Reads:
         deleted = tuple(fetched.get(leaf["_rev"], leaf) for leaf in leaves.deleted)
         return Leaves(leaves.winner, leaves.conflicts, deleted)
 
-    async def _history(self, docid: str, revs: list[str]) -> tuple[dict, ...]:
+    async def _history(self, docid: str, revs: list[str]) -> tuple[Stored, ...]:
         """The bodies of leaves ``revs`` with their ``_revisions``."""
         answer = await self.db.open_revs(docid, revs, history=True)
         return tuple(entry["ok"] for entry in answer if isinstance(entry.get("ok"), dict))

@@ -52,6 +52,7 @@ from ..models import MigrationFailed, ModelType, model_of
 from ..protection import IntegrityViolation, KeyUnavailable
 from ..retry import RetryPolicy, attempts
 from ..revisions import Leaves, generation, rev_key
+from ..vocabulary import Stored
 from .reads import Reads
 
 log = logging.getLogger("data_service.conflicts")
@@ -74,21 +75,21 @@ class Outcome:
     status: Status
     reason: str | None = None
     discarded: list[tuple[str, str]] = field(default_factory=list)  # (rev, why): leaves failing their check
-    doc: dict | None = None  # the document afterwards (resolved or clean), else the winner as read
+    doc: Stored | None = None  # the document afterwards (resolved or clean), else the winner as read
 
 
 @dataclass
 class _Plan:
     docid: str
     outcome: Outcome
-    base: dict | None = None  # the leaf the result is written on
-    write: dict | None = None  # the signed result to write on ``base`` (None: ``base`` is the result)
-    losers: list[dict] = field(default_factory=list)  # live leaves to remove
+    base: Stored | None = None  # the leaf the result is written on
+    write: Stored | None = None  # the signed result to write on ``base`` (None: ``base`` is the result)
+    losers: list[Stored] = field(default_factory=list)  # live leaves to remove
     floor: int = 0  # the generation the result must reach (every tombstone at or below it)
     retry: bool = False
 
     @property
-    def result(self) -> dict | None:
+    def result(self) -> Stored | None:
         return self.write or self.base
 
 
@@ -116,13 +117,15 @@ class Reconciler:
         self.stats = stats
         self.retry, self._sleep = retry, sleep
         self.after_winner_write = after_winner_write
-        self._unresolvable: OrderedDict[str, frozenset] = OrderedDict()  # id → leaf revs (read path)
+        self._unresolvable: OrderedDict[str, frozenset[str]] = OrderedDict()  # id → leaf revs (read path)
         self._remember = remember
-        self._inflight: dict[str, asyncio.Future] = {}  # reads of one document share one reconciliation
+        self._inflight: dict[str, asyncio.Future[Any]] = {}  # reads of one document share one reconciliation
 
     # -- the read path ----------------------------------------------------------
 
-    async def resolve(self, model: ModelType, doc: dict, leaves: frozenset[str], above: bool = False) -> dict | None:
+    async def resolve(
+        self, model: ModelType, doc: Stored, leaves: frozenset[str], above: bool = False
+    ) -> Stored | None:
         """``doc`` (the winner as read, with ``leaves`` its live leaf revisions; ``above``:
         deleted leaves above it) reconciled: the document afterwards, the winner as read
         when its conflict cannot be resolved now, None if it is gone. IntegrityViolation
@@ -209,7 +212,7 @@ class Reconciler:
             plan.outcome.status, plan.base = Status.CLEAN, None
         return plan
 
-    def _above(self, plan: _Plan, leaves: Leaves) -> tuple[list[dict], str | None]:
+    def _above(self, plan: _Plan, leaves: Leaves) -> tuple[list[Stored], str | None]:
         """The callers' deletes among the deleted leaves above the winner, and the reason
         the document is tampered (None: it is not)."""
         deletes = []
@@ -224,7 +227,7 @@ class Reconciler:
             plan.floor = max(plan.floor, rev_key(leaf["_rev"])[0])
         return deletes, None
 
-    def _merge(self, plan: _Plan, model: ModelType | None, leaves: list[dict]) -> str | None:
+    def _merge(self, plan: _Plan, model: ModelType | None, leaves: list[Stored]) -> str | None:
         """Fill in ``plan``; the reason the conflict is unresolvable, or None."""
         record = model is None and idempotency.is_record(leaves[0])
         if model is None and not record:
@@ -232,7 +235,7 @@ class Reconciler:
         valid = []
         for leaf in leaves:
             try:
-                self.lifecycle.verify(leaf)
+                self.lifecycle.check_signature(leaf)
             except IntegrityViolation as exc:  # edited, or signed for another generation: never merged
                 plan.outcome.discarded.append((leaf["_rev"], exc.reason))
                 continue
@@ -304,10 +307,10 @@ class Reconciler:
             log.warning("integrity violation: document %s: %s", outcome.docid, outcome.reason)
 
 
-def _gen(doc: dict | None) -> int:
+def _gen(doc: Stored | None) -> int:
     return generation(doc["_rev"]) or 0 if doc else 0
 
 
-def _updated(doc: dict | None) -> str:
+def _updated(doc: Stored | None) -> str:
     meta = doc.get("meta") if doc else None
     return str(meta.get("updated_at") or "") if isinstance(meta, dict) else ""

@@ -8,11 +8,12 @@ from typing import Any
 from .. import design
 from ..couchdb import Database, NotFound
 from ..models import Models
+from ..vocabulary import JSONObject
 
 UNAVAILABLE = "unavailable"
 
 
-async def database_report(db: Database, models: Models) -> dict:
+async def database_report(db: Database, models: Models) -> JSONObject:
     """Database counts and sizes, and view index sizes per generated design doc.
     What the server does not report is ``"unavailable"``, never zero."""
     names = [name for name, doc in design.design_docs(models).items() if "views" in doc]
@@ -39,7 +40,7 @@ async def database_report(db: Database, models: Models) -> dict:
     }
 
 
-async def _view_index(db: Database, name: str) -> dict:
+async def _view_index(db: Database, name: str) -> JSONObject:
     """``view_index`` of ``_design/<name>/_info``; ``{}`` when not installed or a stub."""
     try:
         body = await db.design_info(name)
@@ -49,14 +50,14 @@ async def _view_index(db: Database, name: str) -> dict:
     return index if isinstance(index, dict) else {}  # pouchdb-server: "Not implemented."
 
 
-def _sizes(sizes: Any) -> dict | str:
+def _sizes(sizes: Any) -> JSONObject | str:
     keys = ("file", "active", "external")
     if isinstance(sizes, dict) and all(isinstance(sizes.get(k), int) for k in keys):
         return {k: sizes[k] for k in keys}
     return UNAVAILABLE
 
 
-def _pending(pending: Any) -> dict | str:
+def _pending(pending: Any) -> JSONObject | str:
     """CouchDB 3.x: ``{"minimum", "preferred", "total"}``."""
     if isinstance(pending, dict) and pending and all(isinstance(v, int) for v in pending.values()):
         return pending

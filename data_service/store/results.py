@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..vocabulary import JSONObject, Representation
+
 
 @dataclass
 class Stats:
@@ -23,7 +25,7 @@ class Stats:
     verify_attempts: dict[str, int] = field(default_factory=dict)  # /verify calls answered, by type
     verify_failures: dict[str, int] = field(default_factory=dict)  # ... where a candidate did not match
 
-    def verified(self, type_name: str, matched: bool) -> None:
+    def verify_answered(self, type_name: str, matched: bool) -> None:
         self.verify_attempts[type_name] = self.verify_attempts.get(type_name, 0) + 1
         if not matched:
             self.verify_failures[type_name] = self.verify_failures.get(type_name, 0) + 1
@@ -48,6 +50,6 @@ class Page:
     """One page of a collection query: representations, the next cursor, and the
     documents left out because they failed verification (logged and counted too)."""
 
-    items: list[dict]
+    items: list[Representation]
     next: str | None
-    omitted: list[dict]
+    omitted: list[JSONObject]

@@ -39,6 +39,7 @@ from ..errors import ServiceError
 from ..lifecycle import Lifecycle, Made, Op
 from ..models import ModelType, ValidationFailed, Violation
 from ..retry import RetryPolicy, attempts
+from ..vocabulary import Representation, Stored
 from .change import ANY_REVISION, Change
 from .claims import Claims
 from .errors import DocumentNotFound, IdempotencyKeyConsumed, PreconditionRequired, RetriesExhausted, StaleRevision
@@ -192,7 +193,7 @@ class Writes:
         if change.if_match is not None and change.current is not None:
             self.check_revision(model, change.current, change.if_match)
 
-    def check_revision(self, model: ModelType, current: dict, if_match: frozenset[str]) -> None:
+    def check_revision(self, model: ModelType, current: Stored, if_match: frozenset[str]) -> None:
         """StaleRevision (412, with the current representation) unless ``if_match``
         accepts ``current``'s revision."""
         if ANY_REVISION not in if_match and current["_rev"] not in if_match:
@@ -238,13 +239,13 @@ class Writes:
         """The document already stored under ``docid`` (``created`` False)."""
         return self.answer(model, await self.reader.open(model, await self.reads.one(docid)))
 
-    def answer(self, model: ModelType, current: dict, shown: dict | None = None) -> Answer:
+    def answer(self, model: ModelType, current: Stored, shown: Representation | None = None) -> Answer:
         """The answer for a stored document read from CouchDB (decrypted here unless its
         representation is ``shown`` already)."""
         body = orjson.dumps(shown if shown is not None else self.lifecycle.representation(model, current))
         return Answer(current["_id"], current["_rev"], etags.etag(current["_rev"]), body)
 
-    def remember(self, model: ModelType, stored: dict, answer: Answer, ticket: Ticket, own_writes: int = 0) -> Entry:
+    def remember(self, model: ModelType, stored: Stored, answer: Answer, ticket: Ticket, own_writes: int = 0) -> Entry:
         """The read cache's entry for ``answer``, kept (with ``stored``, the document it
         was made from) unless the document changed since ``ticket``."""
         entry = Entry(model.name, answer.rev, answer.etag, answer.body, orjson.dumps(stored))

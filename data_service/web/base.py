@@ -21,7 +21,7 @@ from ..errors import ServiceError
 from ..logs import redact
 from ..metrics import Metrics
 from ..models import Models
-from ..problems import TABLE
+from ..problems import TABLE, Code
 from ..request_context import RequestContext, TraceParent, current, request_id
 from ..store import DocumentStore
 from ..tracing import Tracing
@@ -132,7 +132,7 @@ class Streams:
     def hold(self) -> Iterator[None]:
         if self.open >= self.limit:
             raise Problem(
-                "busy",
+                Code.BUSY,
                 f"{self.open} change streams are open, the most this sidecar serves at once (--max-streams); "
                 "retry later, or read without feed=longpoll",
             )
@@ -204,7 +204,7 @@ class BaseHandler(RequestHandler):
         length = self.request.headers.get("Content-Length")
         if length is not None:
             if not length.isdigit():
-                raise Problem("bad_request", "Content-Length is not a number")
+                raise Problem(Code.BAD_REQUEST, "Content-Length is not a number")
             self._check_size(int(length))
         # from here this handler counts the bytes (data_received), also of chunked bodies,
         # which Tornado would otherwise cut off with a bare 400 at its own limit
@@ -269,7 +269,7 @@ class BaseHandler(RequestHandler):
             raise self._too_large()
 
     def _too_large(self) -> Problem:
-        return Problem("payload_too_large", f"the limit is {self.ctx.config.max_body} bytes")
+        return Problem(Code.PAYLOAD_TOO_LARGE, f"the limit is {self.ctx.config.max_body} bytes")
 
     def on_connection_close(self) -> None:
         """A body that never arrived (client gone, --body-timeout): the request is over."""
@@ -283,7 +283,7 @@ class BaseHandler(RequestHandler):
         if not accept.acceptable(header, (*self.produces, PROBLEM_JSON)):
             self.refuse(
                 Problem(
-                    "not_acceptable",
+                    Code.NOT_ACCEPTABLE,
                     f"this resource answers {' or '.join(self.produces)} (problems: {PROBLEM_JSON})",
                 )
             )
@@ -349,7 +349,7 @@ class BaseHandler(RequestHandler):
         """Tracebacks only for the unexpected; expected failures get one line (5xx) or none.
         Named by route, never by ``request.uri`` (Tornado's default logs the query string)."""
         problem = from_exception(value, 500)
-        if problem.code == "internal_error" and not isinstance(value, Problem):
+        if problem.code == Code.INTERNAL_ERROR and not isinstance(value, Problem):
             log.error("%s: unexpected %s", self._request_summary(), type(value).__name__, exc_info=(typ, value, tb))
         elif problem.status_code >= 500 and access_level(self.route, problem.status_code, problem.code) > logging.INFO:
             log.warning(
@@ -365,16 +365,16 @@ class BaseHandler(RequestHandler):
         return f"{self.request.method} {redact(self.request.uri or '')} ({self.route})"
 
 
-def access_level(route: str, status: int, code: str | None) -> int:
+def access_level(route: str, status: int, code: Code | None) -> int:
     """The access line's level: answered probes and scrapes at debug (one a few seconds
     per probe), other answers and the caller's mistakes (4xx) at info, the service
     shutting down too; retryable 5xx at warning; the others (internal errors, integrity
     violations, CouchDB refusing) at error."""
     if status < 400:
         return logging.DEBUG if route in PROBE_ROUTES else logging.INFO
-    if status < 500 or code == "draining":
+    if status < 500 or code == Code.DRAINING:
         return logging.INFO
-    kind = TABLE.get(code or "")
+    kind = TABLE.get(code) if code is not None else None
     return logging.WARNING if kind is not None and kind.retryable else logging.ERROR
 
 
@@ -383,4 +383,4 @@ class NotFoundHandler(BaseHandler):
 
     def prepare(self) -> None:
         super().prepare()
-        self.refuse(Problem("not_found", f"no resource at {self.request.path}"))
+        self.refuse(Problem(Code.NOT_FOUND, f"no resource at {self.request.path}"))

@@ -15,6 +15,7 @@ from tornado.iostream import StreamClosedError
 
 from ..errors import ServiceError
 from ..models import ModelType
+from ..problems import Code
 from ..store.changes import Changes
 from .base import Closing
 from .documents import JSON, ApiHandler
@@ -34,7 +35,9 @@ class ChangesHandler(ApiHandler):
         since = self.get_query_argument("since", None, strip=False)
         resumed = self.request.headers.get("Last-Event-ID")
         if any(value is not None and not POSITION.fullmatch(value) for value in (since, resumed)):
-            raise Problem("invalid_query", "since, Last-Event-ID: a position from an earlier answer (or leave it out)")
+            raise Problem(
+                Code.INVALID_QUERY, "since, Last-Event-ID: a position from an earlier answer (or leave it out)"
+            )
         # An EventSource reconnects to the URL it began with plus Last-Event-ID, the later position.
         since = resumed or since
         limit = self.number("limit", 100, 1, MAX_LIMIT)
@@ -45,7 +48,7 @@ class ChangesHandler(ApiHandler):
             return
         feed = self.get_query_argument("feed", "normal")
         if feed not in ("normal", "longpoll"):
-            raise Problem("invalid_query", "feed: normal or longpoll")
+            raise Problem(Code.INVALID_QUERY, "feed: normal or longpoll")
         if feed == "normal":
             self.write_json(self.body(await self.ctx.store.changes(model, since, limit, None)))
             return
@@ -60,7 +63,7 @@ class ChangesHandler(ApiHandler):
     def number(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.get_query_argument(name, str(default), strip=False)
         if not (raw.isascii() and raw.isdigit() and low <= int(raw) <= high):
-            raise Problem("invalid_query", f"{name}: a whole number from {low} to {high}")
+            raise Problem(Code.INVALID_QUERY, f"{name}: a whole number from {low} to {high}")
         return int(raw)
 
     @staticmethod

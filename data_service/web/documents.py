@@ -12,6 +12,7 @@ from ..design import indexes
 from ..envelope import valid_id
 from ..lifecycle import Op
 from ..models import ModelType, ValidationFailed, Violation, check_limits
+from ..problems import Code
 from ..store import Answer, Change
 from .accept import wants_fresh
 from .base import JSON, BaseHandler
@@ -28,24 +29,24 @@ class ApiHandler(BaseHandler):
         self._check_size(self._size)
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type not in media_types:
-            raise Problem("unsupported_media_type", f"send {' or '.join(media_types)}")
+            raise Problem(Code.UNSUPPORTED_MEDIA_TYPE, f"send {' or '.join(media_types)}")
         try:
             body = orjson.loads(b"".join(self._chunks))
         except orjson.JSONDecodeError as exc:
-            raise Problem("invalid_json", str(exc)) from None
+            raise Problem(Code.INVALID_JSON, str(exc)) from None
         check_limits(body)  # before anything else sees it: numbers and depth (models.limits)
         return body
 
     def model(self, name: str) -> ModelType:
         model = self.ctx.models.get(name)
         if model is None:
-            raise Problem("unknown_type", f"no type {name!r}; GET /v1/_types lists them")
+            raise Problem(Code.UNKNOWN_TYPE, f"no type {name!r}; GET /v1/_types lists them")
         self.context.doc_type = name
         return model
 
     def document_id(self, docid: str) -> str:
         if not valid_id(docid):
-            raise Problem("invalid_id", "ids are 1-128 letters, digits, '_' or '-'")
+            raise Problem(Code.INVALID_ID, "ids are 1-128 letters, digits, '_' or '-'")
         self.context.doc_id = docid  # ids are not secret (values are): the access line names it
         return docid
 
@@ -55,13 +56,13 @@ class ApiHandler(BaseHandler):
     def required_if_match(self) -> frozenset[str]:
         revisions = self.if_match()
         if revisions is None:
-            raise Problem("precondition_required", "send If-Match with the ETag you last read")
+            raise Problem(Code.PRECONDITION_REQUIRED, "send If-Match with the ETag you last read")
         return revisions
 
     def idempotency_key(self) -> str | None:
         key = self.request.headers.get("Idempotency-Key")
         if key is not None and not idempotency.KEY.match(key):
-            raise Problem("bad_request", "Idempotency-Key must be 1-200 visible ASCII characters")
+            raise Problem(Code.BAD_REQUEST, "Idempotency-Key must be 1-200 visible ASCII characters")
         return key
 
     def write_answer(self, answer: Answer, status: int = 200) -> None:
@@ -146,7 +147,7 @@ class BulkHandler(ApiHandler):
         if not isinstance(body, dict) or set(body) != {"items"} or not isinstance(body["items"], list):
             raise ValidationFailed([Violation("", 'send {"items": [...]}')])
         if len(body["items"]) > self.ctx.config.max_bulk:
-            raise Problem("payload_too_large", f"at most {self.ctx.config.max_bulk} items per request")
+            raise Problem(Code.PAYLOAD_TOO_LARGE, f"at most {self.ctx.config.max_bulk} items per request")
         results = await self.ctx.store.write(model, [bulk_item(raw) for raw in body["items"]])
         self.write_json({"results": [self.result(r) for r in results]})
 

@@ -7,6 +7,7 @@ whichever worker a probe reaches, a stuck one gets the container restarted."""
 from __future__ import annotations
 
 from ..callers import Access
+from ..problems import Code
 from .base import BaseHandler
 from .problem import Problem
 
@@ -21,14 +22,14 @@ class HealthHandler(BaseHandler):
         build, worker = self.ctx.build.as_dict(), self.ctx.store.worker
         quick = self.get_query_argument("quick", "true", strip=False)
         if quick not in ("true", "false"):
-            raise Problem("bad_request", "quick: true or false")
+            raise Problem(Code.BAD_REQUEST, "quick: true or false")
         if quick == "true":
             workers = self.ctx.metrics.workers
             if workers is not None and (stalled := workers.stalled()):
-                raise Problem("worker_stalled", f"workers {stalled} have not answered for a while", stalled=stalled)
+                raise Problem(Code.WORKER_STALLED, f"workers {stalled} have not answered for a while", stalled=stalled)
             self.write_json({"status": "ok", "build": build, "worker": worker})
             return
         if self.ctx.inflight.draining:  # a load balancer must stop sending here
-            raise Problem("draining", "the service received SIGTERM and finishes the requests it has")
+            raise Problem(Code.DRAINING, "the service received SIGTERM and finishes the requests it has")
         # a missing database, design docs or CouchDB: their problems, from write_error
         self.write_json({**await self.ctx.store.readiness(self.ctx.models), "build": build, "worker": worker})

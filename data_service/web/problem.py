@@ -7,13 +7,15 @@ from typing import Any
 from tornado.web import HTTPError
 
 from ..errors import ServiceError
-from ..problems import BY_STATUS, RETRY_AFTER_SECONDS, TABLE
+from ..problems import BY_STATUS, RETRY_AFTER_SECONDS, TABLE, Code
 
 
 class Problem(HTTPError):
     """An error answer. ``extensions`` become extra members of the body."""
 
-    def __init__(self, code: str, detail: str | None = None, *, headers: dict | None = None, **extensions: Any) -> None:
+    def __init__(
+        self, code: Code, detail: str | None = None, *, headers: dict | None = None, **extensions: Any
+    ) -> None:
         self.kind = TABLE[code]
         super().__init__(self.kind.status)
         self.code = code
@@ -47,4 +49,4 @@ def from_exception(exc: BaseException | None, status: int) -> Problem:
         return Problem(exc.code, exc.detail, headers=exc.headers(), **exc.extensions())
     if isinstance(exc, HTTPError):
         status = exc.status_code
-    return Problem(BY_STATUS.get(status) or ("internal_error" if status >= 500 else "bad_request"))
+    return Problem(BY_STATUS.get(status) or (Code.INTERNAL_ERROR if status >= 500 else Code.BAD_REQUEST))

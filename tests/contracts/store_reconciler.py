@@ -79,7 +79,7 @@ class StoreReconcilerContract(StoreSetup):
         read = await store.read(CART, doc["_id"])
         assert read["visits"] == 5 and sorted(read["items"]) == ["a", "b", "x"] and read["title"] == "A"
         assert len(await live_leaves(db, doc["_id"])) == 1 and read["_rev"].startswith("3-")
-        store.lifecycle.verify(await db.get(read["_id"]))
+        store.lifecycle.check_signature(await db.get(read["_id"]))
 
     async def test_a_tampered_leaf_is_discarded_never_merged(self, store, db, wa, wb, caplog):
         doc = await created(store, CART, {"owner": "o1", "title": "t", "items": ["x"]})
@@ -151,7 +151,7 @@ class StoreReconcilerContract(StoreSetup):
             final = await db.get(docid, conflicts=True)
             assert "_conflicts" not in final
             assert final["visits"] == 6 and sorted(final["items"]) == ["a", "b"] and final["title"] == "c"
-            ring.verify(final)
+            ring.check_signature(final)
 
     async def test_an_unresolvable_conflict_is_left_as_it_is_and_reported_every_pass(self, store, db, wa, wb):
         doc = await created(store, PROFILE, {"name": "Ann"})

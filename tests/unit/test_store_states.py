@@ -1,6 +1,6 @@
 """Stateful tests (hypothesis ``RuleBasedStateMachine``) of the store and the read cache on
 the in-memory CouchDB: two workers of one sidecar (two ``DocumentStore``\\ s with their own
-``Cache`` on one shared ``Stamps.shared(2)`` table and one set of document locks, as
+``Cache`` on one shared ``WriteCounters.shared(2)`` table and one set of document locks, as
 ``workers.py`` sets them up) in front of one ``MemoryServer``, their cache feeds driven by
 the rules; beside them another sidecar and a member writing straight into CouchDB.
 
@@ -13,7 +13,7 @@ begun before other steps and answered after them.
 
 Invariants (checked on every answer):
 - no read begun after an acknowledged write through A or B answers an older revision, nor
-  a body after an acknowledged delete, through either worker (the shared stamps);
+  a body after an acknowledged delete, through either worker (the shared write counters);
 - once a worker's feed delivered an answer, no read through it answers a revision older
   than the feed reported, a deleted document, or a tampered one; no write through it
   builds on a tampered one;
@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
 from support import SAMPLE_MODELS
 
-from data_service.cache import Cache, Entry, Stamps
+from data_service.cache import Cache, Entry, WriteCounters
 from data_service.couchdb import IdPool, NotFound
 from data_service.couchdb.client import path
 from data_service.couchdb.memory import Fault, MemoryServer, memory_couch
@@ -133,14 +133,17 @@ class StoreStates(RuleBasedStateMachine):
         keys = Keyring(KeysDir(keys_dir()), "db")
         self.clients = [memory_couch(server) for _ in range(3)]
         self.run(self.clients[0].database("db").create())
-        stamps, locks = Stamps.shared(2), DocLocks()  # one sidecar: shared stamps, one lock per document
+        counters, locks = (
+            WriteCounters.shared(2),
+            DocLocks(),
+        )  # one sidecar: shared write counters, one lock per document
         self.workers = [
             Worker(
                 DocumentStore(
                     client.database("db"),
                     IdPool(client),
                     keys,
-                    cache=Cache(1 << 20, stamps.as_worker(index)),
+                    cache=Cache(1 << 20, counters.as_worker(index)),
                     locks=locks,
                     worker=index,
                 )
@@ -515,7 +518,7 @@ def test_a_read_begun_before_another_workers_write_never_stores_the_older_versio
 def test_a_read_begun_before_a_deletion_the_feed_reported_never_stores_the_older_version():
     """Issue 22 row 2, with a deletion (found by the ``long`` budget). Failed before the fix: served through
     worker 1 after its feed reported the document deleted (``Cache.changed(id, None)`` left
-    the revision reported before it as the last one, so the read's one extra stamp passed)."""
+    the revision reported before it as the last one, so the read's one extra write count passed)."""
 
     def steps(state: StoreStates) -> None:
         doc = state.create(w=0)
