@@ -8,8 +8,7 @@ import os
 
 import aiohttp
 import pytest
-from openapi_check import SpecChecker
-from support import ROOT, Api, devcouch, running_sidecar, unique_name
+from support import ROOT, devcouch, running_sidecar, spec_api, unique_name
 from transports import KINDS, Kind
 
 from data_service.config import Config
@@ -116,9 +115,7 @@ async def http():
 @pytest.fixture
 async def api(sidecar, http):
     """A spec-checking client of the running sidecar."""
-    async with http.get(f"{sidecar}/openapi.json") as resp:
-        spec = await resp.json()
-    return Api(http, sidecar, SpecChecker(spec))
+    return await spec_api(http, sidecar)
 
 
 @pytest.fixture(params=KINDS, ids=lambda kind: kind.name)

@@ -8,7 +8,9 @@ from dataclasses import replace
 import orjson
 import pytest
 from faults import FaultProxy
-from support import cache_gauge, running_sidecar, until
+from support import running_sidecar, spec_api, until
+from support.documents import stored_docs
+from support.metrics import cache_gauge
 
 USER = {
     "email": "ada@example.com",
@@ -18,16 +20,6 @@ USER = {
     "tags": ["math"],
     "address": {"street": "1 Analytical Way", "city": "London", "zip": "N1"},
 }
-NOTE = {"title": "counter", "counter": 0, "attributes": {}}
-
-
-async def stored_docs(db) -> list[dict]:
-    """Every document of a declared type in CouchDB, read directly (not through the sidecar):
-    no design documents, no Idempotency-Key records."""
-    rows = (await db.all_docs(include_docs=True)).rows
-    return [
-        row["doc"] for row in rows if not row["id"].startswith("_design/") and not row["doc"]["type"].startswith("ds:")
-    ]
 
 
 async def test_create_read_replace_delete(api, db):
@@ -247,15 +239,11 @@ async def test_types_and_openapi(api):
 
 
 async def test_couchdb_outage_is_503_and_the_sidecar_recovers(config, http, db):
-    from openapi_check import SpecChecker
-    from support import Api
-
     async with (
         FaultProxy.to(config.couchdb_url) as proxy,
         running_sidecar(replace(config, couchdb_url=proxy.url)) as base,
     ):
-        async with http.get(f"{base}/openapi.json") as resp:
-            api = Api(http, base, SpecChecker(await resp.json()))
+        api = await spec_api(http, base)
         note = await api.request("POST", "/v1/note", json={"title": "before"})
         assert note.status == 201
         await proxy.down()

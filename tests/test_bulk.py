@@ -3,8 +3,7 @@ single write, one result per item in order; bad items never block good ones."""
 
 from __future__ import annotations
 
-from test_api import stored_docs
-from test_protection import ALICE
+from support.documents import ALICE, stored_docs
 
 
 def note(i: int) -> dict:

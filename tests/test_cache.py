@@ -13,60 +13,26 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
-from faults import FaultProxy
-from openapi_check import SpecChecker
-from support import Api, cache_gauge, install_design_docs, running_app, running_sidecar, serving, until
+from support import Api, install_design_docs, proxied, running_app, running_sidecar, serving, spec_api, until
+from support.documents import MERGE, new_note
+from support.metrics import cache_counter, cache_gauge, cache_live, metric, metric_of, scrape
 
 from data_service.cache import Cache, Entry, Stamps
 from data_service.web.accept import wants_fresh
 
-MERGE = {"Content-Type": "application/merge-patch+json"}
-
-
-async def spec_api(http, base: str) -> Api:
-    async with http.get(f"{base}/openapi.json") as resp:
-        return Api(http, base, SpecChecker(await resp.json()))
-
-
-async def counter(http, base: str, name: str) -> float:
-    async with http.get(f"{base}/_metrics") as resp:
-        text = await resp.text()
-    [line] = [line for line in text.splitlines() if line.startswith(f"data_service_cache_{name}_total{{")]
-    return float(line.split()[-1])
-
-
-async def couchdb_requests(http, base: str, operation: str) -> float:
-    async with http.get(f"{base}/_metrics") as resp:
-        text = await resp.text()
-    return _sample(text, "data_service_couchdb_requests_total", operation=operation)
+COUCHDB_REQUESTS = "data_service_couchdb_requests_total"
 
 
 async def document_reads(http, base: str) -> float:
     """Requests that read documents by id: ``_bulk_get`` or ``_all_docs`` (CouchDB), one
     by one (the dev server)."""
-    together = [await couchdb_requests(http, base, op) for op in ("bulk_get", "all_docs")]
-    return sum(together) + await couchdb_doc_gets(http, base)
+    text = await scrape(http, base)
+    together = [metric(text, COUCHDB_REQUESTS, operation=op) for op in ("bulk_get", "all_docs")]
+    return sum(together) + metric(text, COUCHDB_REQUESTS, method="GET", operation="doc", status="200")
 
 
 async def couchdb_doc_gets(http, base: str) -> float:
-    async with http.get(f"{base}/_metrics") as resp:
-        text = await resp.text()
-    prefix = 'data_service_couchdb_requests_total{method="GET",operation="doc",status="200"}'
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
-
-
-async def new_note(api: Api, title: str):
-    """A note created through ``api`` (cached there: written there), and its URL."""
-    created = await api.request("POST", "/v1/note", json={"title": title})
-    assert created.status == 201
-    return created, f"/v1/note/{created.body['id']}"
-
-
-async def live(http, base: str) -> None:
-    async def check() -> bool:
-        return await cache_gauge(http, base, "live") == 1.0
-
-    await until(check, "the cache's change feed is live")
+    return await metric_of(http, base, COUCHDB_REQUESTS, method="GET", operation="doc", status="200")
 
 
 async def title_becomes(api: Api, url: str, title: str, headers: dict | None = None) -> dict:
@@ -77,31 +43,24 @@ async def title_becomes(api: Api, url: str, title: str, headers: dict | None = N
     return await until(check, f"{url} shows {title!r}")
 
 
-async def proxied(config):
-    """A started ``FaultProxy`` to the test CouchDB and ``config`` pointing through it."""
-    proxy = FaultProxy.to(config.couchdb_url)
-    await proxy.start()
-    return proxy, replace(config, couchdb_url=proxy.url)
-
-
 # --- in one sidecar ----------------------------------------------------------------
 
 
 async def test_a_miss_then_hits_served_without_couchdb(config, http):
     async with running_sidecar(config) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
-        await live(http, base)
+        await cache_live(http, base)
         created, url = await new_note(other, "made elsewhere")
-        misses, hits = await counter(http, base, "misses"), await counter(http, base, "hits")
+        misses, hits = await cache_counter(http, base, "misses"), await cache_counter(http, base, "hits")
         first = await api.request("GET", url)
         assert first.status == 200 and first.body["title"] == "made elsewhere"
-        assert await counter(http, base, "misses") == misses + 1
+        assert await cache_counter(http, base, "misses") == misses + 1
         gets = await couchdb_doc_gets(http, base)
         for _ in range(3):
             again = await api.request("GET", url)
             assert (again.status, again.body, again.etag) == (200, first.body, first.etag)
             assert again.headers["Content-Type"] == "application/json"
-        assert await counter(http, base, "hits") == hits + 3
+        assert await cache_counter(http, base, "hits") == hits + 3
         assert await couchdb_doc_gets(http, base) == gets  # no CouchDB round trip
         assert await cache_gauge(http, base, "entries") >= 1 and await cache_gauge(http, base, "bytes") > 0
         not_modified = await api.request("GET", url, headers={"If-None-Match": first.etag})
@@ -112,7 +71,7 @@ async def test_a_miss_then_hits_served_without_couchdb(config, http):
 async def test_read_your_writes_from_memory(config, http):
     async with running_sidecar(config) as base:
         api = await spec_api(http, base)
-        await live(http, base)
+        await cache_live(http, base)
         created, url = await new_note(api, "one")
         for title in ("two", "three", "four"):
             written = await api.request("PATCH", url, json={"title": title}, headers=MERGE)
@@ -130,22 +89,22 @@ async def test_read_your_writes_from_memory(config, http):
 async def test_a_write_elsewhere_is_seen_once_the_feed_reports_it(config, http):
     async with running_sidecar(config) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
-        await live(http, base)
+        await cache_live(http, base)
         created, url = await new_note(api, "mine")
         assert (await api.request("GET", url)).body["title"] == "mine"  # cached
-        invalidations = await counter(http, base, "invalidations")
+        invalidations = await cache_counter(http, base, "invalidations")
         changed = await other.request("PATCH", url, json={"title": "theirs"}, headers=MERGE)
         assert changed.status == 200
         seen = await title_becomes(api, url, "theirs")
         assert seen.etag == changed.etag
-        assert await counter(http, base, "invalidations") > invalidations
+        assert await cache_counter(http, base, "invalidations") > invalidations
 
 
 @pytest.mark.parametrize("cache_control", ["no-cache", "no-store", "max-age=0", "public, max-age=0"])
 async def test_cache_control_reads_couchdb(config, http, cache_control):
     async with running_sidecar(config) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
-        await live(http, base)
+        await cache_live(http, base)
         created, url = await new_note(api, "cached")
         assert (await api.request("GET", url)).body["title"] == "cached"
         await other.request("PATCH", url, json={"title": "changed"}, headers=MERGE)
@@ -156,7 +115,7 @@ async def test_cache_control_reads_couchdb(config, http, cache_control):
 async def test_a_tampered_document_is_never_cached(config, http, db):
     async with running_sidecar(config) as base:
         api = await spec_api(http, base)
-        await live(http, base)
+        await cache_live(http, base)
         created, url = await new_note(api, "signed")
         assert (await api.request("GET", url)).status == 200  # cached
         stored = await db.get(created.body["id"])
@@ -168,34 +127,34 @@ async def test_a_tampered_document_is_never_cached(config, http, db):
             return reply.status == 500 and reply.body["code"] == "integrity_violation"
 
         await until(refused, "the tampered document is refused")
-        hits = await counter(http, base, "hits")
+        hits = await cache_counter(http, base, "hits")
         for _ in range(3):
             reply = await api.request("GET", url)
             assert reply.status == 500 and reply.body["code"] == "integrity_violation"
-        assert await counter(http, base, "hits") == hits
+        assert await cache_counter(http, base, "hits") == hits
 
 
 async def test_feed_lost_bypasses_and_flushes_then_resumes(config, http):
     proxy, through_proxy = await proxied(config)
     async with running_sidecar(through_proxy) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
-        await live(http, base)
+        await cache_live(http, base)
         created, url = await new_note(api, "before")
         assert (await api.request("GET", url)).body["title"] == "before"
         assert await cache_gauge(http, base, "entries") >= 1
-        flushes = await counter(http, base, "flushes")
+        flushes = await cache_counter(http, base, "flushes")
 
         await proxy.down()  # CouchDB gone for this sidecar: its feed breaks and cannot resume
         await until(lambda: _is(cache_gauge(http, base, "live"), 0.0), "the cache is bypassed")
         down = await api.request("GET", url)
         assert down.status == 503 and down.body["code"] == "couchdb_unavailable"  # never from memory
         await until(lambda: _is(cache_gauge(http, base, "entries"), 0.0), "the cache is flushed")
-        assert await counter(http, base, "flushes") > flushes
+        assert await cache_counter(http, base, "flushes") > flushes
         changed = await other.request("PATCH", url, json={"title": "while down"}, headers=MERGE)
         assert changed.status == 200
 
         await proxy.up()
-        await live(http, base)
+        await cache_live(http, base)
         back = await api.request("GET", url)
         assert back.status == 200 and back.body["title"] == "while down"
         assert (await api.request("GET", url)).body["title"] == "while down"  # cached again
@@ -218,7 +177,7 @@ async def test_no_cache_with_cache_size_zero(config, http):
 async def test_a_write_naming_the_cached_revision_reads_no_couchdb(config, http):
     async with running_app(config) as (base, ctx):
         api = await spec_api(http, base)
-        await live(http, base)
+        await cache_live(http, base)
         feed = ctx.store.feed
 
         async def reported(reply, seen: int):
@@ -235,7 +194,7 @@ async def test_a_write_naming_the_cached_revision_reads_no_couchdb(config, http)
         seen = feed.changes_seen
         created, url = await new_note(api, "one")
         await reported(created, seen)
-        gets, parents = await couchdb_doc_gets(http, base), await counter(http, base, "parents")
+        gets, parents = await couchdb_doc_gets(http, base), await cache_counter(http, base, "parents")
         seen = feed.changes_seen
         replaced = await reported(
             await api.request("PUT", url, json={"title": "two"}, headers={"If-Match": created.etag}), seen
@@ -250,7 +209,7 @@ async def test_a_write_naming_the_cached_revision_reads_no_couchdb(config, http)
         assert stale.status == 412 and stale.body["current"]["title"] == "two"
         deleted = await api.request("DELETE", url, headers={"If-Match": patched.etag})
         assert deleted.status == 204
-        assert await counter(http, base, "parents") == parents + 3  # the 412 was not one of them
+        assert await cache_counter(http, base, "parents") == parents + 3  # the 412 was not one of them
         assert await couchdb_doc_gets(http, base) == gets + 1  # the 412's read of the current document
         assert (await api.request("GET", url, headers={"Cache-Control": "no-cache"})).status == 404
 
@@ -259,7 +218,7 @@ async def test_a_query_page_takes_its_documents_from_the_cache(config, http, db)
     await install_design_docs(db)
     async with running_sidecar(config) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
-        await live(http, base)
+        await cache_live(http, base)
         owner = f"cache-{uuid.uuid4().hex}"
 
         async def event(sidecar: Api, day: int) -> dict:
@@ -268,21 +227,21 @@ async def test_a_query_page_takes_its_documents_from_the_cache(config, http, db)
 
         mine = [await event(api, day) for day in (1, 2, 3)]  # cached: written here
         url = f"/v1/event?owner={owner}&sort=created_at"
-        fetches, hits = await document_reads(http, base), await counter(http, base, "hits")
+        fetches, hits = await document_reads(http, base), await cache_counter(http, base, "hits")
         page = await api.request("GET", url)
         assert page.status == 200 and page.body["items"] == mine
-        assert await counter(http, base, "hits") == hits + 3
+        assert await cache_counter(http, base, "hits") == hits + 3
         assert await document_reads(http, base) == fetches  # no document read
         fresh = await api.request("GET", url, headers={"Cache-Control": "no-cache"})  # documents from CouchDB
-        assert fresh.body == page.body and await counter(http, base, "hits") == hits + 3
+        assert fresh.body == page.body and await cache_counter(http, base, "hits") == hits + 3
 
         theirs = await event(other, 4)  # never read here: fetched, verified, then cached
         listed = await until(lambda: _listed(api, url, 4), "the new event is listed")
         assert listed.body["items"] == [*mine, theirs]
         assert await document_reads(http, base) > fetches
-        hits = await counter(http, base, "hits")
+        hits = await cache_counter(http, base, "hits")
         assert (await api.request("GET", url)).body == listed.body
-        assert await counter(http, base, "hits") == hits + 4
+        assert await cache_counter(http, base, "hits") == hits + 4
 
         stored = await db.get(mine[0]["id"])
         await db.put({**stored, "kind": "created"})  # forged straight in CouchDB: the feed drops the entry
@@ -307,9 +266,9 @@ async def test_a_cached_revision_behind_couchdb_is_not_written_over(config, http
     proxy, through_proxy = await proxied(config)
     async with running_sidecar(through_proxy) as base, running_sidecar(config) as elsewhere:
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
-        await live(http, base)
+        await cache_live(http, base)
         created, url = await new_note(api, "cached")
-        parents = await counter(http, base, "parents")
+        parents = await cache_counter(http, base, "parents")
         proxy.delay = 1.0  # every answer from CouchDB to this sidecar, its feed's too, comes late
         theirs = await other.request("PATCH", url, json={"title": "theirs"}, headers=MERGE)
         assert theirs.status == 200
@@ -317,7 +276,7 @@ async def test_a_cached_revision_behind_couchdb_is_not_written_over(config, http
         assert stale.status == 412 and stale.body["current"]["title"] == "theirs"
         assert stale.headers["ETag"] == theirs.etag
         proxy.delay = 0.0
-        assert await counter(http, base, "parents") == parents + 1  # tried on the cached document first
+        assert await cache_counter(http, base, "parents") == parents + 1  # tried on the cached document first
         mine = await api.request("PUT", url, json={"title": "mine"}, headers={"If-Match": theirs.etag})
         assert mine.status == 200 and mine.body["title"] == "mine"
         assert (await other.request("GET", url, headers={"Cache-Control": "no-cache"})).body["title"] == "mine"
@@ -350,9 +309,7 @@ async def test_two_workers_never_answer_older_than_an_acknowledged_write(config,
                 rapi = await spec_api(reader, served.base)
 
                 async def both_live() -> bool:
-                    async with writer.get(f"{served.base}/_metrics") as resp:
-                        text = await resp.text()
-                    return _sample(text, "data_service_cache_live") == 2.0  # 1 per worker
+                    return await metric_of(writer, served.base, "data_service_cache_live") == 2.0  # 1 per worker
 
                 await until(both_live, "both workers' caches are live")
                 for i in range(1, 31):
@@ -364,12 +321,12 @@ async def test_two_workers_never_answer_older_than_an_acknowledged_write(config,
                 assert await worker_of(reader, served.base) != await worker_of(writer, served.base)
 
             async def both_workers_counted() -> bool:  # one scrape, whichever worker takes it
-                async with aiohttp.ClientSession() as scraper, scraper.get(f"{served.base}/_metrics") as resp:
-                    text = await resp.text()
-                patches = _sample(text, "data_service_http_requests_total", method="PATCH", worker=mine)
+                async with aiohttp.ClientSession() as scraper:
+                    text = await scrape(scraper, served.base)
+                patches = metric(text, "data_service_http_requests_total", method="PATCH", worker=mine)
                 other = "1" if mine == "0" else "0"
-                gets = _sample(text, "data_service_http_requests_total", method="GET", worker=other)
-                return patches == 30 and gets >= 60 and f'data_service_cache_live{{worker="{other}"}} 1.0' in text
+                gets = metric(text, "data_service_http_requests_total", method="GET", worker=other)
+                return patches == 30 and gets >= 60 and metric(text, "data_service_cache_live", worker=other) == 1.0
 
             await until(both_workers_counted, "one scrape shows both workers' requests")
         served.process.send_signal(signal.SIGTERM)  # to the parent: every worker drains and stops
@@ -377,15 +334,6 @@ async def test_two_workers_never_answer_older_than_an_acknowledged_write(config,
         assert [line["message"] for line in served.log_lines()].count("stopped") == 2
         started = [line for line in served.log_lines() if "listening on" in line.get("message", "")]
         assert sorted(line["message"].split("worker ")[1] for line in started) == ["0 of 2)", "1 of 2)"]
-
-
-def _sample(text: str, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples carrying ``labels`` in an exposition."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 # --- the pure core -------------------------------------------------------------------
@@ -541,8 +489,8 @@ def test_one_scrape_shows_every_workers_series(tmp_path):
     WorkerMetrics(tmp_path, 1).publish(snapshots[1])
     text = generate_latest(WorkerMetrics(tmp_path, 0).merged(snapshots[0])).decode()
     assert text.count("# TYPE demo_requests_total counter") == 1  # one family, both workers in it
-    assert _sample(text, "demo_requests_total", route="/a", worker="0") == 3
-    assert _sample(text, "demo_requests_total", route="/a", worker="1") == 5
+    assert metric(text, "demo_requests_total", route="/a", worker="0") == 3
+    assert metric(text, "demo_requests_total", route="/a", worker="1") == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["worker-1.prom"]  # no partial file left
 
 

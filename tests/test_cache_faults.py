@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from support import install_design_docs, running_app, until
-from test_cache import MERGE, counter, live, new_note, proxied, spec_api
+from support import install_design_docs, proxied, running_app, spec_api, until
+from support.documents import MERGE, new_note
+from support.metrics import cache_counter, cache_gauge, cache_live
 
 from data_service.couchdb.client import path
 from data_service.couchdb.errors import BadRequest
@@ -36,7 +37,7 @@ async def test_a_read_answered_before_a_write_never_replaces_it_after_the_acknow
     proxy, through_proxy = await proxied(config)
     async with running_app(through_proxy) as (base, ctx), running_app(config) as (elsewhere, _):
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
-        await live(http, base)
+        await cache_live(http, base)
         seen = ctx.store.feed.changes_seen
         created, url = await new_note(other, "one")  # made elsewhere: this feed reports revision 1
         await reported(ctx.store.feed, seen)
@@ -78,7 +79,7 @@ async def test_a_hung_feed_stops_the_cache_within_its_bound(config, http, caplog
     proxy, through_proxy = await proxied(config)
     async with running_app(through_proxy) as (base, ctx), running_app(config) as (elsewhere, _):
         api, other = await spec_api(http, base), await spec_api(http, elsewhere)
-        await live(http, base)
+        await cache_live(http, base)
         created, url = await new_note(api, "before")
         assert (await api.request("GET", url)).body["title"] == "before"  # cached
         caplog.clear()
@@ -98,29 +99,22 @@ async def test_a_hung_feed_stops_the_cache_within_its_bound(config, http, caplog
 
         await until(fresh, "the change is served once the bound has passed")
         await until(lambda: _gauge_is(http, base, "live", 0.0), "cache_live is 0")
-        assert await _gauge(http, base, "feed_lag_seconds") >= BOUND
+        assert await cache_gauge(http, base, "feed_lag_seconds") >= BOUND
         await held.reached(held.applied + 2)  # the feed keeps trying
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
 
         proxy.remove(held)
-        await live(http, base)
-        hits = await counter(http, base, "hits")
+        await cache_live(http, base)
+        hits = await cache_counter(http, base, "hits")
         for _ in range(2):
             assert (await api.request("GET", url)).body["title"] == "after"
-        assert await counter(http, base, "hits") >= hits + 1  # served from memory again
+        assert await cache_counter(http, base, "hits") >= hits + 1  # served from memory again
     await proxy.close()
 
 
-async def _gauge(http, base: str, name: str) -> float:
-    async with http.get(f"{base}/_metrics") as resp:
-        text = await resp.text()
-    [line] = [line for line in text.splitlines() if line.startswith(f"data_service_cache_{name}{{")]
-    return float(line.split()[-1])
-
-
 async def _gauge_is(http, base: str, name: str, value: float) -> bool:
-    return await _gauge(http, base, name) == value
+    return await cache_gauge(http, base, name) == value
 
 
 # --- row 4: a view row or a revision whose body changed ------------------------------------
@@ -141,7 +135,7 @@ async def test_a_page_never_splices_a_cached_body_under_a_row_with_another_key(c
     proxy, through_proxy = await proxied(config)
     async with running_app(through_proxy) as (base, ctx):
         api = await spec_api(http, base)
-        await live(http, base)
+        await cache_live(http, base)
         alice = await event(api, "alice", {"secret": "alice's confidential payload"})
         url = f"/v1/event/{alice['id']}"
         assert (await api.request("GET", url)).body == alice  # cached
@@ -150,7 +144,7 @@ async def test_a_page_never_splices_a_cached_body_under_a_row_with_another_key(c
         stored = await db.get(alice["id"])
         await db.put({**stored, "owner": "mallory"})  # straight into CouchDB
         page = await api.request("GET", "/v1/event?owner=mallory")
-        assert await _gauge(http, base, "live") == 1.0  # the cache served throughout
+        assert await cache_gauge(http, base, "live") == 1.0  # the cache served throughout
         assert page.status == 200
         assert "alice's confidential payload" not in str(page.body["items"])
         assert page.body["omitted"] == [{"id": alice["id"], "code": "integrity_violation"}]
@@ -167,14 +161,14 @@ async def test_a_same_revision_re_insert_is_not_served_from_the_cache(config, ht
     await install_design_docs(db)
     async with running_app(config) as (base, ctx):
         api = await spec_api(http, base)
-        await live(http, base)
+        await cache_live(http, base)
         seen = ctx.store.feed.changes_seen
         alice = await event(api, "alice", {"secret": "alice's confidential payload"})
         await reported(ctx.store.feed, seen)  # the echo of its own write: the entry stays
         url = f"/v1/event/{alice['id']}"
-        hits = await counter(http, base, "hits")
+        hits = await cache_counter(http, base, "hits")
         assert (await api.request("GET", url)).body == alice
-        assert await counter(http, base, "hits") == hits + 1
+        assert await cache_counter(http, base, "hits") == hits + 1
 
         stored = await db.get(alice["id"])
         if (await db.couch.server_info()).kind == "pouchdb-server":

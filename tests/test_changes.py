@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 from faults import FaultProxy
 from support import running_sidecar, serving, until
-from test_api import NOTE
+from support.documents import NOTE
 
 from data_service.canonical import canonical
 from data_service.couchdb import Limits

@@ -15,7 +15,8 @@ import uuid
 import devcouch_pair
 import orjson
 import pytest
-from support import ROOT, install_design_docs, run_command, running_app, single_copy_database, unique_name
+from support import install_design_docs, run_command, running_app, single_copy_database, unique_name
+from support.conflicts import CART, MODELS, MODELS_PATH, PROFILE, at, body, clear, edit, fork, make
 
 from data_service import envelope, query
 from data_service.config import Config
@@ -25,15 +26,11 @@ from data_service.couchdb.client import split_credentials
 from data_service.design import CONFLICTS_NAME, VIEW
 from data_service.keys import KeysDir
 from data_service.lifecycle import Lifecycle
-from data_service.models import ModelError, load_models, parse_models
+from data_service.models import ModelError, parse_models
 from data_service.protection import Keyring
 from data_service.store import DocumentStore, Stats
 from data_service.store.reconciler import Reconciler, Status
 from data_service.store.sweeper import run_sweeper, sweep
-
-MODELS_PATH = ROOT / "tests" / "conflict_models.yaml"
-MODELS = load_models(MODELS_PATH)
-PROFILE, CART = MODELS.get("profile"), MODELS.get("cart")
 
 
 async def install_views(db) -> None:
@@ -59,29 +56,6 @@ def keys(keys_dir) -> Keyring:
 def ring(keys_dir, db) -> Keyring:
     """For documents of the test database: signed for it, as its sidecar signs them."""
     return Keyring(KeysDir(keys_dir), db.name)
-
-
-def at(n: float) -> str:
-    """A timestamp n seconds into a fixed minute (pure tests choose their own clock)."""
-    return f"2026-01-01T00:00:{n:06.3f}Z"
-
-
-def make(keys, model, props: dict, when: str, writer: str = "w0", docid: str | None = None, rev: str = "1-0a") -> dict:
-    """A document as a sidecar creates it (stamped and signed), with ``rev``."""
-    return {**Lifecycle(keys, writer).create(model, docid or uuid.uuid4().hex, props, {}, when).doc, "_rev": rev}
-
-
-def edit(keys, model, current: dict, changes: dict, when: str, writer: str, rev: str) -> dict:
-    """``current`` after a sidecar's merge patch of ``changes`` (None removes), with ``rev``."""
-    return {**Lifecycle(keys, writer).patch(model, current, changes, {}, when).doc, "_rev": rev}
-
-
-def clear(keys, model, doc: dict) -> dict:
-    return Lifecycle(keys, "reader").clear(model, doc)
-
-
-def body(doc: dict) -> dict:
-    return {k: v for k, v in doc.items() if k not in ("_rev", "sig", "_conflicts")}
 
 
 # --- the models file ------------------------------------------------------------
@@ -250,19 +224,6 @@ def test_a_union_that_breaks_the_schema_is_unresolvable(keys):
 
 
 # --- against a real server: one database, leaves written with new_edits=false --------
-
-
-async def fork(db, current: dict, *leaves: dict) -> list[str]:
-    """Store ``leaves`` as concurrent children of ``current`` (replication style)."""
-    generation, parent = current["_rev"].split("-", 1)
-    child = int(generation) + 1
-    docs, revs = [], []
-    for leaf in leaves:
-        digest = uuid.uuid4().hex
-        revs.append(f"{child}-{digest}")
-        docs.append({**leaf, "_rev": revs[-1], "_revisions": {"start": child, "ids": [digest, parent]}})
-    assert await db.bulk_docs(docs, new_edits=False) == []
-    return revs
 
 
 async def create_stored(store, model, body: dict) -> dict:

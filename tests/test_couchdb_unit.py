@@ -6,6 +6,7 @@ import asyncio
 
 import orjson
 import pytest
+from support.fakes import FakeTransport, scripted
 
 from data_service.couchdb import (
     AsyncTransport,
@@ -27,28 +28,6 @@ from data_service.couchdb import (
 )
 from data_service.couchdb.client import split_credentials
 from data_service.retry import RetryPolicy
-
-
-class FakeTransport(AsyncTransport):
-    """Answers from a function of the request; records every request."""
-
-    def __init__(self, answer):
-        self.answer = answer
-        self.requests: list[Request] = []
-
-    async def handle(self, request: Request) -> Response:
-        self.requests.append(request)
-        result = self.answer(request)
-        if isinstance(result, Exception):
-            raise result
-        status, body = result
-        return Response(status, orjson.dumps(body))
-
-
-def scripted(*answers):
-    """A transport answering with ``answers`` in turn (the last one repeats)."""
-    queue = list(answers)
-    return FakeTransport(lambda req: queue.pop(0) if len(queue) > 1 else queue[0])
 
 
 class Sleeps:

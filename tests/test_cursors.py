@@ -10,8 +10,7 @@ import json
 from dataclasses import replace
 
 import pytest
-from support import running_sidecar, unique_name
-from test_protection import spec_api
+from support import running_sidecar, spec_api, unique_name
 
 from data_service import design
 from data_service.keys import KeysDir

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
-from test_couchdb_unit import FakeTransport
+from support.fakes import FakeTransport
 
 from data_service.couchdb import CouchDB, IdPool, Request
 from data_service.keys import KeysDir

@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import replace
 
 from support import install_design_docs, running_app
-from test_api import stored_docs
+from support.documents import stored_docs
 
 from data_service import idempotency
 

@@ -16,8 +16,9 @@ from dataclasses import replace
 import orjson
 import pytest
 import v1
-from support import ROOT, install_design_docs, run_command, running_sidecar, unique_name
-from test_protection import ALICE, create_user, spec_api
+from support import ROOT, install_design_docs, run_command, running_sidecar, spec_api, unique_name
+from support.documents import ALICE, create_user
+from support.metrics import metric_of
 
 from data_service.couchdb import Request
 from data_service.couchdb.transport import path
@@ -49,10 +50,7 @@ async def omitted_from_listing(api, type_name: str, docid: str, query: str = "")
 
 
 async def integrity_violations(api) -> float:
-    async with api.session.get(f"{api.base}/_metrics") as resp:
-        text = await resp.text()
-    [line] = [line for line in text.splitlines() if line.startswith("data_service_integrity_violations_total ")]
-    return float(line.split()[1])
+    return await metric_of(api.session, api.base, "data_service_integrity_violations_total")
 
 
 @pytest.fixture

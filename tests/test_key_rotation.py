@@ -10,9 +10,9 @@ import datetime as dt
 import shutil
 from dataclasses import replace
 
-from support import SAMPLE_MODELS, install_design_docs, run_command, running_app
-from test_conflicts import fork
-from test_protection import ALICE, spec_api
+from support import SAMPLE_MODELS, install_design_docs, run_command, running_app, spec_api
+from support.conflicts import fork
+from support.documents import ALICE
 
 from data_service import envelope
 from data_service.keys import PURPOSES, KeysDir

@@ -7,8 +7,8 @@ import asyncio
 from dataclasses import replace
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from support import ROOT, install_design_docs, running_sidecar, unique_name
+from support.metrics import samples
 
 from data_service import design
 from data_service.metrics import Cached, couchdb_operation
@@ -25,11 +25,7 @@ async def scrape(http, base: str) -> dict:
     async with http.get(f"{base}/_metrics") as resp:
         assert resp.status == 200 and resp.headers["Content-Type"] == CONTENT_TYPE
         text = await resp.text()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+    return samples(text)
 
 
 def value(samples: dict, name: str, **labels: str) -> float:

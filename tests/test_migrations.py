@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 from faults import FaultProxy
-from support import ROOT, run_command, running_app
-from test_protection import spec_api
+from support import ROOT, run_command, running_app, spec_api
 
 from data_service.design import VIEW
 from data_service.envelope import properties

@@ -10,8 +10,9 @@ from dataclasses import replace
 
 import orjson
 import pytest
-from openapi_check import SpecChecker
-from support import ROOT, Api, run_command, running_sidecar
+from support import ROOT, run_command, running_sidecar, spec_api
+from support.documents import ALICE, create_user
+from support.metrics import metric_of
 
 from data_service.couchdb import Forbidden
 from data_service.design import GUARD_NAME, guard
@@ -19,14 +20,6 @@ from data_service.keys import KeysDir
 from data_service.models import load_models
 from data_service.protection import Keyring
 
-ALICE = {
-    "email": "alice@example.com",
-    "name": "Alice",
-    "password": "p4ss-w0rd-Ω",
-    "ssn": "123-45-6789",
-    "country": "GB",
-    "age": 41,
-}
 SECRETS = ["alice@example.com", "p4ss-w0rd-Ω", "123-45-6789", '"GB"']
 USER = load_models(ROOT / "models" / "sample.yaml").get("user")
 
@@ -35,23 +28,12 @@ async def raw(db, docid: str) -> dict:
     return await db.get(docid)
 
 
-async def create_user(api, **overrides) -> dict:
-    reply = await api.request("POST", "/v1/user", json={**ALICE, **overrides})
-    assert reply.status == 201, reply.body
-    return reply.body
-
-
 @pytest.fixture
 def own_keys(tmp_path, config):
     """A keys directory of this test's own (it gets rotated) and a config using it."""
     keys = KeysDir(tmp_path / "keys")
     keys.create()
     return keys, replace(config, keys_dir=str(keys.directory))
-
-
-async def spec_api(http, base) -> Api:
-    async with http.get(f"{base}/openapi.json") as resp:
-        return Api(http, base, SpecChecker(await resp.json()))
 
 
 async def test_a_patch_of_one_plain_property_leaves_every_stored_ciphertext_byte_identical(api, db):
@@ -191,8 +173,8 @@ async def test_every_kind_of_tampering_is_detected(api, db, config, caplog, tmp_
     assert unknown.status == 503 and unknown.body["code"] == "key_unavailable" and unknown.body["retryable"]
     assert unknown.headers["Retry-After"] == "1"
     assert (await api.request("PUT", f"/v1/user/{ids[3]}", json=ALICE, headers={"If-Match": "*"})).status == 503
-    async with api.session.get(f"{api.base}/_metrics") as resp:  # GET and PUT of each tampered one; not the other
-        assert f"data_service_integrity_violations_total {2.0 * len(tampered)}\n" in await resp.text()
+    violations = await metric_of(api.session, api.base, "data_service_integrity_violations_total")
+    assert violations == 2 * len(tampered)  # GET and PUT of each tampered one; not the other
 
     result = run_command(config, "verify")
     assert result.returncode == 1, result.stderr

@@ -8,8 +8,8 @@ from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
-from support import ROOT, install_design_docs, running_sidecar, single_copy_database
-from test_protection import ALICE, spec_api
+from support import ROOT, install_design_docs, running_sidecar, single_copy_database, spec_api
+from support.documents import ALICE
 
 from data_service.keys import KeysDir
 from data_service.models import load_models

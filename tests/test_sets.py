@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from test_conflicts import CART, at, body, clear, edit, make
+from support.conflicts import CART, at, body, clear, edit, make
 
 from data_service.conflicts import sets
 from data_service.conflicts.rules import Unresolvable, merge

@@ -1,4 +1,7 @@
-"""Helpers the tests share (fixtures live in conftest.py)."""
+"""Helpers the tests share (fixtures live in conftest.py): servers, sidecars, commands.
+The submodules hold the rest: ``metrics`` (reading ``/_metrics``), ``documents`` (sample
+bodies, the spec-checking client), ``conflicts`` (documents of the conflict models, forks)
+and ``fakes`` (a scripted CouchDB transport). Test modules never import each other."""
 
 from __future__ import annotations
 
@@ -8,17 +11,19 @@ import os
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+from faults import FaultProxy
+from openapi_check import SpecChecker
 from tornado.testing import bind_unused_port
 
 from data_service.config import Config
 from data_service.server import build
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 sys.path.insert(0, str(ROOT / "scripts"))
 import devcouch  # noqa: E402
 
@@ -150,6 +155,13 @@ async def running_app(config: Config, spans=None):
         await ctx.store.aclose()
 
 
+async def proxied(config: Config):
+    """A started ``FaultProxy`` to ``config``'s CouchDB and ``config`` pointing through it."""
+    proxy = FaultProxy.to(config.couchdb_url)
+    await proxy.start()
+    return proxy, replace(config, couchdb_url=proxy.url)
+
+
 @contextlib.asynccontextmanager
 async def running_sidecar(config: Config):
     """``running_app`` when only the base URL matters."""
@@ -175,6 +187,12 @@ class Api:
             raw = await resp.read()
             self.checker.check(method, path, resp.status, resp.headers, raw)
             return Reply(resp.status, resp.headers, orjson.loads(raw) if raw else None)
+
+
+async def spec_api(session, base: str) -> Api:
+    """An ``Api`` of the sidecar at ``base``, checking against the spec it serves."""
+    async with session.get(f"{base}/openapi.json") as resp:
+        return Api(session, base, SpecChecker(await resp.json()))
 
 
 @dataclass
@@ -259,14 +277,6 @@ async def _wait_ready(served: Served, timeout: float = 60.0) -> None:
         writer.close()
         return
     raise AssertionError("serve did not start listening in time")
-
-
-async def cache_gauge(session, base: str, name: str = "live") -> float:
-    """``data_service_cache_<name>`` of a one-worker sidecar."""
-    async with session.get(f"{base}/_metrics") as resp:
-        text = await resp.text()
-    [line] = [line for line in text.splitlines() if line.startswith(f"data_service_cache_{name}{{")]
-    return float(line.split()[-1])
 
 
 async def until(check, what: str, timeout: float = 30.0) -> Any:
