@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+from support import SAMPLE_MODELS
 
 from data_service.models import (
     RESERVED,
@@ -24,7 +24,7 @@ from data_service.models import (
 from data_service.models.formats import FORMAT_CHECKER, utc_date_time
 from data_service.protection import KINDS
 
-SAMPLE = Path(__file__).resolve().parent.parent / "models" / "sample.yaml"
+SAMPLE = SAMPLE_MODELS
 
 GOOD_USER = {
     "email": "ann@example.com",

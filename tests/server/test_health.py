@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from support import dead_port, install_design_docs, running_app, running_sidecar, unique_name
+from support import SAMPLE_MODELS, dead_port, install_design_docs, running_app, running_sidecar, unique_name
 
 from data_service import __version__
 from data_service.keys import KeysDir
@@ -131,7 +131,7 @@ def test_bad_models_file_stops_startup(tmp_path, keys_dir):
 
 
 def test_version_reports_models_digest_and_key_ids_never_keys(keys_dir):
-    models = Path(__file__).resolve().parent.parent / "models" / "sample.yaml"
+    models = SAMPLE_MODELS
     plain = run_cli("--version")
     assert plain.returncode == 0 and plain.stdout == f"data-service {__version__}\n"
     full = run_cli("--version", f"--models={models}", f"--keys-dir={keys_dir}")

@@ -12,11 +12,10 @@ from typing import Any
 import pytest
 from openapi_check import SpecChecker
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+from support import ROOT
 
 from data_service import __version__, problems
 from data_service.openapi import SPEC_FILE, load_spec, spec_for
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # The error contract: code -> (status, retryable).
 CONTRACT = {

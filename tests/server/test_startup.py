@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from support import CouchScript, devcouch, install_design_docs, serving, unique_name
+from support import SAMPLE_MODELS, CouchScript, devcouch, install_design_docs, serving, unique_name
 
 from data_service.config import Config
 from data_service.couchdb import CouchDB
@@ -168,7 +168,7 @@ async def test_a_crash_looping_wrong_password_never_locks_out_the_right_one(keys
             await install_design_docs(db)
             name, password = await member(couch, db)
         config = Config(couchdb_url=base, database=db.name, couchdb_user=name, couchdb_password=password)
-        config = replace(config, models_path=str(Path(__file__).parent.parent / "models" / "sample.yaml"))
+        config = replace(config, models_path=str(SAMPLE_MODELS))
         config = replace(config, keys_dir=keys_dir)
         log = directory / "node1" / "couchdb.log"
         failed = f"Authentication failed for user {name} from"
