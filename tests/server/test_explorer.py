@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
 import sys
 from asyncio.subprocess import PIPE
 from dataclasses import replace
@@ -99,19 +98,6 @@ async def test_openapi_command_prints_what_the_sidecar_serves(http, sidecar):
     )
     stdout, stderr = await offline.communicate()
     assert (offline.returncode, stderr) == (0, b"") and stdout == served
-
-
-def test_openapi_command_refuses_a_broken_models_file(tmp_path):
-    broken = tmp_path / "models.yaml"
-    broken.write_text("types: {note: {version: '1.0', properties: {title: {type: nope}}}}\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "data_service", "openapi", f"--models={broken}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2 and result.stdout == "" and str(broken) in result.stderr
-    assert len(result.stderr.splitlines()) == 1
 
 
 def schemas_in(node, where: str = ""):

@@ -8,14 +8,10 @@ from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
-from support import ROOT, install_design_docs, running_sidecar, single_copy_database, spec_api
+from support import install_design_docs, running_sidecar, single_copy_database, spec_api
 from support.documents import ALICE
 
 from data_service.keys import KeysDir
-from data_service.models import load_models
-from data_service.query import Condition, Query, QueryError, parse, plan
-
-MODELS = load_models(ROOT / "models" / "sample.yaml")
 
 
 @pytest.fixture
@@ -217,24 +213,6 @@ async def test_tampered_document_is_omitted_from_a_page(api, installed, db):
     reply = await api.request("GET", "/v1/note", headers={"Cache-Control": "no-cache"})  # past the read cache
     assert {i["id"] for i in reply.body["items"]} == {notes[0]["id"], notes[2]["id"]}
     assert reply.body["omitted"] == [{"id": notes[1]["id"], "code": "integrity_violation"}]
-
-
-def test_planner_picks_the_serving_index():
-    event = MODELS.get("event")
-
-    def planned(**args):
-        return plan(event, parse(event, {k: [v] for k, v in args.items()}), lambda m, p, v: [v])
-
-    assert planned(owner="a").index.properties == ("owner", "created_at")
-    assert planned(kind="login").index.properties == ("kind",)
-    assert planned(sort="-created_at").index.properties == ("created_at",)
-    assert planned().index.properties == ()
-    chosen = planned(owner="a", **{"created_at[lt]": "2026"}, sort="-created_at")
-    assert chosen.descending and chosen.segments[0].low == ["a"] and chosen.segments[0].high == ["a", "2026", {}]
-    assert not chosen.accepts(["a", "2026"]) and chosen.accepts(["a", "2025"])
-    assert planned(sort="-kind").index.properties == ("kind",)
-    with pytest.raises(QueryError, match="no index"):
-        plan(event, Query((Condition("kind", "eq", "x"), Condition("owner", "eq", "y"))), lambda m, p, v: [v])
 
 
 async def test_query_values_never_reach_the_access_log(api, installed, caplog):

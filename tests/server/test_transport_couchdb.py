@@ -7,23 +7,17 @@ does not do on demand."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pytest
-from docopt import docopt
 from faults import FaultProxy
 from support import install_design_docs, serving, unique_name
 from transports import KINDS, header
 
-from data_service import cli
-from data_service.config import Config
-from data_service.couchdb import TRANSPORTS, Limits, Request, Timeout, Timeouts
-from data_service.server import connect
+from data_service.couchdb import Limits, Request, Timeout, Timeouts
 
 
 @pytest.fixture
@@ -179,24 +173,6 @@ async def test_a_database_made_and_dropped(kind, opened, couchdb_url):
     assert (await transport.handle(Request("PUT", f"/{name}"))).status == 412
     assert (await transport.handle(Request("DELETE", f"/{name}"))).status == 200
     assert (await transport.handle(Request("GET", f"/{name}"))).status == 404
-
-
-@pytest.mark.parametrize("name", list(TRANSPORTS))
-def test_the_flag_picks_the_transport(name, keys_dir):
-    args = docopt(cli.__doc__, argv=["serve", f"--keys-dir={keys_dir}", f"--couchdb-transport={name}"])
-    config = Config.from_args(args, env={})
-    assert type(connect(config).transport) is TRANSPORTS[name]
-
-
-def test_an_unknown_transport_stops_startup(keys_dir):
-    result = subprocess.run(
-        [sys.executable, "-m", "data_service", "serve", f"--keys-dir={keys_dir}", "--couchdb-transport=curl"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().endswith("--couchdb-transport: one of aiohttp, httptools")
 
 
 async def test_serve_on_the_lean_transport_writes_and_reads(config, db, tmp_path, http):
