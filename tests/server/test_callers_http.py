@@ -8,24 +8,12 @@ import signal
 from dataclasses import replace
 
 from support import running_app, serving
+from support.callers import ONE, TWO, token_file
 
 PROBLEM = "application/problem+json"
 
 
-ONE = "token-one-0123456789abcdef"
-
-
-TWO = "token-two-fedcba9876543210"
-
-
 THREE = "token-three-00112233445566"
-
-
-def token_file(tmp_path, *tokens: str):
-    path = tmp_path / "tokens"
-    path.write_text("# callers of this sidecar\n\n" + "\n".join(tokens) + "\n")
-    path.chmod(0o600)  # a secret file of the process's own user: owner-only
-    return path
 
 
 def auth(token: str) -> dict:

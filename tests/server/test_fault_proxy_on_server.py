@@ -3,101 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
-from aiohttp import web
 from faults import FaultProxy
 from support import unique_name, until
 
 from data_service.couchdb import Conflict, CouchDB, NotFound
 from data_service.couchdb.client import split_credentials
 from data_service.couchdb.transport import path
-
-
-class Origin:
-    """The server behind the proxy: what it was asked, on which connections, when it
-    answered the long poll."""
-
-    def __init__(self) -> None:
-        self.stored: dict[str, bytes] = {}
-        self.asked: list[str] = []
-        self.peers: set[tuple] = set()
-        self.changes = asyncio.Event()
-        self.changes_sent_at: float | None = None
-        self.port = 0
-        self._runner: web.AppRunner | None = None
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_route("*", "/items/{name}", self.item)
-        app.router.add_get("/chunked", self.chunked)
-        app.router.add_get("/_changes", self.longpoll)
-        app.router.add_get("/empty", self.empty)
-        return app
-
-    def _seen(self, request: web.Request) -> None:
-        self.asked.append(f"{request.method} {request.path_qs}")
-        self.peers.add(request.transport.get_extra_info("peername"))
-
-    async def item(self, request: web.Request) -> web.StreamResponse:
-        self._seen(request)
-        name = request.match_info["name"]
-        if request.method == "PUT":
-            self.stored[name] = await request.read()
-            return web.json_response({"ok": True, "id": name}, status=201)
-        if name not in self.stored and request.method in ("GET", "HEAD"):
-            return web.json_response({"name": name, "padding": "x" * 2000})
-        return web.json_response({"name": name, "body": self.stored.get(name, b"").decode()})
-
-    async def chunked(self, request: web.Request) -> web.StreamResponse:
-        self._seen(request)
-        response = web.StreamResponse()
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        for piece in (b'{"parts": [', b'"one", ', b'"two"]}'):
-            await response.write(piece)
-        await response.write_eof()
-        return response
-
-    async def longpoll(self, request: web.Request) -> web.StreamResponse:
-        """As CouchDB answers a long poll: the head at once, the body when something changed."""
-        self._seen(request)
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        await self.changes.wait()
-        self.changes_sent_at = time.monotonic()
-        await response.write(b'{"results": [{"id": "a"}], "last_seq": "1"}')
-        await response.write_eof()
-        return response
-
-    async def empty(self, request: web.Request) -> web.Response:
-        self._seen(request)
-        return web.Response(status=204)
-
-    async def __aenter__(self) -> Origin:
-        self._runner = web.AppRunner(self.app())
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self._runner.cleanup()
-
-
-@pytest.fixture
-async def origin():
-    async with Origin() as server:
-        yield server
-
-
-@pytest.fixture
-async def proxy(origin):
-    async with FaultProxy("127.0.0.1", origin.port, seed=7) as running:
-        yield running
 
 
 async def _true(value) -> bool:

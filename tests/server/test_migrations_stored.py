@@ -8,38 +8,14 @@ import os
 import sys
 import uuid
 
-import pytest
 from faults import FaultProxy
 from support import ROOT, run_command, running_app, spec_api
+from support.migrations import ANN, V1_PATH, V2_PATH, stored_v1
 
 from data_service.design import VIEW
 from data_service.keys import KeysDir
 from data_service.lifecycle import Lifecycle
-from data_service.models import load_models
 from data_service.protection import Keyring
-
-V1_PATH, V2_PATH = ROOT / "tests" / "migration_models_v1.yaml", ROOT / "tests" / "migration_models_v2.yaml"
-
-
-V1, V2 = load_models(V1_PATH).get("member"), load_models(V2_PATH).get("member")
-
-
-AT, LATER = "2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"
-
-
-ANN = {"nick": "ann", "email": "ann@example.com", "city": "Oslo", "legacy": "x", "country": "NO"}
-
-
-@pytest.fixture(scope="module")
-def core(keys_dir) -> Lifecycle:
-    return Lifecycle(Keyring(KeysDir(keys_dir), "migrations"), "w1")
-
-
-def stored_v1(core: Lifecycle, values: dict = ANN, docid: str = "m1", rev: str = "3-c") -> dict:
-    """A version 1 document as a version 1 sidecar wrote it, with a bcrypt password."""
-    hashed = {"password": V1.properties["password"].kind.protect(core.keys, V1.slot("password", docid), "pw-1")}
-    doc = core.create(V1, docid, {**values, "password": "pw-1"}, hashed, AT).doc
-    return {**core.keys.sign(doc, int(rev.split("-")[0])), "_rev": rev}
 
 
 async def v2_count(db) -> int:

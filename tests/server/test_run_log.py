@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 from support import install_design_docs
+from support.tracing import TRACEPARENT
 
 from data_service.logs import JsonFormatter
 
@@ -29,9 +30,6 @@ QUERY_TOKEN = "query-token-4f1e9a"
 
 
 SECRETS = [PASSWORD, SSN, EMAIL, quote(EMAIL), quote(EMAIL, safe=""), SHORT_PASSWORD, QUERY_TOKEN]
-
-
-TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from support import SAMPLE_MODELS, CouchScript, devcouch, install_design_docs, serving, unique_name
+from support import SAMPLE_MODELS, CouchScript, devcouch, install_design_docs, one_line, serving, unique_name
 
 from data_service.config import Config
 from data_service.couchdb import CouchDB
@@ -107,12 +107,6 @@ async def member(couch: CouchDB, db) -> tuple[str, str]:
 
 def basic(user: str, password: str) -> dict:
     return {"Authorization": aiohttp.encode_basic_auth(user, password)}
-
-
-def one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in text, text
-    return lines[0]
 
 
 async def test_a_wrong_password_exits_2_within_5_s_after_one_failed_login(config, couch, db, tmp_path):

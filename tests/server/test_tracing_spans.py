@@ -7,28 +7,9 @@ import signal
 
 import aiohttp
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from support import install_design_docs, running_app, serving
-
-from data_service import tracing
-
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-
-
-CALLER_SPAN = "00f067aa0ba902b7"
-
-
-TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
-
-
-def in_memory() -> tuple[tracing.OtelTracing, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return tracing.OtelTracing(provider), exporter
+from support.tracing import CALLER_SPAN, TRACE_ID, TRACEPARENT, in_memory
 
 
 async def test_spans_of_a_request_through_the_running_app(config, db, http):

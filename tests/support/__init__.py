@@ -128,6 +128,13 @@ class CouchScript:
         return self("url", f"--node={node}")
 
 
+def one_line(text: str) -> str:
+    """The one line of a startup mistake's stderr (never a traceback)."""
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in text, text
+    return lines[0]
+
+
 def unique_name(prefix: str = "test") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
 

@@ -8,21 +8,11 @@ import sys
 from dataclasses import replace
 
 import pytest
+from support.callers import ONE, TWO, token_file
 
 from data_service.callers import LOOPBACK_NAMES, Access, Door, Refusal, bearer, digest, host_name, is_loopback, matches
 from data_service.callers import parse_tokens as tokens_of
 from data_service.config import ConfigError
-
-ONE = "token-one-0123456789abcdef"
-TWO = "token-two-fedcba9876543210"
-
-
-def token_file(tmp_path, *tokens: str):
-    path = tmp_path / "tokens"
-    path.write_text("# callers of this sidecar\n\n" + "\n".join(tokens) + "\n")
-    path.chmod(0o600)  # a secret file of the process's own user: owner-only
-    return path
-
 
 # -- the pure parts -----------------------------------------------------------------
 

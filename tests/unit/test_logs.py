@@ -8,10 +8,10 @@ import json
 import logging
 import re
 
+from support.tracing import TRACEPARENT
+
 from data_service.logs import JsonFormatter, LogFormat, TextFormatter, default_format, setup
 from data_service.request_context import RequestContext, TraceParent, current, request_id
-
-TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def test_request_ids_accepted_or_replaced():

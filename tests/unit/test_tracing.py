@@ -9,20 +9,14 @@ import subprocess
 import sys
 
 import orjson
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from support.tracing import CALLER_SPAN, TRACE_ID, TRACEPARENT, in_memory
 
 from data_service import tracing
 from data_service.couchdb import AsyncTransport, CouchDB, Request, Response
 from data_service.metrics import Metrics
 from data_service.observe import Observer
 from data_service.request_context import RequestContext, TraceParent, current
-
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-CALLER_SPAN = "00f067aa0ba902b7"
-TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
 
 
 class Recorder(AsyncTransport):
@@ -34,13 +28,6 @@ class Recorder(AsyncTransport):
     async def handle(self, request: Request) -> Response:
         self.sent.append(request)
         return Response(200, orjson.dumps({"couchdb": "Welcome"}), {"X-Couch-Request-ID": "from-couch"})
-
-
-def in_memory() -> tuple[tracing.OtelTracing, InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return tracing.OtelTracing(provider), exporter
 
 
 async def test_couchdb_gets_the_request_id_and_the_callers_trace_context():

@@ -7,14 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from support import one_line
 
 COMMANDS = "one of install, keys, migrate, openapi, reconcile, reencrypt, serve, verify"
-
-
-def one_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in text, text
-    return lines[0]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
