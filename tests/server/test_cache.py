@@ -1,7 +1,8 @@
 """The read cache (issue 13) against a real server: hits and misses, read-your-writes,
 writes made elsewhere (another sidecar, straight into CouchDB) seen once the change
 feed reports them, Cache-Control, the feed lost and resumed, tampered documents never
-cached, and two workers never answering older than an acknowledged write."""
+cached, and two workers never answering older than an acknowledged write. The pure core:
+tests/unit/test_cache_core.py."""
 
 from __future__ import annotations
 

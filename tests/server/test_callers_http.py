@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""API tokens on a running sidecar: liveness and the routes opened without a token, a foreign
+Host answered 421, SIGHUP reloading the token file (in every worker). The pure rules are
+tests/unit/test_callers.py's."""
 
 from __future__ import annotations
 

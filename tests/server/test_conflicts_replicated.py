@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""Replication conflicts where a view or a second node is needed: racing sweeps converge, query
+pages over conflicted rows, two replicating nodes converge on the declared policy, and
+``data-service reconcile`` over 500 conflicted documents. The merge rules are
+tests/unit/test_conflicts.py's; what the reconciler decides for one document is the store
+contract's (tests/contracts/store_reconciler.py)."""
 
 from __future__ import annotations
 

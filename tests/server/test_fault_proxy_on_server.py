@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The fault-injecting proxy (tests/faults/) in front of the server under test: a dropped answer
+to a PUT, retried, finds the first attempt stored; a held long poll answers once released.
+The proxy's own behaviour is tests/unit/test_faults.py's."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The walking skeleton over HTTP: health, problem+json errors, and the command line.
-(The console script serving end to end: tests/test_installer.py, serve --auto-install.)"""
+"""The walking skeleton over HTTP: health and problem+json errors. (The command line without
+a server: tests/unit/test_startup_checks.py; the console script serving end to end:
+tests/server/test_installer.py, serve --auto-install.)"""
 
 from __future__ import annotations
 

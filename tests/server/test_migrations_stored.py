@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Version 1 documents in a real database: read lazily as version 2, migrated (resumed after
+a kill) and queried; old documents failing their check or migration named, never upgraded;
+``/v1/_types`` lists migrations. The migration rules are tests/unit/test_migrations.py's."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The log of a real run: JSON lines with the request's fields (request id, trace id, CouchDB
+time), and no protected value anywhere in it."""
 
 from __future__ import annotations
 

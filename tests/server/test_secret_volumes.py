@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""A sidecar (as the image's user) on Kubernetes-style Secret volumes, following their updates:
+tokens and keysets reloaded, bad updates refused and logged, no secret in the log. Needs
+root; the secret-file rule itself is tests/unit/test_secret_files.py's."""
 
 from __future__ import annotations
 

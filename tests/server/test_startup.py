@@ -1,7 +1,7 @@
 """``serve`` starting: one login to CouchDB before listening (a wrong password exits 2
 within 5 s after one failed login, and never locks out the sidecars with the right one),
-a user without a password, one data-service per port, and the command line's one-line
-usage errors and per-command help."""
+a user without a password, one data-service per port. (Usage errors and per-command help:
+tests/unit/test_usage_errors.py.)"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Spans of requests through a running sidecar: the caller's trace continued, spans exported as
+the OTEL_* variables configure, an invalid traceparent starting a new trace."""
 
 from __future__ import annotations
 

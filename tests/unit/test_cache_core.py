@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The read cache's pure core (``data_service.cache``): reads racing writes, flush and bypass,
+LRU by bytes, stamps across workers; worker counts, merged worker metrics, Cache-Control.
+The cache through a running sidecar is tests/server/test_cache.py's."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Who may call: bearer tokens (two at once, rotated on SIGHUP), the open liveness route,
-metrics and readiness opened by flag, the Host allowlist, and no open non-loopback listener."""
+metrics and readiness opened by flag, the Host allowlist, and no open non-loopback listener; through a running sidecar:
+tests/server/test_callers_http.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The change feed's ``--max-streams`` flag: a positive number or a one-line startup refusal."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""Replication conflicts: the merge rules (pure); on a real server what reads a view — the
-sweep (racing sweeps converge), query pages over conflicted rows —, two replicating
-databases with a sidecar on each, and ``data-service reconcile`` over 500 conflicted
-documents. What the reconciler decides for one document is the store contract's
+"""Replication conflicts: the models' conflict declarations and the merge rules (pure). What
+needs a view or a second node is tests/server/test_conflicts_replicated.py's; what the
+reconciler decides for one document is the store contract's
 (tests/contracts/store_reconciler.py)."""
 
 from __future__ import annotations

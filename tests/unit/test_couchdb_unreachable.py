@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The CouchDB client against loopback servers that are stopped, silent or drop answers: quick
+``Unavailable``, timeouts within the limit, only idempotent requests retried."""
 
 from __future__ import annotations
 

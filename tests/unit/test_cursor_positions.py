@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""A sealed cursor whose position lies outside its segment, refused before any I/O."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The fault-injecting proxy (tests/faults/) against a tiny local HTTP server: keep-alive
 framing (Content-Length, chunked, HEAD, 204, long polls), each action on exactly the
-chosen request, seeded probabilities, the link going down and up, latency, the record;
-and once through it to the server under test (the dev server, or COUCHDB_URL)."""
+chosen request, seeded probabilities, the link going down and up, latency, the record.
+Through it to the server under test: tests/server/test_fault_proxy_on_server.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Structured logs and request ids: the JSON log of a run of real requests, and the
-formatters and header rules underneath it."""
+"""Structured logs and request ids: the formatters and header rules (the log of a run of
+real requests is tests/server/test_run_log.py's)."""
 
 from __future__ import annotations
 

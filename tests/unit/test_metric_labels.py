@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Metric labels without ids (CouchDB operations), and the cached database report: expiry,
+sharing, failures forgotten."""
 
 from __future__ import annotations
 

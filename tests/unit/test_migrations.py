@@ -1,9 +1,8 @@
 """Type-version migrations: the models file's ``migrations`` (checked at startup, problems
 named by type, version and step), the lifecycle's upgrade (verified first, revealed under
 the old declarations, steps on clear values, validated, protected and signed as the new
-version), registered functions, minor versions, merges of old and new leaves — and, on a
-real server, a version 1 → 2 migration read lazily, by ``data-service migrate`` (killed
-midway and run again), queried, with the installer keeping the old views until then."""
+version), registered functions, minor versions, merges of old and new leaves. On a real server:
+tests/server/test_migrations_stored.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The query planner picks the index that serves a query."""
 
 from __future__ import annotations
 

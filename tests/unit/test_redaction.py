@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The helpers that keep values out of error messages and logs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The service user's flags and the refusal of an account with the admin role."""
 
 from __future__ import annotations
 

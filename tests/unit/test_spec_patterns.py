@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""The OpenAPI spec's static patterns compile as Python regular expressions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Startup checks without a server: --help and bad flags, keysets that could have been
+swapped, a bad models file, ``version``."""
 
 from __future__ import annotations
 

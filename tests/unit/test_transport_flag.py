@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""``--couchdb-transport``: the flag picks the transport; an unknown one stops startup."""
 
 from __future__ import annotations
 

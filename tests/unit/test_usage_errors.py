@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Usage errors: one line naming the flag or command, exit 2; ``serve --help`` shows serve's
+options only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring."""
+"""``check_limits`` names every out-of-range number and the first too-deep path."""
 
 from __future__ import annotations
 
