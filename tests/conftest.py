@@ -5,6 +5,7 @@ session starts in memory on a free loopback port."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -19,6 +20,7 @@ from data_service.keys import KeysDir
 # The transport every test's client and sidecar use (COUCHDB_TRANSPORT=httptools make test);
 # the transport conformance tests run each one regardless.
 TRANSPORT = os.environ.get("COUCHDB_TRANSPORT", DEFAULT_TRANSPORT)
+UNIT, SERVER = Path(__file__).parent / "unit", Path(__file__).parent / "server"
 # What each environment-bound marker needs (see pyproject.toml).
 NEEDS = {
     "cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"),
@@ -29,8 +31,8 @@ NEEDS = {
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Mark every test that needs a server (``pytest -m "not couchdb"`` is the fast inner
-    loop), and deselect, not skip, the tests whose environment this run lacks: a plain
+    """Mark every test of tests/server/ ``couchdb`` (``pytest -m "not couchdb"`` is the fast
+    inner loop), and deselect, not skip, the tests whose environment this run lacks: a plain
     ``make test`` has no CouchDB script or cluster, and a skip would read as a test that
     could not pass. ``make test-couchdb`` / ``make test-cluster`` set the variables; the
     ``root`` tests (Secret volumes, files of other users) need root."""
@@ -39,12 +41,21 @@ def pytest_collection_modifyitems(config, items) -> None:
         unmet.add("root")
     keep, drop = [], []
     for item in items:
-        if "couchdb_url" in getattr(item, "fixturenames", ()):
+        if _needs_server(item):
             item.add_marker(pytest.mark.couchdb)
         (drop if any(item.get_closest_marker(m) for m in unmet) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def _needs_server(item) -> bool:
+    """The folder is the tier: tests/server/ needs a server, tests/unit/ never does (a test
+    there asking for ``couchdb_url``, directly or through a fixture, stops the run)."""
+    uses_server = "couchdb_url" in getattr(item, "fixturenames", ())
+    if uses_server and item.path.is_relative_to(UNIT):
+        raise pytest.UsageError(f"{item.nodeid} needs a server (couchdb_url): it belongs in tests/server/")
+    return uses_server or item.path.is_relative_to(SERVER)
 
 
 @pytest.fixture(scope="session")
