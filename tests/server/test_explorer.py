@@ -2,7 +2,7 @@
 explorer at /_docs (served from the sidecar, behind its tokens), the spec offline
 (`data-service openapi`), and schemas code generators read as meant (64-bit integers, no
 index signature of nulls in merge patches). The browser test of /_docs is
-tests/test_explorer_browser.py."""
+tests/server/test_explorer_browser.py."""
 
 from __future__ import annotations
 

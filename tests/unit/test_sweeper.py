@@ -3,7 +3,7 @@ expired Idempotency-Key records (``Claims.expire``). Their views only name candi
 the reconciler reads every leaf again before it counts or writes anything; a record's
 tombstone is written on the revision the view named — so the views' answers are canned
 here, as CouchDB's views would give them; the views themselves are tested on a server
-(tests/test_conflicts.py, tests/test_idempotency.py)."""
+(tests/server/test_conflicts_replicated.py, tests/server/test_idempotency.py)."""
 
 from __future__ import annotations
 
