@@ -202,9 +202,9 @@ General options:
                               digest, with --keys-dir the key ids (never keys).
 
 Key files, the token file and password files must pass the secret-file rule
-(docs/security-files.md): nobody but root and this process's user can change them.
-Passwords and keys are never taken from flags or URLs: they would show in the
-process list.
+(docs/security.md, "Secret files"): nobody but root and this process's user can
+change them. Passwords and keys are never taken from flags or URLs: they would
+show in the process list.
 """
 
 from __future__ import annotations

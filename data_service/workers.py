@@ -37,7 +37,7 @@ import uvloop
 
 from . import listeners, worker_metrics
 from .cache import Stamps
-from .config import Config
+from .config import Config, ConfigError
 from .couchdb import GateState
 from .server import preflight, prepare, serve
 
@@ -53,9 +53,10 @@ def run(config: Config, auto_install: bool = False) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve (or the supervisor) handles it: never fatal
     preflight(config)  # a startup error stops here, once, not in every worker restarted forever
     asyncio.run(prepare(config, auto_install))
+    shared = shared_dir(config.workers) if config.workers > 1 else None
     bound = listeners.bind(config, config.workers)
-    if config.workers > 1:
-        run_workers(config, bound)
+    if shared is not None:
+        run_workers(config, bound, shared)
     else:
         uvloop.run(serve(config, bound.of(0)))
 
@@ -70,10 +71,24 @@ def _die_with_parent() -> None:
         pass
 
 
-def run_workers(config: Config, bound: listeners.Listeners) -> None:
+def shared_dir(workers: int, parents: tuple[str | None, ...] = (None, "/dev/shm")) -> Path:
+    """A new private (0700) directory for the files the workers share (metrics, the
+    documents' lock file): in the temporary directory (``TMPDIR``, ``/tmp``, ...), else in
+    ``/dev/shm`` (a read-only root without a ``/tmp`` volume). ConfigError if neither."""
+    for parent in parents:
+        try:
+            return Path(tempfile.mkdtemp(prefix="data-service-metrics-", dir=parent))
+        except OSError:
+            continue
+    raise ConfigError(
+        f"--workers={workers}: no writable directory for the workers' shared files (tried TMPDIR, /tmp and "
+        "/dev/shm); mount a writable /tmp (a tmpfs or an emptyDir) or set TMPDIR"
+    )
+
+
+def run_workers(config: Config, bound: listeners.Listeners, metrics_dir: Path) -> None:
     stamps = Stamps.shared(config.workers)
     gate = GateState(shared=True)
-    metrics_dir = Path(tempfile.mkdtemp(prefix="data-service-metrics-"))  # 0700
     children: dict[int, int] = {}  # pid → worker index
     stopping = False
 

@@ -33,6 +33,7 @@ FAILING = {
 REPORTED = {
     "not_met_lost": "not-met writes lost",
     "not_met_lost_update": "lost updates involving a not-met write",
+    "refused_write_seen_in_flight": "writes answered 412 seen only by a read overlapping them",
 }
 
 
@@ -81,7 +82,8 @@ def check(ops: Sequence[Op], final: Final) -> Result:
     found["monotonic_reads"] += history.monotonic_reads()
     for violation in lost_updates(ops):
         found[violation.check].append(violation)
-    found["refused_write_took_effect"] += history.refused_but_visible(final)
+    for refused in history.refused_but_visible(final):
+        found[refused.check].append(refused)
     found["bad_5xx"] += bad_5xx(ops)
     found["key_created_twice"] += keys_created_twice(ops, final)
     found["conflicts_left"] += [
@@ -226,30 +228,31 @@ class History:
         return found
 
     def refused_but_visible(self, final: Final) -> list[Violation]:
-        """An If-Match write answered 412 (nothing stored) whose token shows up later."""
-        shown: dict[str, Op | None] = {}
+        """An If-Match write answered 412 (nothing stored) whose token shows up in a version
+        observed after its answer, in the final state or in its own ``current``: it took
+        effect. Seen only by operations overlapping it, it is reported: its leaf stood on
+        the copies that stored it until the writer withdrew it (docs/consistency.md)."""
+        shown: dict[str, list[Op]] = defaultdict(list)
         for op in self.ops:
             if shows(op) and op.version is not None:
                 for token in op.version.tokens:
-                    shown.setdefault(token, op)
-        for version in final.docs.values():
-            for token in version.tokens:
-                shown.setdefault(token, None)
+                    shown[token].append(op)
+        in_final = {token for version in final.docs.values() for token in version.tokens}
         found = []
         for op in self.writes:
-            if op.kind == WRITE and op.status == 412 and op.token in shown:
-                where = shown[op.token]
-                if where is op:
-                    seen = "the current it was answered with"
-                else:
-                    seen = where.describe() if where is not None else "the final state"
-                found.append(
-                    Violation(
-                        "refused_write_took_effect",
-                        op.doc,
-                        f"document {op.doc}: {op.describe()}, yet its token is in {seen}",
-                    )
-                )
+            if op.kind != WRITE or op.status != 412 or not (op.token in shown or op.token in in_final):
+                continue
+            after = [seen for seen in shown[op.token] if seen is op or seen.invoked >= op.completed]
+            if after or op.token in in_final:
+                where = after[0] if after else None
+                check = "refused_write_took_effect"
+            else:
+                where, check = shown[op.token][0], "refused_write_seen_in_flight"
+            if where is op:
+                seen = "the current it was answered with"
+            else:
+                seen = where.describe() if where is not None else "the final state"
+            found.append(Violation(check, op.doc, f"document {op.doc}: {op.describe()}, yet its token is in {seen}"))
         return found
 
 

@@ -79,7 +79,7 @@ async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, membe
     await security_listing(db, "alice")  # what install finds and keeps
     password_file = tmp_path / "pw"
     password_file.write_text(PASSWORD)
-    password_file.chmod(0o600)  # a secret file (docs/security-files.md)
+    password_file.chmod(0o600)  # a secret file (docs/security.md, "Secret files")
 
     first = install(fresh, member, password_file)
     assert f"create CouchDB user {member} (no roles)" in first
@@ -155,7 +155,7 @@ async def test_install_creates_a_member_and_serve_runs_as_it(couch, fresh, membe
 def password_file(tmp_path):
     file = tmp_path / "pw"
     file.write_text(PASSWORD)
-    file.chmod(0o600)  # a secret file (docs/security-files.md)
+    file.chmod(0o600)  # a secret file (docs/security.md, "Secret files")
     return file
 
 

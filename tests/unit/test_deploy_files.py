@@ -13,9 +13,7 @@ from support import ROOT
 
 from data_service import cli
 
-# issue 24's startup and shutdown work (another branch): the manifests use them already
-ASSUMED = {"--ops-listen", "--drain-delay"}
-KNOWN = set(re.findall(r"--[a-z][a-z0-9-]*", cli.__doc__ or "")) | ASSUMED
+KNOWN = set(re.findall(r"--[a-z][a-z0-9-]*", cli.__doc__ or ""))
 OURS = ("install", "data-service", "app", "notes-example")
 
 

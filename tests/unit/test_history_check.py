@@ -167,6 +167,20 @@ def test_a_write_answered_412_whose_token_shows_later_took_effect():
     assert "yet its token is in #3 GET by c3" in result.violations["refused_write_took_effect"][0].message
 
 
+def test_a_write_answered_412_seen_only_by_a_read_overlapping_it_is_reported():
+    """Its provisional leaf, read before the writer withdrew it; nothing after the 412 shows it."""
+    h = History()
+    h.create()
+    written = h.write("2-t1", "1-a", ("t1",), took=3.0)
+    refused = h.write("", "1-a", ("t2",), status=412, current=chain("t1"), client="c2", at=written.invoked, took=3.0)
+    h.read(Version("2-t2", 1, ("t2",)), client="c3", at=refused.invoked + 1.0)
+    h.read(chain("t1"), client="c3")
+    result = check(h.ops, final_of(chain("t1")))
+    assert counts(result) == {"refused_write_seen_in_flight": 1} and not result.failed
+    refused.completed = refused.invoked + 0.5  # answered before that read began: it took effect
+    assert counts(check(h.ops, final_of(chain("t1")))) == {"refused_write_took_effect": 1}
+
+
 def test_a_412_whose_current_is_the_write_itself():
     """The undone 202 leaf still the winner where the sidecar read ``current``."""
     h = History()

@@ -1,4 +1,4 @@
-"""The secret-file rule (``data_service/secretfiles.py``, docs/security-files.md) for
+"""The secret-file rule (``data_service/secretfiles.py``, docs/security.md, "Secret files") for
 every secret the service reads — keysets and their directory, the KEK, the API token
 file, the CouchDB password file — on files laid out exactly like a Kubernetes Secret
 volume, and keyset writes that cannot be redirected or torn.

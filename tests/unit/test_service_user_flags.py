@@ -14,7 +14,7 @@ def test_service_user_from_flags(tmp_path):
     assert ServiceUser.from_args({}) is None
     file = tmp_path / "pw"
     file.write_text(PASSWORD + "\n")
-    file.chmod(0o600)  # a secret file (docs/security-files.md)
+    file.chmod(0o600)  # a secret file (docs/security.md, "Secret files")
     user = ServiceUser.from_args({"--service-user": "svc", "--service-user-password-file": str(file)})
     assert user == ServiceUser("svc", PASSWORD) and PASSWORD not in repr(user)
     assert ServiceUser.from_args({"--service-user": "svc"}, {PASSWORD_ENV: PASSWORD}) == user
