@@ -77,7 +77,8 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## The server-free tests only (pure modules, fake transport): seconds.
+## The server-free tests only (tests/unit: pure modules, fake transports, the in-memory
+## CouchDB; conftest marks tests/server couchdb): seconds.
 test-fast: install
 	$(BIN)/python -m pytest -m "not couchdb" -q
 

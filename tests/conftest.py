@@ -5,11 +5,11 @@ session starts in memory on a free loopback port."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import aiohttp
 import pytest
-from openapi_check import SpecChecker
-from support import ROOT, Api, devcouch, running_sidecar, unique_name
+from support import ROOT, devcouch, running_sidecar, spec_api, unique_name
 from transports import KINDS, Kind
 
 from data_service.config import Config
@@ -20,6 +20,7 @@ from data_service.keys import KeysDir
 # The transport every test's client and sidecar use (COUCHDB_TRANSPORT=httptools make test);
 # the transport conformance tests run each one regardless.
 TRANSPORT = os.environ.get("COUCHDB_TRANSPORT", DEFAULT_TRANSPORT)
+UNIT, SERVER = Path(__file__).parent / "unit", Path(__file__).parent / "server"
 # What each environment-bound marker needs (see pyproject.toml).
 NEEDS = {
     "cluster": ("COUCHDB_SCRIPT", "COUCHDB_CLUSTER_DIR"),
@@ -30,8 +31,8 @@ NEEDS = {
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Mark every test that needs a server (``pytest -m "not couchdb"`` is the fast inner
-    loop), and deselect, not skip, the tests whose environment this run lacks: a plain
+    """Mark every test of tests/server/ ``couchdb`` (``pytest -m "not couchdb"`` is the fast
+    inner loop), and deselect, not skip, the tests whose environment this run lacks: a plain
     ``make test`` has no CouchDB script or cluster, and a skip would read as a test that
     could not pass. ``make test-couchdb`` / ``make test-cluster`` set the variables; the
     ``root`` tests (Secret volumes, files of other users) need root."""
@@ -40,12 +41,21 @@ def pytest_collection_modifyitems(config, items) -> None:
         unmet.add("root")
     keep, drop = [], []
     for item in items:
-        if "couchdb_url" in getattr(item, "fixturenames", ()):
+        if _needs_server(item):
             item.add_marker(pytest.mark.couchdb)
         (drop if any(item.get_closest_marker(m) for m in unmet) else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def _needs_server(item) -> bool:
+    """The folder is the tier: tests/server/ needs a server, tests/unit/ never does (a test
+    there asking for ``couchdb_url``, directly or through a fixture, stops the run)."""
+    uses_server = "couchdb_url" in getattr(item, "fixturenames", ())
+    if uses_server and item.path.is_relative_to(UNIT):
+        raise pytest.UsageError(f"{item.nodeid} needs a server (couchdb_url): it belongs in tests/server/")
+    return uses_server or item.path.is_relative_to(SERVER)
 
 
 @pytest.fixture(scope="session")
@@ -116,9 +126,7 @@ async def http():
 @pytest.fixture
 async def api(sidecar, http):
     """A spec-checking client of the running sidecar."""
-    async with http.get(f"{sidecar}/openapi.json") as resp:
-        spec = await resp.json()
-    return Api(http, sidecar, SpecChecker(spec))
+    return await spec_api(http, sidecar)
 
 
 @pytest.fixture(params=KINDS, ids=lambda kind: kind.name)

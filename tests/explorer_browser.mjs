@@ -1,5 +1,5 @@
 // Drives /_docs in headless Chromium (Debian's, through playwright-core) for
-// tests/test_explorer_browser.py: the page renders the declared types' operations and
+// tests/server/test_explorer_browser.py: the page renders the declared types' operations and
 // schemas, and "Try it out" on GET /v1/note/{id} gets the document. Prints one JSON
 // object: what it saw, every request that left the sidecar's origin, console errors.
 //

@@ -1,4 +1,4 @@
-// What the types generated from the served spec must say (tests/test_clients.py compiles
+// What the types generated from the served spec must say (tests/server/test_clients.py compiles
 // this with `tsc --strict`). Each @ts-expect-error line must be an error: were a type too
 // loose (`any`, an index signature), tsc would report the directive as unused and fail.
 import type { components, paths } from "./schema.js";

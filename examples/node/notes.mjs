@@ -10,7 +10,7 @@
 // $DATA_SERVICE_TOKEN, else the first in $DATA_SERVICE_TOKEN_FILE (docker/compose.yaml
 // sets it to the mounted secret). Without one, no Authorization header is sent.
 //
-// tests/test_clients.py runs it against a live sidecar with a token file on every CI run.
+// tests/server/test_clients.py runs it against a live sidecar with a token file on every CI run.
 
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";

@@ -8,7 +8,7 @@
 //   npx tsc -p examples/typescript && node examples/typescript/out/notes.mjs http://127.0.0.1:8080
 //
 // The token comes from $DATA_SERVICE_TOKEN or the first line of $DATA_SERVICE_TOKEN_FILE
-// (none: no Authorization header). tests/test_clients.py generates schema.d.ts from a
+// (none: no Authorization header). tests/server/test_clients.py generates schema.d.ts from a
 // live sidecar, type-checks this file with `tsc --strict` and runs it, on every CI run.
 
 import { readFileSync } from "node:fs";

@@ -92,10 +92,12 @@ class StoreClaimsContract(StoreSetup):
             await store.create(NOTE, {"title": "t"}, idempotency_key="k-mine")
 
     async def test_an_expired_key_is_claimed_again_in_place(self, store, db, ring):
-        brief = new_store(db, ring, "w-brief", idempotency_ttl=0.05)
+        # a TTL a loaded machine cannot outlast between two creates (0.05 s could: the replay
+        # then found the record expired and created again)
+        brief = new_store(db, ring, "w-brief", idempotency_ttl=1.0)
         first = await brief.create(NOTE, {"title": "t"}, idempotency_key="ttl-1")
         assert not (await brief.create(NOTE, {"title": "t"}, idempotency_key="ttl-1")).created
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.05)
         again = await brief.create(NOTE, {"title": "t"}, idempotency_key="ttl-1")
         assert again.created and again.id != first.id  # expired: a new document under a new claim
         record = await db.get(idempotency.record_id("note", "ttl-1"))

@@ -12,12 +12,10 @@ import uuid
 import orjson
 import pytest
 from contracts.store_setup import (
-    CART,
     MEMBER_V1,
     MEMBER_V2,
     NOTE,
     PAST,
-    PROFILE,
     USER,
     StoreSetup,
     created,
@@ -26,6 +24,7 @@ from contracts.store_setup import (
     new_store,
     roll_back,
 )
+from support.conflicts import CART, PROFILE
 
 from data_service.couchdb import Request
 from data_service.couchdb.client import path

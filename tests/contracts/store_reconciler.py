@@ -14,22 +14,20 @@ import datetime as dt
 
 import pytest
 from contracts.store_setup import (
-    CART,
     FUTURE,
     MEMBER_V1,
     MEMBER_V2,
     NOTE,
     PAST,
-    PROFILE,
     StoreSetup,
     created,
     edited,
-    fork,
     history,
     leaves,
     live_leaves,
     tombstone_on,
 )
+from support.conflicts import CART, PROFILE, fork
 
 from data_service import idempotency
 from data_service.envelope import Removed, strip

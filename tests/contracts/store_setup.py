@@ -26,8 +26,6 @@ from data_service.store import DocumentStore
 
 SAMPLE = load_models(SAMPLE_MODELS)
 NOTE, USER = SAMPLE.get("note"), SAMPLE.get("user")  # deleted hard; deleted soft, with protected values
-CONFLICTING = load_models(ROOT / "tests" / "conflict_models.yaml")
-PROFILE, CART = CONFLICTING.get("profile"), CONFLICTING.get("cart")  # conflict: latest; conflict: merge
 MEMBER_V1 = load_models(ROOT / "tests" / "migration_models_v1.yaml").get("member")
 MEMBER_V2 = load_models(ROOT / "tests" / "migration_models_v2.yaml").get("member")
 PAST, FUTURE = "2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z"
@@ -94,20 +92,6 @@ def edited(lifecycle: Lifecycle, model, current: dict, changes: dict, at: str | 
     """``current`` after ``lifecycle``'s merge patch of ``changes``, signed for the next
     generation (``_rev`` still ``current``'s)."""
     return lifecycle.patch(model, current, changes, {}, at or now()).doc
-
-
-async def fork(db: Database, current: dict, *leaves: dict) -> list[str]:
-    """Store ``leaves`` as concurrent children of ``current`` (replication style, as two
-    nodes or two databases replicating make them); their revisions."""
-    generation, parent = current["_rev"].split("-", 1)
-    child = int(generation) + 1
-    docs, revs = [], []
-    for leaf in leaves:
-        digest = uuid.uuid4().hex
-        revs.append(f"{child}-{digest}")
-        docs.append({**leaf, "_rev": revs[-1], "_revisions": {"start": child, "ids": [digest, parent]}})
-    assert await db.bulk_docs(docs, new_edits=False) == []
-    return revs
 
 
 async def history(db: Database, docid: str, rev: str) -> list[str]:

@@ -2,7 +2,7 @@
 ``store/report.py``) on the in-memory CouchDB: a missing database, design documents
 missing or outdated, a degraded cluster, database and index figures. (The in-memory
 CouchDB has no view indexes: ``_design/<name>/_info`` is answered by a fault here; the
-servers' own figures are tests/test_metrics.py's.)"""
+servers' own figures are tests/server/test_metrics.py's.)"""
 
 from __future__ import annotations
 

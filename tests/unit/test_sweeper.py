@@ -3,7 +3,7 @@ expired Idempotency-Key records (``Claims.expire``). Their views only name candi
 the reconciler reads every leaf again before it counts or writes anything; a record's
 tombstone is written on the revision the view named — so the views' answers are canned
 here, as CouchDB's views would give them; the views themselves are tested on a server
-(tests/test_conflicts.py, tests/test_idempotency.py)."""
+(tests/server/test_conflicts_replicated.py, tests/server/test_idempotency.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import asyncio
 import logging
 
 import pytest
-from contracts.store_setup import CART, CONFLICTING, NOTE, PROFILE, created, edited, fork, new_store
+from contracts.store_setup import NOTE, created, edited, new_store
+from support.conflicts import CART, MODELS, PROFILE, fork
 
 from data_service import idempotency
 from data_service.couchdb.memory import Fault, matching, memory_couch
@@ -50,13 +51,13 @@ async def test_a_pass_reconciles_the_candidates_and_reports_what_it_could_not(st
     stuck = await conflicted(store, PROFILE, {"name": "n"}, {"account": "a1"}, {"account": "a2"})
     settled = (await created(store, PROFILE, {"name": "t"}))["_id"]  # the view was behind: nothing to do
     candidates(store, [("cart_v1.0", merged), ("profile_v1.0", stuck), ("profile_v1.0", settled), ("cart_v1.0", "x")])
-    report = await sweep(store.reconciler, CONFLICTING)
+    report = await sweep(store.reconciler, MODELS)
     assert report.conflicted == 2 and report.resolved == 1 and not report.complete
     assert [o.docid for o in report.having(Status.UNRESOLVABLE)] == [stuck]
     assert {o.status for o in report.outcomes} == {Status.RESOLVED, Status.UNRESOLVABLE, Status.CLEAN, Status.GONE}
     assert (await store.read(CART, merged))["visits"] == 3 and report.discarded == []
     candidates(store, [("cart_v1.0", merged)])
-    assert (await sweep(store.reconciler, CONFLICTING)).complete  # resolved: clean now
+    assert (await sweep(store.reconciler, MODELS)).complete  # resolved: clean now
 
 
 async def test_the_count_and_the_background_sweep(store, caplog):
@@ -64,7 +65,7 @@ async def test_the_count_and_the_background_sweep(store, caplog):
     candidates(store, [("cart_v1.0", merged)], times=2)
     assert await conflicted_count(store.db) == 1
     caplog.set_level(logging.INFO, logger="data_service.conflicts")
-    task = asyncio.create_task(run_sweeper(store.reconciler, CONFLICTING, 0.01))
+    task = asyncio.create_task(run_sweeper(store.reconciler, MODELS, 0.01))
     try:
         for _ in range(500):
             if "reconcile: 1 conflicted, 1 resolved" in caplog.text:
