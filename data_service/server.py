@@ -343,6 +343,17 @@ def _callers(tokens: TokenFile | None) -> str:
     return f"{len(tokens.tokens)} bearer tokens" if tokens else "loopback, no token"
 
 
+async def stop_all(tasks: list[asyncio.Task]) -> None:
+    """Cancel ``tasks`` and wait until each has stopped. A cancellation can be spent
+    without effect (a CouchDB request's own timeout firing at that moment turns it into
+    a timeout its caller retries), so what is still running is cancelled again."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+
+
 async def drain(ctx: Context, server: HTTPServer, tasks: list[asyncio.Task], config: Config) -> None:
     """Graceful shutdown. Readiness fails at once (``draining``). With ``--drain-delay``
     the service first keeps listening and answering while the application still calls
@@ -361,7 +372,6 @@ async def drain(ctx: Context, server: HTTPServer, tasks: list[asyncio.Task], con
     log.info("draining: %d requests in flight, up to %.1f s", len(inflight), config.drain_timeout)
     if left := await inflight.wait_idle(config.drain_timeout):
         log.warning("drain timeout: %d requests still in flight are cut off", left)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        inflight.cut_off()
+    await stop_all(tasks)
     await server.close_all_connections()

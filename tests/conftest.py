@@ -35,10 +35,13 @@ def pytest_collection_modifyitems(config, items) -> None:
     inner loop), and deselect, not skip, the tests whose environment this run lacks: a plain
     ``make test`` has no CouchDB script or cluster, and a skip would read as a test that
     could not pass. ``make test-couchdb`` / ``make test-cluster`` set the variables; the
-    ``root`` tests (Secret volumes, files of other users) need root."""
+    ``root`` tests (Secret volumes, files of other users) need root; ``single_node`` tests
+    (CouchDB's answers as one copy of each shard gives them) are left out of a cluster run."""
     unmet = {marker for marker, names in NEEDS.items() if not all(os.environ.get(n) for n in names)}
     if os.geteuid() != 0:
         unmet.add("root")
+    if os.environ.get("COUCHDB_CLUSTER_DIR"):
+        unmet.add("single_node")
     keep, drop = [], []
     for item in items:
         if _needs_server(item):

@@ -52,6 +52,7 @@ class InFlight:
     def __init__(self) -> None:
         self._handlers: weakref.WeakSet[RequestHandler] = weakref.WeakSet()  # a dropped handler leaves by itself
         self._streams: weakref.WeakSet[RequestHandler] = weakref.WeakSet()  # long polls, event streams
+        self._tasks: weakref.WeakKeyDictionary[RequestHandler, asyncio.Task] = weakref.WeakKeyDictionary()
         self._idle = asyncio.Event()
         self._closing = asyncio.Event()
         self._last = time.monotonic()  # when a request last began or ended
@@ -81,6 +82,22 @@ class InFlight:
 
     def __len__(self) -> int:
         return len(self._handlers)
+
+    def running(self, handler: RequestHandler) -> None:
+        """``handler`` runs in the current task (from ``prepare`` on: Tornado runs each
+        request's ``_execute`` in a task of its own)."""
+        if (task := asyncio.current_task()) is not None:
+            self._tasks[handler] = task
+
+    def cut_off(self) -> None:
+        """Cut off the requests still in flight (past the drain timeout): their connections
+        close, and their tasks are cancelled, so their CouchDB requests end with them and
+        shutting down need not wait for CouchDB."""
+        for handler in list(self._handlers):
+            if (close := getattr(handler.request.connection, "close", None)) is not None:
+                close()  # the caller sees the connection end, no answer
+            if (task := self._tasks.get(handler)) is not None:
+                task.cancel()
 
     async def wait_idle(self, timeout: float) -> int:
         """Wait until no request is in flight, at most ``timeout`` seconds; how many are left."""
@@ -199,6 +216,7 @@ class BaseHandler(RequestHandler):
         """Runs in the request's own task: what CouchDB calls and log lines read from here on.
         First the door (Host, token), then the body's declared size, then Accept."""
         current.set(self.context)
+        self.ctx.inflight.running(self)
         self.ctx.tracing.start_request(self.context)
         self.admit()
         length = self.request.headers.get("Content-Length")

@@ -38,6 +38,7 @@ class FeedsContract:
         too_many = await call(couch, "GET", "/_uuids", params={"count": 1001})
         assert too_many.status == by_server(kind, 400, pouchdb=403)
 
+    @pytest.mark.single_node
     async def test_database_create_info_delete(self, couch, kind):
         name = unique_name()
         assert (await call(couch, "PUT", path(name))).status == 201
@@ -186,6 +187,7 @@ class FeedsContract:
 
     # -- _changes -----------------------------------------------------------------------------
 
+    @pytest.mark.single_node
     async def test_changes_since_limit_and_positions(self, couch, kind):
         async with one_shard_database(couch) as db:  # one shard: the feed in the order of the writes
             for docid in ("a", "b", "c"):
