@@ -39,10 +39,12 @@ test-schemathesis: install
 test-couchdb: install
 	scripts/with-couchdb 1 $(MAKE) --no-print-directory test
 
-## The whole suite against a 3-node CouchDB 3.5.2 cluster, likewise, with the cluster tests
-## and the history test (marker cluster); the kill test is test-couchdb's.
+## The cluster tests on a 3-node CouchDB 3.5.2 cluster (marker cluster). The whole suite there
+## (CLUSTER_TESTS="not kill") and the history test (CLUSTER_TESTS=cluster, or make history) still
+## fail now and then: not in CI yet (docs/ci.md).
+CLUSTER_TESTS ?= cluster and not history
 test-cluster: install
-	scripts/with-couchdb 3 $(MAKE) --no-print-directory test PYTEST_ARGS="-m 'not kill'"
+	scripts/with-couchdb 3 $(MAKE) --no-print-directory test PYTEST_ARGS="-m '$(CLUSTER_TESTS)'"
 
 ## The recorded-history test on a 3-node cluster started for it, for longer and repeatedly:
 ## HISTORY_ARGS="--schedule=faults --seconds=60 --runs=5" (python -m history --help).

@@ -14,7 +14,7 @@ from history.run import run_once
 from history.schedule import SCHEDULES
 from support import CouchScript
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.history]
 
 SECONDS = float(os.environ.get("HISTORY_SECONDS", "45"))
 DOCUMENTS = int(os.environ.get("HISTORY_DOCUMENTS", "20"))  # fewer: more writes race on each
