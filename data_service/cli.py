@@ -189,9 +189,9 @@ Options of serve, install, verify, reencrypt, reconcile, migrate (CouchDB, logs)
   --connect-timeout=SECONDS   Time to open a connection to CouchDB [default: 5]
   --request-timeout=SECONDS   Time for one CouchDB request [default: 30]
   --max-connections=N         Keep-alive connections to CouchDB [default: 100]
-  --couchdb-transport=NAME    The HTTP client to CouchDB: aiohttp, or httptools
-                              (asyncio protocols and the llhttp parser)
-                              [default: aiohttp]
+  --couchdb-transport=NAME    The HTTP client to CouchDB: httptools (asyncio
+                              protocols and the llhttp parser), or aiohttp
+                              [default: httptools]
   --log-level=LEVEL           debug, info, warning or error [default: info]
   --log-format=FORMAT         json (one object per line) or text; default: json
                               unless the log goes to a terminal

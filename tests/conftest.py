@@ -17,7 +17,7 @@ from data_service.couchdb import AsyncTransport, CouchDB
 from data_service.couchdb.client import DEFAULT_TRANSPORT, split_credentials
 from data_service.keys import KeysDir
 
-# The transport every test's client and sidecar use (COUCHDB_TRANSPORT=httptools make test);
+# The transport every test's client and sidecar use (COUCHDB_TRANSPORT=aiohttp make test);
 # the transport conformance tests run each one regardless.
 TRANSPORT = os.environ.get("COUCHDB_TRANSPORT", DEFAULT_TRANSPORT)
 UNIT, SERVER = Path(__file__).parent / "unit", Path(__file__).parent / "server"
