@@ -5,11 +5,12 @@ from __future__ import annotations
 import tornado.web
 
 from ..callers import Door
-from .base import BaseHandler, Context, InFlight, NotFoundHandler, Streams
+from .base import BaseHandler, Context, NotFoundHandler
 from .changes import ChangesHandler
 from .docs import ASSET_ROUTE, DocsAssetHandler, DocsHandler
 from .documents import BulkHandler, CollectionHandler, DocumentHandler, OpenApiHandler, TypesHandler, VerifyHandler
 from .health import HealthHandler
+from .inflight import InFlight, Streams
 from .metrics import DatabaseMetricsHandler, MetricsHandler
 
 

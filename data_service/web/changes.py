@@ -17,8 +17,8 @@ from ..errors import ServiceError
 from ..models import ModelType
 from ..problems import Code
 from ..store.changes import Changes
-from .base import Closing
 from .documents import JSON, ApiHandler
+from .inflight import Closing
 from .problem import Problem
 
 EVENT_STREAM = "text/event-stream"
