@@ -189,7 +189,12 @@ app_sigterm() {  # compose's `app` command itself (this image has no curl: each 
     compose command command app
     quiet podman run -d --name "$pod-app" --pod "$pod" "${hardening[@]}" "$(secret api_tokens)" \
         "${command[0]}" "$IMAGE" "${command[@]:1}" >/dev/null
-    sleep 1
+    # its first output (a failed call) comes after its trap is set: a SIGTERM before that
+    # would test the shell's default, not the command (seen on a loaded machine: exit 2)
+    for _ in $(seq 50); do
+        [ -n "$(podman logs "$pod-app" 2>&1)" ] && break
+        sleep 0.2
+    done
     quiet podman stop --time 20 "$pod-app" >/dev/null
     code=$(podman inspect --format '{{.State.ExitCode}}' "$pod-app")
     echo "app: exit $code after $((SECONDS - at)) s; $(podman logs "$pod-app" 2>&1 | grep -c 'app: stopping') 'stopping' line"
