@@ -7,8 +7,8 @@ writes of the last seconds. It warms what callers' queries read: the types' inde
 (``design.query_designs``); the conflicts and Idempotency-Key views are read by the
 sweeper and the expiry job, in the background, on their own schedules.
 
-Its cost to CouchDB is bounded: a pass runs only when the database's ``update_seq`` moved
-since the last complete pass; it asks for one design document's index at a time (a query
+Its cost to CouchDB is bounded: a pass runs only when the database's changes feed has a change
+since the last complete pass began; it asks for one design document's index at a time (a query
 with ``limit=0``, answered once that index is current: never more than one request in
 flight, and CouchDB builds one index at a time for it); and the next pass starts
 ``interval`` seconds after one ends. The indexing itself is work CouchDB would do anyway,
@@ -36,15 +36,18 @@ class Warmer:
 
     def __init__(self, db: Database, designs: list[str], timeout: float = TIMEOUT) -> None:
         self.db, self.designs, self.timeout = db, designs, timeout
-        self.seen: object = None  # the update_seq the last complete pass started from
+        # the update_seq the last complete pass started from. Asked whether anything changed
+        # since, not compared: on a cluster each answer may come from other copies, so an
+        # unchanged database's update_seq differs from one answer to the next
+        self.seen: str | int | None = None
 
     async def warm(self) -> bool:
         """One pass, if the database changed since the last complete one; whether it ran.
         An index still building after ``timeout`` ends the pass (CouchDB goes on building
         it); the next pass starts over."""
-        seq = (await self.db.info())["update_seq"]  # opaque: only compared for equality
-        if seq == self.seen:
+        if self.seen is not None and not (await self.db.changes(since=self.seen, limit=1))["results"]:
             return False
+        seq = (await self.db.info())["update_seq"]
         started = time.monotonic()
         for name in self.designs:
             try:

@@ -16,7 +16,7 @@ import asyncio
 import uuid
 
 import pytest
-from support import ROOT, install_design_docs, run_command, unique_name
+from support import ROOT, install_design_docs, run_command, unique_name, until
 
 from data_service.couchdb import CouchDB, Database
 from data_service.couchdb.transport import path
@@ -69,8 +69,17 @@ async def roll_back(db: Database, docid: str, old: dict) -> str:
         leaf = entry.get("ok") or {}
         if not leaf.get("_deleted") and int(leaf["_rev"].split("-")[0]) > generation:
             await db.delete(docid, leaf["_rev"])
-    assert (await db.get(docid))["_rev"] == branch["_rev"]  # CouchDB serves the old body now
+    await until(lambda: served_everywhere(db, docid, branch["_rev"]), "every copy serves the old body")
     return branch["_rev"]
+
+
+async def served_everywhere(db: Database, docid: str, rev: str) -> bool:
+    """Whether CouchDB serves ``rev`` from every copy: on a cluster the attacker's writes
+    reach the third copy by internal replication, and a read that asks every copy answers
+    the highest winner among them (a single node: its one copy)."""
+    every = await db.copies()
+    answer = await db.couch.json("GET", path(db.name, docid), params={"r": every} if every else None)
+    return answer["_rev"] == rev
 
 
 async def integrity_violation(api, method: str, url: str, **kwargs) -> None:
