@@ -116,7 +116,9 @@ class Lifecycle:
             raise IntegrityViolation(leaf["_id"], f"revision {leaf.get('_rev')} is no tombstone of the service")
         if meta.get("over") != parent(leaf):
             raise IntegrityViolation(
-                leaf["_id"], f"tombstone {leaf.get('_rev')} was signed for {meta.get('over')}, not for its parent"
+                leaf["_id"],
+                f"tombstone {leaf.get('_rev')} ({meta['removed']}) was signed for {meta.get('over')}, "
+                f"written on {parent(leaf)}",
             )
         return Removed(meta["removed"])
 

@@ -124,8 +124,11 @@ class Reads:
         return Leaves(leaves.winner, leaves.conflicts, deleted)
 
     async def _history(self, docid: str, revs: list[str]) -> tuple[Stored, ...]:
-        """The bodies of leaves ``revs`` with their ``_revisions``."""
-        answer = await self.db.open_revs(docid, revs, history=True)
+        """The bodies of leaves ``revs`` with their ``_revisions``, asked of every copy: a
+        leaf one read found may not have reached the copies a quorum read asks (a race's
+        withdrawal still being replicated), and a leaf without its history cannot be told
+        from a tombstone moved onto another branch (issue 21: a false integrity violation)."""
+        answer = await self.db.open_revs(docid, revs, history=True, r=await self.db.copies())
         return tuple(entry["ok"] for entry in answer if isinstance(entry.get("ok"), dict))
 
 

@@ -25,6 +25,7 @@ from data_service.lifecycle import Lifecycle
 from data_service.models import load_models
 from data_service.protection import Keyring
 from data_service.store import DocumentStore, StaleRevision
+from data_service.store.reconciler import Status
 
 MODELS = load_models(SAMPLE_MODELS)
 NOTE = MODELS.get("note")
@@ -150,6 +151,28 @@ async def test_a_withdrawal_that_does_not_reach_every_copy_leaves_the_write_stan
     store.db.couch.transport.inject(Fault(WRITES, status=202, times=2))  # the withdrawal: below quorum too
     answer = await store.replace(NOTE, parent["_id"], {"title": "mine"}, frozenset({parent["_rev"]}))
     assert answer.below_quorum and store.stats.races_withdrawn == 0  # not ours to decide: provisional
+
+
+async def test_a_withdrawal_the_quorum_copies_lack_yet_is_no_tampering(store):
+    """Issue 21: a GET answered 500 integrity_violation during a race. The reconciler read
+    every copy's leaves and found a withdrawal one copy held; the copies a quorum read
+    asked next for its history did not hold it yet, and a tombstone without its history
+    cannot be told from one moved onto another branch. Its history is asked of every copy."""
+    parent = await created(store)
+
+    def history_from_a_quorum(request) -> bool:
+        params = dict(request.params)
+        return every_leaf(parent["_id"])(request) and params["open_revs"] != "all" and "r" not in params
+
+    missing = [{"missing": "3-0123456789abcdef0123456789abcdef"}]  # what copies lacking the leaf answer
+    race(store, parent, "theirs", FUTURE)
+    store.db.couch.transport.inject(Fault(history_from_a_quorum, applied=False, status=200, body=missing, times=None))
+    with pytest.raises(StaleRevision) as stale:  # withdrawn, then read again: merged above the withdrawal
+        await store.replace(NOTE, parent["_id"], {"title": "mine"}, frozenset({parent["_rev"]}))
+    assert stale.value.representation["title"] == "theirs"
+    [outcome] = await store.reconciler.reconcile([(NOTE, parent["_id"])])  # what a read or the sweeper runs
+    assert outcome.status is not Status.TAMPERED, outcome.reason
+    assert (await store.read(NOTE, parent["_id"]))["title"] == "theirs"
 
 
 def rival_claim(store: DocumentStore, key: str, docid: str, digest: str):
