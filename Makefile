@@ -39,10 +39,10 @@ test-schemathesis: install
 test-couchdb: install
 	scripts/with-couchdb 1 $(MAKE) --no-print-directory test
 
-## The cluster tests on a 3-node CouchDB 3.5.2 cluster (marker cluster). The whole suite there
-## (CLUSTER_TESTS="not kill") and the history test (CLUSTER_TESTS=cluster, or make history) still
-## fail now and then: not in CI yet (docs/ci.md).
-CLUSTER_TESTS ?= cluster and not history
+## Every test that talks to CouchDB (tests/server), on a 3-node CouchDB 3.5.2 cluster: the
+## cluster and history tests with them. Those that start their own single node (kill,
+## own_node) run in test-couchdb. CLUSTER_TESTS=cluster: the cluster and history tests only.
+CLUSTER_TESTS ?= couchdb and not kill and not own_node
 test-cluster: install
 	scripts/with-couchdb 3 $(MAKE) --no-print-directory test PYTEST_ARGS="-m '$(CLUSTER_TESTS)'"
 
