@@ -91,7 +91,6 @@ async def test_a_pass_brings_every_index_up_to_date_one_request_at_a_time(db, re
     await until(lambda: holds(db, 30), "the listing index holds the 30 notes")
 
 
-
 async def test_no_pass_until_the_database_changes(db, recorded):
     recorder, warmer = recorded
     await install_design_docs(db, guard=False)
