@@ -34,10 +34,11 @@ test: install
 test-schemathesis: install
 	scripts/schemathesis.sh $(SCHEMATHESIS_ARGS)
 
-## The same suite against a real Apache CouchDB 3.5.2 single node from the shared script,
-## started here and stopped afterwards (also on failure); with the kill test (marker kill).
+## Every test that talks to CouchDB (tests/server) against a real Apache CouchDB 3.5.2 single
+## node from the shared script, started here and stopped afterwards (also on failure); with the
+## kill test (marker kill). The server-free tier ran in `make test` already.
 test-couchdb: install
-	scripts/with-couchdb 1 $(MAKE) --no-print-directory test
+	scripts/with-couchdb 1 $(MAKE) --no-print-directory test PYTEST_ARGS="-m couchdb"
 
 ## Every test that talks to CouchDB (tests/server), on a 3-node CouchDB 3.5.2 cluster: the
 ## cluster and history tests with them. Those that start their own single node (kill,
