@@ -130,7 +130,6 @@ class DocumentsContract:
         assert info["_revisions"] == {"start": 2, "ids": [rev2[2:], rev1[2:]]}
         assert info["_revs_info"] == [{"rev": rev2, "status": "available"}, {"rev": rev1, "status": "available"}]
 
-    @pytest.mark.single_node
     async def test_the_winner_and_the_other_leaves(self, db, kind):
         docs = [{"_id": "c", "_rev": "1-aaaa", "v": 0}]
         docs += [replicated("c", f"2-{h}", [h, "aaaa"], v=h) for h in ("bbbb", "cccc", "0000")]
