@@ -157,15 +157,19 @@ class Database:
     async def delete(self, docid: str, rev: str) -> WriteResult:
         return write_result(await self.couch.request("DELETE", self._doc_path(docid), params={"rev": rev}))
 
+    async def every_copy(self) -> dict[str, int] | None:
+        """A write's parameters asking every copy to store it (``w`` = the database's ``n``
+        on a cluster; None where there is one copy)."""
+        copies = await self.copies()
+        return {"w": copies} if copies and copies > 1 else None
+
     async def save(self, docs: list[dict]) -> list[Saved]:
         """Write ``docs`` (``new_edits``) asking every copy to store them (``w`` = the
         database's ``n`` on a cluster): a document stored on fewer copies comes back
         ``accepted``. Sent again when an attempt got no answer (``retried``: a conflict may
         then be this very write, stored by the lost attempt)."""
-        copies = await self.copies()
-        params = {"w": copies} if copies and copies > 1 else None
         response = await self.couch.request(
-            "POST", self._path("_bulk_docs"), params=params, json={"docs": docs}, idempotent=True
+            "POST", self._path("_bulk_docs"), params=await self.every_copy(), json={"docs": docs}, idempotent=True
         )
         try:
             results = response.json()

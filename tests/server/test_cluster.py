@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import pytest
 from openapi_check import SpecChecker
 from support import SAMPLE_MODELS, Api, CouchScript, running_sidecar
+from support.documents import EVENTS
 
 from data_service.couchdb import CouchDB, NotFound
 from data_service.couchdb.client import split_credentials
@@ -140,14 +141,6 @@ async def walk(api, query: dict) -> tuple[list[str], int]:
         assert pages < 100
 
 
-EVENTS = [  # owner, kind, created_at
-    ("ann", "login", "2026-01-01T10:00:00Z"),
-    ("ann", "created", "2026-01-02T10:00:00Z"),
-    ("ann", "login", "2026-01-03T10:00:00Z"),
-    ("bob", "login", "2026-01-01T12:00:00Z"),
-    ("bob", "deleted", "2026-01-04T09:00:00Z"),
-    ("carl", "updated", "2026-01-05T08:00:00Z"),
-]
 PAGED = 120  # events of owner "pager", one a minute from 2026-02-01T00:00Z
 
 

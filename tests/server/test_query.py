@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 from support import install_design_docs, running_sidecar, single_copy_database, spec_api
-from support.documents import ALICE
+from support.documents import ALICE, EVENTS
 
 from data_service.keys import KeysDir
 
@@ -43,16 +43,6 @@ async def ids_of(api, path: str) -> list[str]:
     reply = await api.request("GET", path)
     assert reply.status == 200, reply.body
     return [item["id"] for item in reply.body["items"]]
-
-
-EVENTS = [  # owner, kind, created_at
-    ("ann", "login", "2026-01-01T10:00:00Z"),
-    ("ann", "created", "2026-01-02T10:00:00Z"),
-    ("ann", "login", "2026-01-03T10:00:00Z"),
-    ("bob", "login", "2026-01-01T12:00:00Z"),
-    ("bob", "deleted", "2026-01-04T09:00:00Z"),
-    ("carl", "updated", "2026-01-05T08:00:00Z"),
-]
 
 
 @pytest.fixture

@@ -94,10 +94,9 @@ async def test_one_kept_alive_connection_carries_heads_304s_and_chunked_answers(
 
 
 async def every_copy(db) -> tuple[tuple[str, str], ...]:
-    """A write's ``w`` asking every copy (a cluster's n), so an ``_all_docs`` read right
-    after it, which asks one copy per shard range, lists it whichever copy answers."""
-    copies = await db.copies()
-    return (("w", str(copies)),) if copies and copies > 1 else ()
+    """``Database.every_copy`` as raw query parameters: an ``_all_docs`` read right after
+    such a write, which asks one copy per shard range, lists it whichever copy answers."""
+    return tuple((name, str(value)) for name, value in ((await db.every_copy()) or {}).items())
 
 
 async def test_large_bodies_both_ways(kind, opened, couchdb_url, db):

@@ -13,6 +13,14 @@ ALICE = {  # a user with every kind of protected value
 }
 NOTE = {"title": "counter", "counter": 0, "attributes": {}}
 MERGE = {"Content-Type": "application/merge-patch+json"}
+EVENTS = [  # sample events a query test writes: owner, kind, created_at
+    ("ann", "login", "2026-01-01T10:00:00Z"),
+    ("ann", "created", "2026-01-02T10:00:00Z"),
+    ("ann", "login", "2026-01-03T10:00:00Z"),
+    ("bob", "login", "2026-01-01T12:00:00Z"),
+    ("bob", "deleted", "2026-01-04T09:00:00Z"),
+    ("carl", "updated", "2026-01-05T08:00:00Z"),
+]
 
 
 async def create_user(api, **overrides) -> dict:
