@@ -5,8 +5,8 @@ The canonical file is ``api_spec/openapi.yaml`` at the repository root;
 path works from a source checkout and from an installed wheel (package data).
 
 ``spec_for(models)`` is what ``GET /openapi.json`` serves: the generic spec
-plus, for each declared type ``t``, the schemas ``t`` / ``t_input`` and the
-concrete paths ``/v1/t`` and ``/v1/t/{id}`` that use them.
+plus, for each declared type ``t``, its schemas (``t``, ``t_input``, ``t_replacement``,
+``t_patch``, ``t_verify``) and the concrete paths ``/v1/t`` and ``/v1/t/{id}`` that use them.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class DeclaredType(Protocol):
 
     def input_schema(self) -> dict[str, Any]: ...
 
+    def replacement_schema(self) -> dict[str, Any]: ...
+
     def output_schema(self) -> dict[str, Any]: ...
 
     def patch_schema(self) -> dict[str, Any]: ...
@@ -76,6 +78,7 @@ def spec_for(models: Iterable[DeclaredType], spec: dict[str, Any] | None = None)
         typed = {
             name: model.output_schema(),
             f"{name}_input": model.input_schema(),
+            f"{name}_replacement": model.replacement_schema(),
             f"{name}_patch": model.patch_schema(),
             **({f"{name}_verify": verify} if verify is not None else {}),
         }
@@ -87,6 +90,7 @@ def spec_for(models: Iterable[DeclaredType], spec: dict[str, Any] | None = None)
         refs = {
             _SCHEMAS + "Document": _SCHEMAS + name,
             _SCHEMAS + "DocumentInput": f"{_SCHEMAS}{name}_input",
+            _SCHEMAS + "DocumentReplacement": f"{_SCHEMAS}{name}_replacement",
             _SCHEMAS + "MergePatch": f"{_SCHEMAS}{name}_patch",
             _SCHEMAS + "VerifyCandidates": f"{_SCHEMAS}{name}_verify",
             _SCHEMAS + _STALE: f"{_SCHEMAS}{name}_stale_revision",

@@ -100,7 +100,7 @@ class ModelType:
         return Slot(self.name, name, docid, self.properties[name].bcrypt_cost or DEFAULT_BCRYPT_COST)
 
     def input_schema(self) -> dict:
-        """JSON Schema of a create/replace body."""
+        """JSON Schema of a create body."""
         return {
             "$schema": SCHEMA_DIALECT,
             "title": self.tag,
@@ -109,6 +109,16 @@ class ModelType:
             "required": list(self.required),
             "additionalProperties": False,
         }
+
+    def replacement_schema(self) -> dict:
+        """JSON Schema of a replace (PUT) body: a create body, but that a hidden property
+        it omits is kept as stored, and ``null`` removes an optional one (``Lifecycle.replace``)."""
+        schema = self.input_schema()
+        schema["title"] = f"{self.tag} replacement"
+        schema["required"] = [name for name in self.required if name not in self.hidden]
+        for name in self.hidden - set(self.required):
+            schema["properties"][name] = {"anyOf": [schema["properties"][name], {"type": "null"}]}
+        return schema
 
     def output_schema(self) -> dict:
         """JSON Schema of the representation returned to callers (hashed properties absent)."""

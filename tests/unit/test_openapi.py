@@ -66,6 +66,9 @@ class FakeType:
     def input_schema(self) -> dict[str, Any]:
         return copy.deepcopy(self.input)
 
+    def replacement_schema(self) -> dict[str, Any]:
+        return {**self.input_schema(), "required": []}
+
     def output_schema(self) -> dict[str, Any]:
         return copy.deepcopy(self.output)
 
@@ -210,6 +213,7 @@ def test_spec_for_adds_type_schemas_and_concrete_paths():
     schemas = out["components"]["schemas"]
     assert schemas["user"] == {**USER.output, "title": "user"}
     assert schemas["user_input"] == {**USER.input, "title": "user_input"}
+    assert schemas["user_replacement"] == {**USER.input, "required": [], "title": "user_replacement"}
     assert schemas["note"]["properties"]["text"] == {"$ref": "#/components/schemas/note/$defs/text"}
     assert schemas["note_input"]["properties"]["text"] == {"$ref": "#/components/schemas/note_input/$defs/text"}
     assert {"Document", "DocumentInput"} <= set(schemas)
@@ -225,7 +229,8 @@ def test_spec_for_adds_type_schemas_and_concrete_paths():
         post = collection["post"]
         assert post["requestBody"]["content"][JSON]["schema"] == {"$ref": f"#/components/schemas/{name}_input"}
         assert post["responses"]["201"]["content"][JSON]["schema"] == {"$ref": f"#/components/schemas/{name}"}
-        assert single["put"]["requestBody"]["content"][JSON]["schema"] == {"$ref": f"#/components/schemas/{name}_input"}
+        replacement = {"$ref": f"#/components/schemas/{name}_replacement"}
+        assert single["put"]["requestBody"]["content"][JSON]["schema"] == replacement
         for method in ("get", "put", "patch"):
             assert single[method]["responses"]["200"]["content"][JSON]["schema"] == {
                 "$ref": f"#/components/schemas/{name}"
