@@ -6,8 +6,13 @@ integrity violation, never a reason to create twice). A live, unexpired record t
 its create into a replay of the document it names: answered as it is, created now if
 its claimer died before storing it, ``idempotency_key_consumed`` if it was deleted
 since. A key claimed by another request at the same moment is followed the same way.
-On a cluster two claims stored below quorum both name the highest revision the winner
-(the reconciler keeps that one too), so exactly one request creates the document.
+
+On a cluster (docs/consistency.md §2): records are read from every copy. A claim every copy
+stored (201) is the key's only claim, ever: each copy refuses a second create of the record.
+A claim stored below quorum (202) looks at every copy's claims: two that raced both name the
+highest revision the winner (the reconciler keeps that one too), so one of them creates. A
+copy it could not reach may hold a claim made in a partition, so its create is answered
+``Write-Quorum: not-met``: the key's one document is provisional until the copies meet.
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ class Claims:
         for _ in range(ROUNDS):
             if not changes:
                 return
-            records = await self.reads.many(idempotency.record_id(model.name, c.key or "") for c in changes)
+            # every copy: a claim stored below quorum by an attempt whose answer was lost is on
+            # copies a quorum read may not ask (issue 21: one key, two documents)
+            ids = (idempotency.record_id(model.name, c.key or "") for c in changes)
+            records = await self.reads.many(ids, every_copy=True)
             claims, lost = [], []
             for change in changes:
                 held = records[idempotency.record_id(model.name, change.key or "")]
@@ -63,6 +71,8 @@ class Claims:
                 if result.rev is None or (result.accepted and not await self._won(claim["_id"], result.rev)):
                     change.docid = None
                     lost.append(change)  # claimed by another request meanwhile: follow its record
+                elif result.accepted:  # a copy that did not store it may hold another claim (a partition)
+                    change.key_provisional = True
             changes = lost
         for change in changes:
             change.answer = RetriesExhausted(change.key)

@@ -61,9 +61,10 @@ class Reads:
         above = [rev for rev in doc.get("_deleted_conflicts", ()) if (generation(rev) or 0) > level]
         return Held(docid, doc, tuple(doc.get("_conflicts", ())), await self._history(docid, above) if above else ())
 
-    async def many(self, ids: Iterable[str]) -> dict[str, Held]:
-        """Documents by id, each as ``one`` gives it."""
-        return {docid: _held(docid, leaves) for docid, leaves in (await self.leaves(ids)).items()}
+    async def many(self, ids: Iterable[str], *, every_copy: bool = False) -> dict[str, Held]:
+        """Documents by id, each as ``one`` gives it (``every_copy``: as ``leaves``)."""
+        found = await self.leaves(ids, every_copy=every_copy)
+        return {docid: _held(docid, leaves) for docid, leaves in found.items()}
 
     async def leaves(self, ids: Iterable[str], *, every_copy: bool = False) -> dict[str, Leaves]:
         """Every leaf of each document, deleted ones above the winner with their history;

@@ -253,7 +253,7 @@ class Writes:
         return entry
 
     def _answer(self, model: ModelType, change: Change, m: Made, stood: tuple[str, bool], ticket: Ticket) -> Answer:
-        rev, provisional = stood
+        rev, provisional = stood[0], stood[1] or change.key_provisional
         if m.doc.get("_deleted") or envelope.is_deleted(m.doc):
             return Answer(m.doc["_id"], rev, etags.etag(rev), below_quorum=provisional, deleted=True)
         body = orjson.dumps(m.shown)

@@ -34,6 +34,7 @@ REPORTED = {
     "not_met_lost": "not-met writes lost",
     "not_met_lost_update": "lost updates involving a not-met write",
     "refused_write_seen_in_flight": "writes answered 412 seen only by a read overlapping them",
+    "not_met_key_twice": "Idempotency-Keys with two documents, none of whose creates was answered met",
 }
 
 
@@ -85,7 +86,8 @@ def check(ops: Sequence[Op], final: Final) -> Result:
     for refused in history.refused_but_visible(final):
         found[refused.check].append(refused)
     found["bad_5xx"] += bad_5xx(ops)
-    found["key_created_twice"] += keys_created_twice(ops, final)
+    for violation in keys_created_twice(ops, final):
+        found[violation.check].append(violation)
     found["conflicts_left"] += [
         Violation("conflicts_left", doc, f"document {doc}: _conflicts {revs} after the final sweep")
         for doc, revs in sorted(final.conflicts.items())
@@ -307,15 +309,25 @@ def bad_5xx(ops: Sequence[Op]) -> list[Violation]:
 
 
 def keys_created_twice(ops: Sequence[Op], final: Final) -> list[Violation]:
-    """One Idempotency-Key, more than one document: in the answers, or in the final state."""
+    """One Idempotency-Key, more than one document: in the answers, or in the final state.
+    A failure when a create of the key was answered met (its claim is on every copy, so no
+    other can exist); reported apart when every one was ``not-met`` (a claim stored below
+    quorum may have a rival on a copy it could not reach: docs/consistency.md §2)."""
     ids: dict[str, set[str]] = defaultdict(set)
+    met: set[str] = set()
     for op in ops:
         if op.kind == CREATE and op.key and op.acknowledged and op.doc:
             ids[op.key].add(op.doc)
+            if not op.not_met:
+                met.add(op.key)
     for doc, key in final.keys.items():
         ids[key].add(doc)
     return [
-        Violation("key_created_twice", None, f"Idempotency-Key {key}: documents {sorted(docs)}")
+        Violation(
+            "key_created_twice" if key in met else "not_met_key_twice",
+            None,
+            f"Idempotency-Key {key}: documents {sorted(docs)}",
+        )
         for key, docs in sorted(ids.items())
         if len(docs) > 1
     ]

@@ -242,6 +242,17 @@ def test_an_idempotency_key_that_created_twice():
     assert "documents ['d1', 'd2', 'd3']" in check(h.ops, final).violations["key_created_twice"][0].message
 
 
+def test_a_key_with_two_documents_and_no_met_create_is_reported_apart():
+    """Claims stored below quorum in a partition: provisional, answered not-met."""
+    h = History()
+    h.create("d1", key="k", quorum="not-met")
+    h.create("d2", key="k", quorum="not-met", sidecar="B")
+    both = Final(docs={"d1": Version("1-a"), "d2": Version("1-a")}, keys={"d1": "k", "d2": "k"})
+    assert counts(check(h.ops, both)) == {"not_met_key_twice": 1}
+    h.create("d1", key="k")  # a met answer for the key: its claim is on every copy, so no other may exist
+    assert counts(check(h.ops, both)) == {"key_created_twice": 1}
+
+
 def test_conflicts_left_and_final_disagreements():
     final = Final(
         conflicts={"d": ["3-x"], "e": []},

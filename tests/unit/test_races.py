@@ -204,3 +204,47 @@ async def test_a_claim_stored_below_quorum_that_is_the_highest_proceeds(store):
     answer = await store.create(NOTE, {"title": "t"}, idempotency_key="k-low")
     assert answer.created and answer.id != "rivals-doc"
     assert not (await store.create(NOTE, {"title": "t"}, idempotency_key="k-low")).created  # the record reconciled
+
+
+def quorum_read_of(docid: str):
+    """A read of ``docid`` by a quorum (no ``r``): by ``_bulk_get`` or by ``open_revs``."""
+
+    def matches(request) -> bool:
+        if "r" in dict(request.params):
+            return False
+        if request.path == "/db/_bulk_get":
+            return docid.encode() in (request.body or b"")
+        return request.path == f"/db/{docid}"
+
+    return matches
+
+
+def absent(docid: str):
+    """What copies that never received ``docid`` answer a quorum read of it (``_bulk_get``)."""
+    missing = {"id": docid, "rev": "undefined", "error": "not_found", "reason": "missing"}
+    return {"results": [{"id": docid, "docs": [{"error": missing}]}]}
+
+
+async def test_a_retry_whose_quorum_misses_the_first_attempts_claim_replays_it(store):
+    """Issue 21 (the fault schedule in CI: one key, two documents): an attempt's claim and
+    document were stored on the copy of one node, and its answer was lost. The retry's
+    quorum asks copies that have not received the claim yet; records are read from every
+    copy, so the retry finds the claim and answers its document."""
+    first = await store.create(NOTE, {"title": "t"}, idempotency_key="lost-answer")
+    record_id = idempotency.record_id("note", "lost-answer")
+    quorum = Fault(quorum_read_of(record_id), applied=False, status=200, body=absent(record_id), times=None)
+    store.db.couch.transport.inject(quorum)
+    again = await store.create(NOTE, {"title": "t"}, idempotency_key="lost-answer")
+    assert (again.id, again.created) == (first.id, False)
+    docs = [row["id"] for row in (await store.db.all_docs()).rows if not row["id"].startswith("ds-idem-")]
+    assert docs == [first.id]
+
+
+async def test_a_keyed_create_whose_claim_is_below_quorum_is_answered_not_met(store):
+    """A claim stored on some copies only (202): a copy it could not reach may hold a claim
+    of the same key made meanwhile (a partition), so the key's document is provisional —
+    even when the document itself reached every copy."""
+    store.db.couch.transport.inject(Fault(WRITES, status=202))  # the claim; the document then gets 201
+    answer = await store.create(NOTE, {"title": "t"}, idempotency_key="partitioned")
+    assert answer.created and answer.below_quorum
+    assert not (await store.create(NOTE, {"title": "u"})).below_quorum  # a create without a key: 201
