@@ -41,11 +41,10 @@ test-couchdb: install
 	scripts/with-couchdb 1 $(MAKE) --no-print-directory test PYTEST_ARGS="-m couchdb"
 
 ## Every test that talks to CouchDB (tests/server), on a 3-node CouchDB 3.5.2 cluster: the
-## cluster and history tests with them. Those that start their own single node (kill,
-## own_node) run in test-couchdb. The history test's fault schedule is left out until issue
-## 21's last finding is fixed (docs/history.md). CLUSTER_TESTS=cluster: the cluster tests and
-## both history schedules only.
-CLUSTER_TESTS ?= couchdb and not kill and not own_node and not history_faults
+## cluster tests and both history schedules with them. Those that start their own single
+## node (kill, own_node) run in test-couchdb. CLUSTER_TESTS=cluster: the cluster tests and
+## the history schedules only.
+CLUSTER_TESTS ?= couchdb and not kill and not own_node
 test-cluster: install
 	scripts/with-couchdb 3 $(MAKE) --no-print-directory test PYTEST_ARGS="-m '$(CLUSTER_TESTS)'"
 

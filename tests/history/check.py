@@ -106,11 +106,15 @@ class History:
         self.observed: dict[str, list[Op]] = defaultdict(list)  # doc → ops that showed it (or its absence)
         self.by_rev: dict[tuple[str, str], Version] = {}
         self.deletes: dict[str, list[Op]] = defaultdict(list)
+        self.refused_deletes: dict[str, list[Op]] = defaultdict(list)  # answered 412
         for op in sorted(ops, key=lambda op: op.invoked):
             if op.doc is None:
                 continue
-            if op.kind == DELETE and not op.refused:
-                self.deletes[op.doc].append(op)
+            if op.kind == DELETE:
+                if op.status == 412:
+                    self.refused_deletes[op.doc].append(op)
+                elif not op.refused:
+                    self.deletes[op.doc].append(op)
             if shows(op) or absent(op):
                 self.observed[op.doc].append(op)
             if op.version is not None:
@@ -148,6 +152,15 @@ class History:
         """Some delete of ``doc`` not refused was sent before ``before``."""
         return any(op.invoked < before for op in self.deletes[doc])
 
+    def refused_delete_overlapping(self, seen: Op) -> Op | None:
+        """A delete of ``seen``'s document answered 412 while ``seen`` was in flight: its
+        tombstone stood on the copies that stored it, below the live leaf that won
+        (docs/consistency.md §2.3), and a quorum of those copies answers 404."""
+        return next(
+            (d for d in self.refused_deletes[seen.doc or ""] if d.invoked < seen.completed and seen.invoked < d.completed),
+            None,
+        )
+
     def lost(self, write: Op, final: Final, stale_by_read: dict[int, list[Op]]) -> Violation | None:
         """``write``'s effect missing from a later version or from the final state; stale
         observations are collected in ``stale_by_read`` (observation index → writes)."""
@@ -161,7 +174,7 @@ class History:
             if self.has(write, version):
                 continue
             if version is None:
-                if not self.maybe_deleted(doc, seen.completed):
+                if not self.maybe_deleted(doc, seen.completed) and not self.refused_delete_overlapping(seen):
                     missing.append(seen)
             elif (write.kind == DELETE and version.rev == write.if_match) or older(version, made, write.if_match):
                 stale_by_read[seen.index].append(write)
@@ -233,7 +246,8 @@ class History:
         """An If-Match write answered 412 (nothing stored) whose token shows up in a version
         observed after its answer, in the final state or in its own ``current``: it took
         effect. Seen only by operations overlapping it, it is reported: its leaf stood on
-        the copies that stored it until the writer withdrew it (docs/consistency.md)."""
+        the copies that stored it until the writer withdrew it (docs/consistency.md). A
+        delete answered 412 seen only by a 404 overlapping it is reported likewise."""
         shown: dict[str, list[Op]] = defaultdict(list)
         for op in self.ops:
             if shows(op) and op.version is not None:
@@ -255,6 +269,16 @@ class History:
             else:
                 seen = where.describe() if where is not None else "the final state"
             found.append(Violation(check, op.doc, f"document {op.doc}: {op.describe()}, yet its token is in {seen}"))
+        for seen in self.ops:
+            refused = self.refused_delete_overlapping(seen) if absent(seen) else None
+            if refused is not None and not self.maybe_deleted(seen.doc or "", seen.completed):
+                found.append(
+                    Violation(
+                        "refused_write_seen_in_flight",
+                        seen.doc,
+                        f"document {seen.doc}: {refused.describe()}, yet {seen.describe()} overlapping it found none",
+                    )
+                )
         return found
 
 

@@ -20,12 +20,7 @@ SECONDS = float(os.environ.get("HISTORY_SECONDS", "45"))
 DOCUMENTS = int(os.environ.get("HISTORY_DOCUMENTS", "20"))  # fewer: more writes race on each
 
 
-# The fault schedule is left out of `make test-cluster` (marker history_faults) until issue 21's
-# last finding is fixed: in CI it once answered one Idempotency-Key with two documents.
-FAULTS = pytest.param("faults", marks=pytest.mark.history_faults)
-
-
-@pytest.mark.parametrize("schedule", ["nofaults", FAULTS])
+@pytest.mark.parametrize("schedule", ["nofaults", "faults"])
 async def test_no_acknowledged_write_is_lost(schedule, tmp_path):
     script = CouchScript(os.environ["COUCHDB_CLUSTER_DIR"])
     outcome = await run_once(schedule, SECONDS, script, tmp_path, seed=1, documents=DOCUMENTS)

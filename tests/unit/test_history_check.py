@@ -181,6 +181,23 @@ def test_a_write_answered_412_seen_only_by_a_read_overlapping_it_is_reported():
     assert counts(check(h.ops, final_of(chain("t1")))) == {"refused_write_took_effect": 1}
 
 
+def test_a_delete_answered_412_seen_only_by_a_404_overlapping_it_is_reported():
+    """A DELETE and a PUT from one revision, both stored below quorum: the delete lost to the
+    live leaf (412), but a quorum read of the copies holding only its tombstone answered 404
+    while it was in flight (a faults run on the cluster)."""
+    h = History()
+    h.create()
+    h.write("2-t1", "1-a", ("t1",))
+    refused = h.add(DELETE, status=412, if_match="2-t1", version=chain("t1", "t2"), took=3.0)
+    h.write("3-t2", "2-t1", ("t1", "t2"), client="c2", at=refused.invoked, quorum="not-met")
+    h.read(None, client="c3", at=refused.invoked + 1.0)
+    h.read(chain("t1", "t2"), client="c3")
+    result = check(h.ops, final_of(chain("t1", "t2")))
+    assert counts(result) == {"refused_write_seen_in_flight": 1} and not result.failed
+    refused.completed = refused.invoked + 0.5  # answered before that read began: its 404 lost the writes
+    assert counts(check(h.ops, final_of(chain("t1", "t2"))))["lost_write"] == 2
+
+
 def test_a_412_whose_current_is_the_write_itself():
     """The undone 202 leaf still the winner where the sidecar read ``current``."""
     h = History()
