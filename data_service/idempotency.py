@@ -32,6 +32,7 @@ from .envelope import timestamp
 KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # an Idempotency-Key: 1-200 visible ASCII characters (the spec's pattern)
 TYPE = "ds:idempotency_v1"
 ID_PREFIX = "ds-idem-"
+SETTLE = 10.0  # seconds after which a claim whose document is missing is taken for a dead claimer's
 
 
 def key_digest(type_name: str, key: str) -> str:
@@ -65,3 +66,9 @@ def is_record(doc: dict) -> bool:
 
 def expired(record: dict, now: dt.datetime) -> bool:
     return str(record.get("expires_at", "")) <= timestamp(now)
+
+
+def settled(record: dict, now: dt.datetime, seconds: float = SETTLE) -> bool:
+    """Claimed long enough ago that its claimer finished or died, and any rival claim
+    stored at the same moment reached every copy (internal replication)."""
+    return str(record.get("created_at", "")) <= timestamp(now - dt.timedelta(seconds=seconds))

@@ -26,6 +26,7 @@ class Change:
     current: Stored | None = None  # the stored document it is made on (a create: None, or a tombstone stub)
     cached: bool = False  # ``current`` came from the read cache, not from CouchDB
     replay: bool = False  # a create whose Idempotency-Key names this document already
+    may_complete: bool = False  # a replay whose document is missing may create it: its claim is settled
     key_provisional: bool = False  # its key's claim was stored below quorum: answered not-met
     answer: Answer | Exception | None = None
 

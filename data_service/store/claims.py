@@ -3,9 +3,10 @@ or a batch of them: one read of the records, one write of the new claims.
 
 A record is verified before anything in it is believed (an edited one is an
 integrity violation, never a reason to create twice). A live, unexpired record turns
-its create into a replay of the document it names: answered as it is, created now if
-its claimer died before storing it, ``idempotency_key_consumed`` if it was deleted
-since. A key claimed by another request at the same moment is followed the same way.
+its create into a replay of the document it names: answered as it is,
+``idempotency_key_consumed`` if it was deleted since, and if it was never stored,
+created now once the claim is settled (``_replay``), else 503 to retry. A key claimed
+by another request at the same moment is followed the same way.
 
 On a cluster (docs/consistency.md §2): records are read from every copy. A claim every copy
 stored (201) is the key's only claim, ever: each copy refuses a second create of the record.
@@ -59,7 +60,7 @@ class Claims:
                     change.answer = exc
                     continue
                 if record is not None and not idempotency.expired(record, dt.datetime.now(dt.UTC)):
-                    self._replay(change, record)
+                    self._replay(change, record, settled=change.may_complete)
                     continue
                 change.docid = await self.ids.take()
                 at = dt.datetime.now(dt.UTC)
@@ -71,6 +72,9 @@ class Claims:
                 if result.rev is None or (result.accepted and not await self._won(claim["_id"], result.rev)):
                     change.docid = None
                     lost.append(change)  # claimed by another request meanwhile: follow its record
+                    # every copy holds its claim or a rival's (it was stored, or refused as a
+                    # conflict): no other claim can appear, so the one it follows is settled
+                    change.may_complete = result.rev is not None or result.error == "conflict"
                 elif result.accepted:  # a copy that did not store it may hold another claim (a partition)
                     change.key_provisional = True
             changes = lost
@@ -88,11 +92,16 @@ class Claims:
         return max(live, key=rev_key, default=rev) == rev
 
     @staticmethod
-    def _replay(change: Change, record: Stored) -> None:
+    def _replay(change: Change, record: Stored, settled: bool) -> None:
+        """Answer with the document ``record`` names. If it is missing, create it only when
+        the claim is settled: this request's own claim lost to it (every copy holds one of
+        the two, so no other can appear), or it is older than ``SETTLE``. A younger one may
+        still lose to a rival on a copy this read did not see, whose claimer creates too."""
         if record["body"] != idempotency.body_digest(change.values):
             change.answer = IdempotencyMismatch(change.key)
         else:
             change.docid, change.replay = record["doc_id"], True
+            change.may_complete = settled or idempotency.settled(record, dt.datetime.now(dt.UTC))
 
     async def expire(self, page: int = 500) -> int:
         """Remove expired records with signed tombstones (the background sweep); how many."""

@@ -112,6 +112,8 @@ class Writes:
                     change.answer = exc
             elif found.tombstone is not None:
                 change.answer = IdempotencyKeyConsumed(change.key)
+            elif not change.may_complete:  # its claimer is at work, or lost to a rival: retry
+                change.answer = RetriesExhausted(change.key)
 
     def _check(self, model: ModelType, change: Change, keys: set[str], ids: set[str]) -> None:
         """The batch (one write per document, one create per key), the values, then the

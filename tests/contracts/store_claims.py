@@ -17,7 +17,7 @@ from contracts.store_setup import NOTE, USER, StoreSetup, new_store
 from data_service import idempotency
 from data_service.envelope import Removed
 from data_service.protection import IntegrityViolation
-from data_service.store import ANY_REVISION, IdempotencyKeyConsumed, IdempotencyMismatch
+from data_service.store import ANY_REVISION, IdempotencyKeyConsumed, IdempotencyMismatch, RetriesExhausted
 
 
 async def documents(db) -> list[dict]:
@@ -49,12 +49,18 @@ class StoreClaimsContract(StoreSetup):
         assert len(await documents(db)) == 2
 
     async def test_racing_requests_with_one_key_create_one_document(self, store, db, ring):
+        """One creates; the others answer its document, or — those that found the claim
+        before its document existed — 503 to retry (``SETTLE``): never a second document."""
         sidecars = [store, new_store(db, ring, "w-second")]
-        answers = await asyncio.gather(
-            *(sidecars[i % 2].create(NOTE, {"title": "raced"}, idempotency_key="race-1") for i in range(10))
+        outcomes = await asyncio.gather(
+            *(sidecars[i % 2].create(NOTE, {"title": "raced"}, idempotency_key="race-1") for i in range(10)),
+            return_exceptions=True,
         )
-        assert len({answer.id for answer in answers}) == 1
-        assert sorted(answer.created for answer in answers) == [False] * 9 + [True]
+        answers = [outcome for outcome in outcomes if not isinstance(outcome, RetriesExhausted)]
+        assert len({answer.id for answer in answers}) == 1, outcomes
+        assert sorted(answer.created for answer in answers) == [False] * (len(answers) - 1) + [True]
+        again = await store.create(NOTE, {"title": "raced"}, idempotency_key="race-1")
+        assert (again.id, again.created) == (answers[0].id, False)
         assert [doc["title"] for doc in await documents(db)] == ["raced"]
 
     async def test_a_key_whose_document_was_deleted_is_consumed(self, store, db):
@@ -105,10 +111,16 @@ class StoreClaimsContract(StoreSetup):
         assert len(await documents(db)) == 2
 
     async def test_a_claim_whose_document_was_never_stored_is_completed(self, store, db, other):
-        """The claimer died between storing its claim and its document: the replay creates
-        the document the record names (once)."""
-        claim = other.claim(NOTE, "k-died", "never-stored", {"title": "t"}, dt.datetime.now(dt.UTC), 60.0, None)
-        await db.put(claim)
+        """The claimer died between storing its claim and its document: once the claim is
+        settled the replay creates the document the record names (once). Before, its claimer
+        may be at work, or its claim may lose to a rival on a copy not read: retry (503)."""
+        now = dt.datetime.now(dt.UTC)
+        await db.put(other.claim(NOTE, "k-at-work", "not-yet", {"title": "t"}, now, 60.0, None))
+        with pytest.raises(RetriesExhausted):
+            await store.create(NOTE, {"title": "t"}, idempotency_key="k-at-work")
+        assert await documents(db) == []
+        settled = now - dt.timedelta(seconds=idempotency.SETTLE + 1)
+        await db.put(other.claim(NOTE, "k-died", "never-stored", {"title": "t"}, settled, 60.0, None))
         answer = await store.create(NOTE, {"title": "t"}, idempotency_key="k-died")
         assert answer.id == "never-stored" and answer.created
         assert not (await store.create(NOTE, {"title": "t"}, idempotency_key="k-died")).created

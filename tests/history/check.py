@@ -156,10 +156,8 @@ class History:
         """A delete of ``seen``'s document answered 412 while ``seen`` was in flight: its
         tombstone stood on the copies that stored it, below the live leaf that won
         (docs/consistency.md §2.3), and a quorum of those copies answers 404."""
-        return next(
-            (d for d in self.refused_deletes[seen.doc or ""] if d.invoked < seen.completed and seen.invoked < d.completed),
-            None,
-        )
+        refused = self.refused_deletes[seen.doc or ""]
+        return next((d for d in refused if d.invoked < seen.completed and seen.invoked < d.completed), None)
 
     def lost(self, write: Op, final: Final, stale_by_read: dict[int, list[Op]]) -> Violation | None:
         """``write``'s effect missing from a later version or from the final state; stale
