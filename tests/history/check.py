@@ -332,15 +332,16 @@ def bad_5xx(ops: Sequence[Op]) -> list[Violation]:
 
 def keys_created_twice(ops: Sequence[Op], final: Final) -> list[Violation]:
     """One Idempotency-Key, more than one document: in the answers, or in the final state.
-    A failure when a create of the key was answered met (its claim is on every copy, so no
-    other can exist); reported apart when every one was ``not-met`` (a claim stored below
-    quorum may have a rival on a copy it could not reach: docs/consistency.md §2)."""
+    A failure when a create of the key was answered 201 without ``not-met`` (its claim is on
+    every copy, so no other can exist); reported apart otherwise (a claim stored below
+    quorum may have a rival on a copy it could not reach: docs/consistency.md §2; a replay's
+    200 repeats what a create decided)."""
     ids: dict[str, set[str]] = defaultdict(set)
     met: set[str] = set()
     for op in ops:
         if op.kind == CREATE and op.key and op.acknowledged and op.doc:
             ids[op.key].add(op.doc)
-            if not op.not_met:
+            if op.status == 201 and not op.not_met:
                 met.add(op.key)
     for doc, key in final.keys.items():
         ids[key].add(doc)

@@ -264,6 +264,7 @@ def test_a_key_with_two_documents_and_no_met_create_is_reported_apart():
     h = History()
     h.create("d1", key="k", quorum="not-met")
     h.create("d2", key="k", quorum="not-met", sidecar="B")
+    h.add(CREATE, "d1", status=200, key="k", version=Version("1-a"))  # a replay repeats a create's decision
     both = Final(docs={"d1": Version("1-a"), "d2": Version("1-a")}, keys={"d1": "k", "d2": "k"})
     assert counts(check(h.ops, both)) == {"not_met_key_twice": 1}
     h.create("d1", key="k")  # a met answer for the key: its claim is on every copy, so no other may exist
