@@ -260,5 +260,6 @@ class Writes:
             return Answer(m.doc["_id"], rev, etags.etag(rev), below_quorum=provisional, deleted=True)
         body = orjson.dumps(m.shown)
         answer = Answer(m.doc["_id"], rev, etags.etag(rev), body, change.op is Op.CREATE, provisional)
-        self.remember(model, {**m.doc, "_rev": rev}, answer, ticket, own_writes=1)
+        if not provisional:  # a leaf below quorum may lose the policy to a racing one: a read decides
+            self.remember(model, {**m.doc, "_rev": rev}, answer, ticket, own_writes=1)
         return answer

@@ -17,6 +17,7 @@ import pytest
 from support import SAMPLE_MODELS
 
 from data_service import idempotency
+from data_service.cache import Cache
 from data_service.couchdb import IdPool
 from data_service.couchdb.memory import Fault, MemoryServer, matching, memory_couch
 from data_service.envelope import Removed
@@ -248,3 +249,22 @@ async def test_a_keyed_create_whose_claim_is_below_quorum_is_answered_not_met(st
     answer = await store.create(NOTE, {"title": "t"}, idempotency_key="partitioned")
     assert answer.created and answer.below_quorum
     assert not (await store.create(NOTE, {"title": "u"})).below_quorum  # a create without a key: 201
+
+
+async def test_a_provisional_write_is_not_cached(server, keys):
+    """A faults history run: a write that lost the policy to a racing branch, whose
+    withdrawal did not reach every copy, stands provisionally (not-met). Its result is
+    not what a read would show (the policy's winner), so the cache does not keep it: the
+    writer's sidecar had served it from memory after the other branch's acknowledged writes."""
+    async with memory_couch(server) as couch:
+        await couch.database("db").create()
+        cache = Cache(1 << 20)
+        cache.resume()  # as a live feed keeps it
+        store = DocumentStore(couch.database("db"), IdPool(couch), keys, cache=cache)
+        parent = await created(store)
+        race(store, parent, "theirs", FUTURE)
+        store.db.couch.transport.inject(Fault(WRITES, status=202, times=2))  # the withdrawal: below quorum too
+        answer = await store.replace(NOTE, parent["_id"], {"title": "mine"}, frozenset({parent["_rev"]}))
+        assert answer.below_quorum and orjson.loads(answer.body)["title"] == "mine"
+        assert cache.peek(parent["_id"], "note") is None
+        assert (await store.read(NOTE, parent["_id"]))["title"] == "theirs"
