@@ -10,7 +10,14 @@ records; ``reconciler``/``sweeper``: conflicts and tombstones above the winner;
 
 from .change import ANY_REVISION, Change
 from .documents import DocumentStore
-from .errors import DocumentNotFound, IdempotencyKeyConsumed, IdempotencyMismatch, RetriesExhausted, StaleRevision
+from .errors import (
+    DocumentNotFound,
+    IdempotencyKeyConsumed,
+    IdempotencyMismatch,
+    KeyInProgress,
+    RetriesExhausted,
+    StaleRevision,
+)
 from .results import Answer, Page, Stats
 
 __all__ = [
@@ -21,6 +28,7 @@ __all__ = [
     "DocumentStore",
     "IdempotencyKeyConsumed",
     "IdempotencyMismatch",
+    "KeyInProgress",
     "Page",
     "RetriesExhausted",
     "StaleRevision",

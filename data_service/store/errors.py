@@ -42,6 +42,15 @@ class RetriesExhausted(ServiceError):
     code = Code.CONFLICT_RETRIES_EXHAUSTED
 
 
+class KeyInProgress(RetriesExhausted):
+    """A create whose Idempotency-Key names a document another request is still creating
+    (or whose claim may yet lose): retried, it is answered with that document."""
+
+    @property
+    def detail(self) -> str:
+        return "Another request with this Idempotency-Key is creating its document; try again"
+
+
 class IdempotencyMismatch(ServiceError):
     """An Idempotency-Key was reused with a different body."""
 

@@ -42,7 +42,14 @@ from ..retry import RetryPolicy, attempts
 from ..vocabulary import Representation, Stored
 from .change import ANY_REVISION, Change
 from .claims import Claims
-from .errors import DocumentNotFound, IdempotencyKeyConsumed, PreconditionRequired, RetriesExhausted, StaleRevision
+from .errors import (
+    DocumentNotFound,
+    IdempotencyKeyConsumed,
+    KeyInProgress,
+    PreconditionRequired,
+    RetriesExhausted,
+    StaleRevision,
+)
 from .hashing import Hasher
 from .locks import DocLocks
 from .races import Races
@@ -98,8 +105,8 @@ class Writes:
 
     async def _replays(self, model: ModelType, changes: list[Change]) -> None:
         """Creates whose key names a document already: answered with it (``created``
-        False), ``idempotency_key_consumed`` when it was deleted since; one its claimer
-        never stored is created now."""
+        False), ``idempotency_key_consumed`` when it was deleted since; one not stored yet
+        is created now if its claim is settled (``Claims._replay``), else ``KeyInProgress``."""
         held = await self.reads.many(c.docid or "" for c in changes) if changes else {}
         for change in changes:
             found = held[change.docid or ""]
@@ -113,7 +120,7 @@ class Writes:
             elif found.tombstone is not None:
                 change.answer = IdempotencyKeyConsumed(change.key)
             elif not change.may_complete:  # its claimer is at work, or lost to a rival: retry
-                change.answer = RetriesExhausted(change.key)
+                change.answer = KeyInProgress(change.key)
 
     def _check(self, model: ModelType, change: Change, keys: set[str], ids: set[str]) -> None:
         """The batch (one write per document, one create per key), the values, then the

@@ -17,7 +17,7 @@ from contracts.store_setup import NOTE, USER, StoreSetup, new_store
 from data_service import idempotency
 from data_service.envelope import Removed
 from data_service.protection import IntegrityViolation
-from data_service.store import ANY_REVISION, IdempotencyKeyConsumed, IdempotencyMismatch, RetriesExhausted
+from data_service.store import ANY_REVISION, IdempotencyKeyConsumed, IdempotencyMismatch, KeyInProgress
 
 
 async def documents(db) -> list[dict]:
@@ -56,7 +56,7 @@ class StoreClaimsContract(StoreSetup):
             *(sidecars[i % 2].create(NOTE, {"title": "raced"}, idempotency_key="race-1") for i in range(10)),
             return_exceptions=True,
         )
-        answers = [outcome for outcome in outcomes if not isinstance(outcome, RetriesExhausted)]
+        answers = [outcome for outcome in outcomes if not isinstance(outcome, KeyInProgress)]
         assert len({answer.id for answer in answers}) == 1, outcomes
         assert sorted(answer.created for answer in answers) == [False] * (len(answers) - 1) + [True]
         again = await store.create(NOTE, {"title": "raced"}, idempotency_key="race-1")
@@ -116,7 +116,7 @@ class StoreClaimsContract(StoreSetup):
         may be at work, or its claim may lose to a rival on a copy not read: retry (503)."""
         now = dt.datetime.now(dt.UTC)
         await db.put(other.claim(NOTE, "k-at-work", "not-yet", {"title": "t"}, now, 60.0, None))
-        with pytest.raises(RetriesExhausted):
+        with pytest.raises(KeyInProgress):
             await store.create(NOTE, {"title": "t"}, idempotency_key="k-at-work")
         assert await documents(db) == []
         settled = now - dt.timedelta(seconds=idempotency.SETTLE + 1)

@@ -6,6 +6,7 @@ contract's (tests/contracts/store_claims.py)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from dataclasses import replace
 
 from support import install_design_docs, running_app
@@ -66,3 +67,18 @@ async def test_expired_keys_are_forgotten_and_their_records_swept(config, db, ht
         [record] = await records(db)
         assert record["_rev"].startswith("4-") and record["sig"]["gen"] == 4
         assert await post() == 200
+
+
+async def test_a_replay_of_a_key_still_being_created_is_told_to_retry(config, db, http):
+    """A claim whose document does not exist yet: its claimer may be at work (or its claim
+    may yet lose to a rival on another copy), so the replay creates nothing and answers 503."""
+    await install_design_docs(db)
+    async with running_app(config) as (base, ctx):
+        model = ctx.models.get("note")
+        now = dt.datetime.now(dt.UTC)
+        await db.put(ctx.store.lifecycle.claim(model, "at-work", "not-yet-created", {"title": "t"}, now, 60.0, None))
+        async with http.post(f"{base}/v1/note", json={"title": "t"}, headers=keyed("at-work")) as resp:
+            body = await resp.json()
+            assert (resp.status, body["code"]) == (503, "conflict_retries_exhausted")
+            assert resp.headers["Retry-After"] and "Idempotency-Key" in body["detail"]
+        assert await stored_docs(db) == []
