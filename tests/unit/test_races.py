@@ -252,10 +252,11 @@ async def test_a_keyed_create_whose_claim_is_below_quorum_is_answered_not_met(st
 
 
 async def test_a_provisional_write_is_not_cached(server, keys):
-    """A faults history run: a write that lost the policy to a racing branch, whose
-    withdrawal did not reach every copy, stands provisionally (not-met). Its result is
-    not what a read would show (the policy's winner), so the cache does not keep it: the
-    writer's sidecar had served it from memory after the other branch's acknowledged writes."""
+    """A write stored below quorum beside a racing leaf stands provisionally (not-met) —
+    here it even lost the policy, and its withdrawal did not reach every copy. What a read
+    shows is the policy's decision, so the cache does not keep the write's result: in a
+    faults history run a sidecar served such a leaf from memory 2 s after the racing
+    branch's acknowledged writes."""
     async with memory_couch(server) as couch:
         await couch.database("db").create()
         cache = Cache(1 << 20)
