@@ -68,7 +68,7 @@ def expired(record: dict, now: dt.datetime) -> bool:
     return str(record.get("expires_at", "")) <= timestamp(now)
 
 
-def settled(record: dict, now: dt.datetime, seconds: float = SETTLE) -> bool:
+def settled(record: dict, now: dt.datetime) -> bool:
     """Claimed long enough ago that its claimer finished or died, and any rival claim
     stored at the same moment reached every copy (internal replication)."""
-    return str(record.get("created_at", "")) <= timestamp(now - dt.timedelta(seconds=seconds))
+    return str(record.get("created_at", "")) <= timestamp(now - dt.timedelta(seconds=SETTLE))

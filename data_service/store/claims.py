@@ -60,7 +60,7 @@ class Claims:
                     change.answer = exc
                     continue
                 if record is not None and not idempotency.expired(record, dt.datetime.now(dt.UTC)):
-                    self._replay(change, record, settled=change.may_complete)
+                    self._replay(change, record)
                     continue
                 change.docid = await self.ids.take()
                 at = dt.datetime.now(dt.UTC)
@@ -92,7 +92,7 @@ class Claims:
         return max(live, key=rev_key, default=rev) == rev
 
     @staticmethod
-    def _replay(change: Change, record: Stored, settled: bool) -> None:
+    def _replay(change: Change, record: Stored) -> None:
         """Answer with the document ``record`` names. If it is missing, create it only when
         the claim is settled: this request's own claim lost to it (every copy holds one of
         the two, so no other can appear), or it is older than ``SETTLE``. A younger one may
@@ -101,7 +101,7 @@ class Claims:
             change.answer = IdempotencyMismatch(change.key)
         else:
             change.docid, change.replay = record["doc_id"], True
-            change.may_complete = settled or idempotency.settled(record, dt.datetime.now(dt.UTC))
+            change.may_complete = change.may_complete or idempotency.settled(record, dt.datetime.now(dt.UTC))
 
     async def expire(self, page: int = 500) -> int:
         """Remove expired records with signed tombstones (the background sweep); how many."""

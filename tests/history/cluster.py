@@ -203,7 +203,8 @@ class Bed:
         """Both sidecars answer what node 1 holds now: read again, since a request a client
         gave up on may still be at work in a sidecar (a write held up by CouchDB for its
         request timeout landed after the nodes had agreed, in a CI run)."""
-        if not await self._settled(final):
+        settled = await self._settled(final)  # a node's disagreement is reported on its own
+        if "node 1" not in final.nodes:  # no node answered yet
             return False
         reference = final.nodes["node 1"]
         async with aiohttp.ClientSession() as session:
@@ -211,7 +212,7 @@ class Bed:
                 final.sidecars[sidecar.name] = seen = {}
                 for doc in sorted(ids | set(final.docs)):
                     seen[doc] = await shown_rev(session, f"{sidecar.base}/v1/ledger/{doc}")
-        return all({d: r for d, r in seen.items() if r} == reference for seen in final.sidecars.values())
+        return settled and all({d: r for d, r in seen.items() if r} == reference for seen in final.sidecars.values())
 
 
 async def shown_rev(session: aiohttp.ClientSession, url: str) -> str | None:
