@@ -56,7 +56,9 @@ FOREIGN_FLAGS = {
     "--cap-drop": "podman run",
     "--change": "duplicates",
     "--clients": "python -m history (tests/history)",
+    "--concurrency": "bench",
     "--couchdb-script": "bench",
+    "--couchdb-url": "bench",
     "--dir": "the shared CouchDB test script",
     "--examples": "python -m history (tests/history)",
     "--fill-cache": "bench",
@@ -84,6 +86,7 @@ FOREIGN_FLAGS = {
     "--token": "examples/node/notes.mjs",
     "--token-file": "examples/node/notes.mjs",
     "--wipe": "the shared CouchDB test script",
+    "--workloads": "bench",
 }
 # flags a page names because data-service does not have them
 ABSENT_FLAGS = {
