@@ -96,7 +96,8 @@ async def quiet(couch, db):
 
 @pytest.fixture
 async def recording(couchdb_url):
-    """The requests of a client; ``warmer(db)``: a warmer that sends through it."""
+    """A client's recorded requests, and a function that makes a warmer of a database sending
+    through that client."""
     recorder = Recorder()
     async with CouchDB(couchdb_url, hooks=recorder) as client:
         yield recorder, lambda database: Warmer(client.database(database.name), VIEWS)
