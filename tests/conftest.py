@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support import ROOT, devcouch, running_sidecar, spec_api, unique_name
+from support import ROOT, database_with, devcouch, running_sidecar, spec_api
 from transports import KINDS, Kind
 
 from data_service.config import Config
@@ -81,11 +81,12 @@ async def couch(couchdb_url):
 
 
 @pytest.fixture
-async def db(couch):
-    database = couch.database(unique_name())
-    await database.create()
-    yield database
-    await database.drop(missing_ok=True)
+async def db(couch, request):
+    """A new database, dropped afterwards; for a test marked ``one_copy``, with one copy per
+    shard range (``support.single_copy_database``)."""
+    options = {"n": 1} if request.node.get_closest_marker("one_copy") else {}
+    async with database_with(couch, **options) as database:
+        yield database
 
 
 @pytest.fixture(scope="session")

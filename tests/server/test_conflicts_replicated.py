@@ -14,7 +14,7 @@ import uuid
 import devcouch_pair
 import orjson
 import pytest
-from support import install_design_docs, run_command, running_app, single_copy_database, unique_name
+from support import install_design_docs, run_command, running_app, unique_name
 from support.conflicts import CART, MODELS, MODELS_PATH, PROFILE, at, edit, fork, make
 
 from data_service import envelope, query
@@ -29,18 +29,14 @@ from data_service.store import DocumentStore, Stats
 from data_service.store.reconciler import Reconciler, Status
 from data_service.store.sweeper import run_sweeper, sweep
 
+# merge semantics, not replica lag: a view or a read right after a write on a replicated
+# cluster database may miss it
+pytestmark = pytest.mark.one_copy
+
 
 async def install_views(db) -> None:
     """The views of the test models; not the guard (see ``install_design_docs``)."""
     await install_design_docs(db, MODELS_PATH, guard=False)
-
-
-@pytest.fixture
-async def db(couch):
-    """Merge semantics, not replica lag: a view or a read right after a write on a replicated
-    cluster database may miss it (see ``support.single_copy_database``)."""
-    async with single_copy_database(couch) as database:
-        yield database
 
 
 @pytest.fixture

@@ -8,17 +8,12 @@ from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
-from support import install_design_docs, running_sidecar, single_copy_database, spec_api
+from support import install_design_docs, running_sidecar, spec_api
 from support.documents import ALICE, EVENTS
 
 from data_service.keys import KeysDir
 
-
-@pytest.fixture
-async def db(couch):
-    """Query semantics, not replica lag: see ``support.single_copy_database``."""
-    async with single_copy_database(couch) as database:
-        yield database
+pytestmark = pytest.mark.one_copy  # query semantics, not replica lag
 
 
 @pytest.fixture

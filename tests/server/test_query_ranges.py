@@ -9,17 +9,12 @@ from dataclasses import replace
 
 import pytest
 from openapi_check import SpecChecker
-from support import ROOT, Api, install_design_docs, running_app, single_copy_database
+from support import ROOT, Api, install_design_docs, running_app
+
+pytestmark = pytest.mark.one_copy  # query semantics, not replica lag
 
 MODELS = ROOT / "tests" / "query_models.yaml"
 COUNT = 1000
-
-
-@pytest.fixture
-async def db(couch):
-    """Query semantics, not replica lag: see ``support.single_copy_database``."""
-    async with single_copy_database(couch) as database:
-        yield database
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ index is brought up to date, one request at a time, and only when the database c
 An index is current when a query that must not update it (``stale=ok``) already sees
 every document.
 
-The tests that count an index's rows use a database with one copy per shard range. A
-pass's query is answered per range by the first copy whose index is current; CouchDB may
-stop the other copies' requests before they start building, and a ``stale=ok`` query reads
-one fixed copy per range, which may be one of those (the background indexer is left out
-here, so nothing else builds it). Which copies a replicated database builds is CouchDB's
+The tests that count an index's rows are marked ``one_copy``: their database has one copy
+per shard range. A pass's query is answered per range by the first copy whose index is
+current; CouchDB may stop the other copies' requests before they start building, and a
+``stale=ok`` query reads one fixed copy per range, which may be one of those (the background
+indexer is left out here, so nothing else builds it). Which copies a replicated database builds is CouchDB's
 fan-out, not the warmer's; that a caller's query finds a current copy is the same either way."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from support import SAMPLE_MODELS, install_design_docs, serving, single_copy_database, unique_name, until
+from support import SAMPLE_MODELS, install_design_docs, serving, until
 
 from data_service.couchdb import CouchDB, Hooks
 from data_service.couchdb.client import Attempt
@@ -64,22 +64,6 @@ async def holds(db, rows: int) -> bool:
 
 
 @pytest.fixture
-async def db(couch):
-    """One copy per shard range (see the module's docstring); ``config`` serves it too."""
-    async with single_copy_database(couch) as database:
-        yield database
-
-
-@pytest.fixture
-async def replicated(couch):
-    """A database with the server's default number of copies (3 on the test cluster)."""
-    database = couch.database(unique_name())
-    await database.create()
-    yield database
-    await database.drop(missing_ok=True)
-
-
-@pytest.fixture
 async def quiet(couch, db):
     """CouchDB's own background indexer (ken) left out of ``db`` on every node, so an index
     is built only by the queries the test makes (the dev server has none)."""
@@ -108,6 +92,7 @@ def a_pass(db) -> list[str]:
     return [f"GET /{db.name}"] + [f"GET /{db.name}/_design/{name}/_view/{VIEW}" for name in VIEWS]
 
 
+@pytest.mark.one_copy
 async def test_a_pass_brings_every_index_up_to_date_one_request_at_a_time(db, quiet, recording):
     recorder, warmer_for = recording
     warmer = warmer_for(db)
@@ -121,11 +106,11 @@ async def test_a_pass_brings_every_index_up_to_date_one_request_at_a_time(db, qu
     assert await holds(db, 30)
 
 
-async def test_no_pass_until_the_database_changes(replicated, recording):
+async def test_no_pass_until_the_database_changes(db, recording):
     recorder, warmer_for = recording
-    warmer = warmer_for(replicated)
-    await install_design_docs(replicated, guard=False)
-    await notes(replicated, 3)
+    warmer = warmer_for(db)
+    await install_design_docs(db, guard=False)
+    await notes(db, 3)
     assert await warmer.warm()
 
     async def quiet_pass():
@@ -136,14 +121,15 @@ async def test_no_pass_until_the_database_changes(replicated, recording):
     # after it: that copy's changes bring one more pass. An unchanged cluster's update_seq
     # differs from one answer to the next, so a warmer comparing them would never rest
     await until(quiet_pass, "a pass that finds nothing changed")
-    assert recorder.sent == [f"GET /{replicated.name}/_changes"]  # a change since the last pass? nothing else
+    assert recorder.sent == [f"GET /{db.name}/_changes"]  # a change since the last pass? nothing else
 
-    await notes(replicated, 2)
+    await notes(db, 2)
     # on a cluster the copies the last pass's update_seq names may get the notes a moment later
     await until(warmer.warm, "a pass once the database changed")
-    assert recorder.sent[-len(a_pass(replicated)) - 1 :] == [f"GET /{replicated.name}/_changes", *a_pass(replicated)]
+    assert recorder.sent[-len(a_pass(db)) - 1 :] == [f"GET /{db.name}/_changes", *a_pass(db)]
 
 
+@pytest.mark.one_copy
 async def test_serve_keeps_the_indexes_warm_after_writes_through_it(config, db, quiet, tmp_path, http):
     await install_design_docs(db)
     async with serving(config, tmp_path, "--warm-interval=0.2") as served:
