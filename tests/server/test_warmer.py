@@ -103,7 +103,7 @@ async def test_a_pass_brings_every_index_up_to_date_one_request_at_a_time(db, qu
     assert await warmer.warm()
     assert recorder.sent == a_pass(db)
     assert recorder.most_in_flight == 1
-    assert await holds(db, 30)
+    await until(lambda: holds(db, 30), "the listing index holds the 30 notes")
 
 
 async def test_no_pass_until_the_database_changes(db, recording):
