@@ -65,17 +65,22 @@ async def holds(db, rows: int) -> bool:
 
 @pytest.fixture
 async def quiet(couch, db):
-    """CouchDB's own background indexer (ken) left out of ``db`` on every node, so an index
-    is built only by the queries the test makes (the dev server has none)."""
+    """CouchDB's own background indexer (ken) left out of ``db``'s shards on every node, so an
+    index is built only by the queries the test makes (the dev server has none). Ken asks
+    ``ken.ignore`` about each shard's own name (``shards/<range>/<db>.<suffix>``), never the
+    database's."""
     if (await couch.server_info()).kind != "couchdb":
         yield
         return
-    nodes = (await couch.membership())["all_nodes"]
-    for node in nodes:
-        await couch.json("PUT", path("_node", node, "_config", "ken.ignore", db.name), json="true")
+    ignored = []
+    for node in (await couch.membership())["all_nodes"]:
+        for name in await couch.json("GET", path("_node", node, "_all_dbs")):
+            if name.startswith("shards/") and name.rpartition(".")[0].endswith(f"/{db.name}"):
+                ignored.append(path("_node", node, "_config", "ken.ignore", name))
+                await couch.json("PUT", ignored[-1], json="true")
     yield
-    for node in nodes:
-        await couch.json("DELETE", path("_node", node, "_config", "ken.ignore", db.name))
+    for key in ignored:
+        await couch.json("DELETE", key)
 
 
 @pytest.fixture
